@@ -1,0 +1,1 @@
+"""Data model shared by every stage: label sets, label matchers, sample values."""
