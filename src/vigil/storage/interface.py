@@ -23,6 +23,10 @@ class StorageError(Exception):
     """The store could not do what was asked (disk trouble, corrupt file); callers may retry."""
 
 
+class StaleRefError(StorageError):
+    """An append used a series ref whose series was deleted; resolve its labels again."""
+
+
 @dataclass(frozen=True)
 class AppendResult:
     """What an append kept: `accepted` samples are durable; `rejected` counts samples by reason."""

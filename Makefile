@@ -1,0 +1,43 @@
+# Vigil: `make run` starts everything on this host; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint peers bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/vigil up
+
+# Debian peers the tests run against; installed only when missing (root on the CI machine).
+PEERS := prometheus:prometheus victoria-metrics:victoria-metrics
+peers:
+	@missing=""; for p in $(PEERS); do bin=$${p%%:*}; pkg=$${p##*:}; \
+	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null \
+	    || echo "warning: could not install$$missing; tests needing them will be skipped"; \
+	fi
+
+test: $(STAMP) peers
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
+
+bench: $(STAMP) peers
+	$(BIN)/python -m bench.ingest
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,7 @@
+"""`python -m vigil` is the `vigil` command."""
+
+import sys
+
+from vigil.cmd.main import main
+
+sys.exit(main())

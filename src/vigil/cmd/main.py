@@ -1,0 +1,83 @@
+"""`vigil`: the one command-line entry point (`up`, `server`, `config check`, `--version`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vigil import __version__
+from vigil.config import Config, ConfigError, load_config
+from vigil.storage.interface import StorageError
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+def _add_server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", type=Path, help="path to vigil.yml (default: ./vigil.yml if present)")
+    p.add_argument("--data-dir", help="data directory (storage.path)")
+    p.add_argument("--listen", help="address to listen on, host:port (server.listen)")
+    p.add_argument("--retention", help="how long to keep data, e.g. 15d (storage.retention)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback --listen without auth tokens",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vigil", description="Metric-driven security monitoring.")
+    p.add_argument("--version", action="version", version=f"vigil {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run everything on this host (server with embedded storage)")
+    _add_server_flags(up)
+    server = sub.add_parser("server", help="run the server: ingest, storage, HTTP API")
+    _add_server_flags(server)
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a configuration file and exit")
+    check.add_argument("file", nargs="?", type=Path, help="file to check (default: ./vigil.yml)")
+    check.add_argument("--config", "-c", type=Path, dest="config_flag", help=argparse.SUPPRESS)
+    return p
+
+
+def _load(path: Path | None) -> Config:
+    if path is None and Path("vigil.yml").exists():
+        path = Path("vigil.yml")
+    return load_config(path)
+
+
+def _server_config(args: argparse.Namespace) -> Config:
+    return _load(args.config).with_overrides(
+        listen=args.listen, data_dir=args.data_dir, retention=args.retention, insecure=args.insecure
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "config":
+            path = args.file or args.config_flag or Path("vigil.yml")
+            load_config(path)
+            print(f"{path}: OK")
+            return 0
+        cfg = _server_config(args)
+        from vigil.cmd.server import run_server, setup_logging  # heavy imports only when serving
+
+        setup_logging(args.log_level)
+        return run_server(cfg)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except StorageError as exc:
+        print(f"vigil: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Builds a server from a Config (store, ingester, HTTP app) and runs it with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
+from starlette.applications import Starlette
+
+from vigil import __version__
+from vigil.config import Config, check_exposure, parse_listen
+from vigil.ingest.ingester import Ingester, IngestMetrics
+from vigil.ingest.validate import Limits
+from vigil.tsdb.db import DB, Options
+from vigil.web.app import create_app
+from vigil.web.auth import TokenAuth
+
+log = logging.getLogger("vigil")
+
+
+def open_db(cfg: Config, registry: CollectorRegistry | None) -> DB:
+    st = cfg.storage
+    opts = Options(
+        retention_ms=st.retention,
+        out_of_order_window_ms=st.out_of_order_window,
+        head_flush_span_ms=st.head_flush_interval,
+        wal_segment_size=st.wal_segment_size,
+    )
+    return DB(st.path, opts, registry=registry)
+
+
+def build_app(cfg: Config, db: DB, registry: CollectorRegistry) -> Starlette:
+    lim = cfg.limits
+    ingester = Ingester(
+        db,
+        Limits(lim.max_label_names_per_series, lim.max_label_name_length, lim.max_label_value_length),
+        IngestMetrics(registry),
+    )
+    auth = TokenAuth(cfg.server.auth.write_tokens, cfg.server.auth.read_tokens)
+    return create_app(db, ingester, auth, registry, limits=lim.model_dump(), on_shutdown=db.close)
+
+
+def new_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    Gauge("vigil_build_info", "Vigil version running (always 1).", ["version"], registry=registry).labels(
+        __version__
+    ).set(1)
+    return registry
+
+
+def run_server(cfg: Config) -> int:
+    """Run until SIGINT/SIGTERM. Raises ConfigError / StorageError before listening if something is wrong."""
+    check_exposure(cfg)
+    registry = new_registry()
+    db = open_db(cfg, registry)
+    host, port = parse_listen(cfg.server.listen)
+    app = build_app(cfg, db, registry)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    log.info("Vigil %s listening on http://%s, data in %s", __version__, cfg.server.listen, cfg.storage.path)
+    try:
+        server.run()
+    finally:
+        db.close()
+    return 0 if server.started else 1
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

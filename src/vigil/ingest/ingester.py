@@ -1,0 +1,134 @@
+"""The ingester: decoded remote-write and text payloads -> series refs -> one columnar append.
+
+Series are resolved through a cache keyed by the raw bytes of each series' labels on the wire, so
+a known series costs one dict lookup; only unseen series are parsed and validated. A request is
+validated completely before anything is appended, so a rejected request stores nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter
+
+from vigil.ingest.validate import InvalidSeries, Limits, validate_labels
+from vigil.model.labels import Labels
+from vigil.model.textparse import ParsedText
+from vigil.prompb.codec import DecodedWrite, DecodeError, parse_label_key
+from vigil.storage.interface import AppendResult, StaleRefError, Storage, StorageError
+
+_CACHE_MAX = 4_000_000  # entries; past this the cache starts over rather than grow without bound
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    rejected: dict[str, int]
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.rejected)
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.samples = Counter(
+            "vigil_ingest_samples_total", "Samples stored, by protocol.", ["protocol"], registry=registry
+        )
+        self.series_created = Counter(
+            "vigil_ingest_series_created_total",
+            "Series seen for the first time by this server process.",
+            registry=registry,
+        )
+        self.samples_rejected = Counter(
+            "vigil_ingest_samples_rejected_total",
+            "Samples not stored although their request was valid, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.requests_rejected = Counter(
+            "vigil_ingest_requests_rejected_total",
+            "Write requests refused as a whole, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+
+
+class Ingester:
+    def __init__(self, storage: Storage, limits: Limits, metrics: IngestMetrics) -> None:
+        self._storage = storage
+        self._limits = limits
+        self._metrics = metrics
+        self._cache: dict[bytes, int] = {}
+        self._generation = storage.series_generation
+        self._create_lock = threading.Lock()
+
+    def write_remote(self, decoded: DecodedWrite) -> IngestResult:
+        """Store a decoded remote-write request. Raises InvalidSeries (nothing stored) or StorageError."""
+        for _attempt in range(2):
+            refs = self._resolve_keys(decoded.label_keys)
+            try:
+                result = self._append(refs[decoded.sample_series], decoded.timestamps, decoded.values)
+                break
+            except StaleRefError:
+                self._cache.clear()  # a series was deleted under us: resolve again
+        else:
+            raise StorageError("series were deleted while the request was stored; retry")
+        rejected = dict(result.rejected)
+        if decoded.histograms:
+            rejected["native_histogram"] = decoded.histograms
+        self._count("remote_write", result.accepted, rejected)
+        return IngestResult(result.accepted, rejected)
+
+    def write_text(self, parsed: ParsedText) -> IngestResult:
+        """Store samples parsed from the text exposition format."""
+        labels = [validate_labels(list(lb), self._limits) for lb in parsed.series]
+        refs = np.array([self._storage.series_ref(lb) for lb in labels], np.int64)
+        result = self._append(refs[parsed.series_index], parsed.timestamps, parsed.values)
+        self._count("import", result.accepted, result.rejected)
+        return IngestResult(result.accepted, dict(result.rejected))
+
+    def _append(
+        self, refs: npt.NDArray[np.int64], ts: npt.NDArray[np.int64], vals: npt.NDArray[np.float64]
+    ) -> AppendResult:
+        if refs.size == 0:
+            return AppendResult(0, {})
+        return self._storage.append(refs, ts, vals)
+
+    def _resolve_keys(self, keys: list[bytes]) -> npt.NDArray[np.int64]:
+        if self._storage.series_generation != self._generation or len(self._cache) > _CACHE_MAX:
+            self._cache = {}
+            self._generation = self._storage.series_generation
+        cache = self._cache
+        found = list(map(cache.get, keys))
+        if None in found:
+            self._create_missing(keys, found)
+        return np.array(found, np.int64)
+
+    def _create_missing(self, keys: list[bytes], found: list[int | None]) -> None:
+        # Validate every new series before creating any, so a bad request leaves no trace.
+        missing = [i for i, ref in enumerate(found) if ref is None]
+        labels: list[Labels] = []
+        for i in missing:
+            try:
+                pairs = parse_label_key(keys[i])
+            except DecodeError as exc:
+                raise InvalidSeries("protobuf", str(exc)) from None
+            labels.append(validate_labels(pairs, self._limits))
+        with self._create_lock:
+            for i, lb in zip(missing, labels, strict=True):
+                ref = self._storage.series_ref(lb)
+                self._cache[keys[i]] = ref
+                found[i] = ref
+        self._metrics.series_created.inc(len(set(labels)))
+
+    def _count(self, protocol: str, accepted: int, rejected: dict[str, int]) -> None:
+        self._metrics.samples.labels(protocol).inc(accepted)
+        for reason, n in rejected.items():
+            self._metrics.samples_rejected.labels(reason).inc(n)
+
+    def reject(self, reason: str) -> None:
+        self._metrics.requests_rejected.labels(reason).inc()

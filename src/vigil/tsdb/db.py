@@ -1,0 +1,540 @@
+"""The embedded time-series database: WAL + in-memory head + immutable blocks + series index.
+
+Write path: `append` checks the out-of-order window, joins a group commit (one WAL write and
+fdatasync for all concurrent appenders), then applies the samples to the head; it returns only once
+they are durable. When the head spans `head_flush_span` of sample time it is frozen, written to a
+block and the WAL before it deleted. Blocks are merged into aligned windows by `compact` and
+deleted by retention.
+
+Read path: matchers -> refs via the index; samples from blocks (oldest first), frozen heads and
+the head are concatenated and merged with "last write wins" on duplicate timestamps.
+
+Directory layout:
+    lock            held while open (a second server on the same directory is refused)
+    series.sqlite   series index and a little metadata
+    wal/            write-ahead log segments
+    blocks/*.block  immutable compressed blocks
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from vigil.model.labels import Labels
+from vigil.model.matcher import Matcher
+from vigil.storage.interface import AppendResult, SeriesRef, SeriesSet, StaleRefError, StorageError
+from vigil.tsdb import compact as compaction
+from vigil.tsdb import records
+from vigil.tsdb.block import SUFFIX, Block, BlockCorruptError, BlockWriter
+from vigil.tsdb.head import Head
+from vigil.tsdb.index import SeriesIndex
+from vigil.tsdb.samples import Samples, merge_sorted
+from vigil.tsdb.wal import WAL, WALCorruptionError
+
+log = logging.getLogger(__name__)
+
+MIN_TIME = int(np.iinfo(np.int64).min)
+MAX_TIME = int(np.iinfo(np.int64).max)
+_MERGE_REFS = 4096  # series per step when rewriting blocks, to bound memory
+
+
+class DataDirError(StorageError):
+    """The data directory cannot be opened (in use, damaged file, no permission)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    retention_ms: int = 15 * 24 * compaction.HOUR_MS
+    out_of_order_window_ms: int = 10 * 60_000
+    head_flush_span_ms: int = compaction.HOUR_MS
+    wal_segment_size: int = 64 * 1024 * 1024
+    fsync: bool = True
+    block_ranges: tuple[int, ...] | None = None  # default: derived from retention
+
+
+@dataclass
+class _Pending:
+    records: list[bytes]
+    samples: Samples
+    logged: list[int]
+    done: bool = False
+    error: BaseException | None = None
+
+
+@dataclass
+class _Metrics:
+    registry: CollectorRegistry | None
+    head_series: Gauge = field(init=False)
+    head_samples: Gauge = field(init=False)
+    blocks: Gauge = field(init=False)
+    storage_bytes: Gauge = field(init=False)
+    series: Gauge = field(init=False)
+    wal_fsync: Histogram = field(init=False)
+    commit_group: Histogram = field(init=False)
+    flush_duration: Histogram = field(init=False)
+    compaction_duration: Histogram = field(init=False)
+    compactions: Counter = field(init=False)
+    retention_deleted: Counter = field(init=False)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.head_series = Gauge(
+            "vigil_tsdb_head_series", "Series with samples in the in-memory head.", registry=r
+        )
+        self.head_samples = Gauge(
+            "vigil_tsdb_head_samples", "Samples held in the in-memory head.", registry=r
+        )
+        self.blocks = Gauge("vigil_tsdb_blocks_loaded", "Block files currently open.", registry=r)
+        self.storage_bytes = Gauge(
+            "vigil_tsdb_storage_bytes", "Bytes on disk by kind of file.", ["kind"], registry=r
+        )
+        self.series = Gauge("vigil_tsdb_series", "Series in the index.", registry=r)
+        buckets = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+        self.wal_fsync = Histogram(
+            "vigil_tsdb_wal_fsync_duration_seconds",
+            "Time to write and fdatasync one group commit.",
+            buckets=buckets,
+            registry=r,
+        )
+        self.commit_group = Histogram(
+            "vigil_tsdb_wal_group_commit_appends",
+            "Appends made durable by one WAL sync.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.flush_duration = Histogram(
+            "vigil_tsdb_head_flush_duration_seconds",
+            "Time to write the head to a block.",
+            registry=r,
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+        self.compaction_duration = Histogram(
+            "vigil_tsdb_compaction_duration_seconds",
+            "Time to merge blocks into one aligned window.",
+            registry=r,
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+        )
+        self.compactions = Counter("vigil_tsdb_compactions_total", "Block merges done.", registry=r)
+        self.retention_deleted = Counter(
+            "vigil_tsdb_retention_blocks_deleted_total",
+            "Blocks deleted because they fell out of retention.",
+            registry=r,
+        )
+
+
+class DB:
+    def __init__(self, path: Path, options: Options | None = None, registry: CollectorRegistry | None = None):
+        self.path = Path(path)
+        self.options = options or Options()
+        self._ranges = self.options.block_ranges or compaction.block_ranges(self.options.retention_ms)
+        self._metrics = _Metrics(registry)
+        self._lock = threading.RLock()  # head, frozen heads, block list, index
+        self._commit_cond = threading.Condition()
+        self._committing = False  # one WAL writer, also taken by the head flush
+        self._queue: list[_Pending] = []
+        self._maintenance = threading.Lock()  # one flush/compaction at a time
+        self._flush_thread: threading.Thread | None = None
+        self._closed = False
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "blocks").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise DataDirError(f"{self.path}: cannot create data directory: {exc.strerror}") from None
+        self._lockfile = self._take_lock()
+        self._index = SeriesIndex(self.path / "series.sqlite")
+        self._blocks = self._open_blocks()
+        self._seq = max((b.meta.seq for b in self._blocks), default=0)
+        self._head = Head()
+        self._frozen: list[Head] = []
+        try:
+            self._wal = WAL(
+                self.path / "wal", segment_size=self.options.wal_segment_size, fsync=self.options.fsync
+            )
+        except WALCorruptionError as exc:
+            raise DataDirError(str(exc)) from None
+        self._replay()
+        self._maxt = max([self._head.maxt] + [b.meta.maxt for b in self._blocks])
+        self._update_gauges()
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    def _take_lock(self) -> int:
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise DataDirError(f"{self.path}: data directory is in use by another Vigil process") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
+    def _open_blocks(self) -> list[Block]:
+        blocks = []
+        for p in sorted((self.path / "blocks").iterdir()):
+            if p.name.endswith(".tmp"):
+                p.unlink()  # an interrupted write; its inputs are still in place
+                continue
+            if p.suffix != SUFFIX:
+                continue
+            try:
+                blocks.append(Block.open(p))
+            except BlockCorruptError as exc:
+                raise DataDirError(f"{exc}; move the file aside to start without it") from None
+        return sorted(blocks, key=lambda b: b.meta.seq)
+
+    def _replay(self) -> None:
+        flushed = self._index.get_meta("flushed_wal_segment", 0)
+        if flushed:
+            self._wal.truncate_before(flushed)
+        n = 0
+        try:
+            for rec in self._wal.replay():
+                kind = rec[:1]
+                if kind == records.SERIES:
+                    for ref, labels in records.decode_series(rec):
+                        self._index.restore(ref, labels)
+                elif kind == records.SAMPLES:
+                    s = records.decode_samples(rec)
+                    self._head.append(s)
+                    n += len(s)
+                else:
+                    raise records.RecordError(f"unknown record type {kind!r}")
+        except WALCorruptionError as exc:
+            raise DataDirError(str(exc)) from None
+        except records.RecordError as exc:
+            raise DataDirError(
+                f"{self.path / 'wal'}: {exc}; move the directory aside to start without it"
+            ) from None
+        if n:
+            log.info("replayed %d samples from the WAL", n)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    @property
+    def series_generation(self) -> int:
+        return self._index.generation
+
+    def series_ref(self, labels: Labels) -> SeriesRef:
+        with self._lock:
+            return self._index.get_or_create(labels)[0]
+
+    def append(
+        self, refs: npt.NDArray[np.int64], timestamps: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+    ) -> AppendResult:
+        rejected: dict[str, int] = {}
+        with self._lock:
+            if not self._index.is_live(refs):
+                raise StaleRefError("append to a deleted series")
+            floor = self._maxt - self.options.out_of_order_window_ms if self._maxt != MIN_TIME else MIN_TIME
+            unlogged = self._index.unlogged(refs)
+        too_old = timestamps < floor
+        if too_old.any():
+            rejected["too_old"] = int(np.count_nonzero(too_old))
+            keep = ~too_old
+            refs, timestamps, values = refs[keep], timestamps[keep], values[keep]
+        if refs.size == 0:
+            return AppendResult(0, rejected)
+        samples = Samples(
+            refs.astype(np.int64, copy=False),
+            timestamps.astype(np.int64, copy=False),
+            values.astype(np.float64, copy=False),
+        )
+        recs = [records.encode_series(unlogged)] if unlogged else []
+        recs.append(records.encode_samples(samples))
+        self._commit(_Pending(recs, samples, [r for r, _ in unlogged]))
+        self._maybe_flush()
+        return AppendResult(len(samples), rejected)
+
+    def _commit(self, item: _Pending) -> None:
+        """Group commit: the first waiter writes everything queued with one WAL sync."""
+        with self._commit_cond:
+            self._queue.append(item)
+            while not item.done and self._committing:
+                self._commit_cond.wait()
+            if item.done:
+                if item.error:
+                    raise item.error
+                return
+            self._committing = True
+            batch, self._queue = self._queue, []
+        error: BaseException | None = None
+        try:
+            started = time.perf_counter()
+            self._wal.write([r for p in batch for r in p.records])
+            self._metrics.wal_fsync.observe(time.perf_counter() - started)
+            self._metrics.commit_group.observe(len(batch))
+            with self._lock:
+                for p in batch:
+                    self._head.append(p.samples)
+                    self._index.mark_logged(p.logged)
+                    self._maxt = max(self._maxt, int(p.samples.timestamps.max()))
+        except OSError as exc:
+            error = StorageError(f"{self.path / 'wal'}: write failed: {exc.strerror or exc}")
+        except BaseException as exc:  # keep waiters from hanging on an unexpected failure
+            error = exc
+        with self._commit_cond:
+            for p in batch:
+                p.done, p.error = True, error
+            self._committing = False
+            self._commit_cond.notify_all()
+        if item.error:
+            raise item.error
+
+    @contextlib.contextmanager
+    def _exclusive_commit(self) -> Iterator[None]:
+        """Hold off group commits, so the head and the WAL can be cut at the same point."""
+        with self._commit_cond:
+            while self._committing:
+                self._commit_cond.wait()
+            self._committing = True
+        try:
+            yield
+        finally:
+            with self._commit_cond:
+                self._committing = False
+                self._commit_cond.notify_all()
+
+    def _maybe_flush(self) -> None:
+        head = self._head
+        if head.empty or head.maxt - head.mint < self.options.head_flush_span_ms:
+            return
+        with self._lock:
+            if self._flush_thread and self._flush_thread.is_alive():
+                return
+            self._flush_thread = threading.Thread(
+                target=self._background_maintenance, name="tsdb-flush", daemon=True
+            )
+            self._flush_thread.start()
+
+    def _background_maintenance(self) -> None:
+        try:
+            self.flush_head()
+            self.compact()
+            self.apply_retention()
+        except Exception:
+            log.exception("tsdb maintenance failed; will retry on the next flush")
+
+    # -- maintenance -----------------------------------------------------------------------------
+
+    def flush_head(self) -> None:
+        """Write the whole head to a new block and drop the WAL segments it came from."""
+        with self._maintenance:
+            with self._exclusive_commit(), self._lock:
+                if self._head.empty:
+                    return
+                old = self._head
+                self._head = Head()
+                self._frozen.append(old)
+                segment = self._wal.rotate()
+            started = time.perf_counter()
+            data = merge_sorted(old.select(None, MIN_TIME, MAX_TIME))
+            block = self._write_block([data], level=0)
+            with self._lock:
+                rows = self._index.unpersisted()
+            self._index.persist(rows, {"flushed_wal_segment": segment})
+            with self._lock:
+                if block:
+                    self._blocks.append(block)
+                self._frozen.remove(old)
+            self._wal.truncate_before(segment)
+            self._metrics.flush_duration.observe(time.perf_counter() - started)
+            self._update_gauges()
+            log.info("flushed head: %d samples to %s", len(data), block.path.name if block else "nothing")
+
+    def _next_seq(self) -> int:
+        with self._lock:
+            self._seq += 1
+            return self._seq
+
+    def _write_block(self, parts: Sequence[Samples], level: int, seq: int | None = None) -> Block | None:
+        seq = self._next_seq() if seq is None else seq
+        data = Samples.concat(parts)
+        if not len(data):
+            return None
+        name = f"{seq:08d}-{int(data.timestamps.min())}-{int(data.timestamps.max())}{SUFFIX}"
+        writer = BlockWriter(self.path / "blocks" / name, seq=seq, level=level)
+        try:
+            writer.add(data)
+            return writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def compact(self, force: bool = False) -> int:
+        """Merge blocks into aligned windows; `force` treats every window as complete. Returns merges done."""
+        done = 0
+        with self._maintenance:
+            while True:
+                with self._lock:
+                    blocks = list(self._blocks)
+                    until = MAX_TIME if force else self._maxt - self.options.out_of_order_window_ms
+                p = compaction.plan([b.meta for b in blocks], self._ranges, until)
+                if p is None:
+                    return done
+                self._merge([blocks[i] for i in p.inputs], p.range_ms)
+                done += 1
+
+    def _merge(self, inputs: list[Block], range_ms: int) -> None:
+        started = time.perf_counter()
+        inputs = sorted(inputs, key=lambda b: b.meta.seq)
+        seq = inputs[-1].meta.seq  # outputs stand where the newest input stood in "last write wins"
+        all_refs = np.unique(np.concatenate([b.refs for b in inputs]))
+        writers: dict[int, BlockWriter] = {}
+        try:
+            for i in range(0, all_refs.size, _MERGE_REFS):
+                chunk = all_refs[i : i + _MERGE_REFS]
+                data = merge_sorted(Samples.concat([b.select(chunk, MIN_TIME, MAX_TIME) for b in inputs]))
+                window = data.timestamps // range_ms
+                for w in np.unique(window).tolist():
+                    if w not in writers:
+                        lo, hi = w * range_ms, (w + 1) * range_ms - 1
+                        name = f"{seq:08d}-{lo}-{hi}-L{range_ms // 60_000}m{SUFFIX}"
+                        writers[w] = BlockWriter(self.path / "blocks" / name, seq=seq, level=range_ms)
+                    writers[w].add(data.take(window == w))
+            outputs = [b for b in (w.finish() for w in writers.values()) if b is not None]
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
+        with self._lock:
+            self._blocks = sorted(
+                [b for b in self._blocks if b not in inputs] + outputs, key=lambda b: b.meta.seq
+            )
+        for b in inputs:
+            if b.path not in {o.path for o in outputs}:
+                b.path.unlink(missing_ok=True)
+        self._metrics.compactions.inc()
+        self._metrics.compaction_duration.observe(time.perf_counter() - started)
+        self._update_gauges()
+
+    def apply_retention(self) -> int:
+        """Delete blocks wholly older than retention (relative to the newest sample), then orphaned series."""
+        with self._lock:
+            cutoff = self._maxt - self.options.retention_ms
+            expired = [b for b in self._blocks if b.meta.maxt < cutoff]
+            if not expired:
+                return 0
+            self._blocks = [b for b in self._blocks if b not in expired]
+        for b in expired:
+            b.path.unlink(missing_ok=True)
+        self._metrics.retention_deleted.inc(len(expired))
+        with self._lock:
+            alive = [b.refs for b in self._blocks] + [
+                h.select(None, MIN_TIME, MAX_TIME).refs for h in [*self._frozen, self._head]
+            ]
+            keep = np.unique(np.concatenate(alive)) if alive else np.empty(0, np.int64)
+            dead = np.setdiff1d(self._index.all_refs(), keep, assume_unique=True)
+            self._index.delete(dead)
+        self._update_gauges()
+        return len(expired)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _gather(self, refs: npt.NDArray[np.int64], mint: int, maxt: int) -> Samples:
+        with self._lock:
+            blocks = [b for b in self._blocks if b.meta.overlaps(mint, maxt)]
+            heads = [h.select(refs, mint, maxt) for h in [*self._frozen, self._head]]
+        parts = [b.select(refs, mint, maxt) for b in blocks]
+        return merge_sorted(Samples.concat(parts + heads))
+
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> SeriesSet:
+        with self._lock:
+            refs = self._index.select(matchers)
+        if refs.size == 0:
+            return SeriesSet.empty()
+        try:
+            data = self._gather(refs, mint, maxt)
+        except BlockCorruptError as exc:
+            raise StorageError(str(exc)) from None
+        if not len(data):
+            return SeriesSet.empty()
+        starts = np.flatnonzero(np.r_[True, data.refs[1:] != data.refs[:-1]])
+        with self._lock:
+            labels = self._index.labels_of(data.refs[starts])
+        offsets = np.append(starts, len(data)).astype(np.int64)
+        return SeriesSet(labels, offsets, data.timestamps, data.values)
+
+    def _refs_with_data(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> npt.NDArray[np.int64]:
+        with self._lock:
+            refs = self._index.select(matchers) if matchers else self._index.all_refs()
+            if mint <= MIN_TIME and maxt >= MAX_TIME:
+                return refs
+        data = self._gather(refs, mint, maxt)
+        return np.unique(data.refs)
+
+    def series(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[Labels]:
+        refs = self._refs_with_data(matchers, mint, maxt)
+        with self._lock:
+            return sorted(self._index.labels_of(refs))
+
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+        refs = self._refs_with_data(matchers, mint, maxt)
+        with self._lock:
+            return self._index.label_names(refs)
+
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:
+        refs = self._refs_with_data(matchers, mint, maxt)
+        with self._lock:
+            return self._index.label_values(name, refs)
+
+    # -- status ----------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "head_series": self._head.num_series(),
+                "head_samples": self._head.num_samples,
+                "series": len(self._index),
+                "blocks": len(self._blocks),
+                "block_bytes": sum(b.size_bytes for b in self._blocks),
+                "wal_bytes": self._wal.size_bytes(),
+                "index_bytes": self._index.size_bytes(),
+                "min_time": min([b.meta.mint for b in self._blocks] + [self._head.mint]),
+                "max_time": self._maxt,
+            }
+
+    def _update_gauges(self) -> None:
+        st = self.stats()
+        m = self._metrics
+        m.head_series.set(st["head_series"])
+        m.head_samples.set(st["head_samples"])
+        m.series.set(st["series"])
+        m.blocks.set(st["blocks"])
+        m.storage_bytes.labels("blocks").set(st["block_bytes"])
+        m.storage_bytes.labels("wal").set(st["wal_bytes"])
+        m.storage_bytes.labels("index").set(st["index_bytes"])
+
+    def refresh_metrics(self) -> None:
+        self._update_gauges()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        t = self._flush_thread
+        if t and t.is_alive():
+            t.join()
+        self._wal.close()
+        self._index.close()
+        for b in self._blocks:
+            b.close()
+        os.close(self._lockfile)
+
+    def __enter__(self) -> DB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

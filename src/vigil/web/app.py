@@ -1,0 +1,99 @@
+"""The HTTP application: routes, auth, instrumentation. Everything it serves is passed in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from vigil import __version__
+from vigil.ingest.ingester import Ingester
+from vigil.tsdb.db import DB
+from vigil.web.auth import Scope, TokenAuth
+from vigil.web.instrument import InstrumentMiddleware
+from vigil.web.write import WriteAPI
+
+
+def create_app(
+    db: DB,
+    ingester: Ingester,
+    auth: TokenAuth,
+    registry: CollectorRegistry,
+    limits: dict[str, int],
+    on_shutdown: Callable[[], None] | None = None,
+) -> Starlette:
+    write = WriteAPI(
+        ingester,
+        auth,
+        max_body=limits["max_request_body_bytes"],
+        max_decompressed=limits["max_decompressed_bytes"],
+        max_samples=limits["max_samples_per_request"],
+    )
+
+    async def healthy(_: Request) -> Response:
+        return PlainTextResponse("Vigil is Healthy.\n")
+
+    async def ready(_: Request) -> Response:
+        return PlainTextResponse("Vigil is Ready.\n")
+
+    async def metrics(_: Request) -> Response:
+        db.refresh_metrics()
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def buildinfo(request: Request) -> Response:
+        denied = auth.check(request, Scope.READ)
+        if denied:
+            return denied
+        return JSONResponse(
+            {
+                "status": "success",
+                "data": {
+                    "version": __version__,
+                    "revision": "",
+                    "branch": "",
+                    "buildUser": "",
+                    "buildDate": "",
+                    "goVersion": "",
+                },
+            }
+        )
+
+    async def compact(request: Request) -> Response:
+        # Admin: write the head out and merge every window now (used by benchmarks and operators).
+        denied = auth.check(request, Scope.WRITE)
+        if denied:
+            return denied
+
+        def run() -> None:
+            db.flush_head()
+            db.compact(force=True)
+
+        await run_in_threadpool(run)
+        return Response(status_code=204)
+
+    routes = [
+        Route("/api/v1/write", write.remote_write, methods=["POST"]),
+        Route("/api/v1/import/prometheus", write.import_text, methods=["POST"]),
+        Route("/api/v1/admin/tsdb/compact", compact, methods=["POST"]),
+        Route("/api/v1/status/buildinfo", buildinfo, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
+        Route("/-/ready", ready, methods=["GET", "HEAD"]),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        if on_shutdown:
+            on_shutdown()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    handlers = {r.path: r.path for r in routes}
+    app.add_middleware(InstrumentMiddleware, registry=registry, handlers=handlers)
+    return app

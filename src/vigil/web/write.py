@@ -1,0 +1,157 @@
+"""Write endpoints: remote write 1.0 (`/api/v1/write`) and text import (`/api/v1/import/prometheus`).
+
+Status codes follow the remote-write spec: 204 stored; 400 bad data (senders do not retry);
+413 too large; 415 wrong encoding; 5xx only for storage trouble, so senders retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+
+from vigil.ingest.ingester import Ingester, IngestResult
+from vigil.ingest.validate import InvalidSeries
+from vigil.model.textparse import TextParseError, parse_text
+from vigil.prompb.codec import DecodeError, DecompressedTooLarge, decode_snappy, decode_write_request
+from vigil.storage.interface import StorageError
+from vigil.web.auth import Scope, TokenAuth
+
+log = logging.getLogger(__name__)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class WriteAPI:
+    def __init__(
+        self, ingester: Ingester, auth: TokenAuth, max_body: int, max_decompressed: int, max_samples: int
+    ) -> None:
+        self._ingester = ingester
+        self._auth = auth
+        self._max_body = max_body
+        self._max_decompressed = max_decompressed
+        self._max_samples = max_samples
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self._max_body:
+            raise BodyTooLarge
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._max_body:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _bad(self, reason: str, message: str, status: int = 400) -> Response:
+        self._ingester.reject(reason)
+        return PlainTextResponse(message.rstrip("\n") + "\n", status_code=status)
+
+    async def remote_write(self, request: Request) -> Response:
+        denied = self._auth.check(request, Scope.WRITE)
+        if denied:
+            self._ingester.reject("unauthorized")
+            return denied
+        ctype = request.headers.get("content-type", "application/x-protobuf").split(";")[0].strip().lower()
+        if ctype != "application/x-protobuf":
+            return self._bad(
+                "unsupported_media_type",
+                f"unsupported content type {ctype!r}; remote write 1.0 sends application/x-protobuf",
+                415,
+            )
+        proto = request.headers.get("content-type", "")
+        if "proto=" in proto and "prometheus.WriteRequest" not in proto:
+            return self._bad(
+                "unsupported_media_type", "only remote write 1.0 (prometheus.WriteRequest) is supported", 415
+            )
+        encoding = request.headers.get("content-encoding", "snappy").strip().lower()
+        if encoding != "snappy":
+            return self._bad(
+                "unsupported_media_type", f"unsupported content encoding {encoding!r}; expected snappy", 415
+            )
+        try:
+            body = await self._read_body(request)
+        except BodyTooLarge:
+            return self._bad("body_too_large", f"request body exceeds {self._max_body} bytes", 413)
+        except ClientDisconnect:
+            return self._bad("client_disconnect", "client disconnected", 400)
+        return await run_in_threadpool(self._store_remote, body)
+
+    def _store_remote(self, body: bytes) -> Response:
+        try:
+            raw = decode_snappy(body, self._max_decompressed)
+        except DecompressedTooLarge as exc:
+            return self._bad(
+                "body_too_large",
+                f"decompressed body of {exc.size} bytes exceeds {self._max_decompressed} bytes",
+                413,
+            )
+        except DecodeError as exc:
+            return self._bad("snappy", f"bad snappy body: {exc}")
+        try:
+            decoded = decode_write_request(raw)
+        except DecodeError as exc:
+            return self._bad("protobuf", f"bad protobuf body: {exc}")
+        if decoded.timestamps.size > self._max_samples:
+            return self._bad(
+                "too_many_samples",
+                f"{decoded.timestamps.size} samples exceed the limit of {self._max_samples} per request",
+                413,
+            )
+        return self._store(lambda: self._ingester.write_remote(decoded))
+
+    async def import_text(self, request: Request) -> Response:
+        denied = self._auth.check(request, Scope.WRITE)
+        if denied:
+            self._ingester.reject("unauthorized")
+            return denied
+        try:
+            body = await self._read_body(request)
+        except BodyTooLarge:
+            return self._bad("body_too_large", f"request body exceeds {self._max_body} bytes", 413)
+        except ClientDisconnect:
+            return self._bad("client_disconnect", "client disconnected", 400)
+        return await run_in_threadpool(self._store_text, body)
+
+    def _store_text(self, body: bytes) -> Response:
+        try:
+            parsed = parse_text(body, default_timestamp_ms=int(time.time() * 1000))
+        except TextParseError as exc:
+            return self._bad("text_parse", f"bad exposition text: {exc}")
+        if parsed.timestamps.size > self._max_samples:
+            return self._bad(
+                "too_many_samples",
+                f"{parsed.timestamps.size} samples exceed the limit of {self._max_samples} per request",
+                413,
+            )
+        return self._store(lambda: self._ingester.write_text(parsed))
+
+    def _store(self, write: Callable[[], IngestResult]) -> Response:
+        try:
+            result = write()
+        except InvalidSeries as exc:
+            return self._bad(exc.reason, str(exc))
+        except StorageError as exc:
+            log.error("storage error on write: %s", exc)
+            self._ingester.reject("storage")
+            return PlainTextResponse(f"storage error: {exc}\n", status_code=503)
+        if result.partial:
+            # Spec: the valid part MAY be stored, but the sender must hear about the rest (400: no retry).
+            detail = ", ".join(
+                f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(result.rejected.items())
+            )
+            return PlainTextResponse(
+                f"stored {result.accepted} samples; rejected: {detail}"
+                + (" (native histograms are not supported)" if "native_histogram" in result.rejected else "")
+                + (" (older than the out-of-order window)" if "too_old" in result.rejected else "")
+                + "\n",
+                status_code=400,
+            )
+        return Response(status_code=204)
