@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import struct
 from pathlib import Path
 
@@ -180,3 +181,16 @@ def test_matches_dict_model(tmp_path_factory: pytest.TempPathFactory, ops: list)
         assert got == model
     finally:
         db.close()
+
+
+def test_idle_head_is_flushed_by_the_maintenance_timer(tmp_path: Path) -> None:
+    s = Labels.from_dict({"__name__": "m"})
+    opts = Options(head_flush_span_ms=200, maintenance_interval_s=0.05)
+    with DB(tmp_path, opts) as db:
+        put(db, s, [(1000, 1.0)])  # a head spanning no time: only its wall-clock age can flush it
+        deadline = time.monotonic() + 10
+        while db.stats()["blocks"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert db.stats()["blocks"] == 1 and db.stats()["head_samples"] == 0
+        assert read_all(db)[s] == [(1000, bits([1.0])[0])]
+        assert not list((tmp_path / "wal").iterdir()) or db.stats()["wal_bytes"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import uvicorn
@@ -27,6 +28,7 @@ def open_db(cfg: Config, registry: CollectorRegistry | None) -> DB:
         out_of_order_window_ms=st.out_of_order_window,
         head_flush_span_ms=st.head_flush_interval,
         wal_segment_size=st.wal_segment_size,
+        maintenance_interval_s=60.0,
     )
     return DB(st.path, opts, registry=registry)
 
@@ -70,6 +72,9 @@ def run_server(cfg: Config) -> int:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler found at start:
+    # make that a no-op so a requested stop exits 0 (and the DB is closed below).
+    signal.signal(signal.SIGTERM, lambda *_: None)
     log.info("Vigil %s listening on http://%s, data in %s", __version__, cfg.server.listen, cfg.storage.path)
     try:
         server.run()

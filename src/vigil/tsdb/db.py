@@ -62,6 +62,7 @@ class Options:
     wal_segment_size: int = 64 * 1024 * 1024
     fsync: bool = True
     block_ranges: tuple[int, ...] | None = None  # default: derived from retention
+    maintenance_interval_s: float = 0.0  # > 0: flush/compact/expire on a timer as well as on ingest
 
 
 @dataclass
@@ -166,7 +167,15 @@ class DB:
             raise DataDirError(str(exc)) from None
         self._replay()
         self._maxt = max([self._head.maxt] + [b.meta.maxt for b in self._blocks])
+        self._head_since = time.monotonic()  # wall-clock age of the head, for idle flushes
         self._update_gauges()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        if self.options.maintenance_interval_s > 0:
+            self._timer = threading.Thread(
+                target=self._maintenance_loop, name="tsdb-maintenance", daemon=True
+            )
+            self._timer.start()
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -327,6 +336,19 @@ class DB:
         except Exception:
             log.exception("tsdb maintenance failed; will retry on the next flush")
 
+    def _maintenance_loop(self) -> None:
+        # Ingest triggers flushes by sample time; this also covers a server that receives little or
+        # nothing, whose head would otherwise never be written out or its old blocks expired.
+        while not self._stop.wait(self.options.maintenance_interval_s):
+            try:
+                age_ms = (time.monotonic() - self._head_since) * 1000
+                if not self._head.empty and age_ms >= self.options.head_flush_span_ms:
+                    self.flush_head()
+                self.compact()
+                self.apply_retention()
+            except Exception:
+                log.exception("tsdb maintenance failed; will retry")
+
     # -- maintenance -----------------------------------------------------------------------------
 
     def flush_head(self) -> None:
@@ -337,6 +359,7 @@ class DB:
                     return
                 old = self._head
                 self._head = Head()
+                self._head_since = time.monotonic()
                 self._frozen.append(old)
                 segment = self._wal.rotate()
             started = time.perf_counter()
@@ -524,6 +547,9 @@ class DB:
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
+        if self._timer:
+            self._timer.join()
         t = self._flush_thread
         if t and t.is_alive():
             t.join()

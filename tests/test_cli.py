@@ -1,0 +1,82 @@
+"""The `vigil` command: version, config check, start-up refusals with one clear line and exit codes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import VigilProcess, free_port, wait_http
+from vigil import __version__
+
+
+def vigil(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vigil", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_version(tmp_path: Path) -> None:
+    r = vigil("--version", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == f"vigil {__version__}"
+
+
+def test_config_check(tmp_path: Path) -> None:
+    (tmp_path / "vigil.yml").write_text("storage:\n  retention: 30d\n")
+    r = vigil("config", "check", cwd=tmp_path)
+    assert r.returncode == 0 and "vigil.yml: OK" in r.stdout
+    (tmp_path / "vigil.yml").write_text("storage:\n  retention: forever\n")
+    r = vigil("config", "check", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip() == 'vigil.yml: storage.retention: expected a duration like 15d, got "forever"'
+
+
+def test_server_refuses_bad_config_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "vigil.yml").write_text("storage:\n  retention: forever\n")
+    r = vigil("server", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "storage.retention" in r.stderr
+    r = vigil("server", "--config", "vigil.yml", "--retention", "soon", cwd=tmp_path)
+    assert r.returncode == 2 and "storage.retention" in r.stderr  # the file is read first
+
+
+def test_non_loopback_needs_tokens_or_insecure(tmp_path: Path) -> None:
+    r = vigil("server", "--listen", f"0.0.0.0:{free_port()}", "--data-dir", "d", cwd=tmp_path)
+    assert r.returncode == 2 and "refusing to listen on 0.0.0.0" in r.stderr
+    assert not (tmp_path / "d").exists()  # refused before touching anything
+
+
+def test_data_dir_in_use(tmp_path: Path) -> None:
+    v = VigilProcess(tmp_path / "data").start()
+    try:
+        r = vigil(
+            "server", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(v.data_dir), cwd=tmp_path
+        )
+        assert r.returncode == 1 and "in use by another Vigil process" in r.stderr
+    finally:
+        v.stop()
+
+
+def test_up_serves_with_defaults_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "vigil", "up", "--listen", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready", proc=p)
+        assert (tmp_path / "data" / "series.sqlite").exists()  # the default data directory
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 0
+
+
+def test_corrupt_file_is_named_not_a_traceback(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "blocks").mkdir(parents=True)
+    (data / "blocks" / "00000001-0-1.block").write_bytes(b"VIGILBLK\x01 truncated")
+    r = vigil("server", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(data), cwd=tmp_path)
+    assert r.returncode == 1
+    assert "00000001-0-1.block" in r.stderr and "Traceback" not in r.stderr
