@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-import time
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
