@@ -2,9 +2,16 @@
 
 Sends a node_exporter-shaped workload (`bench.workload`: 10,000 series from 100 hosts, one sample
 per series per 15 s scrape, 240 scrapes = one simulated hour ending about now) as remote-write
-1.0 requests of at most 2,000 samples from 4 concurrent senders (threads, one keep-alive httpx
-client each, each owning a fixed quarter of the series so that per-series order is kept).  All
-payloads are encoded before the clock starts.  Prints one line per target:
+1.0 requests of at most 2,000 samples from 4 concurrent senders (threads, each with one
+keep-alive HTTP/1.1 connection and a fixed quarter of the series, so per-series order is kept).
+All payloads are encoded (and one is checked by decoding it) before the clock starts.
+
+The senders use the standard library's http.client by default: on this 2-core machine the client
+shares the CPU with the server, and httpx costs about 4x the client CPU (~0.6 vs ~0.15 CPU-s per
+million samples), enough to cap a fast server; `--client httpx` is there to compare.  stderr
+reports the client's CPU and what other processes on the machine used during the run.
+
+Prints one line per target:
 
     ingest vigil: 312,000 samples/s, p50 5.1 ms, p99 20.3 ms, 5.8 cpu-s/M samples, peak RSS 180 MiB,
     1.31 bytes/sample (2,400,000 samples, 0 errors)
@@ -110,7 +117,9 @@ class _StdlibPoster:
     def post(self, payload: bytes) -> tuple[int, str]:
         if self.conn.sock is None:
             self.conn.connect()
-            self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = self.conn.sock
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self.conn.request("POST", self.path, body=payload, headers=HEADERS)
             r = self.conn.getresponse()
@@ -231,7 +240,7 @@ def _vm_metric_sum(text: str, name: str) -> float:
     return total
 
 
-def compact_and_measure(peer: Peer, samples: int) -> tuple[int | None, str]:
+def compact_and_measure(peer: Peer) -> tuple[int | None, str]:
     """Force compaction the kind's way; return (on-disk bytes or None, detail for stderr)."""
     with httpx.Client(timeout=900.0) as client:
         if peer.kind == "vigil":
@@ -325,7 +334,7 @@ def run_target(peer: Peer, streams: list[list[Batch]], samples: int, max_retries
         me1, busy1 = time.process_time(), _busy_cpu_seconds()
         t = time.perf_counter()
         try:
-            size, detail = compact_and_measure(peer, samples)
+            size, detail = compact_and_measure(peer)
             note = detail
         except (PeerError, httpx.HTTPError, OSError, KeyError, ValueError) as e:
             size, note = None, f"compaction failed: {e}"

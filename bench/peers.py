@@ -17,6 +17,7 @@ remote-write receiver and the admin API) and `victoria-metrics` (Debian's 1.79 s
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -94,7 +95,7 @@ def _spec(kind: str, port: int, data_dir: Path, work_dir: Path) -> _Spec:
         binary = str(_vigil_binary())
         return _Spec(
             [binary, "server", "--listen", listen, "--data-dir", str(data_dir)],
-            ("/-/ready", "/-/healthy", "/api/v1/status/buildinfo"),
+            ("/-/ready",),
             binary,
         )
     if kind == "prometheus":
@@ -137,7 +138,7 @@ def _wait_ready(peer: Peer, paths: tuple[str, ...], timeout: float) -> None:
                 last_line = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
                 raise PeerError(
                     f"{peer.kind} exited with code {peer.process.returncode} before it was ready "
-                    f"({last_line.strip()}); log tail:\n{tail}"
+                    f"({last_line.strip()})\nlog tail:\n{tail}"
                 )
             for path in paths:
                 try:
@@ -149,8 +150,15 @@ def _wait_ready(peer: Peer, paths: tuple[str, ...], timeout: float) -> None:
                     return
                 last = f"{path}: HTTP {r.status_code}"
             time.sleep(0.1)
-    raise PeerError(f"{peer.kind} at {peer.url} not ready after {timeout:.0f} s ({last}); log tail:\n"
+    raise PeerError(f"{peer.kind} at {peer.url} not ready after {timeout:.0f} s ({last})\nlog tail:\n"
                     f"{peer.log_tail()}")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL if the benchmark dies without cleaning up (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -179,7 +187,7 @@ def running(kind: str, *, ready_timeout: float = 60.0, keep: bool = False, tmp_d
 
     `tmp_dir` is where the temp dir is made (default: the system's); `extra_args` go to the server.
     """
-    work_dir = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-", dir=tmp_dir))
+    work_dir = Path(tempfile.mkdtemp(prefix=f"vigil-bench-{kind}-", dir=tmp_dir))
     data_dir = work_dir / "data"
     data_dir.mkdir()
     proc: subprocess.Popen[bytes] | None = None
@@ -195,7 +203,7 @@ def running(kind: str, *, ready_timeout: float = 60.0, keep: bool = False, tmp_d
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=work_dir, start_new_session=True,
+                cwd=work_dir, start_new_session=True, preexec_fn=_die_with_parent,
             )
         peer = Peer(kind, f"http://127.0.0.1:{port}", proc.pid, data_dir, log_path, proc)
         _wait_ready(peer, spec.ready_paths, ready_timeout)

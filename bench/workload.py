@@ -68,7 +68,7 @@ def _counter(start: np.ndarray, inc: np.ndarray) -> np.ndarray:
     return start + np.cumsum(inc, axis=-1)
 
 
-def _walk(rng: np.random.Generator, base: np.ndarray, sigma: np.ndarray, k: int, quantum: float,
+def _walk(rng: np.random.Generator, base: np.ndarray, sigma: np.ndarray | float, k: int, quantum: float,
           lo: np.ndarray | float = 0.0, hi: np.ndarray | float = np.inf) -> np.ndarray:
     """A gauge wandering around `base` (..., 1) by steps of `sigma`, kept in [lo, hi], rounded to quantum."""
     steps = rng.normal(0.0, 1.0, size=(*base.shape[:-1], k)) * sigma
@@ -323,7 +323,7 @@ def _write_request_class() -> Any:
     fdp = descriptor_pb2.FileDescriptorProto(
         name="bench_prompb.proto", package="benchprompb", syntax="proto3"
     )
-    schema = {
+    schema: dict[str, list[tuple[str, int, int, int, str | None]]] = {
         "Label": [("name", 1, f.TYPE_STRING, f.LABEL_OPTIONAL, None),
                   ("value", 2, f.TYPE_STRING, f.LABEL_OPTIONAL, None)],
         "Sample": [("value", 1, f.TYPE_DOUBLE, f.LABEL_OPTIONAL, None),

@@ -172,6 +172,30 @@ def test_stale_markers_inside_regular_series() -> None:
     assert_round_trip(make_group([(ts, vals), (ts, [stale] * 50), (ts, [0.5] * 50)]))
 
 
+def test_mixed_value_modes_round_trip() -> None:
+    # Linear ramps favour deltas of deltas, random walks plain deltas, random floats the XOR path;
+    # interleaving them checks that per-series modes line up with the right samples.
+    rng = np.random.default_rng(7)
+    ts = list(range(1_000, 1_000 + 15_000 * 60, 15_000))
+    series = []
+    for k in range(30):
+        if k % 3 == 0:
+            vals = (np.arange(60) * (k + 1) * 0.25 + 10).tolist()
+        elif k % 3 == 1:
+            vals = np.round(np.cumsum(rng.normal(0, 3, 60)), 1).tolist()
+        else:
+            vals = rng.random(60).tolist()
+        series.append((ts[k % 7 :], vals[k % 7 :]))
+    assert_round_trip(make_group(series))
+
+
+def test_regular_series_are_nearly_free() -> None:
+    ts = list(range(1_700_000_000_000, 1_700_000_000_000 + 15_000 * 240, 15_000))
+    group = make_group([(ts, [k * i * 0.5 for i in range(240)]) for k in range(50)])
+    data = assert_round_trip(group)
+    assert len(data) / len(group[2]) < 0.1
+
+
 @pytest.mark.parametrize(
     "group",
     [

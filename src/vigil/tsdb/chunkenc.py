@@ -99,6 +99,7 @@ def _shuffle(x: NDArray[np.uint64]) -> bytes:
 
 
 def _unshuffle(raw: NDArray[np.uint8]) -> NDArray[np.uint64]:
+    """Inverse of `_shuffle`; `raw` must hold a multiple of 8 bytes."""
     planes = raw.reshape(8, -1)
     # Plane by plane is about twice as fast as numpy's generic transposing copy.
     out = np.empty((planes.shape[1], 8), dtype=np.uint8)
@@ -120,6 +121,7 @@ def _seg_cumsum(x: NDArray[np.uint64], starts: NDArray[np.intp]) -> NDArray[np.u
 
 
 def _diff_from_zero(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """Wrapping differences to the previous element, the first taken against zero."""
     d = x.copy()
     np.subtract(x[1:], x[:-1], out=d[1:])
     return d
@@ -330,14 +332,14 @@ def _decompress(section: memoryview, expected: int, name: str) -> NDArray[np.uin
         return np.empty(0, dtype=np.uint8)
     if expected > len(section) * _MAX_ZSTD_RATIO:
         raise ChunkDecodeError(f"{name} section too short for its sample count")
-    out = bytearray(expected)
+    out = np.empty(expected, dtype=np.uint8)  # not a bytearray, which would be zero-filled first
     try:
-        written = cramjam.zstd.decompress_into(section, out)
+        written = cramjam.zstd.decompress_into(section, out)  # type: ignore[arg-type]  # a buffer
     except Exception as exc:  # cramjam raises its own DecompressionError, or others on odd input
         raise ChunkDecodeError(f"corrupt {name} section") from exc
     if written != expected:
         raise ChunkDecodeError(f"{name} section has the wrong length")
-    return np.frombuffer(out, dtype=np.uint8)
+    return out
 
 
 def decode_group(

@@ -133,6 +133,8 @@ class SeriesIndex:
                 self._db.execute("BEGIN")
                 self._db.executemany("INSERT OR REPLACE INTO series (ref, labels) VALUES (?, ?)", rows)
                 self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
+            # Fold SQLite's own log back into the main file: it otherwise keeps its high-water size.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot write series index: {exc}") from None
         for r, _ in rows:
