@@ -15,8 +15,8 @@ METRIC_NAME = "__name__"
 _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
-# 0xff never occurs in UTF-8, so it separates names and values unambiguously.
-_SEP = "\xff"
+# The byte 0xff never occurs in UTF-8, so it separates encoded names and values unambiguously.
+_SEP = b"\xff"
 
 
 def is_valid_label_name(name: str) -> bool:
@@ -62,13 +62,13 @@ class Labels(tuple[tuple[str, str], ...]):
 
     def encode(self) -> bytes:
         """Canonical byte form, used as the persisted identity of a series."""
-        return _SEP.join(f"{n}{_SEP}{v}" for n, v in self).encode()
+        return _SEP.join(part.encode() for pair in self for part in pair)
 
     @classmethod
     def decode(cls, data: bytes) -> Labels:
         if not data:
             return cls()
-        parts = data.decode().split(_SEP)
+        parts = [p.decode() for p in data.split(_SEP)]
         return cls(zip(parts[0::2], parts[1::2], strict=True))
 
     def __str__(self) -> str:

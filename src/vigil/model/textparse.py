@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,9 +43,15 @@ class TextParseError(ValueError):
         self.line = line
         self.message = message
 
+    def __reduce__(self) -> tuple[type[TextParseError], tuple[int, str]]:
+        # The default would call TextParseError(str(self)) and fail (e.g. across processes).
+        return (TextParseError, (self.line, self.message))
+
 
 @dataclass(frozen=True)
 class ParsedText:
+    """A parsed payload: samples as parallel arrays over a table of distinct series."""
+
     series: list[Labels]  # distinct label sets in order of first appearance (includes __name__)
     series_index: NDArray[np.int64]  # per sample: index into `series`
     timestamps: NDArray[np.int64]  # per sample: milliseconds
@@ -57,17 +63,20 @@ class ParsedText:
 # Only ASCII digits: Python's `\d` and float() also accept other Unicode digits, Go's ParseFloat doesn't.
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
-_DECIMAL = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+# Written so that no digit can be matched two ways: "[0-9]+\.?[0-9]*" backtracks quadratically.
+_DECIMAL = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 # Go's ParseFloat accepts "inf"/"infinity" with a sign but "nan" only without one.
 _GO_FLOAT = rf"{_DECIMAL}|[+-]?[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN]"
-_FAST_PAIR = rf'{_LABEL_NAME}="[^"\\]*"'
+# No newline in the value class: the fast regex runs over the whole payload and must never span lines.
+_FAST_PAIR = rf'{_LABEL_NAME}="[^"\\\n]*"'
 
 # The fast path, run over the whole payload at once: every line yields exactly one row, either
-# (series text, value, timestamp, "") for a sample in the canonical form clients emit (single spaces,
-# no blanks inside braces, no escapes, integer timestamp), or ("", "", "", line) for anything else,
+# (series text, value, timestamp, "") for a sample in the form clients emit (single spaces, no blanks
+# inside braces except one after a comma, no escapes, integer timestamp), or ("", "", "", line) else,
 # which the careful per-line scanner then handles (it accepts the same language plus blanks/escapes).
 _FAST_LINE_RE = re.compile(
-    rf"^({_NAME}(?:\{{(?:{_FAST_PAIR},)*(?:{_FAST_PAIR})?\}})?) ({_GO_FLOAT})(?: ([+-]?[0-9]+))?\r?$|^(.*)$",
+    rf"^({_NAME}(?:\{{(?:{_FAST_PAIR}, ?)*(?:{_FAST_PAIR})?\}})?) ({_GO_FLOAT})(?: ([+-]?[0-9]+))?\r?$"
+    r"|^(.*)$",
     re.MULTILINE,
 )
 # Safe on series text the fast regex accepted: values there contain no quote, so pairs can't mis-split.
@@ -140,7 +149,7 @@ def _parse_value(token: str, lineno: int, after: str) -> float:
     if _DECIMAL_RE.fullmatch(token):
         value = float(token)
         if value == _INF or value == -_INF:
-            raise TextParseError(lineno, f"value {token!r} is out of range for a float64")
+            raise TextParseError(lineno, f"value {_show(token)} is out of range for a float64")
         return value
     special = _SPECIAL_FLOATS.get(token.lower())
     if special is None:
@@ -154,24 +163,36 @@ def _parse_timestamp(token: str, lineno: int, openmetrics: bool) -> int:
         if not _DECIMAL_RE.fullmatch(token):
             got = _show(token)
             raise TextParseError(lineno, f"expected a timestamp in seconds after the value, got {got}")
-        seconds = Decimal(token)
+        try:
+            seconds = Decimal(token)
+        except InvalidOperation:  # an exponent beyond what decimal can represent
+            raise TextParseError(lineno, f"timestamp {_show(token)} is out of range") from None
         # Checked before scaling so that "1e999999999" cannot make a huge integer.
         if seconds.adjusted() > 17:
-            raise TextParseError(lineno, f"timestamp {token!r} is out of range")
+            raise TextParseError(lineno, f"timestamp {_show(token)} is out of range")
+        if seconds.adjusted() < -4:
+            return 0  # rounds to 0 ms
         # Exact decimal arithmetic: 1520879607.789 must become ...789 ms, which float math misses.
         ms = int((seconds * 1000).to_integral_value(rounding=ROUND_HALF_EVEN))
-    else:
-        if not _INT_RE.fullmatch(token):
-            hint = ""
-            if _DECIMAL_RE.fullmatch(token):
-                hint = " (fractional seconds are only valid in OpenMetrics input, which ends with '# EOF')"
-            got = _show(token)
-            raise TextParseError(
-                lineno, f"expected a timestamp in integer milliseconds after the value, got {got}{hint}"
-            )
-        ms = int(token)
+        if not _INT64_MIN <= ms <= _INT64_MAX:
+            raise TextParseError(lineno, f"timestamp {_show(token)} is out of range")
+        return ms
+    if not _INT_RE.fullmatch(token):
+        hint = ""
+        if _DECIMAL_RE.fullmatch(token):
+            hint = " (fractional seconds are only valid in OpenMetrics input, which ends with '# EOF')"
+        got = _show(token)
+        raise TextParseError(
+            lineno, f"expected a timestamp in integer milliseconds after the value, got {got}{hint}"
+        )
+    return _long_timestamp(token, lineno, 1)
+
+
+def _long_timestamp(token: str, lineno: int, scale: int) -> int:
+    """An integer timestamp token scaled to ms, range-checked; any length (int() refuses > 4300 digits)."""
+    ms = int(token) * scale if len(token.lstrip("+-0")) <= 20 else _INT64_MAX + 1
     if not _INT64_MIN <= ms <= _INT64_MAX:
-        raise TextParseError(lineno, f"timestamp {token!r} is out of range")
+        raise TextParseError(lineno, f"timestamp {_show(token)} is out of range")
     return ms
 
 
@@ -298,8 +319,8 @@ def _eof_line(text: str) -> int:
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    # Parsing allocates a few tuples per series and nothing cyclic; without this the collector runs
-    # thousands of times over the growing result and costs up to half of the parse time.
+    # Parsing allocates a few tuples per series and nothing cyclic, yet each allocation counts towards
+    # a collection over the growing result: ~20% of the time for a million-line payload.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -437,12 +458,12 @@ def _parse(text: str, default_ts: int, openmetrics: bool, eof_lineno: int) -> Pa
                 by_text[series_text] = sid
             value = float(value_text)
             if (value == _INF or value == -_INF) and value_text[-1] not in "fFyY":
-                raise TextParseError(lineno, f"value {value_text!r} is out of range for a float64")
+                raise TextParseError(lineno, f"value {_show(value_text)} is out of range for a float64")
             if ts_text:
-                ts = int(ts_text) * ts_scale
-                if len(ts_text) > 15 and not _INT64_MIN <= ts <= _INT64_MAX:
-                    raise TextParseError(lineno, f"timestamp {ts_text!r} is out of range")
-                add_ts(ts)
+                if len(ts_text) <= 15:  # cannot overflow int64, even as seconds scaled to ms
+                    add_ts(int(ts_text) * ts_scale)
+                else:
+                    add_ts(_long_timestamp(ts_text, lineno, ts_scale))
             else:
                 add_ts(default_ts)
             add_index(sid)
@@ -459,7 +480,7 @@ def _parse(text: str, default_ts: int, openmetrics: bool, eof_lineno: int) -> Pa
             keyword = cm.group(1)
             if keyword in ("HELP", "TYPE", "UNIT"):
                 meta.handle(keyword, cm.group(2), lineno, first_seen)
-            elif keyword == "EOF" and openmetrics and cm.group(2) is None:
+            elif keyword == "EOF" and openmetrics and not cm.group(2):
                 if lineno != eof_lineno:
                     raise TextParseError(lineno, "'# EOF' must be the last line of OpenMetrics input")
                 break
