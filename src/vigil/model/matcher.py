@@ -8,11 +8,15 @@ Python pattern; the same tree drives the shortcuts Prometheus also takes: `.*`, 
 prefix/suffix/substring checks.
 
 Divergences from Go's regexp (what Prometheus uses), all deliberate:
-- `\\p{...}` supports the Unicode general categories (`\\pL`, `\\p{Lu}`, ...) and `\\p{Any}`, built
-  from Python's `unicodedata`; scripts such as `\\p{Greek}` are rejected (Python has no script data).
-- Nesting is limited to 100 levels (Go allows 1000): our parser and Python's are recursive.
-- Patterns that could make a backtracking engine take exponential or high-polynomial time run on
-  google-re2 (linear time, slower per match) instead of `re`.
+- Unicode classes: `\\p{...}` is translated for the general categories (`\\pL`, `\\p{Lu}`, also by
+  their long names as recent Go accepts: `\\p{Letter}`), `Any`, `Assigned` and `ASCII`, from
+  Python's `unicodedata` (whose Unicode version may lag Go's). Scripts such as `\\p{Greek}` are
+  rejected with an error: Python has no script data to translate them from.
+- Nesting is limited to 100 groups (Go allows 1000): our parser and Python's are recursive.
+- Go rejects regexes that compile to over ~3 million instructions; we do not check that.
+
+Patterns on which a backtracking engine could take exponential or high-polynomial time (nested
+repetition such as `(a+)+`, many `.*`) run on google-re2 instead: linear time, slower per match.
 """
 
 from __future__ import annotations
@@ -160,9 +164,31 @@ def _complement(ranges: Iterable[tuple[int, int]]) -> _R:
     return out
 
 
+# Unicode's long names for the general categories, accepted by recent Go versions.
+_CATEGORY_ALIASES = {
+    "Other": "C", "Control": "Cc", "Format": "Cf", "Unassigned": "Cn", "Private_Use": "Co",
+    "Surrogate": "Cs", "Letter": "L", "Cased_Letter": "LC", "Lowercase_Letter": "Ll",
+    "Modifier_Letter": "Lm", "Other_Letter": "Lo", "Titlecase_Letter": "Lt", "Uppercase_Letter": "Lu",
+    "Mark": "M", "Combining_Mark": "M", "Spacing_Mark": "Mc", "Enclosing_Mark": "Me",
+    "Nonspacing_Mark": "Mn", "Number": "N", "Decimal_Number": "Nd", "Digit": "Nd", "Letter_Number": "Nl",
+    "Other_Number": "No", "Punctuation": "P", "Punct": "P", "Connector_Punctuation": "Pc",
+    "Dash_Punctuation": "Pd", "Close_Punctuation": "Pe", "Final_Punctuation": "Pf",
+    "Initial_Punctuation": "Pi", "Other_Punctuation": "Po", "Open_Punctuation": "Ps", "Symbol": "S",
+    "Currency_Symbol": "Sc", "Modifier_Symbol": "Sk", "Math_Symbol": "Sm", "Other_Symbol": "So",
+    "Separator": "Z", "Line_Separator": "Zl", "Paragraph_Separator": "Zp", "Space_Separator": "Zs",
+    "Cntrl": "Cc",
+}  # fmt: skip
+
+
+def _canonical_class_name(name: str) -> str:
+    """As Go matches \\p{...} names: case-insensitively after the first letter, ignoring `_- `."""
+    name = "".join(c for c in name if c not in "_- ")
+    return name[:1].upper() + name[1:].lower()
+
+
 @functools.cache
-def _unicode_categories() -> dict[str, _R]:
-    """Code point ranges of every general category; built once (~0.5 s) on first use of \\p."""
+def _unicode_classes() -> dict[str, _R]:
+    """Code point ranges per canonical class name; built once (~0.5 s) on first use of \\p."""
     runs: dict[str, _R] = {}
     start, prev = 0, unicodedata.category("\0")
     for cp in range(1, _MAX_RUNE + 2):
@@ -170,11 +196,34 @@ def _unicode_categories() -> dict[str, _R]:
         if cat != prev:
             runs.setdefault(prev, []).append((start, cp - 1))
             start, prev = cp, cat
-    runs.pop("Cn", None)  # unassigned code points belong to no class in Go's tables
     for major in "CLMNPSZ":
-        runs[major] = _normalize(r for cat, rs in list(runs.items()) if cat[0] == major for r in rs)
-    runs["Any"] = [(0, _MAX_RUNE)]
-    return runs
+        # Go's one-letter classes leave out unassigned code points (Cn).
+        subs = [
+            r for cat, rs in runs.items() if len(cat) == 2 and cat[0] == major and cat != "Cn" for r in rs
+        ]
+        runs[major] = _normalize(subs)
+    runs["LC"] = _normalize([*runs["Lu"], *runs["Ll"], *runs["Lt"]])
+    classes = {_canonical_class_name(cat): rs for cat, rs in runs.items()}
+    classes.update({_canonical_class_name(alias): runs[cat] for alias, cat in _CATEGORY_ALIASES.items()})
+    classes["Any"] = [(0, _MAX_RUNE)]
+    classes["Assigned"] = _complement(runs["Cn"])
+    classes["Ascii"] = [(0, 0x7F)]
+    return classes
+
+
+def _fold_ascii(ranges: _R) -> _R:
+    """An ASCII table plus the case variants RE2 folds its letters with."""
+    extra: _R = []
+    for lo, hi in ranges:
+        for cp in range(lo, min(hi, 0x7F) + 1):
+            c = chr(cp)
+            if c.isalpha():
+                extra.append((ord(c.swapcase()),) * 2)
+            if c in "kK":
+                extra.append((0x212A, 0x212A))  # KELVIN SIGN
+            if c in "sS":
+                extra.append((0x17F, 0x17F))  # LATIN SMALL LETTER LONG S
+    return _normalize([*ranges, *extra])
 
 
 def _cased(text: str) -> bool:
@@ -191,7 +240,6 @@ class _Parser:
         self.i = 0
         self.flags = flags
         self.depth = 0
-        self.names: set[str] = set()
 
     def fail(self, msg: str) -> NoReturn:
         raise RegexSyntaxError(msg)
@@ -334,9 +382,6 @@ class _Parser:
         name = p[begin:end] if end >= 0 else ""
         if end < 0 or not name or not all(c == "_" or (c.isascii() and c.isalnum()) for c in name):
             self.fail(f"invalid named capture: `{p[start : end + 1 if end >= 0 else len(p)]}`")
-        if name in self.names:
-            self.fail(f"duplicate capture group name: `{name}`")
-        self.names.add(name)
         self.i = end + 1
         return name
 
@@ -445,11 +490,11 @@ class _Parser:
             name, self.i = p[i], i + 1
         if name.startswith("^"):
             negate, name = not negate, name[1:]
-        ranges = _unicode_categories().get(name)
+        ranges = _unicode_classes().get(_canonical_class_name(name))
         if ranges is None:
             self.fail(
                 f"unsupported Unicode class `{p[start : self.i]}`: only general categories "
-                "(\\pL, \\p{Lu}, \\p{Nd}, ...) and \\p{Any} are supported, not scripts"
+                "(\\pL, \\p{Lu}, \\p{Letter}, ...), Any, Assigned and ASCII are supported, not scripts"
             )
         return _complement(ranges) if negate else list(ranges)
 
@@ -475,13 +520,13 @@ class _Parser:
                     table = _POSIX.get(name.removeprefix("^"))
                     if table is None:
                         self.fail(f"invalid character class range: `{p[self.i : end + 2]}`")
-                    ranges.extend(_complement(table) if name.startswith("^") else table)
+                    ranges.extend(self.negated_table(table) if name.startswith("^") else table)
                     self.i = end + 2
                     continue
             if c == "\\" and self.i + 1 < len(p):
                 e = p[self.i + 1]
                 if e in "dDsSwW":
-                    ranges.extend(_complement(_PERL[e.lower()]) if e.isupper() else _PERL[e])
+                    ranges.extend(self.negated_table(_PERL[e.lower()]) if e.isupper() else _PERL[e])
                     self.i += 2
                     continue
                 if e in "pP":
@@ -496,6 +541,10 @@ class _Parser:
                     self.fail(f"invalid character class range: `{p[range_start : self.i]}`")
             ranges.append((lo, hi))
         return _Class(_normalize(ranges), negated, bool(self.flags & _I))
+
+    def negated_table(self, table: _R) -> _R:
+        # RE2 case-folds a class before negating it: (?i)[[:^alpha:]] must not match K (KELVIN SIGN).
+        return _complement(_fold_ascii(table) if self.flags & _I else table)
 
     def class_char(self) -> int:
         if self.p[self.i] == "\\":
@@ -552,23 +601,71 @@ def _lit_char(ch: str) -> str:
     return ch if ch.isprintable() else _class_char(ord(ch))
 
 
-_ASSERTS = {"bot": r"\A", "eot": r"\Z", "bol": "(?m:^)", "eol": "(?m:$)", "wb": r"(?a:\b)", "nwb": r"(?a:\B)"}
+# \b and \B are ASCII in RE2. Python's \B (before 3.14) never matches an empty string, so spell it out.
+_ASSERTS = {
+    "bot": r"\A",
+    "eot": r"\Z",
+    "bol": "(?m:^)",
+    "eol": "(?m:$)",
+    "wb": r"(?a:\b)",
+    "nwb": r"(?a:(?<=\w)(?=\w)|(?<!\w)(?!\w))",
+}
+
+
+# Python's case-insensitive matching makes i, I, ı (dotless) and İ (dotted) equivalent; RE2 folds
+# by Unicode simple case folding, where i and I go together and ı and İ each stand alone.
+_TURKISH_I = "Iiıİ"
+
+
+def _emit_folded_lit(text: str) -> str:
+    out: list[str] = []
+    run: list[str] = []
+    for ch in [*text, ""]:
+        if ch and ch not in _TURKISH_I:
+            run.append(ch)
+            continue
+        if run:
+            s = "".join(map(_lit_char, run))
+            out.append(f"(?i:{s})" if _cased("".join(run)) else s)
+            run = []
+        if ch:
+            out.append("[Ii]" if ch in "Ii" else ch)
+    return "".join(out)
+
+
+def _in_ranges(cp: int, ranges: _R) -> bool:
+    return any(lo <= cp <= hi for lo, hi in ranges)
+
+
+def _emit_class(node: _Class) -> str:
+    ranges = node.ranges
+    negated = node.negated
+    if not ranges:  # e.g. [^\x00-\x{10FFFF}]: Python has no empty class, so use its complement
+        ranges, negated = [(0, _MAX_RUNE)], not negated
+    body = "".join(
+        _class_char(lo) if lo == hi else f"{_class_char(lo)}-{_class_char(hi)}" for lo, hi in ranges
+    )
+    s = f"[{'^' if negated else ''}{body}]"
+    if not node.fold:
+        return s
+    if not any(_in_ranges(ord(c), ranges) for c in _TURKISH_I):
+        return f"(?i:{s})"
+    # Decide the four i's ourselves (see _TURKISH_I); Python's folding handles every other char.
+    groups = [("Ii", "Ii"), ("ı", "ı"), ("İ", "İ")]
+    chosen = "".join(
+        chars for members, chars in groups if any(_in_ranges(ord(c), ranges) for c in members) != negated
+    )
+    special = f"|[{chosen}]" if chosen else ""
+    return f"(?:(?![{_TURKISH_I}])(?i:{s}){special})"
 
 
 def _emit(node: _Node, capture: bool) -> str:
     if isinstance(node, _Lit):
-        s = "".join(map(_lit_char, node.text))
-        return f"(?i:{s})" if node.fold and _cased(node.text) else s
+        if node.fold and _cased(node.text):
+            return _emit_folded_lit(node.text)
+        return "".join(map(_lit_char, node.text))
     if isinstance(node, _Class):
-        ranges = node.ranges
-        negated = node.negated
-        if not ranges:  # e.g. [^\x00-\x{10FFFF}]: Python has no empty class, so use its complement
-            ranges, negated = [(0, _MAX_RUNE)], not negated
-        body = "".join(
-            _class_char(lo) if lo == hi else f"{_class_char(lo)}-{_class_char(hi)}" for lo, hi in ranges
-        )
-        s = f"[{'^' if negated else ''}{body}]"
-        return f"(?i:{s})" if node.fold else s
+        return _emit_class(node)
     if isinstance(node, _Any):
         return "." if node.nl else "[^\\n]"  # "." is only ever printed for flag s: we compile with DOTALL
     if isinstance(node, _Assert):
@@ -588,7 +685,7 @@ def _emit(node: _Node, capture: bool) -> str:
         return f"({'?P<' + str(node.name) + '>' if named else ''}{_emit(node.sub, capture)})"
     sub = _emit(node.sub, capture)
     atomic = isinstance(node.sub, _Class | _Any | _Capture) or (
-        isinstance(node.sub, _Lit) and (len(node.sub.text) == 1 or sub.startswith("(?i:"))
+        isinstance(node.sub, _Lit) and len(node.sub.text) == 1
     )
     if not atomic:
         sub = f"(?:{sub})"
@@ -728,11 +825,12 @@ def _full_matcher(pattern: str, tree: _Node) -> Callable[[str], Any]:
     if _backtracking_risk(tree) <= _MAX_RISK:
         return py
     try:
-        import re2  # type: ignore[import-not-found]
+        import re2
 
         options = re2.Options()
         options.log_errors = False
-        linear = re2.compile(f"(?s:{pattern})", options).fullmatch
+        options.dot_nl = True
+        linear = re2.compile(pattern, options).fullmatch
     except Exception:  # RE2 missing, or a spelling only Go accepts: backtracking it is
         return py
 
@@ -803,8 +901,11 @@ def _compile(pattern: str) -> _Compiled:
         and _is_dot_repeat(middle[2], 0)
         and (inner := _case_sensitive_lit(middle[1])) is not None
     ):  # .*foo.* (and with literal ends)
-        m = n + len(inner)
-        fn = lambda v: len(v) >= m and affixed(v) and inner in v[len(prefix) : len(v) - len(suffix)]  # noqa: E731
+        if not n:
+            fn = lambda v: inner in v  # noqa: E731
+        else:
+            m = n + len(inner)
+            fn = lambda v: len(v) >= m and affixed(v) and inner in v[len(prefix) : len(v) - len(suffix)]  # noqa: E731
     elif n:
         fn = lambda v: affixed(v) and full(v) is not None  # noqa: E731  # cheap reject first
     else:
@@ -901,8 +1002,7 @@ class Matcher:
 
     def filter(self, values: Iterable[str]) -> list[str]:
         """The matching values, in order; much cheaper than calling `matches` for each."""
-        fn = self._fn
-        return [v for v in values if fn(v)]
+        return list(filter(self._fn, values))
 
     @property
     def matches_empty(self) -> bool:

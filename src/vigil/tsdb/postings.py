@@ -3,17 +3,18 @@
 Selecting series for label matchers is set algebra over sorted int64 ref arrays, with Prometheus'
 semantics: a matcher that matches the empty string also matches series without the label.
 
-Postings grow by appending to `array('q')` buffers, which is cheap per label; they become numpy
-arrays only when a query needs them. Long ones are cached, and a cache entry stays valid as long as
-its buffer has the same length: refs only grow, and the rare in-place changes (delete, out-of-order
-add) drop the entries they touch.
+Postings grow by appending to `array('q')` buffers, which is cheap per label and invisible to the
+garbage collector; they become numpy arrays only when a query needs them. Long ones are cached, and
+a cache entry stays valid while its buffer keeps the same length: refs are only appended, and the
+rare in-place changes (delete, out-of-order add) drop the entries they touch.
 """
 
 from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from typing import TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,8 +24,8 @@ from vigil.model.matcher import Matcher, MatchType
 
 _Refs = NDArray[np.int64]
 # A value's postings: a bare int while a single series has it (high-cardinality labels such as
-# `instance` or `id` mostly do, and an int is a third of the size of an array), then an array.
-_Posting = int | array
+# `instance` or `pod` mostly do, and an int is a third of the size of an array), then an array.
+_Posting: TypeAlias = "int | array[int]"
 
 _CACHE_MIN = 64  # shorter postings are cheaper to convert again than to keep twice in memory
 
@@ -37,13 +38,13 @@ def _readonly(a: _Refs) -> _Refs:
 _EMPTY: _Refs = _readonly(np.empty(0, np.int64))
 
 
-def _to_np(buf: array) -> _Refs:
+def _to_np(buf: array[int]) -> _Refs:
     # frombuffer exports buf only until the copy is taken; a live export would make append fail.
     return np.frombuffer(buf, np.int64).copy() if len(buf) else np.empty(0, np.int64)
 
 
 def _isin(values: _Refs, sorted_set: _Refs) -> NDArray[np.bool_]:
-    """Mask of `values` found in `sorted_set` (sorted, unique)."""
+    """Mask of the `values` that are in `sorted_set` (sorted, unique)."""
     n, m = len(values), len(sorted_set)
     if n == 0 or m == 0:
         return np.zeros(n, bool)
@@ -59,7 +60,8 @@ def _isin(values: _Refs, sorted_set: _Refs) -> NDArray[np.bool_]:
         return out
     idx = np.searchsorted(sorted_set, values)
     np.minimum(idx, m - 1, out=idx)
-    return sorted_set[idx] == values
+    found: NDArray[np.bool_] = sorted_set[idx] == values
+    return found
 
 
 def _intersect(a: _Refs, b: _Refs) -> _Refs:
@@ -72,6 +74,38 @@ def _difference(a: _Refs, b: _Refs) -> _Refs:
     if not len(a) or not len(b):
         return a
     return a[~_isin(a, b)]
+
+
+def _is_sorted_unique(a: _Refs) -> bool:
+    return len(a) < 2 or bool((a[1:] > a[:-1]).all())
+
+
+def _without(buf: array[int], dead: _Refs, dead_set: set[int]) -> array[int]:
+    """`buf` minus the dead refs; `buf` itself when it holds none of them."""
+    if not buf or buf[-1] < dead[0] or buf[0] > dead[-1]:
+        return buf
+    if len(buf) <= 32:
+        kept = [r for r in buf if r not in dead_set]
+        return buf if len(kept) == len(buf) else array("q", kept)
+    view = np.frombuffer(buf, np.int64)
+    mask = _isin(view, dead)
+    if not mask.any():
+        return buf
+    return array("q", view[~mask].tobytes())
+
+
+def _merge(postings: list[_Posting]) -> _Refs:
+    """Sorted union of postings of one label name: disjoint, since a series has one value per
+    name, so concatenating and sorting suffices."""
+    ints = [p for p in postings if p.__class__ is int]
+    out = np.array(ints, np.int64)
+    if len(ints) < len(postings):
+        # bytes.join reads the arrays' buffers directly: one C-level copy however many there are.
+        bufs = b"".join([p for p in postings if p.__class__ is not int])  # type: ignore[misc]
+        out = np.concatenate((out, np.frombuffer(bufs, np.int64)))
+    # Timsort: the pieces are sorted runs, and singletons come in insertion (= ref) order.
+    out.sort(kind="stable")
+    return out
 
 
 def _matcher_cost(m: Matcher) -> int:
@@ -103,8 +137,8 @@ class MemPostings:
         self._all = array("q")
         self._all_np: _Refs = _EMPTY
         self._last = -1
-        self._gen = 0  # bumped by every change; dates the per-name caches below
-        self._np: dict[tuple[str, str], _Refs] = {}  # long postings, valid while the length holds
+        self._gen = 0  # bumped by every change; dates `_has`
+        self._np: dict[tuple[str, str], _Refs] = {}  # long postings; valid while the length holds
         # Refs of every series having a name, for `!=""`, `=~".+"`, `=""` and complements. Built
         # on demand (O(values)) rather than kept up to date, which would double the cost of add.
         self._has: dict[str, tuple[int, _Refs]] = {}
@@ -113,6 +147,7 @@ class MemPostings:
         return len(self._all)
 
     def add(self, ref: int, labels: Labels) -> None:
+        """Index a new series. A few dict operations and an append per label."""
         if ref <= self._last:
             self._add_out_of_order(ref, labels)
             return
@@ -128,7 +163,7 @@ class MemPostings:
             if p is None:
                 vals[value] = ref
             elif p.__class__ is int:
-                vals[value] = array("q", (p, ref))  # type: ignore[arg-type]
+                vals[value] = array("q", (p, ref))
             else:
                 p.append(ref)  # type: ignore[union-attr]
 
@@ -178,32 +213,131 @@ class MemPostings:
                 self._has.pop(name, None)
 
     def all_refs(self) -> _Refs:
+        """Refs of every series, sorted."""
         if len(self._all_np) != len(self._all):
             self._all_np = _readonly(_to_np(self._all))
         return self._all_np
 
-    def _postings(self, name: str, p: _Posting) -> _Refs:
-        if p.__class__ is int:
+    # -- postings as numpy ---------------------------------------------------------------------
+
+    def _postings(self, name: str, value: str, p: _Posting) -> _Refs:
+        if isinstance(p, int):
             return np.array((p,), np.int64)
-        assert isinstance(p, array)
         if len(p) < _CACHE_MIN:
             return _to_np(p)
-        key = (name, "")  # placeholder, replaced below; keeps the hot path free of tuple building
-        del key
-        raise NotImplementedError
-def _is_sorted_unique(a: _Refs) -> bool:
-    return len(a) < 2 or bool((a[1:] > a[:-1]).all())
+        key = (name, value)
+        cached = self._np.get(key)
+        if cached is None or len(cached) != len(p):
+            cached = self._np[key] = _readonly(_to_np(p))
+        return cached
 
+    def _union(self, name: str, vals: dict[str, _Posting], values: Sequence[str]) -> _Refs:
+        """Sorted refs having any of `values` (all present in `vals`)."""
+        if len(values) == 1:
+            return self._postings(name, values[0], vals[values[0]])
+        return _merge([vals[v] for v in values])
 
-def _without(buf: array, dead: _Refs, dead_set: set[int]) -> array:
-    """`buf` minus the dead refs; `buf` itself when it has none of them."""
-    if not buf or buf[-1] < dead[0] or buf[0] > dead[-1]:
-        return buf
-    if len(buf) <= 32:
-        kept = [r for r in buf if r not in dead_set]
-        return buf if len(kept) == len(buf) else array("q", kept)
-    view = np.frombuffer(buf, np.int64)
-    mask = _isin(view, dead)
-    if not mask.any():
-        return buf
-    return array("q", view[~mask].tobytes())
+    def _with_label(self, name: str, vals: dict[str, _Posting]) -> _Refs:
+        gen, refs = self._has.get(name, (-1, _EMPTY))
+        if gen != self._gen:
+            refs = _readonly(_merge(list(vals.values())))
+            self._has[name] = (self._gen, refs)
+        return refs
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def select(self, matchers: Sequence[Matcher]) -> _Refs:
+        """Refs of the series matching all matchers (all series when there are none)."""
+        result: _Refs | None = None
+        exclude: list[_Refs] = []
+        for m in sorted(matchers, key=_matcher_cost):
+            keep, refs = self._for_matcher(m)
+            if refs is None:
+                continue
+            if keep:
+                result = refs if result is None else _intersect(result, refs)
+                if not len(result):
+                    return _EMPTY
+            else:
+                exclude.append(refs)
+        if result is None:
+            result = self.all_refs()
+        for refs in exclude:
+            result = _difference(result, refs)
+            if not len(result):
+                return _EMPTY
+        return _readonly(result)
+
+    def _for_matcher(self, m: Matcher) -> tuple[bool, _Refs | None]:
+        """The refs a matcher keeps, (True, refs), or removes, (False, refs); (True, None) when
+        it keeps every series."""
+        vals = self._names.get(m.name)
+        if vals is None:  # no series has the label: all match, or none
+            return (True, None) if m.matches_empty else (True, _EMPTY)
+        if m.matches_all_non_empty:
+            return (True, None) if m.matches_empty else (True, self._with_label(m.name, vals))
+
+        # The label's series split into those whose value matches and the rest; describe the
+        # matching ones through whichever side has fewer values.
+        chosen: list[str]
+        if m.pattern_set is not None:  # look the few values up rather than scan them all
+            chosen = [v for v in m.pattern_set if v in vals]
+            chosen_match = not m.negated
+        else:
+            matching = m.filter(vals)
+            chosen_match = 2 * len(matching) <= len(vals)
+            if chosen_match:
+                chosen = matching
+            else:
+                matched = set(matching)
+                chosen = [v for v in vals if v not in matched]
+        if not chosen and not chosen_match:  # every value matches
+            return (True, None) if m.matches_empty else (True, self._with_label(m.name, vals))
+        union = self._union(m.name, vals, chosen)
+        if m.matches_empty:
+            # Series without the label match too: remove those whose value does not.
+            return False, _difference(self._with_label(m.name, vals), union) if chosen_match else union
+        return True, union if chosen_match else _difference(self._with_label(m.name, vals), union)
+
+    def label_names(self, refs: _Refs | None = None) -> list[str]:
+        """Sorted names of the labels that any of `refs` (None: any series) has."""
+        if refs is None:
+            return sorted(self._names)
+        if not len(refs):
+            return []
+        return sorted(
+            name for name, vals in self._names.items() if _isin(refs, self._with_label(name, vals)).any()
+        )
+
+    def label_values(self, name: str, refs: _Refs | None = None) -> list[str]:
+        """Sorted values of label `name` among `refs` (None: all series)."""
+        vals = self._names.get(name)
+        if vals is None:
+            return []
+        if refs is None:
+            return sorted(vals)
+        if not len(refs):
+            return []
+        # Vectorised: lay all postings of the name end to end, tagged with their value's number,
+        # and keep the numbers of wanted refs; a numpy call per value would cost far more.
+        values = list(vals)
+        ints: list[int] = []
+        int_owners: list[int] = []
+        bufs: list[array[int]] = []
+        buf_owners: list[int] = []
+        lengths: list[int] = []
+        for i, p in enumerate(vals.values()):
+            if isinstance(p, int):
+                ints.append(p)
+                int_owners.append(i)
+            else:
+                bufs.append(p)
+                buf_owners.append(i)
+                lengths.append(len(p))
+        flat = np.concatenate((np.array(ints, np.int64), np.frombuffer(b"".join(bufs), np.int64)))
+        owners = np.concatenate(
+            (np.array(int_owners, np.int64), np.repeat(np.array(buf_owners, np.int64), lengths))
+        )
+        wanted = refs if _is_sorted_unique(refs) else np.unique(refs)
+        hits = np.unique(owners[_isin(flat, wanted)])
+        return sorted(values[i] for i in hits.tolist())
