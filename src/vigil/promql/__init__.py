@@ -1,0 +1,1 @@
+"""PromQL: parsing into Vigil's own AST and vectorised evaluation over the storage interface."""

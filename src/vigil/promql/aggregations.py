@@ -1,0 +1,150 @@
+"""Aggregation operators (sum, avg, topk, quantile, count_values, ...) with by/without grouping."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vigil.model.labels import METRIC_NAME, Labels
+from vigil.promql import ast
+from vigil.promql.errors import ExecutionError
+from vigil.promql.functions_util import format_go_float, quantile_sorted
+from vigil.promql.value import F64, I64, Scalar, String, Value, Vector
+
+
+def _group_labels(lb: Labels, e: ast.Aggregate) -> Labels:
+    if e.without:
+        return lb.without(METRIC_NAME, *e.grouping)
+    keep = set(e.grouping)
+    return Labels(p for p in lb if p[0] in keep)
+
+
+def _groups(v: Vector, e: ast.Aggregate) -> tuple[list[Labels], I64]:
+    index: dict[Labels, int] = {}
+    gid = np.array([index.setdefault(_group_labels(lb, e), len(index)) for lb in v.labels], np.int64)
+    return list(index), gid
+
+
+def _param_values(param: Value | None, n: int, name: str) -> F64:
+    if not isinstance(param, Scalar):
+        raise ExecutionError(f"expected a scalar parameter for {name}")
+    return param.values
+
+
+def evaluate(e: ast.Aggregate, v: Value, param: Value | None, steps: np.ndarray) -> Vector:
+    if not isinstance(v, Vector):
+        raise ExecutionError(f"expected an instant vector in aggregation {e.op}")
+    n = steps.size
+    if e.op in ("topk", "bottomk"):
+        return _topk(e, v, _param_values(param, n, e.op))
+    if e.op == "count_values":
+        if not isinstance(param, String):
+            raise ExecutionError("expected a string parameter for count_values")
+        return _count_values(e, v, param.value)
+    if not len(v):
+        return Vector.empty(n)
+    groups, gid = _groups(v, e)
+    g = len(groups)
+    present = np.zeros((g, n), bool)
+    np.logical_or.at(present, gid, v.present)
+    counts = np.zeros((g, n))
+    np.add.at(counts, gid, v.present.astype(np.float64))
+    vals = np.where(v.present, v.values, 0.0)
+    with np.errstate(all="ignore"):
+        match e.op:
+            case "sum":
+                out = _group_sum(vals, gid, g)
+            case "avg":
+                out = _group_sum(vals, gid, g) / counts
+                # Overflowed sums: fall back to a mean of scaled values, as Prometheus does.
+                bad = np.isinf(out) & present
+                if bad.any():
+                    scaled = _group_sum(
+                        np.where(v.present, v.values / np.maximum(counts[gid], 1), 0.0), gid, g
+                    )
+                    out = np.where(bad & np.isfinite(scaled), scaled, out)
+            case "count":
+                out = counts
+            case "group":
+                out = np.ones((g, n))
+            case "min" | "max":
+                fill = np.where(v.present, v.values, np.nan)
+                out = np.full((g, n), np.nan)
+                (np.fmin if e.op == "min" else np.fmax).at(out, gid, fill)
+            case "stddev" | "stdvar":
+                mean = _group_sum(vals, gid, g) / counts
+                dev = np.where(v.present, v.values - mean[gid], 0.0)
+                var = _group_sum(dev * dev, gid, g) / counts
+                out = np.sqrt(var) if e.op == "stddev" else var
+            case "quantile":
+                q = _param_values(param, n, "quantile")
+                out = _quantile(v, gid, g, q)
+            case _:
+                raise ExecutionError(f"aggregation {e.op!r} is not supported")
+    return Vector(groups, out, present)
+
+
+def _group_sum(vals: F64, gid: I64, g: int) -> F64:
+    out = np.zeros((g, vals.shape[1]))
+    np.add.at(out, gid, vals)
+    return out
+
+
+def _quantile(v: Vector, gid: I64, g: int, q: F64) -> F64:
+    n = v.values.shape[1]
+    out = np.full((g, n), np.nan)
+    for k in range(g):
+        rows = np.flatnonzero(gid == k)
+        sub = np.where(v.present[rows], v.values[rows], np.inf)
+        cnt = v.present[rows].sum(axis=0)
+        out[k] = quantile_sorted(np.sort(sub, axis=0), cnt, q)
+    return out
+
+
+def _topk(e: ast.Aggregate, v: Vector, kparam: F64) -> Vector:
+    n = kparam.size
+    if np.isnan(kparam).any():
+        raise ExecutionError("Parameter value is NaN")
+    if not len(v):
+        return Vector.empty(n)
+    k = np.clip(np.trunc(kparam), 0, 2**31).astype(np.int64)
+    _, gid = _groups(v, e)
+    present = np.zeros_like(v.present)
+    top = e.op == "topk"
+    for grp in np.unique(gid).tolist():
+        rows = np.flatnonzero(gid == grp)
+        vals = v.values[rows]
+        # NaN ranks below everything for topk and above everything for bottomk, as in Prometheus.
+        key = np.where(np.isnan(vals), -np.inf if top else np.inf, vals)
+        key = np.where(v.present[rows], key, np.nan)
+        order = np.argsort(-key if top else key, axis=0, kind="stable")  # NaN (absent) sorts last
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(rows.size)[:, None].repeat(n, axis=1), axis=0)
+        present[rows] = v.present[rows] & (rank < k[None, :])
+    return Vector(v.labels, v.values, present)
+
+
+def _count_values(e: ast.Aggregate, v: Vector, label: str) -> Vector:
+    from vigil.model.labels import is_valid_label_name
+
+    if not is_valid_label_name(label):
+        raise ExecutionError(f"invalid label name {label!r}")
+    n = v.values.shape[1] if len(v) else 0
+    if not len(v):
+        return Vector([], np.empty((0, n)), np.zeros((0, n), bool))
+    glabels = [_group_labels(lb, e) for lb in v.labels]
+    out: dict[Labels, F64] = {}
+    rows, cols = np.nonzero(v.present)
+    text: dict[float, str] = {}
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        val = float(v.values[r, c])
+        s = text.get(val) if val == val else "NaN"
+        if s is None:
+            s = text[val] = format_go_float(val)
+        lb = Labels.from_dict({**glabels[r].to_dict(), label: s})
+        arr = out.get(lb)
+        if arr is None:
+            arr = out[lb] = np.zeros(n)
+        arr[c] += 1
+    labels = list(out)
+    values = np.array([out[lb] for lb in labels]).reshape(len(labels), n)
+    return Vector(labels, values, values > 0)

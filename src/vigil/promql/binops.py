@@ -1,0 +1,214 @@
+"""Binary operators: arithmetic, comparison (filter or bool) and set operators, with vector matching."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vigil.model.labels import METRIC_NAME, Labels
+from vigil.promql import ast
+from vigil.promql.errors import ExecutionError
+from vigil.promql.value import F64, Bool, Scalar, Value, Vector, merge_duplicates
+
+ARITHMETIC = {"+", "-", "*", "/", "%", "^", "atan2"}
+
+
+def apply(op: str, a: F64, b: F64) -> F64:
+    with np.errstate(all="ignore"):
+        match op:
+            case "+":
+                return a + b
+            case "-":
+                return a - b
+            case "*":
+                return a * b
+            case "/":
+                return a / b
+            case "%":
+                return np.fmod(a, b)
+            case "^":
+                return np.power(a, b)
+            case "atan2":
+                return np.arctan2(a, b)
+            case "==":
+                return (a == b).astype(np.float64)
+            case "!=":
+                return (a != b).astype(np.float64)
+            case ">":
+                return (a > b).astype(np.float64)
+            case "<":
+                return (a < b).astype(np.float64)
+            case ">=":
+                return (a >= b).astype(np.float64)
+            case "<=":
+                return (a <= b).astype(np.float64)
+    raise ExecutionError(f"unknown binary operator {op!r}")
+
+
+def negate(v: Value) -> Value:
+    if isinstance(v, Scalar):
+        return Scalar(-v.values)
+    if isinstance(v, Vector):
+        return merge_duplicates(Vector([lb.without(METRIC_NAME) for lb in v.labels], -v.values, v.present))
+    raise ExecutionError("unary minus is only defined on scalars and instant vectors")
+
+
+def evaluate(e: ast.Binary, lhs: Value, rhs: Value, steps: np.ndarray) -> Value:
+    op = e.op
+    if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
+        return Scalar(apply(op, lhs.values, rhs.values))
+    if op in ast.SET_OPS:
+        assert isinstance(lhs, Vector) and isinstance(rhs, Vector)
+        return _set_op(op, lhs, rhs, e.matching)
+    comparison = op in ast.COMPARISON_OPS
+    drop_name = not comparison or e.return_bool
+    if isinstance(lhs, Vector) and isinstance(rhs, Scalar):
+        return _vector_scalar(op, lhs, rhs.values[None, :], drop_name, e.return_bool, scalar_right=True)
+    if isinstance(lhs, Scalar) and isinstance(rhs, Vector):
+        return _vector_scalar(op, rhs, lhs.values[None, :], drop_name, e.return_bool, scalar_right=False)
+    assert isinstance(lhs, Vector) and isinstance(rhs, Vector)
+    return _vector_vector(e, lhs, rhs, drop_name)
+
+
+def _vector_scalar(
+    op: str, v: Vector, s: F64, drop_name: bool, return_bool: bool, scalar_right: bool
+) -> Vector:
+    a, b = (v.values, s) if scalar_right else (s, v.values)
+    res = apply(op, a, b)
+    present = v.present
+    values = res
+    if op in ast.COMPARISON_OPS:
+        if return_bool:
+            present = present & ~np.isnan(np.broadcast_to(s, v.values.shape))
+        else:
+            present = present & (res == 1.0)
+            values = v.values  # a filter keeps the vector's own value
+    labels = [lb.without(METRIC_NAME) for lb in v.labels] if drop_name else v.labels
+    out = Vector(labels, np.broadcast_to(values, v.values.shape).copy(), present.copy())
+    return merge_duplicates(out) if drop_name else out
+
+
+def signature(lb: Labels, matching: ast.VectorMatching | None) -> tuple[tuple[str, str], ...]:
+    if matching is not None and matching.on:
+        keep = set(matching.labels)
+        return tuple(p for p in lb if p[0] in keep)
+    drop = {METRIC_NAME, *(matching.labels if matching else ())}
+    return tuple(p for p in lb if p[0] not in drop)
+
+
+def _sig_presence(v: Vector, matching: ast.VectorMatching | None) -> tuple[list, dict, Bool]:
+    """Per distinct signature: whether any series with it is present at each step."""
+    sigs = [signature(lb, matching) for lb in v.labels]
+    index: dict[tuple, int] = {}
+    gid = np.array([index.setdefault(s, len(index)) for s in sigs], np.int64)
+    pres = np.zeros((len(index), v.present.shape[1]), bool)
+    if len(v):
+        np.logical_or.at(pres, gid, v.present)
+    return sigs, index, pres
+
+
+def _set_op(op: str, lhs: Vector, rhs: Vector, matching: ast.VectorMatching | None) -> Vector:
+    lsigs = [signature(lb, matching) for lb in lhs.labels]
+    _, rindex, rpres = _sig_presence(rhs, matching)
+    n = lhs.present.shape[1] if len(lhs) else rhs.present.shape[1]
+    match_rows = np.zeros((len(lhs), n), bool)
+    for i, s in enumerate(lsigs):
+        g = rindex.get(s)
+        if g is not None:
+            match_rows[i] = rpres[g]
+    if op == "and":
+        return Vector(lhs.labels, lhs.values, lhs.present & match_rows, lhs.sample_ts)
+    if op == "unless":
+        return Vector(lhs.labels, lhs.values, lhs.present & ~match_rows, lhs.sample_ts)
+    # or: every lhs series, plus rhs series whose signature no lhs series has at that step.
+    _, lindex, lpres = _sig_presence(lhs, matching)
+    rsigs = [signature(lb, matching) for lb in rhs.labels]
+    add = rhs.present.copy()
+    for j, s in enumerate(rsigs):
+        g = lindex.get(s)
+        if g is not None:
+            add[j] &= ~lpres[g]
+    labels = lhs.labels + rhs.labels
+    values = np.concatenate([lhs.values, rhs.values]) if len(rhs) else lhs.values
+    present = np.concatenate([lhs.present, add]) if len(rhs) else lhs.present
+    if not len(lhs):
+        values, present = rhs.values, add
+    return merge_duplicates(Vector(labels, values.reshape(len(labels), n), present.reshape(len(labels), n)))
+
+
+def _result_labels(many: Labels, one: Labels, matching: ast.VectorMatching, drop_name: bool) -> Labels:
+    lb = many.without(METRIC_NAME) if drop_name else many
+    if matching.card == "one-to-one":
+        if matching.on:
+            keep = set(matching.labels)
+            lb = Labels(p for p in lb if p[0] in keep)
+        else:
+            lb = lb.without(*matching.labels)
+    if matching.include:
+        d = lb.to_dict()
+        od = one.to_dict()
+        for name in matching.include:
+            if name in od:
+                d[name] = od[name]
+            else:
+                d.pop(name, None)
+        lb = Labels.from_dict(d)
+    return lb
+
+
+def _vector_vector(e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool) -> Vector:
+    matching = e.matching or ast.VectorMatching("one-to-one", False, (), ())
+    if matching.card == "many-to-many":
+        raise ExecutionError("many-to-many only allowed for set operators")
+    swapped = matching.card == "one-to-many"
+    many, one = (rhs, lhs) if swapped else (lhs, rhs)
+    n = many.present.shape[1] if len(many) else (one.present.shape[1] if len(one) else 0)
+    if not len(many) or not len(one):
+        return Vector.empty(n)
+    one_sigs = [signature(lb, matching) for lb in one.labels]
+    one_index: dict[tuple, list[int]] = {}
+    for j, s in enumerate(one_sigs):
+        one_index.setdefault(s, []).append(j)
+    # The "one" side must be unique per signature at every step.
+    for s, rows in one_index.items():
+        if len(rows) > 1 and (one.present[rows].sum(axis=0) > 1).any():
+            side = "left" if swapped else "right"
+            raise ExecutionError(
+                f"found duplicate series for the match group {_fmt_sig(s)} on the {side} hand-side of the "
+                "operation; many-to-many matching not allowed: matching labels must be unique on one side"
+            )
+    pairs_m, pairs_o = [], []
+    for i, lb in enumerate(many.labels):
+        for j in one_index.get(signature(lb, matching), ()):
+            pairs_m.append(i)
+            pairs_o.append(j)
+    if not pairs_m:
+        return Vector.empty(n)
+    pm, po = np.array(pairs_m), np.array(pairs_o)
+    present = many.present[pm] & one.present[po]
+    if matching.card == "one-to-one":
+        # The left side must be unique per signature too, where a match exists.
+        msigs = [signature(many.labels[i], matching) for i in pairs_m]
+        seen: dict[tuple, list[int]] = {}
+        for r, s in enumerate(msigs):
+            seen.setdefault(s, []).append(r)
+        for s, rows in seen.items():
+            if len(rows) > 1 and (present[rows].sum(axis=0) > 1).any():
+                raise ExecutionError(
+                    f"found duplicate series for the match group {_fmt_sig(s)} on the left hand-side of the "
+                    "operation; many-to-many matching not allowed: matching labels must be unique on one side"
+                )
+    lv, rv = (one.values[po], many.values[pm]) if swapped else (many.values[pm], one.values[po])
+    res = apply(e.op, lv, rv)
+    values = res
+    if e.op in ast.COMPARISON_OPS and not e.return_bool:
+        present = present & (res == 1.0)
+        values = lv
+    labels = [
+        _result_labels(many.labels[i], one.labels[j], matching, drop_name)
+        for i, j in zip(pairs_m, pairs_o, strict=True)
+    ]
+    return merge_duplicates(Vector(labels, values, present))
+
+
+def _fmt_sig(sig: tuple) -> str:
+    return "{" + ", ".join(f'{n}="{v}"' for n, v in sig) + "}"

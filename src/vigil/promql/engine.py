@@ -1,0 +1,300 @@
+"""The PromQL engine: parses a query and evaluates it over the storage interface.
+
+Evaluation is vectorised over steps: every node is evaluated once for all the steps of a range
+query (an instant query is a range query of one step), so the cost is a fixed number of numpy
+calls per node rather than per step or per sample.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vigil.model.labels import Labels
+from vigil.model.matcher import Matcher, MatchType
+from vigil.promql import aggregations, ast, binops, functions
+from vigil.promql.errors import ExecutionError, ParseError, QueryTimeout, TooManySamples
+from vigil.promql.parser import parse
+from vigil.promql.result import QueryResult, Series
+from vigil.promql.value import I64, Matrix, Scalar, String, Value, Vector
+from vigil.storage.interface import SeriesSet, Storage
+
+STALE_NAN_BITS = 0x7FF0000000000002
+DEFAULT_SUBQUERY_STEP_MS = 60_000
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    lookback_delta_ms: int = 300_000
+    timeout_s: float = 120.0
+    max_samples: int = 50_000_000
+    default_subquery_step_ms: int = DEFAULT_SUBQUERY_STEP_MS
+
+
+class Engine:
+    def __init__(self, storage: Storage, options: EngineOptions | None = None) -> None:
+        self._storage = storage
+        self.options = options or EngineOptions()
+
+    def instant_query(self, query: str, time_ms: int, lookback_delta_ms: int | None = None) -> QueryResult:
+        expr = parse(query)
+        ev = self._evaluator(time_ms, time_ms, lookback_delta_ms)
+        steps = np.array([time_ms], np.int64)
+        return _instant_result(ev.eval(expr, steps), time_ms)
+
+    def range_query(
+        self, query: str, start_ms: int, end_ms: int, step_ms: int, lookback_delta_ms: int | None = None
+    ) -> QueryResult:
+        if step_ms <= 0:
+            raise ParseError("zero or negative query resolution step widths are not accepted")
+        if end_ms < start_ms:
+            raise ParseError("end timestamp must not be before start time")
+        expr = parse(query)
+        vt = ast.value_type(expr)
+        if vt not in ("scalar", "vector"):
+            kind = "range vector" if vt == "matrix" else vt
+            raise ParseError(
+                f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector'
+            )
+        steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+        ev = self._evaluator(start_ms, end_ms, lookback_delta_ms)
+        return _range_result(ev.eval(expr, steps), steps)
+
+    def _evaluator(self, start: int, end: int, lookback: int | None) -> Evaluator:
+        o = self.options
+        return Evaluator(
+            self._storage,
+            start,
+            end,
+            lookback or o.lookback_delta_ms,
+            time.monotonic() + o.timeout_s,
+            o.max_samples,
+            o.default_subquery_step_ms,
+        )
+
+
+class Evaluator:
+    def __init__(
+        self,
+        storage: Storage,
+        start: int,
+        end: int,
+        lookback: int,
+        deadline: float,
+        max_samples: int,
+        default_step: int,
+    ) -> None:
+        self.storage = storage
+        self.start = start
+        self.end = end
+        self.lookback = lookback
+        self.deadline = deadline
+        self.max_samples = max_samples
+        self.default_step = default_step
+        self.samples_loaded = 0
+
+    def check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise QueryTimeout()
+
+    def eval(self, e: ast.Expr, steps: I64) -> Value:
+        self.check_deadline()
+        match e:
+            case ast.NumberLiteral(value=v):
+                return Scalar(np.full(steps.size, v))
+            case ast.StringLiteral(value=s):
+                return String(s)
+            case ast.Paren(expr=x):
+                return self.eval(x, steps)
+            case ast.Unary(expr=x):
+                return binops.negate(self.eval(x, steps))
+            case ast.VectorSelector():
+                return self.vector_selector(e, steps)
+            case ast.MatrixSelector():
+                return self.matrix_selector(e, steps)
+            case ast.Subquery():
+                return self.subquery(e, steps)
+            case ast.Binary():
+                return binops.evaluate(e, self.eval(e.lhs, steps), self.eval(e.rhs, steps), steps)
+            case ast.Aggregate():
+                param = self.eval(e.param, steps) if e.param is not None else None
+                return aggregations.evaluate(e, self.eval(e.expr, steps), param, steps)
+            case ast.Call():
+                return functions.call(self, e, steps)
+        raise ExecutionError(f"unsupported expression {e!r}")
+
+    # -- selectors -------------------------------------------------------------------------------
+
+    def effective_times(self, steps: I64, offset: int, at: ast.At | None) -> I64:
+        if at is None:
+            return steps - offset
+        base = {"time": at.time_ms, "start": self.start, "end": self.end}[at.kind]
+        return np.full(steps.size, base - offset, np.int64)
+
+    def _select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> SeriesSet:
+        ss = self.storage.select(matchers, mint, maxt)
+        self.samples_loaded += int(ss.timestamps.size)
+        if self.samples_loaded > self.max_samples:
+            raise TooManySamples(self.max_samples)
+        self.check_deadline()
+        return ss
+
+    def vector_selector(self, e: ast.VectorSelector, steps: I64) -> Vector:
+        t = self.effective_times(steps, e.offset_ms, e.at)
+        # Prometheus 3: the lookback window is left-open, (t - lookback, t].
+        ss = self._select(e.matchers, int(t.min()) - self.lookback + 1, int(t.max()))
+        n, k = steps.size, len(ss)
+        if k == 0:
+            return Vector.empty(n)
+        keys, span, base = _composite_keys(ss.offsets, ss.timestamps)
+        q = np.arange(k)[:, None] * span + (t[None, :] - base)
+        idx = np.searchsorted(keys, q.ravel(), side="right").reshape(k, n) - 1
+        valid = idx >= ss.offsets[:-1, None]
+        idx = np.where(valid, idx, 0)
+        st = ss.timestamps[idx]
+        sv = ss.values[idx]
+        present = valid & (st > t[None, :] - self.lookback) & (sv.view(np.int64) != STALE_NAN_BITS)
+        return Vector(list(ss.labels), sv, present, st).compact()
+
+    def matrix_selector(self, e: ast.MatrixSelector, steps: I64) -> Matrix:
+        vs = e.selector
+        t = self.effective_times(steps, vs.offset_ms, vs.at)
+        ss = self._select(vs.matchers, int(t.min()) - e.range_ms + 1, int(t.max()))
+        # Stale markers only end a series for instant selectors; range functions never see them.
+        keep = ss.values.view(np.int64) != STALE_NAN_BITS
+        if not keep.all():
+            counts = (
+                np.add.reduceat(keep.astype(np.int64), ss.offsets[:-1]) if len(ss) else np.zeros(0, np.int64)
+            )
+            counts[np.diff(ss.offsets) == 0] = 0
+            offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            ss = SeriesSet(ss.labels, offsets, ss.timestamps[keep], ss.values[keep])
+        return windows(
+            list(ss.labels),
+            ss.offsets,
+            ss.timestamps,
+            ss.values,
+            t,
+            e.range_ms,
+            _selector_labels(vs.matchers),
+        )
+
+    def subquery(self, e: ast.Subquery, steps: I64) -> Matrix:
+        step = e.step_ms or self.default_step
+        t = self.effective_times(steps, e.offset_ms, e.at)
+        lo_t = int(t.min()) - e.range_ms
+        first = (lo_t // step + 1) * step  # first aligned step strictly after the window start
+        inner_steps = np.arange(first, int(t.max()) + 1, step, dtype=np.int64)
+        if inner_steps.size == 0:
+            return windows([], np.zeros(1, np.int64), np.empty(0, np.int64), np.empty(0), t, e.range_ms)
+        inner = self.eval(e.expr, inner_steps)
+        if isinstance(inner, Scalar):
+            inner = Vector([Labels()], inner.values[None, :], np.ones((1, inner_steps.size), bool))
+        if not isinstance(inner, Vector):
+            raise ExecutionError("subquery is only allowed on an instant vector or scalar")
+        inner = inner.compact()
+        counts = inner.present.sum(axis=1)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        rows, cols = np.nonzero(inner.present)  # row-major: per series, ascending time
+        ts = inner_steps[cols]
+        vals = inner.values[rows, cols]
+        return windows(inner.labels, offsets, ts, vals, t, e.range_ms)
+
+
+def _composite_keys(offsets: I64, ts: I64) -> tuple[I64, int, int]:
+    """One sorted key array for all series: series i's sample at t is i * span + (t - base)."""
+    base = int(ts.min()) - 1 if ts.size else 0
+    span = (int(ts.max()) - base + 2) if ts.size else 1
+    series_of = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+    return series_of * span + (ts - base), span, base
+
+
+def windows(
+    labels: list[Labels],
+    offsets: I64,
+    ts: I64,
+    vals: np.ndarray,
+    end: I64,
+    range_ms: int,
+    selector_labels: Labels | None = None,
+) -> Matrix:
+    k, n = len(labels), end.size
+    if k == 0 or ts.size == 0:
+        z = np.zeros((k, n), np.int64)
+        return Matrix(labels, offsets, ts, vals, z, z, end, range_ms, selector_labels)
+    keys, span, base = _composite_keys(offsets, ts)
+    rows = np.arange(k)[:, None] * span
+    # Clip into each series' own key range so windows never reach into a neighbour.
+    hi_q = rows + np.clip(end[None, :] - base, -1, span - 1)
+    lo_q = rows + np.clip(end[None, :] - range_ms - base, -1, span - 1)
+    hi = np.searchsorted(keys, hi_q.ravel(), side="right").reshape(k, n)
+    lo = np.searchsorted(keys, lo_q.ravel(), side="right").reshape(k, n)
+    lo = np.maximum(lo, offsets[:-1, None])
+    hi = np.maximum(np.minimum(hi, offsets[1:, None]), lo)
+    return Matrix(labels, offsets, ts, vals, lo, hi, end, range_ms, selector_labels)
+
+
+def _selector_labels(matchers: Sequence[Matcher]) -> Labels:
+    """Labels absent()/absent_over_time() report: those of equality matchers, unless repeated."""
+    eq: dict[str, str | None] = {}
+    for m in matchers:
+        if m.name == "__name__":
+            continue
+        if m.type is MatchType.EQ:
+            eq[m.name] = None if m.name in eq else m.value
+        else:
+            eq.setdefault(m.name, None)
+            if m.name in eq and eq[m.name] is not None and m.type is not MatchType.EQ:
+                eq[m.name] = None
+    return Labels.from_pairs((k, v) for k, v in eq.items() if v is not None)
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+
+def _instant_result(v: Value, t: int) -> QueryResult:
+    match v:
+        case Scalar(values=vals):
+            return QueryResult("scalar", scalar=(t, float(vals[0])))
+        case String(value=s):
+            return QueryResult("string", string=(t, s))
+        case Vector():
+            out = []
+            for i in np.flatnonzero(v.present[:, 0]).tolist():
+                out.append(Series(v.labels[i], np.array([t], np.int64), v.values[i, :1].copy()))
+            _check_unique(out)
+            return QueryResult("vector", out)
+        case Matrix():
+            out = []
+            for i, lb in enumerate(v.labels):
+                a, b = int(v.lo[i, 0]), int(v.hi[i, 0])
+                if b > a:
+                    out.append(Series(lb, v.ts[a:b].copy(), np.asarray(v.vals[a:b], np.float64).copy()))
+            out.sort(key=lambda s: s.labels)
+            return QueryResult("matrix", out)
+    raise ExecutionError(f"unexpected result {type(v).__name__}")
+
+
+def _range_result(v: Value, steps: I64) -> QueryResult:
+    if isinstance(v, Scalar):
+        return QueryResult("matrix", [Series(Labels(), steps.copy(), v.values.copy())])
+    if not isinstance(v, Vector):
+        raise ExecutionError(f"unexpected result {type(v).__name__} for a range query")
+    out = []
+    for i in np.flatnonzero(v.present.any(axis=1)).tolist():
+        m = v.present[i]
+        out.append(Series(v.labels[i], steps[m], v.values[i, m]))
+    _check_unique(out)
+    out.sort(key=lambda s: s.labels)
+    return QueryResult("matrix", out)
+
+
+def _check_unique(series: list[Series]) -> None:
+    seen: set[Labels] = set()
+    for s in series:
+        if s.labels in seen:
+            raise ExecutionError("vector cannot contain metrics with the same labelset")
+        seen.add(s.labels)

@@ -1,0 +1,559 @@
+"""PromQL functions: over range vectors (rate, *_over_time, ...) and instant vectors (math, labels, ...).
+
+Range functions see each series' samples flat with per-step window bounds, and reduce the windows
+with `ufunc.reduceat` or cumulative sums, so a range query costs no Python loop per step.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from vigil.model.labels import METRIC_NAME, Labels, is_valid_label_name
+from vigil.model.matcher import RegexSyntaxError, translate
+from vigil.promql import ast
+from vigil.promql.errors import ExecutionError
+from vigil.promql.functions_util import quantile_sorted
+from vigil.promql.value import F64, I64, Matrix, Scalar, String, Value, Vector, merge_duplicates
+
+if TYPE_CHECKING:
+    from vigil.promql.engine import Evaluator
+
+
+def call(ev: Evaluator, e: ast.Call, steps: I64) -> Value:
+    f = e.func
+    args = [ev.eval(a, steps) for a in e.args]
+    if f in _RANGE:
+        m = args[-1] if f not in ("quantile_over_time",) else args[1]
+        assert isinstance(m, Matrix)
+        return _RANGE[f](m, args, steps)
+    if f in _MATH:
+        return _map(args[0], _MATH[f])
+    if f in _DATE:
+        v = args[0] if args else Vector([Labels()], (steps / 1000.0)[None, :], np.ones((1, steps.size), bool))
+        assert isinstance(v, Vector)
+        return _map(v, _DATE[f])
+    match f:
+        case "time":
+            return Scalar(steps / 1000.0)
+        case "pi":
+            return Scalar(np.full(steps.size, math.pi))
+        case "vector":
+            s = args[0]
+            assert isinstance(s, Scalar)
+            return Vector([Labels()], s.values[None, :].copy(), np.ones((1, steps.size), bool))
+        case "scalar":
+            return _scalar(args[0])
+        case "timestamp":
+            v = args[0]
+            assert isinstance(v, Vector)
+            ts = v.sample_ts if v.sample_ts is not None else np.broadcast_to(steps, v.values.shape)
+            out = Vector([lb.without(METRIC_NAME) for lb in v.labels], ts / 1000.0, v.present)
+            return merge_duplicates(out)
+        case "round":
+            v = args[0]
+            assert isinstance(v, Vector)
+            to = args[1].values if len(args) > 1 and isinstance(args[1], Scalar) else np.ones(steps.size)
+            with np.errstate(all="ignore"):
+                inv = 1.0 / to
+                vals = np.floor(v.values * inv + 0.5) / inv
+            return _relabel(v, vals)
+        case "clamp" | "clamp_min" | "clamp_max":
+            return _clamp(f, args)
+        case "sort" | "sort_desc":
+            return _sort(args[0], desc=f == "sort_desc")
+        case "label_replace":
+            return _label_replace(args)
+        case "label_join":
+            return _label_join(args)
+        case "absent":
+            return _absent(args[0], e.args[0], steps)
+        case "histogram_quantile":
+            return _histogram_quantile(args[0], args[1])
+    raise ExecutionError(f"function {f!r} is not supported")
+
+
+# -- instant-vector helpers ----------------------------------------------------------------------
+
+
+def _relabel(v: Vector, values: F64, keep_name: bool = False) -> Vector:
+    labels = v.labels if keep_name else [lb.without(METRIC_NAME) for lb in v.labels]
+    out = Vector(labels, values, v.present.copy())
+    return out if keep_name else merge_duplicates(out)
+
+
+def _map(v: Value, fn: Callable[[F64], F64]) -> Vector:
+    assert isinstance(v, Vector)
+    with np.errstate(all="ignore"):
+        return _relabel(v, fn(v.values))
+
+
+def _sgn(x: F64) -> F64:
+    return np.where(np.isnan(x), np.nan, np.sign(x))
+
+
+_MATH: dict[str, Callable[[F64], F64]] = {
+    "abs": np.abs,
+    "ceil": np.ceil,
+    "floor": np.floor,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "ln": np.log,
+    "log2": np.log2,
+    "log10": np.log10,
+    "sgn": _sgn,
+    "acos": np.arccos,
+    "acosh": np.arccosh,
+    "asin": np.arcsin,
+    "asinh": np.arcsinh,
+    "atan": np.arctan,
+    "atanh": np.arctanh,
+    "cos": np.cos,
+    "cosh": np.cosh,
+    "sin": np.sin,
+    "sinh": np.sinh,
+    "tan": np.tan,
+    "tanh": np.tanh,
+    "deg": np.degrees,
+    "rad": np.radians,
+}
+
+
+def _datetime_part(part: str) -> Callable[[F64], F64]:
+    def fn(x: F64) -> F64:
+        ok = np.isfinite(x)
+        secs = np.where(ok, x, 0).astype(np.int64)
+        d = secs.astype("datetime64[s]")
+        days = d.astype("datetime64[D]")
+        match part:
+            case "minute":
+                r = (secs // 60) % 60
+            case "hour":
+                r = (secs // 3600) % 24
+            case "day_of_week":
+                r = (days.astype(np.int64) + 4) % 7  # 1970-01-01 was a Thursday
+            case "day_of_month":
+                r = (days - days.astype("datetime64[M]")).astype(np.int64) + 1
+            case "day_of_year":
+                r = (days - days.astype("datetime64[Y]")).astype(np.int64) + 1
+            case "days_in_month":
+                m = days.astype("datetime64[M]")
+                r = ((m + 1).astype("datetime64[D]") - m.astype("datetime64[D]")).astype(np.int64)
+            case "month":
+                r = days.astype("datetime64[M]").astype(np.int64) % 12 + 1
+            case "year":
+                r = days.astype("datetime64[Y]").astype(np.int64) + 1970
+            case _:
+                raise ExecutionError(part)
+        return np.where(ok, r.astype(np.float64), np.nan)
+
+    return fn
+
+
+_DATE = {
+    p: _datetime_part(p)
+    for p in (
+        "minute",
+        "hour",
+        "day_of_week",
+        "day_of_month",
+        "day_of_year",
+        "days_in_month",
+        "month",
+        "year",
+    )
+}
+
+
+def _scalar(v: Value) -> Scalar:
+    assert isinstance(v, Vector)
+    n = v.present.shape[1] if len(v) else 0
+    if not len(v):
+        return Scalar(np.full(n, np.nan)) if n else Scalar(np.empty(0))
+    cnt = v.present.sum(axis=0)
+    first = v.present.argmax(axis=0)
+    vals = v.values[first, np.arange(n)]
+    return Scalar(np.where(cnt == 1, vals, np.nan))
+
+
+def _clamp(f: str, args: list[Value]) -> Vector:
+    v = args[0]
+    assert isinstance(v, Vector)
+    n = v.values.shape[1] if len(v) else 0
+    lo = args[1].values if f in ("clamp", "clamp_min") else np.full(n, -np.inf)  # type: ignore[union-attr]
+    hi = (args[2].values if f == "clamp" else args[1].values) if f != "clamp_min" else np.full(n, np.inf)  # type: ignore[union-attr]
+    vals = np.maximum(np.minimum(v.values, hi[None, :]), lo[None, :])
+    vals = np.where(np.isnan(v.values), np.nan, vals)
+    out = _relabel(v, vals)
+    if f == "clamp":
+        out.present = out.present & (lo <= hi)[None, :]
+    return out
+
+
+def _sort(v: Value, desc: bool) -> Vector:
+    assert isinstance(v, Vector)
+    if not len(v) or v.values.shape[1] != 1:
+        return v  # ordering only means something for an instant query
+    vals = v.values[:, 0]
+    key = -vals if desc else vals
+    order = np.lexsort((key, np.isnan(vals)))  # NaN last either way
+    return v.take(order)
+
+
+def _expand(template: str, m: re.Match[str]) -> str:
+    # Go's Regexp.ExpandString: $1, ${1}, $name, ${name}; $$ is a literal $; unknown -> "".
+    def sub(t: re.Match[str]) -> str:
+        if t.group(0) == "$$":
+            return "$"
+        name = t.group(1) or t.group(2)
+        try:
+            g = m.group(int(name)) if name.isdigit() else m.group(name)
+        except (IndexError, error_types):
+            return ""
+        return g or ""
+
+    return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", sub, template)
+
+
+error_types = (re.error, KeyError)
+
+
+def _label_replace(args: list[Value]) -> Vector:
+    v, dst, repl, src, regex = args
+    assert isinstance(v, Vector)
+    strs = [a.value for a in (dst, repl, src, regex)]  # type: ignore[union-attr]
+    dst_s, repl_s, src_s, regex_s = strs
+    try:
+        rx = re.compile(translate(regex_s, capture=True))
+    except (RegexSyntaxError, re.error) as exc:
+        raise ExecutionError(f"invalid regular expression in label_replace(): {regex_s}: {exc}") from None
+    if not is_valid_label_name(dst_s) and dst_s != METRIC_NAME:
+        raise ExecutionError(f"invalid destination label name in label_replace(): {dst_s}")
+    labels = []
+    for lb in v.labels:
+        m = rx.fullmatch(lb.get(src_s))
+        if m is None:
+            labels.append(lb)
+            continue
+        d = lb.to_dict()
+        d[dst_s] = _expand(repl_s, m)
+        labels.append(Labels.from_dict(d))
+    return merge_duplicates(Vector(labels, v.values, v.present, v.sample_ts))
+
+
+def _label_join(args: list[Value]) -> Vector:
+    v, dst, sep, *srcs = args
+    assert isinstance(v, Vector)
+    dst_s, sep_s = dst.value, sep.value  # type: ignore[union-attr]
+    if not is_valid_label_name(dst_s) and dst_s != METRIC_NAME:
+        raise ExecutionError(f"invalid destination label name in label_join(): {dst_s}")
+    names = [s.value for s in srcs]  # type: ignore[union-attr]
+    labels = []
+    for lb in v.labels:
+        d = lb.to_dict()
+        d[dst_s] = sep_s.join(lb.get(n) for n in names)
+        labels.append(Labels.from_dict(d))
+    return merge_duplicates(Vector(labels, v.values, v.present, v.sample_ts))
+
+
+def _absent(v: Value, arg: ast.Expr, steps: I64) -> Vector:
+    assert isinstance(v, Vector)
+    n = steps.size
+    any_present = v.present.any(axis=0) if len(v) else np.zeros(n, bool)
+    labels = Labels()
+    if isinstance(arg, ast.VectorSelector):
+        from vigil.promql.engine import _selector_labels
+
+        labels = _selector_labels(arg.matchers)
+    return Vector([labels], np.ones((1, n)), ~any_present[None, :])
+
+
+def _histogram_quantile(q: Value, v: Value) -> Vector:
+    assert isinstance(q, Scalar) and isinstance(v, Vector)
+    n = q.values.size
+    groups: dict[Labels, list[tuple[float, int]]] = {}
+    for i, lb in enumerate(v.labels):
+        le = lb.get("le")
+        try:
+            upper = float(le.replace("Inf", "inf")) if le else math.nan
+        except ValueError:
+            continue
+        if math.isnan(upper):
+            continue
+        groups.setdefault(lb.without(METRIC_NAME, "le"), []).append((upper, i))
+    labels, out, present = [], [], []
+    qs = q.values
+    for lb, buckets in groups.items():
+        buckets.sort()
+        uppers = np.array([b for b, _ in buckets])
+        rows = [i for _, i in buckets]
+        counts = v.values[rows]  # (buckets, steps)
+        pres = v.present[rows]
+        res = np.full(n, np.nan)
+        anyp = pres.any(axis=0)
+        for j in np.flatnonzero(anyp).tolist():
+            m = pres[:, j]
+            res[j] = _bucket_quantile(float(qs[j]), uppers[m], counts[m, j])
+        labels.append(lb)
+        out.append(res)
+        present.append(anyp)
+    if not labels:
+        return Vector.empty(n)
+    return merge_duplicates(Vector(labels, np.array(out), np.array(present)))
+
+
+def _bucket_quantile(q: float, uppers: F64, counts: F64) -> float:
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    if uppers.size < 2 or not math.isinf(uppers[-1]) or uppers[-1] < 0:
+        return math.nan
+    # Collapse duplicate bounds and force monotonic counts, as Prometheus does.
+    counts = np.maximum.accumulate(counts)
+    total = counts[-1]
+    if total == 0 or math.isnan(total):
+        return math.nan
+    rank = q * total
+    b = int(np.searchsorted(counts[:-1], rank, side="left"))
+    if b == uppers.size - 1:
+        return float(uppers[-2])
+    if b == 0 and uppers[0] <= 0:
+        return float(uppers[0])
+    start = 0.0 if b == 0 else float(uppers[b - 1])
+    end = float(uppers[b])
+    count = float(counts[b] - (counts[b - 1] if b > 0 else 0.0))
+    rank -= counts[b - 1] if b > 0 else 0.0
+    if count == 0:
+        return end
+    return start + (end - start) * (rank / count)
+
+
+# -- range-vector functions ---------------------------------------------------------------------
+
+
+def _wreduce(ufunc: np.ufunc, arr: np.ndarray, m: Matrix, fill: float = 0.0) -> F64:
+    """ufunc over each window [lo, hi); empty windows give `fill`."""
+    if arr.size == 0:
+        return np.full(m.lo.shape, fill)
+    padded = np.append(arr, fill)
+    idx = np.stack([m.lo.ravel(), m.hi.ravel()], axis=1).ravel()
+    r = ufunc.reduceat(padded, idx)[::2].reshape(m.lo.shape)
+    return np.where(m.count > 0, r, fill)
+
+
+def _windows(m: Matrix) -> tuple[F64, np.ndarray]:
+    """All windows as a padded (series, steps, longest) array, NaN beyond each window's end."""
+    cnt = m.count
+    width = int(cnt.max()) if cnt.size else 0
+    ar = np.arange(max(width, 1))
+    idx = m.lo[..., None] + ar
+    mask = ar < cnt[..., None]
+    padded = np.append(m.vals, np.nan)
+    w = np.where(mask, padded[np.minimum(idx, m.vals.size)], np.nan)
+    return w, mask
+
+
+def _out(m: Matrix, values: F64, present: np.ndarray, keep_name: bool = False) -> Vector:
+    labels = m.labels if keep_name else [lb.without(METRIC_NAME) for lb in m.labels]
+    out = Vector(labels, values, present)
+    return out if keep_name else merge_duplicates(out)
+
+
+def _last(m: Matrix) -> tuple[F64, I64]:
+    i = np.maximum(m.hi - 1, 0)
+    return (
+        m.vals[np.minimum(i, max(m.vals.size - 1, 0))] if m.vals.size else np.zeros(m.lo.shape),
+        m.ts[np.minimum(i, max(m.ts.size - 1, 0))] if m.ts.size else np.zeros(m.lo.shape, np.int64),
+    )
+
+
+def _series_start_mask(m: Matrix) -> np.ndarray:
+    start = np.zeros(m.vals.size, bool)
+    start[m.offsets[:-1][np.diff(m.offsets) > 0]] = True
+    return start
+
+
+def _extrapolated(m: Matrix, counter: bool, rate: bool) -> Vector:
+    cnt = m.count
+    ok = cnt >= 2
+    if not m.vals.size:
+        return _out(m, np.zeros(cnt.shape), ok)
+    lo = np.minimum(m.lo, m.vals.size - 1)
+    last_i = np.maximum(m.hi - 1, 0)
+    first_v, last_v = m.vals[lo], m.vals[last_i]
+    first_t, last_t = m.ts[lo], m.ts[last_i]
+    with np.errstate(all="ignore"):
+        result = last_v - first_v
+        if counter:
+            prev = np.append(np.nan, m.vals[:-1])
+            resets = (m.vals < prev) & ~_series_start_mask(m)
+            cum = np.cumsum(np.where(resets, prev, 0.0))
+            result = result + (cum[last_i] - cum[lo])
+        range_start = m.end - m.range_ms
+        to_start = (first_t - range_start[None, :]) / 1000.0
+        to_end = (m.end[None, :] - last_t) / 1000.0
+        sampled = (last_t - first_t) / 1000.0
+        avg = sampled / (cnt - 1)
+        threshold = avg * 1.1
+        to_start = np.where(to_start >= threshold, avg / 2, to_start)
+        if counter:
+            to_zero = np.where((result > 0) & (first_v >= 0), sampled * (first_v / result), np.inf)
+            to_start = np.where(to_zero < to_start, to_zero, to_start)
+        to_end = np.where(to_end >= threshold, avg / 2, to_end)
+        factor = (sampled + to_start + to_end) / sampled
+        if rate:
+            factor = factor / (m.range_ms / 1000.0)
+        result = result * factor
+    return _out(m, result, ok)
+
+
+def _instant_rate(m: Matrix, counter: bool) -> Vector:
+    cnt = m.count
+    ok = cnt >= 2
+    if not m.vals.size:
+        return _out(m, np.zeros(cnt.shape), ok)
+    i1 = np.maximum(m.hi - 1, 0)
+    i0 = np.maximum(m.hi - 2, 0)
+    v1, v0 = m.vals[i1], m.vals[i0]
+    dt = (m.ts[i1] - m.ts[i0]) / 1000.0
+    with np.errstate(all="ignore"):
+        if counter:
+            d = np.where(v1 < v0, v1, v1 - v0)
+            res = d / dt
+            ok = ok & (dt != 0)
+        else:
+            res = v1 - v0
+    return _out(m, res, ok)
+
+
+def _regression(m: Matrix, intercept_at: I64) -> tuple[F64, F64]:
+    cnt = m.count.astype(np.float64)
+    ref = int(m.end.min()) if m.end.size else 0
+    x = (m.ts - ref) / 1000.0
+    y = m.vals
+    with np.errstate(all="ignore"):
+        sx = _wreduce(np.add, x, m)
+        sy = _wreduce(np.add, y, m)
+        sxy = _wreduce(np.add, x * y, m)
+        sxx = _wreduce(np.add, x * x, m)
+        cov = sxy - sx * sy / cnt
+        var = sxx - sx * sx / cnt
+        slope = cov / var
+        xi = (intercept_at - ref)[None, :] / 1000.0
+        intercept = sy / cnt - slope * (sx / cnt - xi)
+        mn = _wreduce(np.minimum, y, m, np.nan)
+        mx = _wreduce(np.maximum, y, m, np.nan)
+        const = mn == mx
+        lo = np.minimum(m.lo, max(m.vals.size - 1, 0))
+        slope = np.where(const, 0.0, slope)
+        intercept = np.where(const, y[lo] if y.size else 0.0, intercept)
+    return slope, intercept
+
+
+def _deriv(m: Matrix, args: list[Value], steps: I64) -> Vector:
+    slope, _ = _regression(m, m.end)
+    return _out(m, slope, m.count >= 2)
+
+
+def _predict_linear(m: Matrix, args: list[Value], steps: I64) -> Vector:
+    t = args[1]
+    assert isinstance(t, Scalar)
+    slope, intercept = _regression(m, m.end)
+    return _out(m, slope * t.values[None, :] + intercept, m.count >= 2)
+
+
+def _changes(m: Matrix, resets: bool) -> Vector:
+    if not m.vals.size:
+        return _out(m, np.zeros(m.lo.shape), m.count > 0)
+    prev = np.append(np.nan, m.vals[:-1])
+    # changes(): NaN to NaN is no change, as in Prometheus.
+    ind = m.vals < prev if resets else ~((m.vals == prev) | (np.isnan(m.vals) & np.isnan(prev)))
+    ind &= ~_series_start_mask(m)
+    cum = np.cumsum(ind)
+    last_i = np.maximum(m.hi - 1, 0)
+    lo = np.minimum(m.lo, m.vals.size - 1)
+    return _out(m, (cum[last_i] - cum[lo]).astype(np.float64), m.count > 0)
+
+
+def _over_time(kind: str) -> Callable[[Matrix, list[Value], I64], Vector]:
+    def fn(m: Matrix, args: list[Value], steps: I64) -> Vector:
+        cnt = m.count
+        ok = cnt > 0
+        with np.errstate(all="ignore"):
+            match kind:
+                case "sum":
+                    r = _wreduce(np.add, m.vals, m)
+                case "avg":
+                    r = _wreduce(np.add, m.vals, m) / cnt
+                    bad = np.isinf(r) & ok
+                    if bad.any():  # overflowed sum: mean of pre-divided values instead
+                        w, _ = _windows(m)
+                        alt = np.nansum(w / cnt[..., None], axis=-1)
+                        r = np.where(bad, alt, r)
+                case "count":
+                    r = cnt.astype(np.float64)
+                case "min":
+                    r = _wreduce(np.fmin, m.vals, m, np.nan)
+                case "max":
+                    r = _wreduce(np.fmax, m.vals, m, np.nan)
+                case "last":
+                    r = _last(m)[0]
+                    return _out(m, r, ok, keep_name=True)
+                case "present":
+                    r = np.ones(cnt.shape)
+                case "stddev" | "stdvar":
+                    w, mask = _windows(m)
+                    mean = np.nansum(np.where(mask, w, 0), axis=-1) / cnt
+                    dev = np.where(mask, w - mean[..., None], 0.0)
+                    r = np.sum(dev * dev, axis=-1) / cnt
+                    if kind == "stddev":
+                        r = np.sqrt(r)
+                case "quantile":
+                    q = args[0]
+                    assert isinstance(q, Scalar)
+                    w, mask = _windows(m)
+                    w = np.where(mask, w, np.inf)
+                    srt = np.sort(w, axis=-1)
+                    k, n, width = srt.shape
+                    flat = srt.reshape(k * n, width).T
+                    qq = np.broadcast_to(q.values[None, :], (k, n)).ravel()
+                    r = quantile_sorted(flat, cnt.ravel(), qq).reshape(k, n) if width else np.zeros((k, n))
+                case _:
+                    raise ExecutionError(kind)
+        return _out(m, r, ok)
+
+    return fn
+
+
+def _absent_over_time(m: Matrix, args: list[Value], steps: I64) -> Vector:
+    n = m.end.size
+    any_present = (m.count > 0).any(axis=0) if m.labels else np.zeros(n, bool)
+    labels = m.selector_labels if m.selector_labels is not None else Labels()
+    return Vector([labels], np.ones((1, n)), ~any_present[None, :])
+
+
+_RANGE: dict[str, Callable[[Matrix, list[Value], I64], Vector]] = {
+    "rate": lambda m, a, s: _extrapolated(m, counter=True, rate=True),
+    "increase": lambda m, a, s: _extrapolated(m, counter=True, rate=False),
+    "delta": lambda m, a, s: _extrapolated(m, counter=False, rate=False),
+    "irate": lambda m, a, s: _instant_rate(m, counter=True),
+    "idelta": lambda m, a, s: _instant_rate(m, counter=False),
+    "deriv": _deriv,
+    "predict_linear": _predict_linear,
+    "changes": lambda m, a, s: _changes(m, resets=False),
+    "resets": lambda m, a, s: _changes(m, resets=True),
+    "absent_over_time": _absent_over_time,
+    **{
+        f"{k}_over_time": _over_time(k)
+        for k in ("sum", "avg", "count", "min", "max", "last", "present", "stddev", "stdvar", "quantile")
+    },
+}
+
+__all__ = ["String", "call"]

@@ -1,0 +1,44 @@
+"""Numeric helpers shared by functions and aggregations: quantiles and Go float formatting."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+
+from vigil.promql.value import F64, I64
+
+
+def quantile_sorted(sorted_vals: F64, counts: I64, q: F64) -> F64:
+    """Prometheus' quantile (linear interpolation between closest ranks) per column.
+
+    `sorted_vals` is (m, n) sorted along axis 0 with the `counts[j]` real values first."""
+    n = counts.size
+    out = np.full(n, np.nan)
+    ok = counts > 0
+    rank = q * (counts - 1)
+    lower = np.clip(np.floor(rank), 0, np.maximum(counts - 1, 0)).astype(np.int64)
+    upper = np.clip(lower + 1, 0, np.maximum(counts - 1, 0)).astype(np.int64)
+    weight = rank - np.floor(rank)
+    cols = np.arange(n)
+    lv = sorted_vals[lower, cols] if sorted_vals.size else np.zeros(n)
+    uv = sorted_vals[upper, cols] if sorted_vals.size else np.zeros(n)
+    with np.errstate(all="ignore"):
+        res = lv * (1 - weight) + uv * weight
+        res = np.where(weight == 0, lv, res)
+    out[ok] = res[ok]
+    out[ok & (q < 0)] = -np.inf
+    out[ok & (q > 1)] = np.inf
+    out[ok & np.isnan(q)] = np.nan
+    return out
+
+
+def format_go_float(v: float) -> str:
+    """strconv.FormatFloat(v, 'f', -1, 64): shortest digits that round-trip, never an exponent."""
+    if v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "+Inf" if v > 0 else "-Inf"
+    if v == 0:
+        return "-0" if str(v).startswith("-") else "0"
+    return format(Decimal(repr(v)).normalize(), "f")

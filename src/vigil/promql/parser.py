@@ -1,0 +1,184 @@
+"""Parsing PromQL with the `promql-parser` package (Rust) into Vigil's own AST.
+
+The package does the grammar and type checks; this module maps its nodes, anchors regexes through
+Vigil's Matcher, puts the metric name among the matchers, and turns every failure into ParseError.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+import promql_parser as pp
+
+from vigil.model.matcher import InvalidMatcherError, Matcher, MatchType
+from vigil.promql import ast
+from vigil.promql.errors import ParseError
+
+_MATCH_OPS = {
+    "MatchOp.Equal": MatchType.EQ,
+    "MatchOp.NotEqual": MatchType.NEQ,
+    "MatchOp.Re": MatchType.RE,
+    "MatchOp.NotRe": MatchType.NRE,
+}
+_CARD = {
+    "VectorMatchCardinality.OneToOne": "one-to-one",
+    "VectorMatchCardinality.ManyToOne": "many-to-one",
+    "VectorMatchCardinality.OneToMany": "one-to-many",
+    "VectorMatchCardinality.ManyToMany": "many-to-many",
+}
+# Experimental in Prometheus 3 (behind a feature flag there) and not implemented here.
+_UNSUPPORTED_FUNCS = {
+    "info",
+    "double_exponential_smoothing",
+    "mad_over_time",
+    "ts_of_max_over_time",
+    "ts_of_min_over_time",
+    "ts_of_last_over_time",
+    "ts_of_first_over_time",
+    "first_over_time",
+    "limitk",
+    "limit_ratio",
+}
+
+
+def parse(query: str) -> ast.Expr:
+    """Parse a PromQL expression. Raises ParseError with Prometheus' wording where possible."""
+    if not query.strip():
+        raise ParseError("1:1: parse error: no expression found in input")
+    try:
+        node = pp.parse(query)
+    except ValueError as exc:
+        raise ParseError(f"1:1: parse error: {exc}") from None
+    except BaseException as exc:  # the Rust binding panics on a few inputs (negative @ times)
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise ParseError(f"1:1: parse error: {exc}") from None
+    try:
+        return _convert(node)
+    except ParseError:
+        raise
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise ParseError(f"1:1: parse error: {exc}") from None
+
+
+def parse_selector(text: str) -> list[Matcher]:
+    """Parse a series selector such as `up{job="x"}` (the API's `match[]`)."""
+    e = parse(text)
+    while isinstance(e, ast.Paren):
+        e = e.expr
+    if not isinstance(e, ast.VectorSelector) or e.offset_ms or e.at:
+        raise ParseError(f"1:1: parse error: expected a series selector, got {text!r}")
+    return list(e.matchers)
+
+
+def _ms(td: timedelta | None) -> int:
+    if td is None:
+        return 0
+    return td // timedelta(milliseconds=1)
+
+
+def _at(at: Any) -> ast.At | None:
+    if at is None:
+        return None
+    kind = str(at.type)
+    if kind.endswith("Start"):
+        return ast.At("start")
+    if kind.endswith("End"):
+        return ast.At("end")
+    when = at.at  # datetime (UTC)
+    ms = round(when.timestamp() * 1000)
+    return ast.At("time", ms)
+
+
+def _matcher(m: Any) -> Matcher:
+    try:
+        return Matcher(_MATCH_OPS[str(m.op)], m.name, m.value)
+    except InvalidMatcherError as exc:
+        raise ParseError(f"1:1: parse error: {exc}") from None
+
+
+def _selector(vs: Any) -> ast.VectorSelector:
+    if vs.matchers.or_matchers:
+        raise ParseError("1:1: parse error: 'or' inside a label matcher set is not PromQL")
+    matchers = [_matcher(m) for m in vs.matchers.matchers]
+    if vs.name and not any(m.name == "__name__" for m in matchers):
+        matchers.insert(0, Matcher(MatchType.EQ, "__name__", vs.name))
+    if all(m.matches_empty for m in matchers):
+        raise ParseError("1:1: parse error: vector selector must contain at least one non-empty matcher")
+    return ast.VectorSelector(tuple(matchers), _ms(vs.offset), _at(vs.at))
+
+
+def _convert(n: Any) -> ast.Expr:
+    match type(n).__name__:
+        case "NumberLiteral":
+            return ast.NumberLiteral(float(n.val))
+        case "StringLiteral":
+            return ast.StringLiteral(n.val)
+        case "VectorSelector":
+            return _selector(n)
+        case "MatrixSelector":
+            return ast.MatrixSelector(_selector(n.vector_selector), _ms(n.range))
+        case "SubqueryExpr":
+            return ast.Subquery(_convert(n.expr), _ms(n.range), _ms(n.step), _ms(n.offset), _at(n.at))
+        case "ParenExpr":
+            return ast.Paren(_convert(n.expr))
+        case "UnaryExpr":
+            inner = _convert(n.expr)
+            if isinstance(inner, ast.NumberLiteral):
+                return ast.NumberLiteral(-inner.value)
+            return ast.Unary(inner)
+        case "Call":
+            name = n.func.name
+            if name in _UNSUPPORTED_FUNCS or (name.startswith("histogram_") and name != "histogram_quantile"):
+                raise ParseError(
+                    f"1:1: parse error: function {name!r} is not supported "
+                    "(native histograms and experimental functions are not implemented)"
+                )
+            return ast.Call(name, tuple(_convert(a) for a in n.args))
+        case "AggregateExpr":
+            op = str(n.op)
+            if op in _UNSUPPORTED_FUNCS:
+                raise ParseError(f"1:1: parse error: aggregation {op!r} is not supported (experimental)")
+            mod = n.modifier
+            without = mod is not None and str(mod.type).endswith("Without")
+            labels = tuple(mod.labels) if mod is not None else ()
+            param = _convert(n.param) if n.param is not None else None
+            return ast.Aggregate(op, _convert(n.expr), param, labels, without)
+        case "BinaryExpr":
+            op = str(n.op)
+            mod = n.modifier
+            matching = None
+            return_bool = False
+            if mod is not None:
+                return_bool = bool(mod.return_bool)
+                if getattr(mod, "fill_values", None) is not None and (
+                    mod.fill_values.lhs is not None or mod.fill_values.rhs is not None
+                ):
+                    raise ParseError("1:1: parse error: fill() modifiers are not supported")
+                card = _CARD[str(mod.card)]
+                if mod.matching is not None:
+                    on = str(mod.matching.type).endswith("Include")
+                    labels = tuple(mod.matching.labels)
+                else:
+                    on, labels = False, ()
+                matching = ast.VectorMatching(card, on, labels, tuple(mod.group_labels or ()))  # type: ignore[arg-type]
+            lhs, rhs = _convert(n.lhs), _convert(n.rhs)
+            if op in ast.SET_OPS and matching is None:
+                matching = ast.VectorMatching("many-to-many", False, (), ())
+            return ast.Binary(op, lhs, rhs, return_bool, matching)
+    raise ParseError(f"1:1: parse error: unsupported expression {type(n).__name__}")
+
+
+def duration_ms(text: str) -> int:
+    """A PromQL duration (`5m`, `1h30m`) in ms."""
+    try:
+        return _ms(pp.parse_duration(text))
+    except ValueError as exc:
+        raise ParseError(str(exc)) from None
+
+
+__all__ = ["duration_ms", "math", "parse", "parse_selector"]
