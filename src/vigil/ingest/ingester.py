@@ -19,6 +19,7 @@ from vigil.model.labels import Labels
 from vigil.model.textparse import ParsedText
 from vigil.prompb.codec import DecodedWrite, DecodeError, parse_label_key
 from vigil.storage.interface import AppendResult, StaleRefError, Storage, StorageError
+from vigil.storage.metadata import MetadataStore
 
 _CACHE_MAX = 4_000_000  # entries; past this the cache starts over rather than grow without bound
 
@@ -58,8 +59,11 @@ class IngestMetrics:
 
 
 class Ingester:
-    def __init__(self, storage: Storage, limits: Limits, metrics: IngestMetrics) -> None:
+    def __init__(
+        self, storage: Storage, limits: Limits, metrics: IngestMetrics, metadata: MetadataStore | None = None
+    ) -> None:
         self._storage = storage
+        self._metadata = metadata
         self._limits = limits
         self._metrics = metrics
         self._cache: dict[bytes, int] = {}
@@ -77,6 +81,8 @@ class Ingester:
                 self._cache.clear()  # a series was deleted under us: resolve again
         else:
             raise StorageError("series were deleted while the request was stored; retry")
+        if self._metadata is not None and decoded.metadata:
+            self._metadata.update_many(decoded.metadata)
         rejected = dict(result.rejected)
         if decoded.histograms:
             rejected["native_histogram"] = decoded.histograms
@@ -88,6 +94,8 @@ class Ingester:
         labels = [validate_labels(list(lb), self._limits) for lb in parsed.series]
         refs = np.array([self._storage.series_ref(lb) for lb in labels], np.int64)
         result = self._append(refs[parsed.series_index], parsed.timestamps, parsed.values)
+        if self._metadata is not None and parsed.metadata:
+            self._metadata.update_many((f, t, h, u) for f, (t, h, u) in parsed.metadata.items())
         self._count("import", result.accepted, result.rejected)
         return IngestResult(result.accepted, dict(result.rejected))
 

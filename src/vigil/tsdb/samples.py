@@ -55,6 +55,13 @@ def merge_sorted(s: Samples) -> Samples:
     dr = np.diff(r)
     if (dr > 0).all() or ((dr >= 0).all() and ((dr > 0) | (np.diff(t) > 0)).all()):
         return s  # already strictly ordered: the common single-source case
+    # Sources (blocks, then heads) are each sorted and usually cover successive time ranges, so a
+    # stable sort by ref alone (fast: timsort merges the runs) is often already (ref, ts) order.
+    order = np.argsort(r, kind="stable")
+    r2, t2 = r[order], t[order]
+    dr2 = np.diff(r2)
+    if ((dr2 > 0) | ((dr2 == 0) & (np.diff(t2) > 0))).all():
+        return Samples(r2, t2, s.values[order])
     order = np.lexsort((t, r))  # stable: equal keys keep arrival order
     r, t = r[order], t[order]
     last = np.empty(r.size, bool)
