@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from vigil import __version__
+from vigil.cmd import query as query_cmd
 from vigil.config import Config, ConfigError, load_config
 from vigil.storage.interface import StorageError
 
@@ -36,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     _add_server_flags(up)
     server = sub.add_parser("server", help="run the server: ingest, storage, HTTP API")
     _add_server_flags(server)
+    query_cmd.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file and exit")
@@ -59,6 +61,8 @@ def _server_config(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command == "query":
+            return query_cmd.run(args)
         if args.command == "config":
             path = args.file or args.config_flag or Path("vigil.yml")
             load_config(path)

@@ -14,6 +14,8 @@ from vigil import __version__
 from vigil.config import Config, check_exposure, parse_listen
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.validate import Limits
+from vigil.promql.engine import Engine, EngineOptions
+from vigil.storage.metadata import MetadataStore
 from vigil.tsdb.db import DB, Options
 from vigil.web.app import create_app
 from vigil.web.auth import TokenAuth
@@ -35,13 +37,17 @@ def open_db(cfg: Config, registry: CollectorRegistry | None) -> DB:
 
 def build_app(cfg: Config, db: DB, registry: CollectorRegistry) -> Starlette:
     lim = cfg.limits
+    metadata = MetadataStore()
     ingester = Ingester(
         db,
         Limits(lim.max_label_names_per_series, lim.max_label_name_length, lim.max_label_value_length),
         IngestMetrics(registry),
+        metadata,
     )
+    engine = Engine(db, EngineOptions())
     auth = TokenAuth(cfg.server.auth.write_tokens, cfg.server.auth.read_tokens)
-    return create_app(db, ingester, auth, registry, limits=lim.model_dump(), on_shutdown=db.close)
+    return create_app(db, ingester, engine, auth, registry, limits=lim.model_dump(), metadata=metadata,
+                      on_shutdown=db.close)
 
 
 def new_registry() -> CollectorRegistry:

@@ -39,14 +39,22 @@ class Engine:
         self._storage = storage
         self.options = options or EngineOptions()
 
-    def instant_query(self, query: str, time_ms: int, lookback_delta_ms: int | None = None) -> QueryResult:
+    def instant_query(
+        self, query: str, time_ms: int, lookback_delta_ms: int | None = None, timeout_s: float | None = None
+    ) -> QueryResult:
         expr = parse(query)
-        ev = self._evaluator(time_ms, time_ms, lookback_delta_ms)
+        ev = self._evaluator(time_ms, time_ms, lookback_delta_ms, timeout_s)
         steps = np.array([time_ms], np.int64)
         return _instant_result(ev.eval(expr, steps), time_ms)
 
     def range_query(
-        self, query: str, start_ms: int, end_ms: int, step_ms: int, lookback_delta_ms: int | None = None
+        self,
+        query: str,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        lookback_delta_ms: int | None = None,
+        timeout_s: float | None = None,
     ) -> QueryResult:
         if step_ms <= 0:
             raise ParseError("zero or negative query resolution step widths are not accepted")
@@ -60,17 +68,18 @@ class Engine:
                 f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector'
             )
         steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
-        ev = self._evaluator(start_ms, end_ms, lookback_delta_ms)
+        ev = self._evaluator(start_ms, end_ms, lookback_delta_ms, timeout_s)
         return _range_result(ev.eval(expr, steps), steps)
 
-    def _evaluator(self, start: int, end: int, lookback: int | None) -> Evaluator:
+    def _evaluator(self, start: int, end: int, lookback: int | None, timeout_s: float | None) -> Evaluator:
         o = self.options
+        timeout = o.timeout_s if timeout_s is None else min(timeout_s, o.timeout_s)
         return Evaluator(
             self._storage,
             start,
             end,
             lookback or o.lookback_delta_ms,
-            time.monotonic() + o.timeout_s,
+            time.monotonic() + timeout,
             o.max_samples,
             o.default_subquery_step_ms,
         )
@@ -150,9 +159,10 @@ class Evaluator:
         if k == 0:
             return Vector.empty(n)
         keys, span, base = _composite_keys(ss.offsets, ss.timestamps)
-        q = np.arange(k)[:, None] * span + (t[None, :] - base)
+        # Clip into each series' own key range: a time past its last sample must not reach the next one.
+        q = np.arange(k)[:, None] * span + np.clip(t[None, :] - base, -1, span - 1)
         idx = np.searchsorted(keys, q.ravel(), side="right").reshape(k, n) - 1
-        valid = idx >= ss.offsets[:-1, None]
+        valid = (idx >= ss.offsets[:-1, None]) & (idx < ss.offsets[1:, None])
         idx = np.where(valid, idx, 0)
         st = ss.timestamps[idx]
         sv = ss.values[idx]

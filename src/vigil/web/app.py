@@ -14,18 +14,24 @@ from starlette.routing import Route
 
 from vigil import __version__
 from vigil.ingest.ingester import Ingester
+from vigil.promql.engine import Engine
+from vigil.storage.metadata import MetadataStore
 from vigil.tsdb.db import DB
 from vigil.web.auth import Scope, TokenAuth
 from vigil.web.instrument import InstrumentMiddleware
+from vigil.web.query_api import QueryAPI
+from vigil.web.query_api import routes as query_routes
 from vigil.web.write import WriteAPI
 
 
 def create_app(
     db: DB,
     ingester: Ingester,
+    engine: Engine,
     auth: TokenAuth,
     registry: CollectorRegistry,
     limits: dict[str, int],
+    metadata: MetadataStore | None = None,
     on_shutdown: Callable[[], None] | None = None,
 ) -> Starlette:
     write = WriteAPI(
@@ -78,6 +84,7 @@ def create_app(
         return Response(status_code=204)
 
     routes = [
+        *query_routes(QueryAPI(engine, db, auth, metadata)),
         Route("/api/v1/write", write.remote_write, methods=["POST"]),
         Route("/api/v1/import/prometheus", write.import_text, methods=["POST"]),
         Route("/api/v1/admin/tsdb/compact", compact, methods=["POST"]),
@@ -94,6 +101,6 @@ def create_app(
             on_shutdown()
 
     app = Starlette(routes=routes, lifespan=lifespan)
-    handlers = {r.path: r.path for r in routes}
+    handlers = {r.path: r.path for r in routes if isinstance(r, Route) and "{" not in r.path}
     app.add_middleware(InstrumentMiddleware, registry=registry, handlers=handlers)
     return app

@@ -26,7 +26,10 @@ class InstrumentMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        handler = self._handlers.get(scope["path"], "other")
+        path = scope["path"]
+        handler = self._handlers.get(path) or (
+            "/api/v1/label/:name/values" if path.startswith("/api/v1/label/") else "other"
+        )
         status = 500
         started = time.perf_counter()
 

@@ -1,0 +1,436 @@
+"""The Prometheus query API: `/api/v1/query`, `query_range`, `series`, `labels`, `label/<name>/values`,
+`metadata` and `format_query`, with Prometheus' parameters, defaults, limits and error responses.
+
+Parameters come from the query string and, for POST, an `application/x-www-form-urlencoded` body
+(body values first, as Go's `Request.FormValue`). Evaluation, storage look-ups and the encoding of
+large results run in the thread pool so the event loop keeps serving other requests. Parsing and
+formatting rules live in `vigil.web.promapi`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+import promql_parser
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from vigil.model.labels import Labels
+from vigil.model.matcher import Matcher
+from vigil.promql.errors import ParseError, PromQLError
+from vigil.promql.parser import parse, parse_selector
+from vigil.promql.result import QueryResult
+from vigil.storage.interface import Storage, StorageError
+from vigil.storage.metadata import MetadataStore
+from vigil.web.auth import Scope, TokenAuth
+from vigil.web.promapi import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_POINTS_PER_SERIES,
+    PROM_MAX_TIME_MS,
+    PROM_MIN_TIME_MS,
+    APIError,
+    dumps,
+    encode_query_data,
+    error_body,
+    go_atoi,
+    go_quote,
+    invalid_param,
+    labels_json,
+    parse_duration_ns,
+    parse_duration_param,
+    parse_limit,
+    parse_time,
+    success_body,
+    unescape_name,
+)
+
+log = logging.getLogger(__name__)
+
+# Go's http.Request.ParseForm refuses larger url-encoded bodies.
+MAX_FORM_BYTES = 10 << 20
+TRUNCATED = "results truncated due to limit"
+
+_Data = tuple[str, Sequence[str], Sequence[str]]  # encoded data, warnings, infos
+
+
+class QueryEngine(Protocol):
+    def instant_query(self, query: str, time_ms: int) -> QueryResult: ...
+
+    def range_query(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult: ...
+
+
+class Form:
+    """Request parameters in Go's `Request.Form` order: url-encoded body first, then the query string."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._pairs = pairs
+
+    def get(self, name: str) -> str:
+        """The first value, or "" (Go's FormValue: an empty parameter is the same as a missing one)."""
+        for k, v in self._pairs:
+            if k == name:
+                return v
+        return ""
+
+    def getlist(self, name: str) -> list[str]:
+        return [v for k, v in self._pairs if k == name]
+
+
+async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> Form:
+    pairs: list[tuple[str, str]] = []
+    if request.method in ("POST", "PUT", "PATCH"):
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type == "application/x-www-form-urlencoded":  # Go ignores other bodies too
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise APIError("bad_data", "error parsing form values: http: POST too large")
+                chunks.append(chunk)
+            body = b"".join(chunks).decode("utf-8", "replace")
+            pairs = parse_qsl(body, keep_blank_values=True)
+    pairs.extend(request.query_params.multi_items())
+    return Form(pairs)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _accepted_kwargs(fn: Callable[..., Any]) -> frozenset[str]:
+    try:
+        return frozenset(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
+
+
+class QueryAPI:
+    """Route handlers for the read side of the Prometheus HTTP API (see `routes`)."""
+
+    def __init__(
+        self,
+        engine: QueryEngine,
+        storage: Storage,
+        auth: TokenAuth,
+        metadata: MetadataStore | None,
+        now: Callable[[], int] = _now_ms,
+        max_form_bytes: int = MAX_FORM_BYTES,
+    ) -> None:
+        self._engine = engine
+        self._storage = storage
+        self._auth = auth
+        self._metadata = metadata
+        self._now = now
+        self._max_form = max_form_bytes
+        # Per-query options are passed only to an engine that takes them (`lookback_delta_ms`,
+        # `timeout_s`); otherwise the engine's defaults apply.
+        self._instant_kwargs = _accepted_kwargs(engine.instant_query)
+        self._range_kwargs = _accepted_kwargs(engine.range_query)
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    async def _serve(
+        self, request: Request, handler: Callable[[Request, Form], Awaitable[_Data]]
+    ) -> Response:
+        denied = self._auth.check(request, Scope.READ)
+        if denied is not None:
+            return denied
+        try:
+            form = await read_form(request, self._max_form)
+            data, warnings, infos = await handler(request, form)
+        except APIError as exc:
+            return _error(exc.error_type, exc.message)
+        except ClientDisconnect:
+            return _error("canceled", "client disconnected")
+        except StorageError as exc:
+            log.error("storage error serving %s: %s", request.url.path, exc)
+            return _error("internal", str(exc))
+        except Exception as exc:
+            log.exception("error serving %s", request.url.path)
+            return _error("internal", f"{type(exc).__name__}: {exc}")
+        return Response(success_body(data, warnings, infos), media_type="application/json")
+
+    def _query_kwargs(self, form: Form, accepted: frozenset[str]) -> dict[str, Any]:
+        """`timeout` and `lookback_delta`, checked in Prometheus' order and passed when supported."""
+        kwargs: dict[str, Any] = {}
+        if timeout := form.get("timeout"):
+            try:
+                ns = parse_duration_ns(timeout)
+            except ValueError as exc:
+                raise invalid_param("timeout", str(exc)) from None
+            if "timeout_s" in accepted:
+                kwargs["timeout_s"] = ns / 1e9
+        if lookback := form.get("lookback_delta"):
+            try:
+                ms = parse_duration_param(lookback)
+            except ValueError as exc:
+                raise APIError("bad_data", f"error parsing lookback delta duration: {exc}") from None
+            if ms > 0 and "lookback_delta_ms" in accepted:  # 0 or less: the default, as Prometheus
+                kwargs["lookback_delta_ms"] = ms
+        return kwargs
+
+    async def _evaluate(self, limit: int, run: Callable[[], QueryResult]) -> _Data:
+        """Run a query in the thread pool and encode its result there too (large matrices are slow
+        to format); engine errors become API errors."""
+
+        def work() -> _Data:
+            try:
+                result = run()
+            except ParseError as exc:
+                raise invalid_param("query", str(exc)) from None
+            except PromQLError as exc:
+                raise APIError(exc.error_type, str(exc)) from None
+            warnings = list(result.warnings)
+            series = result.series
+            if result.type == "matrix":
+                series = sorted(series, key=lambda s: s.labels)
+            if limit > 0 and len(series) > limit and result.type in ("vector", "matrix"):
+                series = series[:limit]
+                warnings.append(TRUNCATED)
+            if series is not result.series:
+                result = QueryResult(result.type, series, result.scalar, result.string, [], result.infos)
+            return encode_query_data(result), warnings, result.infos
+
+        return await run_in_threadpool(work)
+
+    # -- endpoints -----------------------------------------------------------------------------------
+
+    async def query(self, request: Request) -> Response:
+        return await self._serve(request, self._query)
+
+    async def _query(self, _: Request, form: Form) -> _Data:
+        limit = _limit(form)
+        t = _time_param(form, "time", self._now())
+        kwargs = self._query_kwargs(form, self._instant_kwargs)
+        q = form.get("query")
+        return await self._evaluate(limit, functools.partial(self._engine.instant_query, q, t, **kwargs))
+
+    async def query_range(self, request: Request) -> Response:
+        return await self._serve(request, self._query_range)
+
+    async def _query_range(self, _: Request, form: Form) -> _Data:
+        limit = _limit(form)
+        start = _required_time(form, "start")
+        end = _required_time(form, "end")
+        if end < start:
+            raise invalid_param("end", "end timestamp must not be before start time")
+        try:
+            step_ns = parse_duration_ns(form.get("step"))
+        except ValueError as exc:
+            raise invalid_param("step", str(exc)) from None
+        step = step_ns // 1_000_000 if step_ns > 0 else 0  # the engine works in whole ms
+        if step <= 0:
+            raise invalid_param(
+                "step",
+                "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            )
+        if (end - start) * 1_000_000 // step_ns > MAX_POINTS_PER_SERIES:
+            raise APIError(
+                "bad_data",
+                "exceeded maximum resolution of 11,000 points per timeseries. "
+                "Try decreasing the query resolution (?step=XX)",
+            )
+        kwargs = self._query_kwargs(form, self._range_kwargs)
+        q = form.get("query")
+        return await self._evaluate(
+            limit, functools.partial(self._engine.range_query, q, start, end, step, **kwargs)
+        )
+
+    async def series(self, request: Request) -> Response:
+        return await self._serve(request, self._series)
+
+    async def _series(self, _: Request, form: Form) -> _Data:
+        matches = form.getlist("match[]")
+        if not matches:
+            raise APIError("bad_data", "no match[] parameter provided")
+        limit = _limit(form)
+        lo, hi = _range_params(form)
+        try:
+            sets = _parse_matchers(matches)
+        except ValueError as exc:
+            raise invalid_param("match[]", str(exc)) from None
+
+        def work() -> _Data:
+            found: set[Labels] = set()
+            for matchers in sets:
+                found.update(self._storage.series(matchers, lo, hi))
+            result = sorted(found)
+            warnings = []
+            if limit > 0 and len(result) > limit:
+                result = result[:limit]
+                warnings.append(TRUNCATED)
+            return "[" + ",".join(labels_json(lb) for lb in result) + "]", warnings, ()
+
+        return await run_in_threadpool(work)
+
+    async def labels(self, request: Request) -> Response:
+        return await self._serve(request, self._labels)
+
+    async def _labels(self, _: Request, form: Form) -> _Data:
+        limit = _limit(form)
+        lo, hi = _range_params(form)
+        sets = _matcher_sets(form)
+
+        def work() -> _Data:
+            names: set[str] = set()
+            for matchers in sets or [[]]:
+                names.update(self._storage.label_names(matchers, lo, hi))
+            return _string_list(sorted(names), limit)
+
+        return await run_in_threadpool(work)
+
+    async def label_values(self, request: Request) -> Response:
+        return await self._serve(request, self._label_values)
+
+    async def _label_values(self, request: Request, form: Form) -> _Data:
+        name = unescape_name(request.path_params["name"])
+        if not name or not _valid_utf8(name):
+            raise APIError("bad_data", f"invalid label name: {go_quote(name)}")
+        limit = _limit(form)
+        lo, hi = _range_params(form)
+        sets = _matcher_sets(form)
+
+        def work() -> _Data:
+            values: set[str] = set()
+            for matchers in sets or [[]]:
+                values.update(self._storage.label_values(name, matchers, lo, hi))
+            return _string_list(sorted(values), limit)
+
+        return await run_in_threadpool(work)
+
+    async def metadata(self, request: Request) -> Response:
+        return await self._serve(request, self._metadata_data)
+
+    async def _metadata_data(self, _: Request, form: Form) -> _Data:
+        limit = _number(form, "limit")
+        per_metric = _number(form, "limit_per_metric")
+        if self._metadata is None:
+            return "{}", (), ()
+        return dumps(self._metadata.query(form.get("metric") or None, limit, per_metric)), (), ()
+
+    async def format_query(self, request: Request) -> Response:
+        return await self._serve(request, self._format_query)
+
+    async def _format_query(self, _: Request, form: Form) -> _Data:
+        q = form.get("query")
+        try:
+            parse(q)  # for Prometheus' wording of syntax errors
+        except ParseError as exc:
+            raise invalid_param("query", str(exc)) from None
+        return dumps(promql_parser.parse(q).prettify()), (), ()
+
+
+def routes(api: QueryAPI) -> list[Route]:
+    """The routes to add to the application (all read-scoped)."""
+    both = ["GET", "POST"]
+    return [
+        Route("/api/v1/query", api.query, methods=both),
+        Route("/api/v1/query_range", api.query_range, methods=both),
+        Route("/api/v1/series", api.series, methods=both),
+        Route("/api/v1/labels", api.labels, methods=both),
+        Route("/api/v1/label/{name}/values", api.label_values, methods=["GET"]),
+        Route("/api/v1/metadata", api.metadata, methods=["GET"]),
+        Route("/api/v1/format_query", api.format_query, methods=both),
+    ]
+
+
+# -- parameter helpers ------------------------------------------------------------------------------
+
+
+def _error(error_type: str, message: str) -> Response:
+    return Response(
+        error_body(error_type, message),
+        status_code=APIError(error_type, message).status,
+        media_type="application/json",
+    )
+
+
+def _limit(form: Form) -> int:
+    try:
+        return parse_limit(form.get("limit"))
+    except ValueError as exc:
+        raise invalid_param("limit", str(exc)) from None
+
+
+def _number(form: Form, name: str) -> int:
+    """/api/v1/metadata's `limit` and `limit_per_metric`: any int, -1 when absent."""
+    value = form.get(name)
+    if not value:
+        return -1
+    try:
+        return go_atoi(value)
+    except ValueError:
+        raise APIError("bad_data", f"{name} must be a number") from None
+
+
+def _time_param(form: Form, name: str, default: int) -> int:
+    value = form.get(name)
+    if value == "":
+        return default
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise invalid_param(name, f"invalid time value for '{name}': {exc}") from None
+
+
+def _required_time(form: Form, name: str) -> int:
+    try:
+        return parse_time(form.get(name))
+    except ValueError as exc:
+        raise invalid_param(name, str(exc)) from None
+
+
+def _range_params(form: Form) -> tuple[int, int]:
+    """`start`/`end` of series and label look-ups; absent (or Prometheus' own min/max times) means
+    unbounded, which lets the store answer from its index without reading samples."""
+    start = _time_param(form, "start", PROM_MIN_TIME_MS)
+    end = _time_param(form, "end", PROM_MAX_TIME_MS)
+    lo = INT64_MIN if start <= PROM_MIN_TIME_MS else start
+    hi = INT64_MAX if end >= PROM_MAX_TIME_MS else end
+    return lo, hi
+
+
+def _parse_matchers(selectors: Sequence[str]) -> list[list[Matcher]]:
+    """Each `match[]` selector as a matcher list (the lists are OR'ed); ValueError if one is invalid."""
+    sets = []
+    for text in selectors:
+        try:
+            matchers = parse_selector(text)
+        except ParseError as exc:
+            raise ValueError(str(exc)) from None
+        if all(m.matches_empty for m in matchers):
+            raise ValueError("match[] must contain at least one non-empty matcher")
+        sets.append(matchers)
+    return sets
+
+
+def _matcher_sets(form: Form) -> list[list[Matcher]]:
+    try:
+        return _parse_matchers(form.getlist("match[]"))
+    except ValueError as exc:
+        raise APIError("bad_data", str(exc)) from None
+
+
+def _string_list(values: list[str], limit: int) -> _Data:
+    warnings = []
+    if limit > 0 and len(values) > limit:
+        values = values[:limit]
+        warnings.append(TRUNCATED)
+    return dumps(values), warnings, ()
+
+
+def _valid_utf8(s: str) -> bool:
+    try:
+        s.encode()
+    except UnicodeEncodeError:  # lone surrogates from undecodable bytes
+        return False
+    return True
