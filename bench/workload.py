@@ -9,6 +9,11 @@ offset of 0–9 ms, and 1–5 ms of extra jitter on about 2 % of the scrapes (Pr
 timestamps that are within 2 ms of the schedule, so real series are mostly regular); `t0` is
 chosen so that the last scrape lies just before now.
 
+`generate(histograms=True)` appends, after all of the above (which stays bit for bit the same),
+a classic histogram per host, `http_request_duration_seconds{handler="/api"}` (12 `_bucket`
+series up to `le="+Inf"`, `_sum`, `_count`: 14 series), drawn from its own random stream.  The
+query benchmark uses it; the ingest benchmark does not.
+
 `encode_streams()` splits the series into contiguous, fixed shares (one per sender, so the order
 of each series is kept), walks each share in scrape order, cuts it into batches of at most
 `batch` samples (a batch may span scrapes) and encodes each batch as a snappy-block-compressed
@@ -18,6 +23,7 @@ payload with message classes built at run time from descriptors, independent of 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +33,8 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 SERIES_PER_HOST = 100
+HISTOGRAM_LE = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf")
+HISTOGRAM_SERIES_PER_HOST = len(HISTOGRAM_LE) + 2  # buckets, _count, _sum
 
 
 @dataclass
@@ -76,9 +84,30 @@ def _walk(rng: np.random.Generator, base: np.ndarray, sigma: np.ndarray | float,
     return np.floor(x / quantum) * quantum
 
 
+def _histograms(rng: np.random.Generator, h: int, k: int, dt: float) -> np.ndarray:
+    """(hosts, HISTOGRAM_SERIES_PER_HOST, scrapes): cumulative bucket counters, then _count, _sum."""
+    rps = rng.lognormal(1.0, 0.8, size=(h, 1))  # requests/s per host
+    n = rng.poisson(rps * dt, size=(h, k))  # observations per scrape
+    median = rng.lognormal(math.log(0.05), 0.5, size=(h, 1))  # latency, log-normal with sigma 1
+    bounds = np.log([float(le) for le in HISTOGRAM_LE[:-1]])
+    cdf = 0.5 * (1 + np.vectorize(math.erf)((bounds[None, :] - np.log(median)) / math.sqrt(2)))  # (h, B)
+    pvals = np.diff(np.concatenate([np.zeros((h, 1)), cdf, np.ones((h, 1))], axis=1), axis=1)
+    per_bucket = rng.multinomial(n, pvals[:, None, :])  # (h, k, B+1): observations per bucket
+    cumulative = np.cumsum(per_bucket, axis=2).transpose(0, 2, 1).astype(np.float64)  # (h, B+1, k)
+    total0 = np.floor(rps * rng.uniform(1, 100, size=(h, 1)) * 86_400)  # requests since start-up
+    start = np.floor(total0 * np.concatenate([cdf, np.ones((h, 1))], axis=1))  # (h, B+1), cumulative
+    buckets = _counter(start[:, :, None], cumulative)
+    sums = _counter(np.round(total0 * median * 1.6, 3),
+                    np.round(n * median * 1.6 * rng.lognormal(0, 0.1, size=(h, k)), 3))
+    return np.concatenate([buckets, buckets[:, -1:, :], np.round(sums, 3)[:, None, :]], axis=1)
+
+
 def generate(hosts: int = 100, scrapes: int = 240, seed: int = 1, interval_ms: int = 15_000,
-             end_ms: int | None = None) -> Workload:
-    """Build the workload: `hosts` x 100 series, `scrapes` samples each, ending just before `end_ms`."""
+             end_ms: int | None = None, histograms: bool = False) -> Workload:
+    """Build the workload: `hosts` x 100 series, `scrapes` samples each, ending just before `end_ms`.
+
+    With `histograms`, `hosts` x 14 histogram series follow the node series (see the module doc).
+    """
     rng = np.random.default_rng(seed)
     h, k = hosts, scrapes
     dt = interval_ms / 1000.0
@@ -223,6 +252,16 @@ def generate(hosts: int = 100, scrapes: int = 240, seed: int = 1, interval_ms: i
     jitter = rng.integers(1, 6, size=(h, k)) * (rng.random(size=(h, k)) < 0.02)
     timestamps = (t0 + np.arange(k, dtype=np.int64) * interval_ms + offset + jitter).astype(np.int64)
     host_of = np.repeat(np.arange(h), SERIES_PER_HOST)
+    if histograms:  # after everything else, from its own random stream: the node series stay the same
+        hist = _histograms(np.random.default_rng([seed, 1]), h, k, dt)
+        values = np.ascontiguousarray(np.concatenate([values, hist.reshape(-1, k)]), dtype=np.float64)
+        host_of = np.concatenate([host_of, np.repeat(np.arange(h), HISTOGRAM_SERIES_PER_HOST)])
+        name = "http_request_duration_seconds"
+        for host in range(h):
+            base = {"instance": f"host-{host:02d}:9100", "job": "node", "handler": "/api"}
+            labels += [sorted({**base, "__name__": f"{name}_bucket", "le": le}.items())
+                       for le in HISTOGRAM_LE]
+            labels += [sorted({"__name__": f"{name}_{x}", **base}.items()) for x in ("count", "sum")]
     return Workload(labels, host_of, values, timestamps)
 
 

@@ -39,7 +39,7 @@ def evaluate(e: ast.Aggregate, v: Value, param: Value | None, steps: np.ndarray)
     if e.op == "count_values":
         if not isinstance(param, String):
             raise ExecutionError("expected a string parameter for count_values")
-        return _count_values(e, v, param.value)
+        return _count_values(e, v, param.value, n)
     if not len(v):
         return Vector.empty(n)
     groups, gid = _groups(v, e)
@@ -123,14 +123,13 @@ def _topk(e: ast.Aggregate, v: Vector, kparam: F64) -> Vector:
     return Vector(v.labels, v.values, present)
 
 
-def _count_values(e: ast.Aggregate, v: Vector, label: str) -> Vector:
+def _count_values(e: ast.Aggregate, v: Vector, label: str, n: int) -> Vector:
     from vigil.model.labels import is_valid_label_name
 
     if not is_valid_label_name(label):
         raise ExecutionError(f"invalid label name {label!r}")
-    n = v.values.shape[1] if len(v) else 0
     if not len(v):
-        return Vector([], np.empty((0, n)), np.zeros((0, n), bool))
+        return Vector.empty(n)
     glabels = [_group_labels(lb, e) for lb in v.labels]
     out: dict[Labels, F64] = {}
     rows, cols = np.nonzero(v.present)

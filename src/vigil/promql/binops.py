@@ -56,9 +56,10 @@ def evaluate(e: ast.Binary, lhs: Value, rhs: Value, steps: np.ndarray) -> Value:
     op = e.op
     if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
         return Scalar(apply(op, lhs.values, rhs.values))
+    n = steps.size
     if op in ast.SET_OPS:
         assert isinstance(lhs, Vector) and isinstance(rhs, Vector)
-        return _set_op(op, lhs, rhs, e.matching)
+        return _set_op(op, lhs, rhs, e.matching, n)
     comparison = op in ast.COMPARISON_OPS
     drop_name = not comparison or e.return_bool
     if isinstance(lhs, Vector) and isinstance(rhs, Scalar):
@@ -66,7 +67,7 @@ def evaluate(e: ast.Binary, lhs: Value, rhs: Value, steps: np.ndarray) -> Value:
     if isinstance(lhs, Scalar) and isinstance(rhs, Vector):
         return _vector_scalar(op, rhs, lhs.values[None, :], drop_name, e.return_bool, scalar_right=False)
     assert isinstance(lhs, Vector) and isinstance(rhs, Vector)
-    return _vector_vector(e, lhs, rhs, drop_name)
+    return _vector_vector(e, lhs, rhs, drop_name, n)
 
 
 def _vector_scalar(
@@ -106,10 +107,9 @@ def _sig_presence(v: Vector, matching: ast.VectorMatching | None) -> tuple[list,
     return sigs, index, pres
 
 
-def _set_op(op: str, lhs: Vector, rhs: Vector, matching: ast.VectorMatching | None) -> Vector:
+def _set_op(op: str, lhs: Vector, rhs: Vector, matching: ast.VectorMatching | None, n: int) -> Vector:
     lsigs = [signature(lb, matching) for lb in lhs.labels]
     _, rindex, rpres = _sig_presence(rhs, matching)
-    n = lhs.present.shape[1] if len(lhs) else rhs.present.shape[1]
     match_rows = np.zeros((len(lhs), n), bool)
     for i, s in enumerate(lsigs):
         g = rindex.get(s)
@@ -155,13 +155,12 @@ def _result_labels(many: Labels, one: Labels, matching: ast.VectorMatching, drop
     return lb
 
 
-def _vector_vector(e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool) -> Vector:
+def _vector_vector(e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool, n: int) -> Vector:
     matching = e.matching or ast.VectorMatching("one-to-one", False, (), ())
     if matching.card == "many-to-many":
         raise ExecutionError("many-to-many only allowed for set operators")
     swapped = matching.card == "one-to-many"
     many, one = (rhs, lhs) if swapped else (lhs, rhs)
-    n = many.present.shape[1] if len(many) else (one.present.shape[1] if len(one) else 0)
     if not len(many) or not len(one):
         return Vector.empty(n)
     one_sigs = [signature(lb, matching) for lb in one.labels]

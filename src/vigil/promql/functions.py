@@ -17,7 +17,7 @@ from vigil.model.labels import METRIC_NAME, Labels, is_valid_label_name
 from vigil.model.matcher import RegexSyntaxError, translate
 from vigil.promql import ast
 from vigil.promql.errors import ExecutionError
-from vigil.promql.functions_util import quantile_sorted
+from vigil.promql.functions_util import kahan_inc, kahan_sum, quantile_sorted
 from vigil.promql.value import F64, I64, Matrix, Scalar, String, Value, Vector, merge_duplicates
 
 if TYPE_CHECKING:
@@ -28,8 +28,7 @@ def call(ev: Evaluator, e: ast.Call, steps: I64) -> Value:
     f = e.func
     args = [ev.eval(a, steps) for a in e.args]
     if f in _RANGE:
-        m = args[-1] if f not in ("quantile_over_time",) else args[1]
-        assert isinstance(m, Matrix)
+        m = next(a for a in args if isinstance(a, Matrix))
         return _RANGE[f](m, args, steps)
     if f in _MATH:
         return _map(args[0], _MATH[f])
@@ -47,7 +46,7 @@ def call(ev: Evaluator, e: ast.Call, steps: I64) -> Value:
             assert isinstance(s, Scalar)
             return Vector([Labels()], s.values[None, :].copy(), np.ones((1, steps.size), bool))
         case "scalar":
-            return _scalar(args[0])
+            return _scalar(args[0], steps.size)
         case "timestamp":
             v = args[0]
             assert isinstance(v, Vector)
@@ -169,11 +168,10 @@ _DATE = {
 }
 
 
-def _scalar(v: Value) -> Scalar:
+def _scalar(v: Value, n: int) -> Scalar:
     assert isinstance(v, Vector)
-    n = v.present.shape[1] if len(v) else 0
     if not len(v):
-        return Scalar(np.full(n, np.nan)) if n else Scalar(np.empty(0))
+        return Scalar(np.full(n, np.nan))
     cnt = v.present.sum(axis=0)
     first = v.present.argmax(axis=0)
     vals = v.values[first, np.arange(n)]
@@ -183,7 +181,7 @@ def _scalar(v: Value) -> Scalar:
 def _clamp(f: str, args: list[Value]) -> Vector:
     v = args[0]
     assert isinstance(v, Vector)
-    n = v.values.shape[1] if len(v) else 0
+    n = v.values.shape[1]
     lo = args[1].values if f in ("clamp", "clamp_min") else np.full(n, -np.inf)  # type: ignore[union-attr]
     hi = (args[2].values if f == "clamp" else args[1].values) if f != "clamp_min" else np.full(n, np.inf)  # type: ignore[union-attr]
     vals = np.maximum(np.minimum(v.values, hi[None, :]), lo[None, :])
@@ -433,39 +431,111 @@ def _instant_rate(m: Matrix, counter: bool) -> Vector:
     return _out(m, res, ok)
 
 
+def _padded(m: Matrix, rows: slice, width: int) -> tuple[I64, F64, np.ndarray]:
+    """Timestamps, values and validity of the windows of `rows`, padded to `width` samples."""
+    ar = np.arange(width)
+    lo, c = m.lo[rows], m.count[rows]
+    idx = np.minimum(lo[..., None] + ar, m.ts.size)
+    mask = ar < c[..., None]
+    return np.append(m.ts, 0)[idx], np.append(m.vals, 0.0)[idx], mask
+
+
+def _row_chunks(m: Matrix) -> tuple[int, list[slice]]:
+    k, n = m.lo.shape
+    width = int(m.count.max()) if m.count.size else 0
+    step = max(1, 4_000_000 // max(width * n, 1))  # bound the padded arrays' size
+    return width, [slice(a, a + step) for a in range(0, k, step)]
+
+
 def _regression(m: Matrix, intercept_at: I64) -> tuple[F64, F64]:
-    cnt = m.count.astype(np.float64)
-    ref = int(m.end.min()) if m.end.size else 0
-    x = (m.ts - ref) / 1000.0
-    y = m.vals
+    """Least-squares slope (per second) and value at `intercept_at` (series × steps) for every
+    window, computed as Prometheus' linearRegression does (x from `intercept_at`, compensated
+    sums), so results agree to the last bit, including the exact zeros alerts compare against."""
+    k, n = m.lo.shape
+    slope = np.zeros((k, n))
+    intercept = np.zeros((k, n))
+    width, chunks = _row_chunks(m)
     with np.errstate(all="ignore"):
-        sx = _wreduce(np.add, x, m)
-        sy = _wreduce(np.add, y, m)
-        sxy = _wreduce(np.add, x * y, m)
-        sxx = _wreduce(np.add, x * x, m)
-        cov = sxy - sx * sy / cnt
-        var = sxx - sx * sx / cnt
-        slope = cov / var
-        xi = (intercept_at - ref)[None, :] / 1000.0
-        intercept = sy / cnt - slope * (sx / cnt - xi)
-        mn = _wreduce(np.minimum, y, m, np.nan)
-        mx = _wreduce(np.maximum, y, m, np.nan)
-        const = mn == mx
-        lo = np.minimum(m.lo, max(m.vals.size - 1, 0))
-        slope = np.where(const, 0.0, slope)
-        intercept = np.where(const, y[lo] if y.size else 0.0, intercept)
+        for rows in chunks:
+            ts, ys, mask = _padded(m, rows, width)
+            x = (ts - intercept_at[rows][..., None]) / 1e3
+            shape = mask.shape[:-1]
+            sx, cx, sy, cy, sxy, cxy, sx2, cx2 = (np.zeros(shape) for _ in range(8))
+            for i in range(width):
+                on = mask[..., i]
+                xi, yi = x[..., i], ys[..., i]
+                for acc, inc in ((0, xi), (1, yi), (2, xi * yi), (3, xi * xi)):
+                    tot, comp = ((sx, cx), (sy, cy), (sxy, cxy), (sx2, cx2))[acc]
+                    nt, nc = kahan_inc(inc, tot, comp)
+                    tot[...] = np.where(on, nt, tot)
+                    comp[...] = np.where(on, nc, comp)
+            cnt = m.count[rows].astype(np.float64)
+            sx, sy, sxy, sx2 = sx + cx, sy + cy, sxy + cxy, sx2 + cx2
+            sl = (sxy - sx * sy / cnt) / (sx2 - sx * sx / cnt)
+            ic = sy / cnt - sl * sx / cnt
+            y0 = ys[..., 0]
+            const = np.where(mask, ys == y0[..., None], True).all(axis=-1)
+            # A constant window has slope 0 (an infinite one has none), as in Prometheus.
+            sl = np.where(const, np.where(np.isinf(y0), np.nan, 0.0), sl)
+            ic = np.where(const, np.where(np.isinf(y0), np.nan, y0), ic)
+            slope[rows] = sl
+            intercept[rows] = ic
     return slope, intercept
 
 
+def _welford(m: Matrix) -> F64:
+    """Population variance per window with Prometheus' compensated Welford updates."""
+    k, n = m.lo.shape
+    out = np.zeros((k, n))
+    width, chunks = _row_chunks(m)
+    with np.errstate(all="ignore"):
+        for rows in chunks:
+            _, ys, mask = _padded(m, rows, width)
+            shape = mask.shape[:-1]
+            count, mean, cmean, aux, caux = (np.zeros(shape) for _ in range(5))
+            for i in range(width):
+                on = mask[..., i]
+                f = ys[..., i]
+                cnt = np.where(on, count + 1, count)
+                delta = f - (mean + cmean)
+                nm, ncm = kahan_inc(delta / np.maximum(cnt, 1), mean, cmean)
+                mean, cmean = np.where(on, nm, mean), np.where(on, ncm, cmean)
+                na, nca = kahan_inc(delta * (f - (mean + cmean)), aux, caux)
+                aux, caux = np.where(on, na, aux), np.where(on, nca, caux)
+                count = cnt
+            out[rows] = (aux + caux) / count
+    return out
+
+
+def _sum_windows(m: Matrix) -> F64:
+    """Plain sums per window, redone with compensation where they show heavy cancellation."""
+    plain = _wreduce(np.add, m.vals, m)
+    with np.errstate(all="ignore"):
+        mag = _wreduce(np.add, np.abs(m.vals), m)
+        suspect = (m.count > 1) & np.isfinite(mag) & (np.abs(plain) < mag * 1e-9)
+    if not suspect.any():
+        return plain
+    rows = np.flatnonzero(suspect.any(axis=1))
+    sub = Matrix([m.labels[i] for i in rows], m.offsets, m.ts, m.vals, m.lo[rows], m.hi[rows], m.end,
+                 m.range_ms)
+    width, _ = _row_chunks(sub)
+    _, ys, mask = _padded(sub, slice(None), width)
+    exact = kahan_sum(ys, mask)
+    plain[rows] = np.where(suspect[rows], exact, plain[rows])
+    return plain
+
+
 def _deriv(m: Matrix, args: list[Value], steps: I64) -> Vector:
-    slope, _ = _regression(m, m.end)
+    # Prometheus measures x from each window's first sample here ("near the values in use").
+    first = m.ts[np.minimum(m.lo, max(m.ts.size - 1, 0))] if m.ts.size else np.zeros(m.lo.shape, np.int64)
+    slope, _ = _regression(m, first)
     return _out(m, slope, m.count >= 2)
 
 
 def _predict_linear(m: Matrix, args: list[Value], steps: I64) -> Vector:
     t = args[1]
     assert isinstance(t, Scalar)
-    slope, intercept = _regression(m, m.end)
+    slope, intercept = _regression(m, np.broadcast_to(m.end, m.lo.shape))
     return _out(m, slope * t.values[None, :] + intercept, m.count >= 2)
 
 
@@ -489,9 +559,9 @@ def _over_time(kind: str) -> Callable[[Matrix, list[Value], I64], Vector]:
         with np.errstate(all="ignore"):
             match kind:
                 case "sum":
-                    r = _wreduce(np.add, m.vals, m)
+                    r = _sum_windows(m)
                 case "avg":
-                    r = _wreduce(np.add, m.vals, m) / cnt
+                    r = _sum_windows(m) / cnt
                     bad = np.isinf(r) & ok
                     if bad.any():  # overflowed sum: mean of pre-divided values instead
                         w, _ = _windows(m)
@@ -509,10 +579,7 @@ def _over_time(kind: str) -> Callable[[Matrix, list[Value], I64], Vector]:
                 case "present":
                     r = np.ones(cnt.shape)
                 case "stddev" | "stdvar":
-                    w, mask = _windows(m)
-                    mean = np.nansum(np.where(mask, w, 0), axis=-1) / cnt
-                    dev = np.where(mask, w - mean[..., None], 0.0)
-                    r = np.sum(dev * dev, axis=-1) / cnt
+                    r = _welford(m)
                     if kind == "stddev":
                         r = np.sqrt(r)
                 case "quantile":

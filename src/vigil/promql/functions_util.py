@@ -42,3 +42,27 @@ def format_go_float(v: float) -> str:
     if v == 0:
         return "-0" if str(v).startswith("-") else "0"
     return format(Decimal(repr(v)).normalize(), "f")
+
+
+def kahan_inc(inc: F64, total: F64, c: F64) -> tuple[F64, F64]:
+    """One step of Neumaier-compensated summation, elementwise (Prometheus' kahanSumInc)."""
+    with np.errstate(all="ignore"):
+        t = total + inc
+        c = np.where(
+            np.isinf(t),
+            0.0,
+            c + np.where(np.abs(total) >= np.abs(inc), (total - t) + inc, (inc - t) + total),
+        )
+    return t, c
+
+
+def kahan_sum(w: F64, mask: np.ndarray) -> F64:
+    """Compensated sum over the last axis of a padded array (entries where ~mask are skipped)."""
+    total = np.zeros(w.shape[:-1])
+    c = np.zeros(w.shape[:-1])
+    for i in range(w.shape[-1]):
+        m = mask[..., i]
+        nt, nc = kahan_inc(np.where(m, w[..., i], 0.0), total, c)
+        total, c = np.where(m, nt, total), np.where(m, nc, c)
+    with np.errstate(all="ignore"):
+        return np.where(np.isinf(total), total, total + c)
