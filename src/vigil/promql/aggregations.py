@@ -7,7 +7,7 @@ import numpy as np
 from vigil.model.labels import METRIC_NAME, Labels
 from vigil.promql import ast
 from vigil.promql.errors import ExecutionError
-from vigil.promql.functions_util import format_go_float, quantile_sorted
+from vigil.promql.functions_util import format_go_float, kahan_inc, quantile_sorted, sort_for_quantile
 from vigil.promql.value import F64, I64, Scalar, String, Value, Vector
 
 
@@ -36,6 +36,8 @@ def evaluate(e: ast.Aggregate, v: Value, param: Value | None, steps: np.ndarray)
     n = steps.size
     if e.op in ("topk", "bottomk"):
         return _topk(e, v, _param_values(param, n, e.op))
+    if e.op == "limitk":
+        return _limitk(e, v, _param_values(param, n, e.op))
     if e.op == "count_values":
         if not isinstance(param, String):
             raise ExecutionError("expected a string parameter for count_values")
@@ -52,9 +54,9 @@ def evaluate(e: ast.Aggregate, v: Value, param: Value | None, steps: np.ndarray)
     with np.errstate(all="ignore"):
         match e.op:
             case "sum":
-                out = _group_sum(vals, gid, g)
+                out = _compensated_sum(v, vals, gid, g)
             case "avg":
-                out = _group_sum(vals, gid, g) / counts
+                out = _compensated_sum(v, vals, gid, g) / counts
                 # Overflowed sums: fall back to a mean of scaled values, as Prometheus does.
                 bad = np.isinf(out) & present
                 if bad.any():
@@ -71,8 +73,13 @@ def evaluate(e: ast.Aggregate, v: Value, param: Value | None, steps: np.ndarray)
                 out = np.full((g, n), np.nan)
                 (np.fmin if e.op == "min" else np.fmax).at(out, gid, fill)
             case "stddev" | "stdvar":
-                mean = _group_sum(vals, gid, g) / counts
-                dev = np.where(v.present, v.values - mean[gid], 0.0)
+                # Measured from each group's first value, so identical values give exactly 0.
+                first = np.full((g, n), np.nan)
+                for r in range(len(v) - 1, -1, -1):  # the last write per group is its first series
+                    first[gid[r]] = np.where(v.present[r], v.values[r], first[gid[r]])
+                shifted = np.where(v.present, v.values - first[gid], 0.0)
+                mean = _group_sum(shifted, gid, g) / counts
+                dev = np.where(v.present, shifted - mean[gid], 0.0)
                 var = _group_sum(dev * dev, gid, g) / counts
                 out = np.sqrt(var) if e.op == "stddev" else var
             case "quantile":
@@ -81,6 +88,26 @@ def evaluate(e: ast.Aggregate, v: Value, param: Value | None, steps: np.ndarray)
             case _:
                 raise ExecutionError(f"aggregation {e.op!r} is not supported")
     return Vector(groups, out, present)
+
+
+def _compensated_sum(v: Vector, vals: F64, gid: I64, g: int) -> F64:
+    """Group sums; where they show heavy cancellation, redone in series order with Prometheus'
+    compensated summation (so 1e100 + 1 - 1e100 + ... still adds up)."""
+    plain = _group_sum(vals, gid, g)
+    with np.errstate(all="ignore"):
+        mag = _group_sum(np.abs(vals), gid, g)
+        suspect = np.isfinite(mag) & (mag > 0) & (np.abs(plain) < mag * 1e-9)
+    for k in np.flatnonzero(suspect.any(axis=1)).tolist():
+        total = np.zeros(vals.shape[1])
+        comp = np.zeros(vals.shape[1])
+        for r in np.flatnonzero(gid == k).tolist():
+            nt, nc = kahan_inc(vals[r], total, comp)
+            on = v.present[r]
+            total, comp = np.where(on, nt, total), np.where(on, nc, comp)
+        with np.errstate(all="ignore"):
+            exact = np.where(np.isinf(total), total, total + comp)
+        plain[k] = np.where(suspect[k], exact, plain[k])
+    return plain
 
 
 def _group_sum(vals: F64, gid: I64, g: int) -> F64:
@@ -94,9 +121,8 @@ def _quantile(v: Vector, gid: I64, g: int, q: F64) -> F64:
     out = np.full((g, n), np.nan)
     for k in range(g):
         rows = np.flatnonzero(gid == k)
-        sub = np.where(v.present[rows], v.values[rows], np.inf)
         cnt = v.present[rows].sum(axis=0)
-        out[k] = quantile_sorted(np.sort(sub, axis=0), cnt, q)
+        out[k] = quantile_sorted(sort_for_quantile(v.values[rows], v.present[rows], axis=0), cnt, q)
     return out
 
 
@@ -109,6 +135,7 @@ def _topk(e: ast.Aggregate, v: Vector, kparam: F64) -> Vector:
     k = np.clip(np.trunc(kparam), 0, 2**31).astype(np.int64)
     _, gid = _groups(v, e)
     present = np.zeros_like(v.present)
+    ranks = np.zeros(v.present.shape, np.int64)
     top = e.op == "topk"
     for grp in np.unique(gid).tolist():
         rows = np.flatnonzero(gid == grp)
@@ -120,7 +147,12 @@ def _topk(e: ast.Aggregate, v: Vector, kparam: F64) -> Vector:
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(rows.size)[:, None].repeat(n, axis=1), axis=0)
         present[rows] = v.present[rows] & (rank < k[None, :])
-    return Vector(v.labels, v.values, present)
+        ranks[rows] = rank
+    out = Vector(v.labels, v.values, present)
+    if n == 1:  # an instant result lists series in rank order, as Prometheus does
+        keep = np.flatnonzero(present[:, 0])
+        out = out.take(keep[np.lexsort((ranks[keep, 0], gid[keep]))])
+    return out
 
 
 def _count_values(e: ast.Aggregate, v: Vector, label: str, n: int) -> Vector:
@@ -147,3 +179,19 @@ def _count_values(e: ast.Aggregate, v: Vector, label: str, n: int) -> Vector:
     labels = list(out)
     values = np.array([out[lb] for lb in labels]).reshape(len(labels), n)
     return Vector(labels, values, values > 0)
+
+
+def _limitk(e: ast.Aggregate, v: Vector, kparam: F64) -> Vector:
+    """Up to k series per group at each step, whichever come first (Prometheus leaves the choice open)."""
+    if np.isnan(kparam).any():
+        raise ExecutionError("Parameter value is NaN")
+    if not len(v):
+        return Vector.empty(kparam.size)
+    k = np.clip(np.trunc(kparam), 0, 2**31).astype(np.int64)
+    _, gid = _groups(v, e)
+    present = np.zeros_like(v.present)
+    for grp in np.unique(gid).tolist():
+        rows = np.flatnonzero(gid == grp)
+        taken = np.cumsum(v.present[rows], axis=0)
+        present[rows] = v.present[rows] & (taken <= k[None, :])
+    return Vector(v.labels, v.values, present)

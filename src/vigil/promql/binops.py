@@ -77,12 +77,9 @@ def _vector_scalar(
     res = apply(op, a, b)
     present = v.present
     values = res
-    if op in ast.COMPARISON_OPS:
-        if return_bool:
-            present = present & ~np.isnan(np.broadcast_to(s, v.values.shape))
-        else:
-            present = present & (res == 1.0)
-            values = v.values  # a filter keeps the vector's own value
+    if op in ast.COMPARISON_OPS and not return_bool:
+        present = present & (res == 1.0)
+        values = v.values  # a filter keeps the vector's own value
     labels = [lb.without(METRIC_NAME) for lb in v.labels] if drop_name else v.labels
     out = Vector(labels, np.broadcast_to(values, v.values.shape).copy(), present.copy())
     return merge_duplicates(out) if drop_name else out
@@ -169,12 +166,11 @@ def _vector_vector(e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool, n: 
         one_index.setdefault(s, []).append(j)
     # The "one" side must be unique per signature at every step.
     for s, rows in one_index.items():
-        if len(rows) > 1 and (one.present[rows].sum(axis=0) > 1).any():
-            side = "left" if swapped else "right"
-            raise ExecutionError(
-                f"found duplicate series for the match group {_fmt_sig(s)} on the {side} hand-side of the "
-                "operation; many-to-many matching not allowed: matching labels must be unique on one side"
-            )
+        if len(rows) > 1:
+            both = one.present[rows].sum(axis=0) > 1
+            if both.any():
+                dup = [one.labels[r] for r in rows if one.present[r, int(np.argmax(both))]][:2]
+                raise _duplicate_error(s, "left" if swapped else "right", dup)
     pairs_m, pairs_o = [], []
     for i, lb in enumerate(many.labels):
         for j in one_index.get(signature(lb, matching), ()):
@@ -191,11 +187,12 @@ def _vector_vector(e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool, n: 
         for r, s in enumerate(msigs):
             seen.setdefault(s, []).append(r)
         for s, rows in seen.items():
-            if len(rows) > 1 and (present[rows].sum(axis=0) > 1).any():
-                raise ExecutionError(
-                    f"found duplicate series for the match group {_fmt_sig(s)} on the left hand-side of the "
-                    "operation; many-to-many matching not allowed: matching labels must be unique on one side"
-                )
+            if len(rows) > 1:
+                both = present[rows].sum(axis=0) > 1
+                if both.any():
+                    j = int(np.argmax(both))
+                    dup = [many.labels[pairs_m[r]] for r in rows if present[r, j]][:2]
+                    raise _duplicate_error(s, "left", dup)
     lv, rv = (one.values[po], many.values[pm]) if swapped else (many.values[pm], one.values[po])
     res = apply(e.op, lv, rv)
     values = res
@@ -211,3 +208,11 @@ def _vector_vector(e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool, n: 
 
 def _fmt_sig(sig: tuple) -> str:
     return "{" + ", ".join(f'{n}="{v}"' for n, v in sig) + "}"
+
+
+def _duplicate_error(sig: tuple, side: str, dup: list[Labels]) -> ExecutionError:
+    shown = ", ".join(_fmt_sig(tuple(lb)) for lb in sorted(dup))
+    return ExecutionError(
+        f"found duplicate series for the match group {_fmt_sig(sig)} on the {side} hand-side of the "
+        f"operation: [{shown}];many-to-many matching not allowed: matching labels must be unique on one side"
+    )

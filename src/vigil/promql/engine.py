@@ -45,6 +45,7 @@ class Engine:
         expr = parse(query)
         ev = self._evaluator(time_ms, time_ms, lookback_delta_ms, timeout_s)
         steps = np.array([time_ms], np.int64)
+        ev.step = 0
         return _instant_result(ev.eval(expr, steps), time_ms)
 
     def range_query(
@@ -69,6 +70,7 @@ class Engine:
             )
         steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
         ev = self._evaluator(start_ms, end_ms, lookback_delta_ms, timeout_s)
+        ev.step = step_ms
         return _range_result(ev.eval(expr, steps), steps)
 
     def _evaluator(self, start: int, end: int, lookback: int | None, timeout_s: float | None) -> Evaluator:
@@ -103,6 +105,7 @@ class Evaluator:
         self.deadline = deadline
         self.max_samples = max_samples
         self.default_step = default_step
+        self.step = 0  # the query's step (0 for an instant query), for step()
         self.samples_loaded = 0
 
     def check_deadline(self) -> None:

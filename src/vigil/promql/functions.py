@@ -17,7 +17,7 @@ from vigil.model.labels import METRIC_NAME, Labels, is_valid_label_name
 from vigil.model.matcher import RegexSyntaxError, translate
 from vigil.promql import ast
 from vigil.promql.errors import ExecutionError
-from vigil.promql.functions_util import kahan_inc, kahan_sum, quantile_sorted
+from vigil.promql.functions_util import kahan_inc, kahan_sum, quantile_sorted, sort_for_quantile
 from vigil.promql.value import F64, I64, Matrix, Scalar, String, Value, Vector, merge_duplicates
 
 if TYPE_CHECKING:
@@ -39,6 +39,20 @@ def call(ev: Evaluator, e: ast.Call, steps: I64) -> Value:
     match f:
         case "time":
             return Scalar(steps / 1000.0)
+        case "step":
+            return Scalar(np.full(steps.size, ev.step / 1000.0))
+        case "range":
+            return Scalar(np.full(steps.size, (ev.end - ev.start) / 1000.0 if ev.step else 0.0))
+        case "start":
+            return Scalar(np.full(steps.size, ev.start / 1000.0))
+        case "end":
+            return Scalar(np.full(steps.size, ev.end / 1000.0))
+        case "min_of" | "max_of":
+            a, b = args
+            assert isinstance(a, Scalar) and isinstance(b, Scalar)
+            return Scalar((np.minimum if f == "min_of" else np.maximum)(a.values, b.values))
+        case "sort_by_label" | "sort_by_label_desc":
+            return _sort_by_label(args, desc=f == "sort_by_label_desc")
         case "pi":
             return Scalar(np.full(steps.size, math.pi))
         case "vector":
@@ -202,6 +216,28 @@ def _sort(v: Value, desc: bool) -> Vector:
     return v.take(order)
 
 
+def _natural_key(s: str) -> tuple:
+    # Natural order, as Prometheus' sort_by_label: digit runs compare as numbers ("cpu2" < "cpu10").
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.findall(r"\d+|\D+", s))
+
+
+def _sort_by_label(args: list[Value], desc: bool) -> Vector:
+    v, *names = args
+    assert isinstance(v, Vector)
+    if not len(v) or v.values.shape[1] != 1:
+        return v
+    label_names = [nm.value for nm in names]  # type: ignore[union-attr]
+
+    def key(i: int) -> tuple:
+        # The named labels first, then the whole label set to make the order total.
+        lb = v.labels[i]
+        named = tuple(_natural_key(lb.get(n)) for n in label_names)
+        return named, tuple(_natural_key(x) for p in lb for x in p)
+
+    order = sorted(range(len(v)), key=key, reverse=desc)
+    return v.take(order)
+
+
 def _expand(template: str, m: re.Match[str]) -> str:
     # Go's Regexp.ExpandString: $1, ${1}, $name, ${name}; $$ is a literal $; unknown -> "".
     def sub(t: re.Match[str]) -> str:
@@ -282,21 +318,22 @@ def _histogram_quantile(q: Value, v: Value) -> Vector:
             continue
         if math.isnan(upper):
             continue
-        groups.setdefault(lb.without(METRIC_NAME, "le"), []).append((upper, i))
+        groups.setdefault(lb.without("le"), []).append((upper, i))
     labels, out, present = [], [], []
     qs = q.values
     for lb, buckets in groups.items():
         buckets.sort()
-        uppers = np.array([b for b, _ in buckets])
+        # Bounds spelled differently ("0.1", "0.10") are one bucket: their counts add up.
+        uppers, first = np.unique([b for b, _ in buckets], return_index=True)
         rows = [i for _, i in buckets]
-        counts = v.values[rows]  # (buckets, steps)
-        pres = v.present[rows]
+        counts = np.add.reduceat(np.where(v.present[rows], v.values[rows], 0.0), first, axis=0)
+        pres = np.logical_or.reduceat(v.present[rows], first, axis=0)
         res = np.full(n, np.nan)
         anyp = pres.any(axis=0)
         for j in np.flatnonzero(anyp).tolist():
             m = pres[:, j]
             res[j] = _bucket_quantile(float(qs[j]), uppers[m], counts[m, j])
-        labels.append(lb)
+        labels.append(lb.without(METRIC_NAME))
         out.append(res)
         present.append(anyp)
     if not labels:
@@ -362,6 +399,19 @@ def _out(m: Matrix, values: F64, present: np.ndarray, keep_name: bool = False) -
     labels = m.labels if keep_name else [lb.without(METRIC_NAME) for lb in m.labels]
     out = Vector(labels, values, present)
     return out if keep_name else merge_duplicates(out)
+
+
+def _first(m: Matrix) -> tuple[F64, I64]:
+    if not m.vals.size:
+        return np.zeros(m.lo.shape), np.zeros(m.lo.shape, np.int64)
+    i = np.minimum(m.lo, m.vals.size - 1)
+    return m.vals[i], m.ts[i]
+
+
+def _window_median(w: F64, mask: np.ndarray) -> F64:
+    k, n, width = w.shape
+    srt = sort_for_quantile(w, mask, axis=-1).reshape(k * n, width).T
+    return quantile_sorted(srt, mask.sum(axis=-1).ravel(), np.full(k * n, 0.5)).reshape(k, n)
 
 
 def _last(m: Matrix) -> tuple[F64, I64]:
@@ -535,7 +585,8 @@ def _deriv(m: Matrix, args: list[Value], steps: I64) -> Vector:
 def _predict_linear(m: Matrix, args: list[Value], steps: I64) -> Vector:
     t = args[1]
     assert isinstance(t, Scalar)
-    slope, intercept = _regression(m, np.broadcast_to(m.end, m.lo.shape))
+    # The intercept is at the evaluation time itself, not the @/offset-shifted window end.
+    slope, intercept = _regression(m, np.broadcast_to(steps, m.lo.shape))
     return _out(m, slope * t.values[None, :] + intercept, m.count >= 2)
 
 
@@ -576,6 +627,21 @@ def _over_time(kind: str) -> Callable[[Matrix, list[Value], I64], Vector]:
                 case "last":
                     r = _last(m)[0]
                     return _out(m, r, ok, keep_name=True)
+                case "first":
+                    return _out(m, _first(m)[0], ok, keep_name=True)
+                case "ts_of_last":
+                    r = _last(m)[1] / 1000.0
+                case "ts_of_first":
+                    r = _first(m)[1] / 1000.0
+                case "ts_of_min" | "ts_of_max":
+                    w, mask = _windows(m)
+                    fill = np.inf if kind == "ts_of_min" else -np.inf
+                    key = np.where(mask & ~np.isnan(w), w, fill)
+                    pos = key.argmin(axis=-1) if kind == "ts_of_min" else key.argmax(axis=-1)
+                    r = np.append(m.ts, 0)[np.minimum(m.lo + pos, m.ts.size)] / 1000.0
+                case "mad":  # median absolute deviation from the median
+                    w, mask = _windows(m)
+                    r = _window_median(np.abs(w - _window_median(w, mask)[..., None]), mask)
                 case "present":
                     r = np.ones(cnt.shape)
                 case "stddev" | "stdvar":
@@ -586,8 +652,7 @@ def _over_time(kind: str) -> Callable[[Matrix, list[Value], I64], Vector]:
                     q = args[0]
                     assert isinstance(q, Scalar)
                     w, mask = _windows(m)
-                    w = np.where(mask, w, np.inf)
-                    srt = np.sort(w, axis=-1)
+                    srt = sort_for_quantile(w, mask, axis=-1)
                     k, n, width = srt.shape
                     flat = srt.reshape(k * n, width).T
                     qq = np.broadcast_to(q.values[None, :], (k, n)).ravel()
@@ -597,6 +662,34 @@ def _over_time(kind: str) -> Callable[[Matrix, list[Value], I64], Vector]:
         return _out(m, r, ok)
 
     return fn
+
+
+def _double_exponential_smoothing(m: Matrix, args: list[Value]) -> Vector:
+    """Holt's linear smoothing of each window, following Prometheus' update order."""
+    sf_v, tf_v = args[1], args[2]
+    assert isinstance(sf_v, Scalar) and isinstance(tf_v, Scalar)
+    sf, tf = sf_v.values[None, :], tf_v.values[None, :]
+    if ((sf <= 0) | (sf >= 1)).any():
+        raise ExecutionError(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {float(sf.ravel()[0])}")
+    if ((tf <= 0) | (tf >= 1)).any():
+        raise ExecutionError(f"invalid trend factor. Expected: 0 < tf < 1, got: {float(tf.ravel()[0])}")
+    k, n = m.lo.shape
+    out = np.zeros((k, n))
+    width, chunks = _row_chunks(m)
+    with np.errstate(all="ignore"):
+        for rows in chunks:
+            _, ys, mask = _padded(m, rows, width)
+            s1 = ys[..., 0]
+            b = ys[..., 1] - ys[..., 0] if width > 1 else np.zeros(s1.shape)
+            s0 = np.zeros(s1.shape)
+            for i in range(1, width):
+                on = mask[..., i]
+                x = sf * ys[..., i]
+                nb = b if i == 1 else tf * (s1 - s0) + (1 - tf) * b
+                y = (1 - sf) * (s1 + nb)
+                s0, s1, b = np.where(on, s1, s0), np.where(on, x + y, s1), np.where(on, nb, b)
+            out[rows] = s1
+    return _out(m, out, m.count >= 2)
 
 
 def _absent_over_time(m: Matrix, args: list[Value], steps: I64) -> Vector:

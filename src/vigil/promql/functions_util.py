@@ -16,7 +16,7 @@ def quantile_sorted(sorted_vals: F64, counts: I64, q: F64) -> F64:
     n = counts.size
     out = np.full(n, np.nan)
     ok = counts > 0
-    rank = q * (counts - 1)
+    rank = np.nan_to_num(q * (counts - 1), nan=0.0, posinf=0.0, neginf=0.0)
     lower = np.clip(np.floor(rank), 0, np.maximum(counts - 1, 0)).astype(np.int64)
     upper = np.clip(lower + 1, 0, np.maximum(counts - 1, 0)).astype(np.int64)
     weight = rank - np.floor(rank)
@@ -66,3 +66,11 @@ def kahan_sum(w: F64, mask: np.ndarray) -> F64:
         total, c = np.where(m, nt, total), np.where(m, nc, c)
     with np.errstate(all="ignore"):
         return np.where(np.isinf(total), total, total + c)
+
+
+def sort_for_quantile(vals: F64, present: np.ndarray, axis: int) -> F64:
+    """Sort along `axis` as Prometheus' quantile does: NaN counts as the smallest value (so a
+    quantile next to it interpolates to NaN), and absent entries go last."""
+    key = np.where(present, np.where(np.isnan(vals), -np.inf, vals), np.inf)
+    order = np.lexsort((~np.isnan(vals), key), axis=axis)  # NaN before -Inf on equal keys
+    return np.take_along_axis(np.where(present, vals, np.inf), order, axis=axis)
