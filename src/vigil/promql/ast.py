@@ -72,6 +72,9 @@ class VectorMatching:
     on: bool  # True: on(labels); False: ignoring(labels)
     labels: tuple[str, ...]
     include: tuple[str, ...]  # group_left/group_right labels
+    # fill()/fill_left()/fill_right(): values standing in for a missing left or right operand.
+    fill_left: float | None = None
+    fill_right: float | None = None
 
 
 @dataclass(frozen=True)

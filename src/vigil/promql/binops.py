@@ -158,8 +158,8 @@ def _vector_vector(e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool, n: 
         raise ExecutionError("many-to-many only allowed for set operators")
     swapped = matching.card == "one-to-many"
     many, one = (rhs, lhs) if swapped else (lhs, rhs)
-    if not len(many) or not len(one):
-        return Vector.empty(n)
+    # After the swap, the left fill stands in for the "many" side and the right one for the "one" side.
+    fill_many, fill_one = matching.fill_left, matching.fill_right
     one_sigs = [signature(lb, matching) for lb in one.labels]
     one_index: dict[tuple, list[int]] = {}
     for j, s in enumerate(one_sigs):
@@ -171,21 +171,19 @@ def _vector_vector(e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool, n: 
             if both.any():
                 dup = [one.labels[r] for r in rows if one.present[r, int(np.argmax(both))]][:2]
                 raise _duplicate_error(s, "left" if swapped else "right", dup)
+    many_sigs = [signature(lb, matching) for lb in many.labels]
     pairs_m, pairs_o = [], []
-    for i, lb in enumerate(many.labels):
-        for j in one_index.get(signature(lb, matching), ()):
+    for i, sig in enumerate(many_sigs):
+        for j in one_index.get(sig, ()):
             pairs_m.append(i)
             pairs_o.append(j)
-    if not pairs_m:
-        return Vector.empty(n)
-    pm, po = np.array(pairs_m), np.array(pairs_o)
+    pm, po = np.array(pairs_m, np.int64), np.array(pairs_o, np.int64)
     present = many.present[pm] & one.present[po]
     if matching.card == "one-to-one":
         # The left side must be unique per signature too, where a match exists.
-        msigs = [signature(many.labels[i], matching) for i in pairs_m]
         seen: dict[tuple, list[int]] = {}
-        for r, s in enumerate(msigs):
-            seen.setdefault(s, []).append(r)
+        for r, i in enumerate(pairs_m):
+            seen.setdefault(many_sigs[i], []).append(r)
         for s, rows in seen.items():
             if len(rows) > 1:
                 both = present[rows].sum(axis=0) > 1
@@ -193,17 +191,41 @@ def _vector_vector(e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool, n: 
                     j = int(np.argmax(both))
                     dup = [many.labels[pairs_m[r]] for r in rows if present[r, j]][:2]
                     raise _duplicate_error(s, "left", dup)
-    lv, rv = (one.values[po], many.values[pm]) if swapped else (many.values[pm], one.values[po])
+    mv, ov = many.values[pm], one.values[po]
+    labels = [
+        _result_labels(many.labels[i], one.labels[j], matching, drop_name)
+        for i, j in zip(pairs_m, pairs_o, strict=True)
+    ]
+    parts = [(mv, ov, present)]
+    if fill_one is not None and len(many):
+        # Many-side series with no match at a step meet the fill value instead.
+        matched = np.zeros(many.present.shape, bool)
+        if pm.size:
+            np.logical_or.at(matched, pm, one.present[po])
+        parts.append((many.values, np.full(many.values.shape, fill_one), many.present & ~matched))
+        labels += [_result_labels(lb, Labels(), matching, drop_name) for lb in many.labels]
+    if fill_many is not None and len(one):
+        # One-side series no many-side series matches at a step: labelled by their signature.
+        by_sig: dict[tuple, np.ndarray] = {}
+        for i, sig in enumerate(many_sigs):
+            by_sig[sig] = by_sig.get(sig, np.zeros(n, bool)) | many.present[i]
+        unmatched = np.array(
+            [one.present[j] & ~by_sig.get(s, np.zeros(n, bool)) for j, s in enumerate(one_sigs)]
+        )
+        parts.append((np.full(one.values.shape, fill_many), one.values, unmatched.reshape(one.present.shape)))
+        labels += [Labels(s) for s in one_sigs]
+    mv = np.concatenate([p[0] for p in parts]).reshape(-1, n)
+    ov = np.concatenate([p[1] for p in parts]).reshape(-1, n)
+    present = np.concatenate([p[2] for p in parts]).reshape(-1, n)
+    if not labels:
+        return Vector.empty(n)
+    lv, rv = (ov, mv) if swapped else (mv, ov)
     res = apply(e.op, lv, rv)
     values = res
     if e.op in ast.COMPARISON_OPS and not e.return_bool:
         present = present & (res == 1.0)
         values = lv
-    labels = [
-        _result_labels(many.labels[i], one.labels[j], matching, drop_name)
-        for i, j in zip(pairs_m, pairs_o, strict=True)
-    ]
-    return merge_duplicates(Vector(labels, values, present))
+    return merge_duplicates(Vector(labels, values, present).compact())
 
 
 def _fmt_sig(sig: tuple) -> str:

@@ -566,8 +566,9 @@ def _sum_windows(m: Matrix) -> F64:
     if not suspect.any():
         return plain
     rows = np.flatnonzero(suspect.any(axis=1))
-    sub = Matrix([m.labels[i] for i in rows], m.offsets, m.ts, m.vals, m.lo[rows], m.hi[rows], m.end,
-                 m.range_ms)
+    sub = Matrix(
+        [m.labels[i] for i in rows], m.offsets, m.ts, m.vals, m.lo[rows], m.hi[rows], m.end, m.range_ms
+    )
     width, _ = _row_chunks(sub)
     _, ys, mask = _padded(sub, slice(None), width)
     exact = kahan_sum(ys, mask)
@@ -710,9 +711,27 @@ _RANGE: dict[str, Callable[[Matrix, list[Value], I64], Vector]] = {
     "changes": lambda m, a, s: _changes(m, resets=False),
     "resets": lambda m, a, s: _changes(m, resets=True),
     "absent_over_time": _absent_over_time,
+    "double_exponential_smoothing": lambda m, a, s: _double_exponential_smoothing(m, a),
     **{
         f"{k}_over_time": _over_time(k)
-        for k in ("sum", "avg", "count", "min", "max", "last", "present", "stddev", "stdvar", "quantile")
+        for k in (
+            "sum",
+            "avg",
+            "count",
+            "min",
+            "max",
+            "last",
+            "first",
+            "present",
+            "stddev",
+            "stdvar",
+            "quantile",
+            "mad",
+            "ts_of_last",
+            "ts_of_first",
+            "ts_of_min",
+            "ts_of_max",
+        )
     },
 }
 

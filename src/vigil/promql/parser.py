@@ -29,18 +29,7 @@ _CARD = {
     "VectorMatchCardinality.ManyToMany": "many-to-many",
 }
 # Experimental in Prometheus 3 (behind a feature flag there) and not implemented here.
-_UNSUPPORTED_FUNCS = {
-    "info",
-    "double_exponential_smoothing",
-    "mad_over_time",
-    "ts_of_max_over_time",
-    "ts_of_min_over_time",
-    "ts_of_last_over_time",
-    "ts_of_first_over_time",
-    "first_over_time",
-    "limitk",
-    "limit_ratio",
-}
+_UNSUPPORTED_FUNCS = {"info", "limit_ratio"}
 
 
 def parse(query: str) -> ast.Expr:
@@ -155,17 +144,21 @@ def _convert(n: Any) -> ast.Expr:
             return_bool = False
             if mod is not None:
                 return_bool = bool(mod.return_bool)
-                if getattr(mod, "fill_values", None) is not None and (
-                    mod.fill_values.lhs is not None or mod.fill_values.rhs is not None
-                ):
-                    raise ParseError("1:1: parse error: fill() modifiers are not supported")
+                fills = getattr(mod, "fill_values", None)
                 card = _CARD[str(mod.card)]
                 if mod.matching is not None:
                     on = str(mod.matching.type).endswith("Include")
                     labels = tuple(mod.matching.labels)
                 else:
                     on, labels = False, ()
-                matching = ast.VectorMatching(card, on, labels, tuple(mod.group_labels or ()))  # type: ignore[arg-type]
+                matching = ast.VectorMatching(
+                    card,  # type: ignore[arg-type]
+                    on,
+                    labels,
+                    tuple(mod.group_labels or ()),
+                    fills.lhs if fills is not None else None,
+                    fills.rhs if fills is not None else None,
+                )
             lhs, rhs = _convert(n.lhs), _convert(n.rhs)
             if op in ast.SET_OPS and matching is None:
                 matching = ast.VectorMatching("many-to-many", False, (), ())
