@@ -38,6 +38,7 @@ lint: $(STAMP)
 
 bench: $(STAMP) peers
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.query
 
 clean:
 	rm -rf $(VENV) build *.egg-info

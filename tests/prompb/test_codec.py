@@ -38,11 +38,28 @@ def same(a, b) -> None:
 @given(st.lists(st.tuples(_labels, _samples), max_size=20))
 def test_fast_path_equals_strict(series) -> None:
     body = encode_write_request([s for s, _ in series], [p for _, p in series])
-    fast = decode_write_request(body)
+    fast = decode_write_request(body).verified()
     same(fast, _decode_strict(body))
     for key, (labels, _) in zip(fast.label_keys, series, strict=True):
         # proto3 drops empty strings on the wire; they come back as "".
         assert parse_label_key(key) == [(n, v) for n, v in labels]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_labels, _samples), max_size=20))
+def test_unwalked_keys_are_exact_or_rejected(series) -> None:
+    # The contract the ingester relies on: a key cut without walking is either the series' exact
+    # label section or does not parse as labels at all (so it is never mistaken for another series).
+    body = encode_write_request([s for s, _ in series], [p for _, p in series])
+    tail = decode_write_request(body)
+    strict = _decode_strict(body)
+    if tail.unverified_body is None:
+        same(tail, strict)
+        return
+    for key, exact in zip(tail.label_keys, strict.label_keys, strict=True):
+        if key != exact:
+            with pytest.raises(DecodeError):
+                parse_label_key(key)
 
 
 def test_unusual_field_order_is_still_decoded() -> None:
@@ -87,6 +104,8 @@ def test_invalid_utf8_label_is_rejected_when_parsed() -> None:
 
 def test_stale_marker_bits_survive() -> None:
     stale = np.array([0x7FF0000000000002], np.int64).view(np.float64)[0]
-    d = decode_write_request(encode_write_request([[("__name__", "a")]], [[(1, stale), (2, -0.0)]]))
+    d = decode_write_request(
+        encode_write_request([[("__name__", "a")]], [[(1, stale), (2, -0.0)]])
+    ).verified()
     assert d.values.view(np.int64).tolist() == [0x7FF0000000000002, np.float64(-0.0).view(np.int64)]
     assert math.copysign(1, d.values[1]) == -1

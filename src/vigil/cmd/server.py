@@ -44,7 +44,9 @@ def build_app(cfg: Config, db: DB, registry: CollectorRegistry) -> Starlette:
         IngestMetrics(registry),
         metadata,
     )
-    engine = Engine(db, EngineOptions())
+    q = cfg.query
+    engine = Engine(db, EngineOptions(lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000,
+                                      max_samples=q.max_samples))
     auth = TokenAuth(cfg.server.auth.write_tokens, cfg.server.auth.read_tokens)
     return create_app(db, ingester, engine, auth, registry, limits=lim.model_dump(), metadata=metadata,
                       on_shutdown=db.close)

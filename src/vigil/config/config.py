@@ -319,12 +319,22 @@ class LimitsConfig(_Section):
     max_samples_per_request: Annotated[int, _integer(minimum=1)] = 1_000_000
 
 
+class QueryConfig(_Section):
+    timeout: PositiveDuration = parse_duration("2m")
+    """Longest a PromQL query may run; longer ones get Prometheus' `timeout` error (503)."""
+    max_samples: Annotated[int, _integer(minimum=1)] = 50_000_000
+    """Most samples one query may load; more gets an `execution` error (422)."""
+    lookback_delta: PositiveDuration = parse_duration("5m")
+    """How far back an instant selector looks for the latest sample."""
+
+
 class Config(_Section):
     """The whole `vigil.yml`. `Config()` is the all-defaults configuration."""
 
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
     limits: LimitsConfig = LimitsConfig()
+    query: QueryConfig = QueryConfig()
 
     def with_overrides(
         self,

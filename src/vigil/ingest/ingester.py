@@ -24,6 +24,10 @@ from vigil.storage.metadata import MetadataStore
 _CACHE_MAX = 4_000_000  # entries; past this the cache starts over rather than grow without bound
 
 
+class _UnverifiedKey(Exception):
+    """A key from the codec's unwalked fast path did not parse as a label section."""
+
+
 @dataclass(frozen=True)
 class IngestResult:
     accepted: int
@@ -73,7 +77,11 @@ class Ingester:
     def write_remote(self, decoded: DecodedWrite) -> IngestResult:
         """Store a decoded remote-write request. Raises InvalidSeries (nothing stored) or StorageError."""
         for _attempt in range(2):
-            refs = self._resolve_keys(decoded.label_keys)
+            try:
+                refs = self._resolve_keys(decoded.label_keys, strict=decoded.unverified_body is None)
+            except _UnverifiedKey:
+                decoded = decoded.verified()  # a key cut without walking was not a label section
+                refs = self._resolve_keys(decoded.label_keys, strict=True)
             try:
                 result = self._append(refs[decoded.sample_series], decoded.timestamps, decoded.values)
                 break
@@ -106,17 +114,17 @@ class Ingester:
             return AppendResult(0, {})
         return self._storage.append(refs, ts, vals)
 
-    def _resolve_keys(self, keys: list[bytes]) -> npt.NDArray[np.int64]:
+    def _resolve_keys(self, keys: list[bytes], strict: bool) -> npt.NDArray[np.int64]:
         if self._storage.series_generation != self._generation or len(self._cache) > _CACHE_MAX:
             self._cache = {}
             self._generation = self._storage.series_generation
         cache = self._cache
         found = list(map(cache.get, keys))
         if None in found:
-            self._create_missing(keys, found)
+            self._create_missing(keys, found, strict)
         return np.array(found, np.int64)
 
-    def _create_missing(self, keys: list[bytes], found: list[int | None]) -> None:
+    def _create_missing(self, keys: list[bytes], found: list[int | None], strict: bool) -> None:
         # Validate every new series before creating any, so a bad request leaves no trace.
         missing = [i for i, ref in enumerate(found) if ref is None]
         labels: list[Labels] = []
@@ -124,6 +132,8 @@ class Ingester:
             try:
                 pairs = parse_label_key(keys[i])
             except DecodeError as exc:
+                if not strict:
+                    raise _UnverifiedKey from None
                 raise InvalidSeries("protobuf", str(exc)) from None
             labels.append(validate_labels(pairs, self._limits))
         with self._create_lock:

@@ -1,0 +1,67 @@
+"""The ingester end to end on a real DB: whatever the decoder's fast paths do, storage gets exactly
+the samples and series of the request."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from vigil.ingest.ingester import Ingester, IngestMetrics
+from vigil.ingest.validate import Limits
+from vigil.model.labels import Labels
+from vigil.model.matcher import Matcher
+from vigil.prompb.codec import decode_write_request, encode_write_request
+from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME, Options
+
+_names = st.sampled_from(["a", "b", "job", "zz"])
+_series = st.dictionaries(_names, st.text("xyz\xff\x12\n", min_size=1, max_size=4), max_size=3)
+_points = st.lists(
+    st.tuples(st.integers(0, 10**6), st.sampled_from([0.0, 1.5, -2.0, math.inf, 7e-300])),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda p: p[0],
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    requests=st.lists(st.lists(st.tuples(_series, _points), min_size=1, max_size=6), min_size=1, max_size=4)
+)
+def test_stored_exactly_what_was_sent(tmp_path_factory: pytest.TempPathFactory, requests) -> None:
+    db = DB(tmp_path_factory.mktemp("db"), Options(fsync=False, out_of_order_window_ms=10**13))
+    ing = Ingester(db, Limits(), IngestMetrics(CollectorRegistry()))
+    want: dict[Labels, dict[int, float]] = {}
+    try:
+        for req in requests:
+            series = [sorted([("__name__", "m"), *d.items()]) for d, _ in req]
+            ing.write_remote(decode_write_request(encode_write_request(series, [p for _, p in req])))
+            for s, (_, pts) in zip(series, req, strict=True):
+                want.setdefault(Labels.from_pairs(s), {}).update(dict(pts))
+        got = {
+            lb: dict(zip(ts.tolist(), v.tolist(), strict=True))
+            for lb, ts, v in db.select([Matcher.eq("__name__", "m")], MIN_TIME, MAX_TIME)
+        }
+        assert got == want
+    finally:
+        db.close()
+
+
+def test_zero_values_and_several_samples_per_series(tmp_path) -> None:
+    db = DB(tmp_path, Options(fsync=False))
+    ing = Ingester(db, Limits(), IngestMetrics(CollectorRegistry()))
+    body = encode_write_request(
+        [[("__name__", "z")], [("__name__", "w")]], [[(5, 0.0)], [(1, 1.0), (2, 0.0)]]
+    )
+    ing.write_remote(decode_write_request(body))
+    got = {
+        lb.metric_name: (ts.tolist(), v.tolist())
+        for lb, ts, v in db.select([Matcher.re("__name__", ".+")], MIN_TIME, MAX_TIME)
+    }
+    assert got == {"z": ([5], [0.0]), "w": ([1, 2], [1.0, 0.0])}
+    assert np.isfinite(db.stats()["max_time"])
+    db.close()
