@@ -65,3 +65,16 @@ def test_zero_values_and_several_samples_per_series(tmp_path) -> None:
     assert got == {"z": ([5], [0.0]), "w": ([1, 2], [1.0, 0.0])}
     assert np.isfinite(db.stats()["max_time"])
     db.close()
+
+
+def test_sample_limit_holds_when_the_fast_path_undercounts(tmp_path) -> None:
+    # One series with many samples: the unwalked decode sees one sample, the real count is 50.
+    from vigil.ingest.validate import InvalidSeries
+
+    db = DB(tmp_path, Options(fsync=False))
+    ing = Ingester(db, Limits(max_samples_per_request=10), IngestMetrics(CollectorRegistry()))
+    body = encode_write_request([[("__name__", "m")]], [[(t, 1.0) for t in range(50)]])
+    with pytest.raises(InvalidSeries, match="50 samples exceed"):
+        ing.write_remote(decode_write_request(body))
+    assert db.stats()["head_samples"] == 0
+    db.close()

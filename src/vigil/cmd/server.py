@@ -40,7 +40,12 @@ def build_app(cfg: Config, db: DB, registry: CollectorRegistry) -> Starlette:
     metadata = MetadataStore()
     ingester = Ingester(
         db,
-        Limits(lim.max_label_names_per_series, lim.max_label_name_length, lim.max_label_value_length),
+        Limits(
+            lim.max_label_names_per_series,
+            lim.max_label_name_length,
+            lim.max_label_value_length,
+            lim.max_samples_per_request,
+        ),
         IngestMetrics(registry),
         metadata,
     )

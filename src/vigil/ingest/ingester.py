@@ -81,6 +81,12 @@ class Ingester:
                 refs = self._resolve_keys(decoded.label_keys, strict=decoded.unverified_body is None)
             except _UnverifiedKey:
                 decoded = decoded.verified()  # a key cut without walking was not a label section
+                if decoded.timestamps.size > self._limits.max_samples_per_request:
+                    raise InvalidSeries(
+                        "too_many_samples",
+                        f"{decoded.timestamps.size} samples exceed the "
+                        f"limit of {self._limits.max_samples_per_request} per request",
+                    ) from None
                 refs = self._resolve_keys(decoded.label_keys, strict=True)
             try:
                 result = self._append(refs[decoded.sample_series], decoded.timestamps, decoded.values)

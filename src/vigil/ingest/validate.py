@@ -13,6 +13,7 @@ class Limits:
     max_label_names_per_series: int = 64
     max_label_name_length: int = 256
     max_label_value_length: int = 4096
+    max_samples_per_request: int = 1_000_000
 
 
 class InvalidSeries(ValueError):

@@ -50,14 +50,28 @@ class WriteAPI:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def _authorize(self, request: Request) -> Response | None:
+        denied = self._auth.check(request, Scope.WRITE)
+        if denied:
+            self._ingester.reject("unauthorized")
+        return denied
+
+    async def _body(self, request: Request) -> bytes | Response:
+        """The request body, or the response refusing it."""
+        try:
+            return await self._read_body(request)
+        except BodyTooLarge:
+            return self._bad("body_too_large", f"request body exceeds {self._max_body} bytes", 413)
+        except ClientDisconnect:
+            return self._bad("client_disconnect", "client disconnected", 400)
+
     def _bad(self, reason: str, message: str, status: int = 400) -> Response:
         self._ingester.reject(reason)
         return PlainTextResponse(message.rstrip("\n") + "\n", status_code=status)
 
     async def remote_write(self, request: Request) -> Response:
-        denied = self._auth.check(request, Scope.WRITE)
+        denied = self._authorize(request)
         if denied:
-            self._ingester.reject("unauthorized")
             return denied
         ctype = request.headers.get("content-type", "application/x-protobuf").split(";")[0].strip().lower()
         if ctype != "application/x-protobuf":
@@ -76,12 +90,9 @@ class WriteAPI:
             return self._bad(
                 "unsupported_media_type", f"unsupported content encoding {encoding!r}; expected snappy", 415
             )
-        try:
-            body = await self._read_body(request)
-        except BodyTooLarge:
-            return self._bad("body_too_large", f"request body exceeds {self._max_body} bytes", 413)
-        except ClientDisconnect:
-            return self._bad("client_disconnect", "client disconnected", 400)
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
         return await run_in_threadpool(self._store_remote, body)
 
     def _store_remote(self, body: bytes) -> Response:
@@ -108,16 +119,12 @@ class WriteAPI:
         return self._store(lambda: self._ingester.write_remote(decoded))
 
     async def import_text(self, request: Request) -> Response:
-        denied = self._auth.check(request, Scope.WRITE)
+        denied = self._authorize(request)
         if denied:
-            self._ingester.reject("unauthorized")
             return denied
-        try:
-            body = await self._read_body(request)
-        except BodyTooLarge:
-            return self._bad("body_too_large", f"request body exceeds {self._max_body} bytes", 413)
-        except ClientDisconnect:
-            return self._bad("client_disconnect", "client disconnected", 400)
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
         return await run_in_threadpool(self._store_text, body)
 
     def _store_text(self, body: bytes) -> Response:
@@ -137,7 +144,7 @@ class WriteAPI:
         try:
             result = write()
         except InvalidSeries as exc:
-            return self._bad(exc.reason, str(exc))
+            return self._bad(exc.reason, str(exc), 413 if exc.reason == "too_many_samples" else 400)
         except StorageError as exc:
             log.error("storage error on write: %s", exc)
             self._ingester.reject("storage")
