@@ -17,7 +17,13 @@ from vigil.model.labels import METRIC_NAME, Labels, is_valid_label_name
 from vigil.model.matcher import RegexSyntaxError, translate
 from vigil.promql import ast
 from vigil.promql.errors import ExecutionError
-from vigil.promql.functions_util import kahan_inc, kahan_sum, quantile_sorted, sort_for_quantile
+from vigil.promql.functions_util import (
+    format_go_float,
+    kahan_inc,
+    kahan_sum,
+    quantile_sorted,
+    sort_for_quantile,
+)
 from vigil.promql.value import F64, I64, Matrix, Scalar, String, Value, Vector, merge_duplicates
 
 if TYPE_CHECKING:
@@ -87,6 +93,14 @@ def call(ev: Evaluator, e: ast.Call, steps: I64) -> Value:
             return _absent(args[0], e.args[0], steps)
         case "histogram_quantile":
             return _histogram_quantile(args[0], args[1])
+        case "histogram_quantiles":
+            return _histogram_quantiles(args)
+        case "histogram_fraction":
+            lo, hi = args[0], args[1]
+            assert isinstance(lo, Scalar) and isinstance(hi, Scalar)
+            return _classic_histograms(
+                args[2], lambda j, up, c: _bucket_fraction(float(lo.values[j]), float(hi.values[j]), up, c)
+            )
     raise ExecutionError(f"function {f!r} is not supported")
 
 
@@ -307,8 +321,40 @@ def _absent(v: Value, arg: ast.Expr, steps: I64) -> Vector:
 
 
 def _histogram_quantile(q: Value, v: Value) -> Vector:
-    assert isinstance(q, Scalar) and isinstance(v, Vector)
-    n = q.values.size
+    assert isinstance(q, Scalar)
+    return _classic_histograms(v, lambda j, up, c: _bucket_quantile(float(q.values[j]), up, c))
+
+
+def _histogram_quantiles(args: list[Value]) -> Vector:
+    """histogram_quantiles(v, "label", q1, q2, ...): one series per quantile, labelled with it."""
+    v, label, *qs = args
+    assert isinstance(label, String)
+    if not is_valid_label_name(label.value):
+        raise ExecutionError(f"invalid label name {label.value!r}")
+    parts = []
+    for q in qs:
+        assert isinstance(q, Scalar)
+        part = _histogram_quantile(q, v)
+        text = format_go_float(float(q.values[0]))
+        if text.lstrip("-").isdigit():
+            text += ".0"  # OpenMetrics float text, as Prometheus writes these labels: "1.0", "0.25"
+        part.labels = [Labels.from_dict({**lb.to_dict(), label.value: text}) for lb in part.labels]
+        parts.append(part)
+    n = parts[0].values.shape[1]
+    return merge_duplicates(
+        Vector(
+            [lb for p in parts for lb in p.labels],
+            np.concatenate([p.values for p in parts]).reshape(-1, n),
+            np.concatenate([p.present for p in parts]).reshape(-1, n),
+        )
+    )
+
+
+def _classic_histograms(v: Value, per_step: Callable[[int, F64, F64], float]) -> Vector:
+    """Group `_bucket` series by their labels without `le` and apply `per_step(step, upper bounds,
+    cumulative counts)` to each group at each step where it has buckets."""
+    assert isinstance(v, Vector)
+    n = v.values.shape[1]
     groups: dict[Labels, list[tuple[float, int]]] = {}
     for i, lb in enumerate(v.labels):
         le = lb.get("le")
@@ -318,9 +364,10 @@ def _histogram_quantile(q: Value, v: Value) -> Vector:
             continue
         if math.isnan(upper):
             continue
+        # Grouped with the metric name still on, so two histograms that differ only by name
+        # collide after it is dropped (an error, as in Prometheus).
         groups.setdefault(lb.without("le"), []).append((upper, i))
     labels, out, present = [], [], []
-    qs = q.values
     for lb, buckets in groups.items():
         buckets.sort()
         # Bounds spelled differently ("0.1", "0.10") are one bucket: their counts add up.
@@ -332,13 +379,43 @@ def _histogram_quantile(q: Value, v: Value) -> Vector:
         anyp = pres.any(axis=0)
         for j in np.flatnonzero(anyp).tolist():
             m = pres[:, j]
-            res[j] = _bucket_quantile(float(qs[j]), uppers[m], counts[m, j])
+            res[j] = per_step(j, uppers[m], counts[m, j])
         labels.append(lb.without(METRIC_NAME))
         out.append(res)
         present.append(anyp)
     if not labels:
         return Vector.empty(n)
     return merge_duplicates(Vector(labels, np.array(out), np.array(present)))
+
+
+def _bucket_fraction(lower: float, upper: float, uppers: F64, counts: F64) -> float:
+    """Estimated share of observations in [lower, upper], interpolating linearly inside buckets."""
+    if uppers.size < 1 or not math.isinf(uppers[-1]) or uppers[-1] < 0:
+        return math.nan
+    counts = np.maximum.accumulate(counts)
+    total = float(counts[-1])
+    if total == 0 or math.isnan(lower) or math.isnan(upper):
+        return math.nan
+    if lower >= upper:
+        return 0.0
+
+    def rank_of(x: float) -> float:
+        rank = 0.0
+        for i in range(uppers.size):
+            lo_b = float(uppers[i - 1]) if i > 0 else (0.0 if uppers[0] > 0 else -math.inf)
+            hi_b = float(uppers[i])
+            if lo_b >= x:
+                return rank
+            if lo_b < x < hi_b:
+                if math.isinf(hi_b):
+                    return rank  # nothing is known about where in the +Inf bucket x falls
+                if math.isinf(lo_b):
+                    return float(counts[i])
+                return rank + (float(counts[i]) - rank) * (x - lo_b) / (hi_b - lo_b)
+            rank = float(counts[i])
+        return total
+
+    return (min(rank_of(upper), total) - min(rank_of(lower), total)) / total
 
 
 def _bucket_quantile(q: float, uppers: F64, counts: F64) -> float:

@@ -122,7 +122,8 @@ def _convert(n: Any) -> ast.Expr:
             return ast.Unary(inner)
         case "Call":
             name = n.func.name
-            if name in _UNSUPPORTED_FUNCS or (name.startswith("histogram_") and name != "histogram_quantile"):
+            classic = ("histogram_quantile", "histogram_quantiles", "histogram_fraction")
+            if name in _UNSUPPORTED_FUNCS or (name.startswith("histogram_") and name not in classic):
                 raise ParseError(
                     f"1:1: parse error: function {name!r} is not supported "
                     "(native histograms and experimental functions are not implemented)"
