@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.promql import promqltest as dsl
+from tests.promql.unsupported import reason
 from tests.promql.xfail import XFAIL
 
 # find_spec rather than importorskip: skip while the module is absent, but let a broken engine
@@ -33,7 +34,7 @@ def _params() -> Iterator[object]:
             if ev.native_histograms:
                 marks = [pytest.mark.xfail(run=False, reason=dsl.NATIVE_HISTOGRAMS)]
             elif ev.id in XFAIL:
-                marks = [pytest.mark.xfail(strict=True, reason=XFAIL[ev.id])]
+                marks = [pytest.mark.xfail(strict=True, reason=reason(ev.id, XFAIL[ev.id]))]
             else:
                 marks = []
             yield pytest.param(ev, id=ev.id, marks=marks)
