@@ -363,8 +363,7 @@ class DB:
                 self._frozen.append(old)
                 segment = self._wal.rotate()
             started = time.perf_counter()
-            data = merge_sorted(old.select(None, MIN_TIME, MAX_TIME))
-            block = self._write_block([data], level=0)
+            block, written = self._write_head(old)
             with self._lock:
                 rows = self._index.unpersisted()
             self._index.persist(rows, {"flushed_wal_segment": segment})
@@ -375,23 +374,29 @@ class DB:
             self._wal.truncate_before(segment)
             self._metrics.flush_duration.observe(time.perf_counter() - started)
             self._update_gauges()
-            log.info("flushed head: %d samples to %s", len(data), block.path.name if block else "nothing")
+            log.info("flushed head: %d samples to %s", written, block.path.name if block else "nothing")
 
     def _next_seq(self) -> int:
         with self._lock:
             self._seq += 1
             return self._seq
 
-    def _write_block(self, parts: Sequence[Samples], level: int, seq: int | None = None) -> Block | None:
-        seq = self._next_seq() if seq is None else seq
-        data = Samples.concat(parts)
-        if not len(data):
-            return None
-        name = f"{seq:08d}-{int(data.timestamps.min())}-{int(data.timestamps.max())}{SUFFIX}"
-        writer = BlockWriter(self.path / "blocks" / name, seq=seq, level=level)
+    def _write_head(self, head: Head) -> tuple[Block | None, int]:
+        """Stream a frozen head into a new block, a batch of series at a time to bound memory."""
+        refs = head.series_refs()
+        if refs.size == 0:
+            return None, 0
+        seq = self._next_seq()
+        writer = BlockWriter(
+            self.path / "blocks" / f"{seq:08d}-{head.mint}-{head.maxt}{SUFFIX}", seq=seq, level=0
+        )
+        written = 0
         try:
-            writer.add(data)
-            return writer.finish()
+            for i in range(0, refs.size, _MERGE_REFS):
+                part = merge_sorted(head.select(refs[i : i + _MERGE_REFS], MIN_TIME, MAX_TIME))
+                writer.add(part)
+                written += len(part)
+            return writer.finish(), written
         except BaseException:
             writer.abort()
             raise

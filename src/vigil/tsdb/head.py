@@ -154,6 +154,11 @@ class Head:
             parts.append(Samples(o.refs[m], o.timestamps[m], o.values[m]))
         return Samples.concat(parts)
 
+    def series_refs(self) -> npt.NDArray[np.int64]:
+        """Sorted refs of every series with samples in the head."""
+        parts = [self._owner[: self._nchunks]] + [o.refs for o in self._ooo]
+        return np.unique(np.concatenate(parts))
+
     @property
     def has_out_of_order(self) -> bool:
         return bool(self._ooo)
