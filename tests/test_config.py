@@ -155,22 +155,22 @@ BAD: list[tuple[str, str]] = [
     ),
     (
         "storge:\n  retention: 15d\n",
-        "vigil.yml: storge: unknown key (expected one of: server, storage, limits, query)",
+        "vigil.yml: storge: unknown key (expected one of: server, storage, limits, query, agent)",
     ),
     (
         "server:\n  auth:\n    tokens: [a]\n",
         "vigil.yml: server.auth.tokens: unknown key (expected one of: write_tokens, read_tokens)",
     ),
-    ("1: x\n", "vigil.yml: unknown key 1 (expected one of: server, storage, limits, query)"),
+    ("1: x\n", "vigil.yml: unknown key 1 (expected one of: server, storage, limits, query, agent)"),
     (
         "storage: 15d\n",
         "vigil.yml: storage: expected a mapping with keys path, retention, out_of_order_window, "
         'head_flush_interval, wal_segment_size, got "15d"',
     ),
-    ("- a\n", "vigil.yml: expected a mapping with keys server, storage, limits, query, got a list"),
+    ("- a\n", "vigil.yml: expected a mapping with keys server, storage, limits, query, agent, got a list"),
     (
         "just text\n",
-        'vigil.yml: expected a mapping with keys server, storage, limits, query, got "just text"',
+        'vigil.yml: expected a mapping with keys server, storage, limits, query, agent, got "just text"',
     ),
     (
         "storage:\n  wal_segment_size: lots\n",

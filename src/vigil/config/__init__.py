@@ -2,12 +2,14 @@
 
 from vigil.config.config import (
     DEFAULT_LISTEN,
+    AgentConfig,
     AuthConfig,
     Config,
     ConfigError,
     LimitsConfig,
     QueryConfig,
     ServerConfig,
+    ShipConfig,
     StorageConfig,
     check_exposure,
     config_from_dict,
@@ -19,12 +21,14 @@ from vigil.config.config import (
 
 __all__ = [
     "DEFAULT_LISTEN",
+    "AgentConfig",
     "AuthConfig",
     "Config",
     "ConfigError",
     "LimitsConfig",
     "QueryConfig",
     "ServerConfig",
+    "ShipConfig",
     "StorageConfig",
     "check_exposure",
     "config_from_dict",

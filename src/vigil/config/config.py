@@ -328,6 +328,66 @@ class QueryConfig(_Section):
     """How far back an instant selector looks for the latest sample."""
 
 
+def _optional_token(value: object) -> str:
+    return "" if value in ("", None) else _token(value)
+
+
+def _optional_path(value: object) -> Path | None:
+    return None if value in ("", None) else _data_path(value)
+
+
+def _plain_url(value: object) -> str:
+    if not isinstance(value, str) or (value and _URL_RE.fullmatch(value) is None):
+        raise ValueError(
+            f"expected an http(s) URL like http://127.0.0.1:9400/api/v1/write, got {_show(value)}"
+        )
+    return value
+
+
+def _label_value(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a label value (text), got {_show(value)}")
+    return value
+
+
+OptionalToken = Annotated[str, BeforeValidator(_optional_token)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_optional_path)]
+LabelValue = Annotated[str, BeforeValidator(_label_value)]
+
+
+class ShipConfig(_Section):
+    url: Annotated[str, BeforeValidator(_plain_url)] = ""
+    """Remote-write URL to ship to (Vigil, Prometheus, VictoriaMetrics, Mimir). Empty: `vigil up` ships to
+    its own server; `vigil agent` does not ship."""
+    token: OptionalToken = ""
+    """Bearer token sent with every request."""
+    hmac_key: OptionalToken = ""
+    """Shared key for the X-Vigil-Signature header (the server checks it when it has the same key)."""
+    ca_file: OptionalPath = None
+    cert_file: OptionalPath = None
+    key_file: OptionalPath = None
+    queue_max_size: Size = parse_size("512MiB")
+    """On-disk queue size; past it the oldest data is dropped (and counted)."""
+    queue_max_age: PositiveDuration = parse_duration("24h")
+    max_samples_per_send: Annotated[int, _integer(minimum=1)] = 2000
+
+
+class AgentConfig(_Section):
+    listen: Annotated[str, BeforeValidator(_listen)] = "127.0.0.1:9401"
+    """Where the agent serves its own /metrics."""
+    interval: PositiveDuration = parse_duration("10s")
+    data_dir: Annotated[Path, BeforeValidator(_data_path)] = Path("data/agent")
+    """The shipping queue lives here."""
+    job: LabelValue = "vigil-agent"
+    instance: LabelValue = ""
+    """Defaults to the host name."""
+    cluster: LabelValue = ""
+    app: LabelValue = ""
+    disable: tuple[LabelValue, ...] = ()
+    """Collectors to turn off by name (every collector is on by default), e.g. [pressure, filesystem]."""
+    ship: ShipConfig = ShipConfig()
+
+
 class Config(_Section):
     """The whole `vigil.yml`. `Config()` is the all-defaults configuration."""
 
@@ -335,6 +395,7 @@ class Config(_Section):
     storage: StorageConfig = StorageConfig()
     limits: LimitsConfig = LimitsConfig()
     query: QueryConfig = QueryConfig()
+    agent: AgentConfig = AgentConfig()
 
     def with_overrides(
         self,

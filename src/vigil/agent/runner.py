@@ -1,0 +1,156 @@
+"""The agent's collection loop: run every collector, account for each, hand the samples to the shipper.
+
+Each collector is wrapped so that its duration and failures become the agent's own metrics
+(`vigil_agent_collector_duration_seconds`, `vigil_agent_collector_errors_total`) and a failing
+collector is logged once per distinct error rather than on every collection.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Metric
+
+from vigil.agent.collector import Collector, CollectorUnavailable
+from vigil.agent.identity import Identity
+
+log = logging.getLogger(__name__)
+
+Series = list[tuple[str, str]]
+# (series label sets, samples per series) — the shape the shipper's enqueue takes.
+Batch = tuple[list[Series], list[list[tuple[int, float]]]]
+
+
+class AgentMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Gauge(
+            "vigil_agent_collector_duration_seconds",
+            "Time the last collection of each collector took.",
+            ["collector"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "vigil_agent_collector_errors_total",
+            "Collections that failed, by collector.",
+            ["collector"],
+            registry=registry,
+        )
+        self.collections = Counter(
+            "vigil_agent_collections_total", "Collection rounds run.", registry=registry
+        )
+        self.series = Gauge(
+            "vigil_agent_collection_series",
+            "Series produced by the last collection round.",
+            registry=registry,
+        )
+        self.round_duration = Gauge(
+            "vigil_agent_collection_duration_seconds",
+            "Time the last collection round took, all collectors.",
+            registry=registry,
+        )
+
+
+class InstrumentedCollector:
+    """A collector as prometheus_client's registry sees it, with timing and error accounting."""
+
+    def __init__(self, inner: Collector, metrics: AgentMetrics) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._metrics = metrics
+        self._logged: set[str] = set()
+        metrics.errors.labels(inner.name)  # the series exists (at 0) before the first failure
+
+    def collect(self) -> Iterable[Metric]:
+        started = time.perf_counter()
+        try:
+            return list(self.inner.collect())
+        except CollectorUnavailable:
+            return []
+        except Exception as exc:  # a broken collector must not stop the others
+            self._metrics.errors.labels(self.name).inc()
+            key = f"{type(exc).__name__}: {exc}"
+            if key not in self._logged:
+                self._logged.add(key)
+                log.warning(
+                    "collector %s failed: %s (logged once; counted in vigil_agent_collector_errors_total)",
+                    self.name,
+                    key,
+                )
+            return []
+        finally:
+            self._metrics.duration.labels(self.name).set(time.perf_counter() - started)
+
+
+def to_batch(families: Iterable[Metric], extra: dict[str, str], timestamp_ms: int) -> Batch:
+    """Samples of metric families as label sets (sorted, `__name__` included) with one point each.
+
+    `extra` labels (identity, job) are added unless the sample already has that label."""
+    series: list[Series] = []
+    points: list[list[tuple[int, float]]] = []
+    for fam in families:
+        for s in fam.samples:
+            labels = {**extra, **s.labels, "__name__": s.name}
+            series.append(sorted((k, v) for k, v in labels.items() if v != ""))
+            ts = int(s.timestamp * 1000) if s.timestamp is not None else timestamp_ms
+            points.append([(ts, float(s.value))])
+    return series, points
+
+
+class Agent:
+    def __init__(
+        self,
+        collectors: Sequence[Collector],
+        identity: Identity,
+        job: str,
+        registry: CollectorRegistry,
+        interval_s: float = 10.0,
+        sink: Callable[[Batch], None] | None = None,
+    ) -> None:
+        """`registry` gets the collectors and the agent's own metrics; `sink` receives each round."""
+        self.metrics = AgentMetrics(registry)
+        self.collectors = [InstrumentedCollector(c, self.metrics) for c in collectors]
+        for c in self.collectors:
+            registry.register(c)
+        self.registry = registry
+        self.identity = identity
+        self.job = job
+        self.interval_s = interval_s
+        self._sink = sink
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def extra_labels(self) -> dict[str, str]:
+        return {**self.identity.labels(), "job": self.job}
+
+    def collect_round(self, now_ms: int | None = None) -> Batch:
+        started = time.perf_counter()
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        batch = to_batch(self.registry.collect(), self.extra_labels(), now_ms)
+        self.metrics.collections.inc()
+        self.metrics.series.set(len(batch[0]))
+        self.metrics.round_duration.set(time.perf_counter() - started)
+        return batch
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="agent-collect", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        # Rounds are aligned to the interval, so timestamps are regular (and compress well).
+        while not self._stop.is_set():
+            batch = self.collect_round()
+            if self._sink is not None:
+                try:
+                    self._sink(batch)
+                except Exception:
+                    log.exception("could not queue a collection round for shipping")
+            delay = self.interval_s - (time.time() % self.interval_s)
+            self._stop.wait(delay)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -1,0 +1,71 @@
+"""The agent's collection loop: collectors are isolated from each other and accounted for."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import pytest
+from prometheus_client import CollectorRegistry, Metric, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from vigil.agent.collector import CollectorUnavailable
+from vigil.agent.identity import Identity
+from vigil.agent.runner import Agent, to_batch
+
+
+class Good:
+    name = "good"
+
+    def collect(self) -> Iterable[Metric]:
+        g = GaugeMetricFamily("node_load1", "1m load average.")
+        g.add_metric([], 0.5)
+        c = CounterMetricFamily("node_forks", "Forks since boot.")
+        c.add_metric([], 42)
+        return [g, c]
+
+
+class Broken:
+    name = "broken"
+
+    def collect(self) -> Iterable[Metric]:
+        raise PermissionError("[Errno 13] Permission denied: '/var/log/auth.log'")
+
+
+class Absent:
+    name = "absent"
+
+    def collect(self) -> Iterable[Metric]:
+        raise CollectorUnavailable("no PSI on this kernel")
+
+
+def test_a_failing_collector_is_counted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    registry = CollectorRegistry()
+    agent = Agent([Good(), Broken(), Absent()], Identity("h1", "kvm", cluster="c1"), "vigil-agent", registry)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            series, points = agent.collect_round(now_ms=1000)
+    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
+    assert "broken" in caplog.records[0].getMessage() and len(caplog.records) == 1
+    text = generate_latest(registry).decode()
+    assert 'vigil_agent_collector_errors_total{collector="broken"} 3.0' in text
+    assert 'vigil_agent_collector_errors_total{collector="absent"} 0.0' in text
+    names = {dict(s)["__name__"] for s in series}
+    assert {"node_load1", "node_forks_total", "vigil_agent_collections_total"} <= names
+    load = next(s for s in series if dict(s)["__name__"] == "node_load1")
+    assert dict(load) == {
+        "__name__": "node_load1",
+        "instance": "h1",
+        "platform": "kvm",
+        "cluster": "c1",
+        "job": "vigil-agent",
+    }
+    assert points[series.index(load)] == [(1000, 0.5)]
+
+
+def test_to_batch_keeps_sample_labels_over_identity() -> None:
+    g = GaugeMetricFamily("up", "Target up.", labels=["instance"])
+    g.add_metric(["10.0.0.1:9100"], 1)
+    series, points = to_batch([g], {"instance": "h1", "job": "x", "app": ""}, 5)
+    assert series == [[("__name__", "up"), ("instance", "10.0.0.1:9100"), ("job", "x")]]
+    assert points == [[(5, 1.0)]]
