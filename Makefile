@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(BIN)/vigil up
 
 # Debian peers the tests run against; installed only when missing (root on the CI machine).
-PEERS := prometheus:prometheus victoria-metrics:victoria-metrics
+PEERS := prometheus:prometheus victoria-metrics:victoria-metrics prometheus-node-exporter:prometheus-node-exporter
 peers:
 	@missing=""; for p in $(PEERS); do bin=$${p%%:*}; pkg=$${p##*:}; \
 	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \

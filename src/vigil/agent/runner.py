@@ -25,7 +25,10 @@ Batch = tuple[list[Series], list[list[tuple[int, float]]]]
 
 
 class AgentMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    """The agent's own metrics. Created unregistered: the agent registers them after its collectors,
+    so that one pass over the registry reports the durations of the collections it just ran."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.duration = Gauge(
             "vigil_agent_collector_duration_seconds",
             "Time the last collection of each collector took.",
@@ -110,10 +113,18 @@ class Agent:
         sink: Callable[[Batch], None] | None = None,
     ) -> None:
         """`registry` gets the collectors and the agent's own metrics; `sink` receives each round."""
-        self.metrics = AgentMetrics(registry)
+        self.metrics = AgentMetrics()
         self.collectors = [InstrumentedCollector(c, self.metrics) for c in collectors]
         for c in self.collectors:
             registry.register(c)
+        for m in (
+            self.metrics.duration,
+            self.metrics.errors,
+            self.metrics.collections,
+            self.metrics.series,
+            self.metrics.round_duration,
+        ):
+            registry.register(m)
         self.registry = registry
         self.identity = identity
         self.job = job

@@ -33,10 +33,16 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vigil", description="Metric-driven security monitoring.")
     p.add_argument("--version", action="version", version=f"vigil {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="run everything on this host (server with embedded storage)")
+    up = sub.add_parser("up", help="run everything on this host: the server and an agent shipping to it")
     _add_server_flags(up)
     server = sub.add_parser("server", help="run the server: ingest, storage, HTTP API")
     _add_server_flags(server)
+    agent = sub.add_parser("agent", help="collect this host's metrics and ship them to a server")
+    agent.add_argument(
+        "--config", "-c", type=Path, help="path to vigil.yml (default: ./vigil.yml if present)"
+    )
+    agent.add_argument("--once", action="store_true", help="print one collection (Prometheus text) and exit")
+    agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     query_cmd.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -63,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "query":
             return query_cmd.run(args)
+        if args.command == "agent":
+            from vigil.cmd import agent as agent_cmd  # the agent's imports only when running it
+            from vigil.cmd.server import setup_logging
+
+            cfg = _load(args.config)
+            setup_logging(args.log_level)
+            return agent_cmd.print_once(cfg) if args.once else agent_cmd.run_agent(cfg)
         if args.command == "config":
             path = args.file or args.config_flag or Path("vigil.yml")
             load_config(path)
@@ -72,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         from vigil.cmd.server import run_server, setup_logging  # heavy imports only when serving
 
         setup_logging(args.log_level)
-        return run_server(cfg)
+        return run_server(cfg, with_agent=args.command == "up")
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
