@@ -159,7 +159,7 @@ BAD: list[tuple[str, str]] = [
     ),
     (
         "server:\n  auth:\n    tokens: [a]\n",
-        "vigil.yml: server.auth.tokens: unknown key (expected one of: write_tokens, read_tokens)",
+        "vigil.yml: server.auth.tokens: unknown key (expected one of: write_tokens, read_tokens, hmac_key)",
     ),
     ("1: x\n", "vigil.yml: unknown key 1 (expected one of: server, storage, limits, query, agent)"),
     (

@@ -159,8 +159,15 @@ def build_dataset(end_ms: int) -> Dataset:
     ds = Dataset(t0)
     uid = 0
 
-    def add(name: str, tgt: Target, extra: dict[str, str], values: np.ndarray,
-            present: np.ndarray | None = None, stale_at: int | None = None, end: int = SCRAPES) -> None:
+    def add(
+        name: str,
+        tgt: Target,
+        extra: dict[str, str],
+        values: np.ndarray,
+        present: np.ndarray | None = None,
+        stale_at: int | None = None,
+        end: int = SCRAPES,
+    ) -> None:
         nonlocal uid
         uid += 1
         assert uid < 256
@@ -198,12 +205,18 @@ def build_dataset(end_ms: int) -> Dataset:
         up = np.ones(SCRAPES) if present is None else present.astype(np.float64)
         add("up", tgt, {}, up, stale_at=stale)  # `up` is 0 when the scrape failed, never missing
         version = {"api-2:8080": "1.5.0-rc.1", "db-0:9187": "15.3", "db-1:9187": "15.3"}.get(
-            tgt.instance, "0.9.1" if tgt.job == "batch" else "1.4.2")
+            tgt.instance, "0.9.1" if tgt.job == "batch" else "1.4.2"
+        )
         add("build_info", tgt, {"version": version}, np.ones(SCRAPES), present, stale)
         f = frac()
-        add("process_cpu_seconds_total", tgt, {},
+        add(
+            "process_cpu_seconds_total",
+            tgt,
+            {},
             _counter(float(rng.integers(1000, 90000)) / 8, rng.integers(1, 24, SCRAPES) / 8 + f, restarts),
-            present, stale)
+            present,
+            stale,
+        )
         mem = _walk(rng, 2e8 + 4096 * int(rng.integers(0, 5000)), 4096 * 64, 5e7, 6e8) + uid + 1
         for r in restarts:
             mem[r:] -= 4096 * 1000
@@ -212,8 +225,14 @@ def build_dataset(end_ms: int) -> Dataset:
         if tgt.job in ("api", "db"):
             for sensor, start, lo, hi in (("cpu", 55.0, 30.0, 90.0), ("ambient", -5.0, -25.0, 15.0)):
                 start += float(rng.integers(-40, 41)) / 4
-                add("temperature_celsius", tgt, {"sensor": sensor}, _walk(rng, start, 0.25, lo, hi) + frac(),
-                    present, stale)
+                add(
+                    "temperature_celsius",
+                    tgt,
+                    {"sensor": sensor},
+                    _walk(rng, start, 0.25, lo, hi) + frac(),
+                    present,
+                    stale,
+                )
         if tgt.job in ("db", "batch"):
             for queue, lam in (("high", 0.3), ("low", 4.0)):
                 depth = np.round(np.cumsum(rng.normal(0, 1.0, SCRAPES)) + rng.poisson(lam, SCRAPES))
@@ -223,8 +242,14 @@ def build_dataset(end_ms: int) -> Dataset:
         if tgt.instance == "db-0:9187":
             add("legacy_metric", tgt, {}, np.full(SCRAPES, 42.0) + frac(), end=LEGACY_END)
         if tgt.job == "batch":
-            add("batch_jobs_processed_total", tgt, {},
-                _counter(500.0, rng.poisson(3, SCRAPES) + frac()), present, stale)
+            add(
+                "batch_jobs_processed_total",
+                tgt,
+                {},
+                _counter(500.0, rng.poisson(3, SCRAPES) + frac()),
+                present,
+                stale,
+            )
             done = rng.random(SCRAPES) < 0.3
             done[0] = True
             slot_s = (t0 + np.arange(SCRAPES) * INTERVAL_MS) // 1000
@@ -235,16 +260,28 @@ def build_dataset(end_ms: int) -> Dataset:
                 for method in ("GET", "POST"):
                     for code, lam in (("200", 40.0), ("500", 0.5)):
                         incs = rng.poisson(lam if method == "GET" else lam / 4, SCRAPES) + frac()
-                        add("http_requests_total", tgt, {"handler": handler, "method": method, "code": code},
-                            _counter(float(rng.integers(5000, 50000)), incs, restarts), present, stale)
+                        add(
+                            "http_requests_total",
+                            tgt,
+                            {"handler": handler, "method": method, "code": code},
+                            _counter(float(rng.integers(5000, 50000)), incs, restarts),
+                            present,
+                            stale,
+                        )
             if tgt.instance == "api-2:8080":
                 # Starts at 1000, not 0: see the counter check in `add` and EXCLUDED.
                 incs = rng.poisson(2.0, SCRAPES) + frac()
                 incs[:S503_START] = 0
                 vals = _counter(1000.0, incs)
                 pres = np.arange(SCRAPES) >= S503_START
-                add("http_requests_total", tgt, {"handler": "/api/v1/users", "method": "GET", "code": "503"},
-                    vals, pres, S503_STALE_AT)
+                add(
+                    "http_requests_total",
+                    tgt,
+                    {"handler": "/api/v1/users", "method": "GET", "code": "503"},
+                    vals,
+                    pres,
+                    S503_STALE_AT,
+                )
             for handler in HANDLERS:
                 mu = math.log(0.2 if handler == "/api/v1/users" else 0.01)
                 bounds = [float(le) for le in LE[:-1]]
@@ -255,13 +292,31 @@ def build_dataset(end_ms: int) -> Dataset:
                 cumulative = np.cumsum(per_bucket, axis=1).astype(np.float64)
                 base = float(rng.integers(100, 1000))
                 for i, le in enumerate(LE):
-                    add("request_duration_seconds_bucket", tgt, {"handler": handler, "le": le},
-                        _counter(base * (i + 1), cumulative[:, i], restarts), present, stale)
-                add("request_duration_seconds_count", tgt, {"handler": handler},
-                    _counter(base * len(LE), cumulative[:, -1], restarts), present, stale)
+                    add(
+                        "request_duration_seconds_bucket",
+                        tgt,
+                        {"handler": handler, "le": le},
+                        _counter(base * (i + 1), cumulative[:, i], restarts),
+                        present,
+                        stale,
+                    )
+                add(
+                    "request_duration_seconds_count",
+                    tgt,
+                    {"handler": handler},
+                    _counter(base * len(LE), cumulative[:, -1], restarts),
+                    present,
+                    stale,
+                )
                 sums = np.round(n * math.exp(mu) * rng.uniform(0.8, 1.25, SCRAPES) * 1024) / 1024
-                add("request_duration_seconds_sum", tgt, {"handler": handler},
-                    _counter(base, sums, restarts), present, stale)
+                add(
+                    "request_duration_seconds_sum",
+                    tgt,
+                    {"handler": handler},
+                    _counter(base, sums, restarts),
+                    present,
+                    stale,
+                )
     return ds
 
 
@@ -301,7 +356,7 @@ def write_requests(ds: Dataset, window_scrapes: int = 20) -> list[bytes]:
             ts = b"".join(_ld(1, _ld(1, k.encode()) + _ld(2, v.encode())) for k, v in pairs)
             raw = s.values[sel].astype("<f8").tobytes()  # keeps the stale-marker NaN bits
             for j, t in enumerate(s.timestamps[sel].tolist()):
-                ts += _ld(2, b"\x09" + raw[8 * j:8 * j + 8] + b"\x10" + _varint(t))
+                ts += _ld(2, b"\x09" + raw[8 * j : 8 * j + 8] + b"\x10" + _varint(t))
             body += _ld(1, ts)
         if body:
             out.append(bytes(cramjam.snappy.compress_raw(bytes(body))))
@@ -489,8 +544,10 @@ QUERIES: list[Query] = [
     q("-0.0"),
     # --- vector matching
     q(f"{_RATE} / on(instance) group_left sum by (instance) ({_RATE})"),
-    q('sum by (instance, job) (rate(http_requests_total{code=~"5.."}[5m])) '
-      f"/ sum by (instance, job) ({_RATE})"),
+    q(
+        'sum by (instance, job) (rate(http_requests_total{code=~"5.."}[5m])) '
+        f"/ sum by (instance, job) ({_RATE})"
+    ),
     q(f"{_RATE} * on(instance) group_left(version) build_info"),
     q("build_info * on(instance) group_right(version) http_requests_total"),
     q("temperature_celsius - ignoring(sensor) group_left avg without (sensor) (temperature_celsius)"),
@@ -619,8 +676,10 @@ QUERIES: list[Query] = [
     q("100 * (1 - avg by (instance) (rate(process_cpu_seconds_total[5m])))"),
     q("up == 0"),
     q("count by (job) (up == 1)"),
-    q('sum by (job) (rate(http_requests_total{code=~"5.."}[5m])) '
-      "/ sum by (job) (rate(http_requests_total[5m])) > 0.001"),
+    q(
+        'sum by (job) (rate(http_requests_total{code=~"5.."}[5m])) '
+        "/ sum by (job) (rate(http_requests_total[5m])) > 0.001"
+    ),
     q("avg_over_time(up[10m]) < 0.95"),
     q("predict_linear(process_resident_memory_bytes[30m], 4 * 3600) > 5e8"),
     q("increase(process_cpu_seconds_total[1h]) < 1000"),
@@ -640,16 +699,20 @@ EXCLUDED: list[tuple[str, str]] = [
     # The same inside a nested subquery, whatever the evaluation time: the inner subquery is
     # evaluated at the outer one's steps (multiples of 5m), its range starts on one of its 1m steps.
     ("max_over_time(max_over_time(temperature_celsius[5m:1m])[20m:5m])", "subquery range left-open in 3.0"),
-    ("holt_winters(temperature_celsius[10m], 0.5, 0.5)",
-     "renamed double_exponential_smoothing (experimental, behind a feature flag) in 3.0"),
+    (
+        "holt_winters(temperature_celsius[10m], 0.5, 0.5)",
+        "renamed double_exponential_smoothing (experimental, behind a feature flag) in 3.0",
+    ),
     ("double_exponential_smoothing(temperature_celsius[10m], 0.5, 0.5)", "3.x name; unknown to 2.42"),
     # In 3.0 regex `.` also matches a newline: 2.x leaves dst unset, 3.x copies "a\nb".  (No label
     # value in the data contains a newline, so the corpus' regex matchers are safe.)
-    ('label_replace(label_replace(vector(1), "src", "a\\nb", "", ""), "dst", "$1", "src", "(.*)")',
-     "regex . matches newline since 3.0"),
+    (
+        'label_replace(label_replace(vector(1), "src", "a\\nb", "", ""), "dst", "$1", "src", "(.*)")',
+        "regex . matches newline since 3.0",
+    ),
     # 3.x-only syntax and functions (parse errors on 2.42).
     ('{"up", job="api"}', "UTF-8 quoted metric names: 3.0"),
-    ("sort_by_label(up, \"instance\")", "3.x experimental function"),
+    ('sort_by_label(up, "instance")', "3.x experimental function"),
     ("limitk(2, up)", "3.x experimental aggregation"),
     ("limit_ratio(0.5, up)", "3.x experimental aggregation"),
     ("mad_over_time(temperature_celsius[10m])", "added in 2.49 (experimental)"),
@@ -663,18 +726,25 @@ EXCLUDED: list[tuple[str, str]] = [
     ("topk(2, up)", "all values 1: the selection is undefined"),
     # Summation of values that cancel in floating point: 3.x sums with Kahan compensation (sum()
     # since 2.54, avg since 2.55), 2.42 naively: 1e100 + 1 - 1e100 is 1 in 3.x and 0 in 2.42.
-    ('sum(label_replace(vector(1e100), "i", "a", "", "") or label_replace(vector(1), "i", "b", "", "") '
-     'or label_replace(vector(-1e100), "i", "c", "", ""))', "Kahan summation in sum/avg since 2.54/2.55"),
+    (
+        'sum(label_replace(vector(1e100), "i", "a", "", "") or label_replace(vector(1), "i", "b", "", "") '
+        'or label_replace(vector(-1e100), "i", "c", "", ""))',
+        "Kahan summation in sum/avg since 2.54/2.55",
+    ),
     # 2.50 (#13725) clamps the extrapolation towards the range start to half a scrape interval
     # before the counter's zero point, 2.42 after: for a counter that appears inside the range
     # with a small value (durationToZero between 0.5 and 1.1 scrape intervals) the rates differ.
     # The data avoids it: every counter starts at least 2 increments above zero.
-    ('rate(new_counter_from_zero[5m]) within 5 min of its first sample',
-     "rate/increase start extrapolation changed in 2.50"),
+    (
+        "rate(new_counter_from_zero[5m]) within 5 min of its first sample",
+        "rate/increase start extrapolation changed in 2.50",
+    ),
     # 2.50 (#13559) fixed predict_linear over an `@`-pinned range in range queries (2.42 shrinks
     # the range at every step, issue #11708).
-    ("predict_linear(temperature_celsius[15m] @ $T_MID, 600) as a range query",
-     "2.42 bug with @ in predict_linear, fixed in 2.50"),
+    (
+        "predict_linear(temperature_celsius[15m] @ $T_MID, 600) as a range query",
+        "2.42 bug with @ in predict_linear, fixed in 2.50",
+    ),
     # 2.47 made `atan2` drop the metric name like the arithmetic operators; 2.42 keeps it.
     ("temperature_celsius atan2 10", "atan2 keeps __name__ in 2.42, drops it since 2.47"),
     # Numbers and durations are interchangeable since 3.0 (experimental from 2.51).
@@ -785,8 +855,10 @@ def compare(want: Result, got: Result, ordered: bool = False) -> str | None:
         w_ts, g_ts = [t for t, _ in w], [t for t, _ in g]
         if w_ts != g_ts:
             only_w, only_g = sorted(set(w_ts) - set(g_ts)), sorted(set(g_ts) - set(w_ts))
-            problems.append(f"{_fmt(key)}: timestamps differ ({len(g_ts)} points, want {len(w_ts)}; "
-                            f"missing {only_w[:3]}, unexpected {only_g[:3]})")
+            problems.append(
+                f"{_fmt(key)}: timestamps differ ({len(g_ts)} points, want {len(w_ts)}; "
+                f"missing {only_w[:3]}, unexpected {only_g[:3]})"
+            )
         else:
             bad = [(t, d) for (t, wv), (_, gv) in zip(w, g, strict=True) if (d := _value_diff(wv, gv))]
             if bad:

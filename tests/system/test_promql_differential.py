@@ -133,8 +133,9 @@ def run_one(client: httpx.Client, url: str, ev: Eval) -> corpus.Result | str:
         r = client.get(url + "/api/v1/query", params={"query": expr, "time": args[0]})
     else:
         start, end, step = args
-        r = client.get(url + "/api/v1/query_range",
-                       params={"query": expr, "start": start, "end": end, "step": step})
+        r = client.get(
+            url + "/api/v1/query_range", params={"query": expr, "start": start, "end": end, "step": step}
+        )
     try:
         body = r.json()
     except ValueError:
@@ -180,6 +181,7 @@ def test_data_loaded_into_prometheus(loaded: Loaded) -> None:
     """Prometheus holds exactly the samples we sent, and honours the stale markers."""
     ds = loaded.ds
     with httpx.Client(timeout=30) as c:
+
         def instant(expr: str, t: int) -> corpus.Result:
             res = run_one(c, loaded.prom_url, (expr, "instant", (t,)))
             assert isinstance(res, corpus.Result), res
@@ -190,7 +192,8 @@ def test_data_loaded_into_prometheus(loaded: Loaded) -> None:
         for s in ds.series:
             real = s.values.view("u8") != corpus.STALE_NAN_BITS
             want[frozenset(s.labels.items())] = list(
-                zip(s.timestamps[real].tolist(), s.values[real].tolist(), strict=True))
+                zip(s.timestamps[real].tolist(), s.values[real].tolist(), strict=True)
+            )
         assert raw.series.keys() == want.keys()
         assert {k: [(t, float(v)) for t, v in pts] for k, pts in raw.series.items()} == want
         # batch-0's last real scrape is at 37m15.919s, its stale marker at 37m30.919s.
@@ -210,8 +213,11 @@ def test_corpus_runs_on_prometheus(loaded: Loaded, prom_results: dict[Eval, corp
         res = prom_results[ev]
         assert isinstance(res, corpus.Result)
         by_query.setdefault(query.expr, []).append(res)
-    empty = [q.expr for q in corpus.QUERIES if not q.empty_ok and not any(
-        r.series or r.scalar is not None for r in by_query[q.expr])]
+    empty = [
+        q.expr
+        for q in corpus.QUERIES
+        if not q.empty_ok and not any(r.series or r.scalar is not None for r in by_query[q.expr])
+    ]
     assert not empty, f"queries that returned nothing at every evaluation: {empty}"
     tied = []
     for query in corpus.QUERIES:
@@ -252,8 +258,9 @@ def test_compare_catches_differences() -> None:
     """The comparison itself: tolerance, NaN, value text, timestamps, label sets, order."""
 
     def vec(*pts: tuple[dict[str, str], Any, Any]) -> corpus.Result:
-        return corpus.parse_result({"data": {"resultType": "vector", "result": [
-            {"metric": m, "value": [t, v]} for m, t, v in pts]}})
+        return corpus.parse_result(
+            {"data": {"resultType": "vector", "result": [{"metric": m, "value": [t, v]} for m, t, v in pts]}}
+        )
 
     a, b = {"__name__": "x", "i": "a"}, {"__name__": "x", "i": "b"}
     want = vec((a, 10.5, "1.5"), (b, 10.5, "NaN"))

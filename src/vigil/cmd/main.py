@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         from vigil.cmd.server import run_server, setup_logging  # heavy imports only when serving
 
         setup_logging(args.log_level)
-        return run_server(cfg)
+        return run_server(cfg, with_agent=args.command == "up")
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG

@@ -50,11 +50,24 @@ def build_app(cfg: Config, db: DB, registry: CollectorRegistry) -> Starlette:
         metadata,
     )
     q = cfg.query
-    engine = Engine(db, EngineOptions(lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000,
-                                      max_samples=q.max_samples))
+    engine = Engine(
+        db,
+        EngineOptions(
+            lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000, max_samples=q.max_samples
+        ),
+    )
     auth = TokenAuth(cfg.server.auth.write_tokens, cfg.server.auth.read_tokens)
-    return create_app(db, ingester, engine, auth, registry, limits=lim.model_dump(), metadata=metadata,
-                      on_shutdown=db.close)
+    return create_app(
+        db,
+        ingester,
+        engine,
+        auth,
+        registry,
+        limits=lim.model_dump(),
+        metadata=metadata,
+        on_shutdown=db.close,
+        hmac_key=cfg.server.auth.hmac_key,
+    )
 
 
 def new_registry() -> CollectorRegistry:
@@ -67,13 +80,22 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
-def run_server(cfg: Config) -> int:
-    """Run until SIGINT/SIGTERM. Raises ConfigError / StorageError before listening if something is wrong."""
+def run_server(cfg: Config, with_agent: bool = False) -> int:
+    """Run until SIGINT/SIGTERM. Raises ConfigError / StorageError before listening if something is wrong.
+
+    `with_agent` (`vigil up`) also runs an agent for this host, shipping to this server."""
     check_exposure(cfg)
     registry = new_registry()
     db = open_db(cfg, registry)
     host, port = parse_listen(cfg.server.listen)
     app = build_app(cfg, db, registry)
+    agent = shipper = None
+    if with_agent:
+        from vigil.cmd.agent import start_in_process
+
+        url = f"http://{cfg.server.listen}/api/v1/write".replace("0.0.0.0", "127.0.0.1")
+        tokens = cfg.server.auth.write_tokens
+        agent, shipper = start_in_process(cfg, url, tokens[0] if tokens else "")
     config = uvicorn.Config(
         app,
         host=host,
@@ -92,6 +114,10 @@ def run_server(cfg: Config) -> int:
     try:
         server.run()
     finally:
+        if agent is not None:
+            agent.stop()
+        if shipper is not None:
+            shipper.close()
         db.close()
     return 0 if server.started else 1
 

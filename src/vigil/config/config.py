@@ -260,6 +260,33 @@ PositiveDuration = Annotated[int, _duration(positive=True)]
 Size = Annotated[int, _size()]
 Token = Annotated[str, BeforeValidator(_token)]
 TokenList = Annotated[tuple[Token, ...], BeforeValidator(_token_list)]
+
+
+def _optional_token(value: object) -> str:
+    return "" if value in ("", None) else _token(value)
+
+
+def _optional_path(value: object) -> Path | None:
+    return None if value in ("", None) else _data_path(value)
+
+
+def _plain_url(value: object) -> str:
+    if not isinstance(value, str) or (value and _URL_RE.fullmatch(value) is None):
+        raise ValueError(
+            f"expected an http(s) URL like http://127.0.0.1:9400/api/v1/write, got {_show(value)}"
+        )
+    return value
+
+
+def _label_value(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a label value (text), got {_show(value)}")
+    return value
+
+
+OptionalToken = Annotated[str, BeforeValidator(_optional_token)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_optional_path)]
+LabelValue = Annotated[str, BeforeValidator(_label_value)]
 Bool = Annotated[bool, BeforeValidator(_boolean)]
 
 
@@ -287,6 +314,8 @@ class AuthConfig(_Section):
     """Bearer tokens accepted on write endpoints; empty means writes are not authenticated."""
     read_tokens: TokenList = ()
     """Bearer tokens accepted on read endpoints (query API); `/metrics` is always open."""
+    hmac_key: OptionalToken = ""
+    """When set, write requests must carry a valid X-Vigil-Signature (HMAC-SHA256) made with this key."""
 
 
 class ServerConfig(_Section):
@@ -326,33 +355,6 @@ class QueryConfig(_Section):
     """Most samples one query may load; more gets an `execution` error (422)."""
     lookback_delta: PositiveDuration = parse_duration("5m")
     """How far back an instant selector looks for the latest sample."""
-
-
-def _optional_token(value: object) -> str:
-    return "" if value in ("", None) else _token(value)
-
-
-def _optional_path(value: object) -> Path | None:
-    return None if value in ("", None) else _data_path(value)
-
-
-def _plain_url(value: object) -> str:
-    if not isinstance(value, str) or (value and _URL_RE.fullmatch(value) is None):
-        raise ValueError(
-            f"expected an http(s) URL like http://127.0.0.1:9400/api/v1/write, got {_show(value)}"
-        )
-    return value
-
-
-def _label_value(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a label value (text), got {_show(value)}")
-    return value
-
-
-OptionalToken = Annotated[str, BeforeValidator(_optional_token)]
-OptionalPath = Annotated[Path | None, BeforeValidator(_optional_path)]
-LabelValue = Annotated[str, BeforeValidator(_label_value)]
 
 
 class ShipConfig(_Section):

@@ -33,6 +33,7 @@ def create_app(
     limits: dict[str, int],
     metadata: MetadataStore | None = None,
     on_shutdown: Callable[[], None] | None = None,
+    hmac_key: str | None = None,
 ) -> Starlette:
     write = WriteAPI(
         ingester,
@@ -40,6 +41,7 @@ def create_app(
         max_body=limits["max_request_body_bytes"],
         max_decompressed=limits["max_decompressed_bytes"],
         max_samples=limits["max_samples_per_request"],
+        hmac_key=hmac_key or None,
     )
 
     async def healthy(_: Request) -> Response:

@@ -18,6 +18,7 @@ from vigil.ingest.ingester import Ingester, IngestResult
 from vigil.ingest.validate import InvalidSeries
 from vigil.model.textparse import TextParseError, parse_text
 from vigil.prompb.codec import DecodeError, DecompressedTooLarge, decode_snappy, decode_write_request
+from vigil.ship import signing
 from vigil.storage.interface import StorageError
 from vigil.web.auth import Scope, TokenAuth
 
@@ -30,13 +31,21 @@ class BodyTooLarge(Exception):
 
 class WriteAPI:
     def __init__(
-        self, ingester: Ingester, auth: TokenAuth, max_body: int, max_decompressed: int, max_samples: int
+        self,
+        ingester: Ingester,
+        auth: TokenAuth,
+        max_body: int,
+        max_decompressed: int,
+        max_samples: int,
+        hmac_key: str | None = None,
     ) -> None:
         self._ingester = ingester
         self._auth = auth
         self._max_body = max_body
         self._max_decompressed = max_decompressed
         self._max_samples = max_samples
+        # When set, writes must carry an HMAC signature of their body (vigil.ship.signing).
+        self._hmac_key = hmac_key or None
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -59,11 +68,16 @@ class WriteAPI:
     async def _body(self, request: Request) -> bytes | Response:
         """The request body, or the response refusing it."""
         try:
-            return await self._read_body(request)
+            body = await self._read_body(request)
         except BodyTooLarge:
             return self._bad("body_too_large", f"request body exceeds {self._max_body} bytes", 413)
         except ClientDisconnect:
             return self._bad("client_disconnect", "client disconnected", 400)
+        if self._hmac_key is not None:
+            problem = signing.verify(self._hmac_key, body, request.headers, time.time())
+            if problem is not None:
+                return self._bad("bad_signature", f"unauthorized: {problem}", 401)
+        return body
 
     def _bad(self, reason: str, message: str, status: int = 400) -> Response:
         self._ingester.reject(reason)

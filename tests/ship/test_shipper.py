@@ -1,0 +1,421 @@
+"""The shipper end to end: batching, retries and drops against scripted answers; an outage of a real
+Vigil server with an agent restart in between; Debian's VictoriaMetrics and Prometheus as receivers;
+and HMAC-signed writes against Vigil's write API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cramjam
+import httpx
+import pytest
+import uvicorn
+from prometheus_client import CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from tests.conftest import VigilProcess, free_port, require_binary, wait_http
+from tests.ship.test_client import Receiver
+from vigil.ingest.ingester import Ingester, IngestMetrics
+from vigil.ingest.validate import Limits
+from vigil.model.matcher import Matcher
+from vigil.prompb.codec import encode_write_request
+from vigil.ship import DurableQueue, RemoteWriteClient, Shipper
+from vigil.ship.shipper import build_shipper
+from vigil.ship.signing import sign
+from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME, Options
+from vigil.web.auth import TokenAuth
+from vigil.web.write import WriteAPI
+
+Series = list[tuple[str, str]]
+
+
+def make_shipper(
+    queue_dir: Path, url: str, registry: CollectorRegistry | None = None, **kwargs: object
+) -> Shipper:
+    client_args = {k: kwargs.pop(k) for k in ("bearer_token", "hmac_key") if k in kwargs}
+    opts: dict = {"min_backoff_s": 0.02, "max_backoff_s": 0.3} | kwargs
+    return Shipper(
+        DurableQueue(queue_dir), RemoteWriteClient(url, timeout_s=5, **client_args), registry, **opts
+    )
+
+
+def received_points(rx: Receiver) -> dict[tuple[tuple[str, str], ...], list[tuple[int, float]]]:
+    out: dict[tuple[tuple[str, str], ...], list[tuple[int, float]]] = {}
+    for req in rx.received:
+        for ts in req.timeseries:
+            key = tuple((lb.name, lb.value) for lb in ts.labels)
+            out.setdefault(key, []).extend((s.timestamp, s.value) for s in ts.samples)
+    return out
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- scripted receiver ----------------------------------------------------------------------------
+
+
+def test_batching_splits_series_in_order_and_sorts_labels(tmp_path: Path) -> None:
+    t = now_ms() - 10_000
+    series = [[("job", "a"), ("__name__", "m")], [("__name__", "m"), ("job", "b")], [("__name__", "n")]]
+    points = [[(t + i, float(i)) for i in range(5)], [(t + i, -float(i)) for i in range(5)], []]
+    with Receiver() as rx:
+        shipper = make_shipper(tmp_path / "q", rx.url, max_samples_per_send=4)
+        try:
+            assert shipper.enqueue(series, points) == 3  # 10 samples in payloads of at most 4
+            assert shipper.flush(10)
+        finally:
+            shipper.close()
+    sizes = [sum(len(ts.samples) for ts in req.timeseries) for req in rx.received]
+    assert sizes == [4, 4, 2]
+    assert received_points(rx) == {
+        (("__name__", "m"), ("job", "a")): points[0],
+        (("__name__", "m"), ("job", "b")): points[1],
+    }
+
+
+def test_build_shipper_from_config_values(tmp_path: Path) -> None:
+    """What `vigil agent` calls; the agent runner's sink passes one (series, samples) batch."""
+    registry = CollectorRegistry()
+    with Receiver() as rx:
+        shipper = build_shipper(
+            directory=tmp_path / "agent" / "queue", url=rx.url, token="t0k", hmac_key="", registry=registry
+        )
+        try:
+            assert shipper.enqueue(([[("__name__", "b")]], [[(now_ms(), 4.0)]])) == 1
+            assert shipper.flush(10)
+        finally:
+            shipper.close()
+    assert rx.headers[0]["Authorization"] == "Bearer t0k" and "X-Vigil-Signature" not in rx.headers[0]
+    assert received_points(rx)[(("__name__", "b"),)][0][1] == 4.0
+
+
+def test_retries_with_backoff_then_delivers_once(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+
+    def retries() -> float | None:
+        return registry.get_sample_value("vigil_agent_ship_retries_total")
+
+    script = [(503, {}), (500, {}), (429, {"Retry-After": "1"})]
+    with Receiver(script=script) as rx:
+        shipper = make_shipper(tmp_path / "q", rx.url, registry)
+        try:
+            start = time.monotonic()
+            shipper.enqueue([[("__name__", "r")]], [[(now_ms(), 1.0)]])
+            assert shipper.flush(10)
+            elapsed = time.monotonic() - start
+            assert retries() == 3
+            assert registry.get_sample_value("vigil_agent_ship_samples_total") == 1
+        finally:
+            shipper.close()
+    assert elapsed >= 1.0  # Retry-After: 1 was honoured although the backoff was shorter
+    assert len(rx.headers) == 4 and len(rx.received) == 1
+    # close() unregistered the metrics, so a new Shipper can register into the same registry.
+    assert retries() is None
+    shipper = make_shipper(tmp_path / "q", rx.url, registry, start=False)
+    assert retries() == 0  # counts are per process
+    shipper.close()
+
+
+def test_permanent_failure_drops_batch_counts_and_continues(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    t = now_ms()
+    with Receiver(script=[(400, {})]) as rx:
+        shipper = make_shipper(tmp_path / "q", rx.url, registry, max_samples_per_send=2, start=False)
+        try:
+            shipper.enqueue([[("__name__", "p")]], [[(t, 1.0), (t + 1, 2.0), (t + 2, 3.0)]])
+            metrics = generate_latest(registry).decode()
+            assert "vigil_agent_queue_entries 2.0" in metrics
+            assert "vigil_agent_queue_bytes " in metrics
+            assert "vigil_agent_queue_oldest_sample_age_seconds " in metrics
+            assert 'vigil_agent_ship_dropped_samples_total{reason="full"} 0.0' in metrics
+            assert 'vigil_agent_ship_dropped_samples_total{reason="too_old"} 0.0' in metrics
+            shipper._thread.start()
+            assert shipper.flush(10)
+            values = {
+                name: registry.get_sample_value(name, labels)
+                for name, labels in [
+                    ("vigil_agent_ship_samples_total", {}),
+                    ("vigil_agent_ship_bytes_total", {}),
+                    ("vigil_agent_ship_retries_total", {}),
+                    ("vigil_agent_ship_dropped_samples_total", {"reason": "http_400"}),
+                    ("vigil_agent_queue_entries", {}),
+                    ("vigil_agent_queue_bytes", {}),
+                    ("vigil_agent_queue_oldest_sample_age_seconds", {}),
+                ]
+            }
+        finally:
+            shipper.close()
+    assert received_points(rx) == {(("__name__", "p"),): [(t + 2, 3.0)]}
+    assert values["vigil_agent_ship_samples_total"] == 1
+    assert values["vigil_agent_ship_bytes_total"] and values["vigil_agent_ship_bytes_total"] > 0
+    assert values["vigil_agent_ship_retries_total"] == 0
+    assert values["vigil_agent_ship_dropped_samples_total"] == 2
+    assert values["vigil_agent_queue_entries"] == values["vigil_agent_queue_bytes"] == 0
+    assert values["vigil_agent_queue_oldest_sample_age_seconds"] == 0
+
+
+def test_close_is_prompt_during_an_outage_and_keeps_the_queue(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/api/v1/write"
+    shipper = make_shipper(tmp_path / "q", dead, max_backoff_s=30)
+    shipper.enqueue([[("__name__", "c")]], [[(now_ms(), 1.0)]])
+    time.sleep(0.5)  # several failed attempts; the backoff grows
+    start = time.monotonic()
+    shipper.close()
+    assert time.monotonic() - start < 2
+    assert shipper.retries >= 2
+    with Receiver() as rx:
+        shipper = make_shipper(tmp_path / "q", rx.url)
+        try:
+            assert shipper.flush(10)
+        finally:
+            shipper.close()
+    assert len(rx.received) == 1
+
+
+# -- a real Vigil server, with an outage and an agent restart --------------------------------------
+
+
+def test_outage_and_agent_restart_deliver_every_sample_exactly_once(tmp_path: Path) -> None:
+    vigil = VigilProcess(tmp_path / "vigil").start()
+    url = vigil.url + "/api/v1/write"
+    names = [[("__name__", "outage_test"), ("host", f"h{i}")] for i in range(5)]
+    expected: dict[str, list[tuple[int, float]]] = {f"h{i}": [] for i in range(5)}
+    last_t = 0
+    step = 0
+
+    def produce(shipper: Shipper, seconds: float) -> None:
+        # What the agent's collection loop does: a sample per series every 20 ms, enqueued at once.
+        nonlocal last_t, step
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            last_t = max(last_t + 1, now_ms())
+            step += 1
+            pts = [[(last_t, float(step * 10 + i))] for i in range(5)]
+            shipper.enqueue(names, pts)
+            for i, p in enumerate(pts):
+                expected[f"h{i}"] += p
+            time.sleep(0.02)
+
+    sent = []
+    try:
+        shipper = make_shipper(tmp_path / "q", url, max_samples_per_send=40)
+        try:
+            produce(shipper, 1.0)
+            vigil.stop()
+            produce(shipper, 1.5)  # the server is down: everything queues, the sender retries
+            assert shipper.retries > 0
+        finally:
+            shipper.close()  # the agent restarts during the outage, with a backlog
+        sent.append(shipper.samples_sent)
+        shipper = make_shipper(tmp_path / "q", url, max_samples_per_send=40)
+        try:
+            assert shipper._queue.depth()[0] > 10  # the backlog survived the restart
+            produce(shipper, 1.0)
+            vigil.start()
+            produce(shipper, 1.0)
+        finally:
+            shipper.close()  # and restarts again while delivering
+        sent.append(shipper.samples_sent)
+        shipper = make_shipper(tmp_path / "q", url, max_samples_per_send=40)
+        try:
+            produce(shipper, 0.5)
+            assert shipper.flush(20)
+            assert shipper.dropped_samples() == {"full": 0, "too_old": 0}
+        finally:
+            shipper.close()
+        sent.append(shipper.samples_sent)
+    finally:
+        vigil.stop()
+    total = sum(map(len, expected.values()))
+    assert total > 1000
+    # Acknowledged payloads were not sent again by a later shipper, and nothing was lost.
+    assert sum(sent) == total, (sent, total)
+    with DB(vigil.data_dir) as db:
+        got = {
+            lb.to_dict()["host"]: list(zip(ts.tolist(), v.tolist(), strict=True))
+            for lb, ts, v in db.select([Matcher.eq("__name__", "outage_test")], MIN_TIME, MAX_TIME)
+        }
+    assert got == expected
+
+
+# -- Debian's peers as receivers -------------------------------------------------------------------
+
+
+def ship_to(tmp_path: Path, url: str) -> dict[str, list[tuple[int, float]]]:
+    """Ship three series of 100 samples each to `url`; returns what was sent, by `host`."""
+    t0 = now_ms() - 100_000
+    names = [[("__name__", "vigil_ship_peer"), ("host", f"h{i}"), ("job", "agent")] for i in range(3)]
+    points = [[(t0 + k * 1000, float(k * (i + 1))) for k in range(100)] for i in range(3)]
+    shipper = make_shipper(tmp_path / "q", url, max_samples_per_send=70)
+    try:
+        shipper.enqueue(names, points)
+        assert shipper.flush(20), "the peer did not accept the samples"
+        assert shipper.dropped_samples() == {"full": 0, "too_old": 0}
+    finally:
+        shipper.close()
+    return {f"h{i}": pts for i, pts in enumerate(points)}
+
+
+def poll(fetch: object, expected: object, timeout: float = 20) -> object:
+    """Call `fetch` until it returns `expected` or the time is up; returns the last result."""
+    assert callable(fetch)
+    deadline = time.monotonic() + timeout
+    while (got := fetch()) != expected and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return got
+
+
+@pytest.mark.peer
+def test_ship_to_victoria_metrics(tmp_path: Path) -> None:
+    binary = require_binary("victoria-metrics")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [binary, f"-storageDataPath={tmp_path / 'vm'}", f"-httpListenAddr=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "vm.log").open("wb"),
+    )
+    try:
+        wait_http(base + "/health", proc=proc)
+        expected = ship_to(tmp_path, base + "/api/v1/write")
+
+        def fetch() -> dict[str, list[tuple[int, float]]]:
+            # Raw samples; they become searchable once VictoriaMetrics flushed its in-memory buffers.
+            httpx.get(base + "/internal/force_flush", timeout=10)
+            r = httpx.get(base + "/api/v1/export", params={"match[]": "vigil_ship_peer"}, timeout=10)
+            rows = [json.loads(line) for line in r.text.splitlines()]
+            assert all(set(row["metric"]) == {"__name__", "host", "job"} for row in rows)
+            return {
+                row["metric"]["host"]: list(zip(row["timestamps"], row["values"], strict=True))
+                for row in rows
+            }
+
+        assert poll(fetch, expected) == expected
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.peer
+def test_ship_to_prometheus(tmp_path: Path) -> None:
+    binary = require_binary("prometheus")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text("global:\n  scrape_interval: 1m\n")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={tmp_path / 'prom'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-remote-write-receiver",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "prom.log").open("wb"),
+    )
+    try:
+        wait_http(base + "/-/ready", proc=proc)
+        expected = ship_to(tmp_path, base + "/api/v1/write")
+
+        def fetch() -> dict[str, list[tuple[int, float]]]:
+            r = httpx.get(base + "/api/v1/query", params={"query": "vigil_ship_peer[10m]"}, timeout=10)
+            result = r.json()["data"]["result"]
+            assert all(s["metric"]["job"] == "agent" for s in result)
+            return {
+                s["metric"]["host"]: [(round(float(t) * 1000), float(v)) for t, v in s["values"]]
+                for s in result
+            }
+
+        assert poll(fetch, expected) == expected
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# -- HMAC signatures against Vigil's write API ------------------------------------------------------
+# The server's config does not expose `server.auth.hmac_key` yet, so the write API runs in this process
+# (under uvicorn on a loopback port, so the real client and shipper talk to it over HTTP).
+
+
+@pytest.fixture
+def signed_api(tmp_path: Path) -> Iterator[tuple[str, DB, CollectorRegistry]]:
+    registry = CollectorRegistry()
+    db = DB(tmp_path / "data", Options(fsync=False))
+    api = WriteAPI(
+        Ingester(db, Limits(), IngestMetrics(registry)),
+        TokenAuth([], []),
+        max_body=1 << 20,
+        max_decompressed=1 << 24,
+        max_samples=10**6,
+        hmac_key="k3y",
+    )
+    app = Starlette(
+        routes=[
+            Route("/api/v1/write", api.remote_write, methods=["POST"]),
+            Route("/api/v1/import/prometheus", api.import_text, methods=["POST"]),
+        ]
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}", db, registry
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        db.close()
+
+
+def test_hmac_signed_writes(tmp_path: Path, signed_api: tuple[str, DB, CollectorRegistry]) -> None:
+    base, db, registry = signed_api
+    t = now_ms()
+    body = bytes(cramjam.snappy.compress_raw(encode_write_request([[("__name__", "signed")]], [[(t, 1.0)]])))
+    other = bytes(cramjam.snappy.compress_raw(encode_write_request([[("__name__", "forged")]], [[(t, 9.0)]])))
+    rw = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}
+    text = f"signed_text 5 {t}\n".encode()
+    cases = [
+        # (path, body, signature headers, status, message fragment)
+        ("/api/v1/write", body, sign("k3y", body, time.time()), 204, ""),
+        ("/api/v1/write", other, sign("k3y", body, time.time()), 401, "signature mismatch"),
+        ("/api/v1/write", other, sign("wrong", other, time.time()), 401, "signature mismatch"),
+        ("/api/v1/write", other, sign("k3y", other, time.time() - 600), 401, "stale"),
+        ("/api/v1/write", other, sign("k3y", other, time.time() + 600), 401, "future"),
+        ("/api/v1/write", other, {}, 401, "missing"),
+        ("/api/v1/import/prometheus", text, sign("k3y", text, time.time()), 204, ""),
+        ("/api/v1/import/prometheus", b"forged 1\n", {}, 401, "missing"),
+    ]
+    with httpx.Client(base_url=base, timeout=10) as c:
+        for path, content, signature, status, fragment in cases:
+            r = c.post(path, content=content, headers=(rw if path.endswith("/write") else {}) | signature)
+            assert r.status_code == status, (path, r.text)
+            assert fragment in r.text
+    # The shipper signs when given the key, and a wrong key is a permanent (counted) refusal.
+    shipper = make_shipper(tmp_path / "q", base + "/api/v1/write", hmac_key="k3y")
+    try:
+        shipper.enqueue([[("__name__", "shipped_signed")]], [[(t, 2.0)]])
+        assert shipper.flush(10) and shipper.samples_sent == 1
+    finally:
+        shipper.close()
+    shipper = make_shipper(tmp_path / "q", base + "/api/v1/write", hmac_key="not-the-key")
+    try:
+        shipper.enqueue([[("__name__", "shipped_forged")]], [[(t, 3.0)]])
+        assert shipper.flush(10) and shipper.dropped_samples()["http_401"] == 1
+    finally:
+        shipper.close()
+    rejected = registry.get_sample_value("vigil_ingest_requests_rejected_total", {"reason": "bad_signature"})
+    assert rejected == 7
+    names = db.label_values("__name__", [], MIN_TIME, MAX_TIME)
+    assert names == ["shipped_signed", "signed", "signed_text"]  # nothing unsigned or forged was stored

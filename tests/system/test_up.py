@@ -1,0 +1,72 @@
+"""`vigil up`: the server plus an agent shipping this host's metrics to it, queryable end to end."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port, wait_http
+
+
+def query(url: str, q: str) -> list[dict]:
+    r = httpx.get(url + "/api/v1/query", params={"query": q}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]["result"]
+
+
+def test_up_ships_host_metrics_to_its_own_server(tmp_path: Path) -> None:
+    port, agent_port = free_port(), free_port()
+    (tmp_path / "vigil.yml").write_text(
+        f"""
+server:
+  listen: 127.0.0.1:{port}
+  auth:
+    hmac_key: s3cret-key
+agent:
+  listen: 127.0.0.1:{agent_port}
+  interval: 1s
+  cluster: lab
+  ship:
+    hmac_key: s3cret-key
+"""
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-m", "vigil", "up"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/-/ready", proc=p)
+        deadline = time.monotonic() + 30
+        result: list[dict] = []
+        while time.monotonic() < deadline and not result:
+            result = query(url, 'node_load1{job="vigil-agent"}')
+            time.sleep(0.5)
+        assert result, "the agent's samples never arrived"
+        metric = result[0]["metric"]
+        assert metric["instance"] == socket.gethostname() and metric["cluster"] == "lab"
+        assert metric["platform"] in {
+            "aws",
+            "gcp",
+            "azure",
+            "vmware",
+            "kvm",
+            "xen",
+            "virtualbox",
+            "container",
+            "bare-metal",
+        }
+        assert query(url, 'count(node_cpu_seconds_total{mode="idle"})')[0]["value"][1] != "0"
+        # An unsigned write is refused: the server checks the shared key.
+        r = httpx.post(url + "/api/v1/import/prometheus", content=b"x 1\n")
+        assert r.status_code == 401
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out = p.communicate(timeout=30)[0].decode(errors="replace")
+    assert p.returncode == 0, out
+    assert (tmp_path / "data" / "agent" / "queue").is_dir()
