@@ -20,6 +20,8 @@ from vigil.config import (
 )
 from vigil.model.duration import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 
+SECTIONS = "server, storage, limits, query, agent, scrape_configs"
+
 MiB = 2**20
 
 
@@ -155,22 +157,28 @@ BAD: list[tuple[str, str]] = [
     ),
     (
         "storge:\n  retention: 15d\n",
-        "vigil.yml: storge: unknown key (expected one of: server, storage, limits, query, agent)",
+        f"vigil.yml: storge: unknown key (expected one of: {SECTIONS})",
     ),
     (
         "server:\n  auth:\n    tokens: [a]\n",
         "vigil.yml: server.auth.tokens: unknown key (expected one of: write_tokens, read_tokens, hmac_key)",
     ),
-    ("1: x\n", "vigil.yml: unknown key 1 (expected one of: server, storage, limits, query, agent)"),
+    (
+        "1: x\n",
+        f"vigil.yml: unknown key 1 (expected one of: {SECTIONS})",
+    ),
     (
         "storage: 15d\n",
         "vigil.yml: storage: expected a mapping with keys path, retention, out_of_order_window, "
         'head_flush_interval, wal_segment_size, got "15d"',
     ),
-    ("- a\n", "vigil.yml: expected a mapping with keys server, storage, limits, query, agent, got a list"),
+    (
+        "- a\n",
+        f"vigil.yml: expected a mapping with keys {SECTIONS}, got a list",
+    ),
     (
         "just text\n",
-        'vigil.yml: expected a mapping with keys server, storage, limits, query, agent, got "just text"',
+        f'vigil.yml: expected a mapping with keys {SECTIONS}, got "just text"',
     ),
     (
         "storage:\n  wal_segment_size: lots\n",

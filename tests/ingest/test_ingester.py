@@ -15,7 +15,8 @@ from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.validate import Limits
 from vigil.model.labels import Labels
 from vigil.model.matcher import Matcher
-from vigil.prompb.codec import decode_write_request, encode_write_request
+from vigil.prompb.codec import decode_write_request
+from vigil.prompb.encode import encode_write_request
 from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME, Options
 
 _names = st.sampled_from(["a", "b", "job", "zz"])

@@ -14,9 +14,9 @@ from vigil.prompb.codec import (
     DecodeError,
     _decode_strict,
     decode_write_request,
-    encode_write_request,
     parse_label_key,
 )
+from vigil.prompb.encode import encode_write_request
 
 _name = st.text("abcdefghij_", min_size=1, max_size=8)
 _value = st.text(min_size=0, max_size=20)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import VigilProcess
 from vigil.model.labels import Labels
-from vigil.prompb.codec import encode_write_request
+from vigil.prompb.encode import encode_write_request
 from vigil.promql.engine import Engine, EngineOptions
 from vigil.promql.errors import QueryTimeout, TooManySamples
 from vigil.tsdb.db import DB, Options

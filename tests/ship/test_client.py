@@ -21,7 +21,7 @@ from tests.conftest import VigilProcess, free_port
 from vigil import __version__
 from vigil.model.matcher import Matcher
 from vigil.prompb import WriteRequest
-from vigil.prompb.codec import encode_write_request
+from vigil.prompb.encode import encode_write_request
 from vigil.ship.client import Outcome, RemoteWriteClient, parse_retry_after
 from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME
 

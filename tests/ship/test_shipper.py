@@ -24,7 +24,7 @@ from tests.ship.test_client import Receiver
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.validate import Limits
 from vigil.model.matcher import Matcher
-from vigil.prompb.codec import encode_write_request
+from vigil.prompb.encode import encode_write_request
 from vigil.ship import DurableQueue, RemoteWriteClient, Shipper
 from vigil.ship.shipper import build_shipper
 from vigil.ship.signing import sign

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from tests.conftest import free_port, wait_http
 
@@ -21,7 +22,11 @@ def query(url: str, q: str) -> list[dict]:
 
 
 def test_up_ships_host_metrics_to_its_own_server(tmp_path: Path) -> None:
-    port, agent_port = free_port(), free_port()
+    port, agent_port, statsd_port, app_port = free_port(), free_port(), free_port(), free_port()
+    # An application exposing prometheus_client metrics, scraped by the agent.
+    app_registry = CollectorRegistry()
+    Counter("checkout_errors", "Failed checkouts.", registry=app_registry).inc(3)
+    app_server, _thread = start_http_server(app_port, addr="127.0.0.1", registry=app_registry)
     (tmp_path / "vigil.yml").write_text(
         f"""
 server:
@@ -32,8 +37,13 @@ agent:
   listen: 127.0.0.1:{agent_port}
   interval: 1s
   cluster: lab
+  statsd:
+    udp_listen: 127.0.0.1:{statsd_port}
   ship:
     hmac_key: s3cret-key
+scrape_configs:
+  - job_name: shop
+    static_configs: [{{targets: ["127.0.0.1:{app_port}"]}}]
 """
     )
     p = subprocess.Popen(
@@ -62,10 +72,27 @@ agent:
             "bare-metal",
         }
         assert query(url, 'count(node_cpu_seconds_total{mode="idle"})')[0]["value"][1] != "0"
+        # StatsD: an application timing a function and counting logins, over UDP.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.sendto(
+                b"shop.logins:1|c|#app:shop\ncheckout:250|ms|#function:pay", ("127.0.0.1", statsd_port)
+            )
+        deadline = time.monotonic() + 20
+        scraped = statsd = []
+        while time.monotonic() < deadline and not (scraped and statsd):
+            scraped = query(url, 'checkout_errors_total{job="shop"}')
+            statsd = query(url, 'shop_logins_total{app="shop"}')
+            time.sleep(0.5)
+        assert scraped and scraped[0]["value"][1] == "3", scraped
+        assert scraped[0]["metric"]["instance"] == f"127.0.0.1:{app_port}"
+        assert query(url, 'up{job="shop"}')[0]["value"][1] == "1"
+        assert statsd and statsd[0]["value"][1] == "1", statsd
+        assert query(url, 'checkout_seconds_count{function="pay"}')[0]["value"][1] == "1"
         # An unsigned write is refused: the server checks the shared key.
         r = httpx.post(url + "/api/v1/import/prometheus", content=b"x 1\n")
         assert r.status_code == 401
     finally:
+        app_server.shutdown()
         p.send_signal(signal.SIGTERM)
         out = p.communicate(timeout=30)[0].decode(errors="replace")
     assert p.returncode == 0, out

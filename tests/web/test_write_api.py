@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import VigilProcess
 from vigil.model.matcher import Matcher
 from vigil.prompb import WriteRequest
-from vigil.prompb.codec import encode_write_request
+from vigil.prompb.encode import encode_write_request
 from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME
 
 HEADERS = {

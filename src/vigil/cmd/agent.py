@@ -11,30 +11,62 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 
 from vigil.agent.collector import Collector
-from vigil.agent.collectors import default_collectors
+from vigil.agent.collectors import default_collectors, optional_collectors
+from vigil.agent.collectors.containers import ContainersCollector
 from vigil.agent.identity import detect
 from vigil.agent.runner import Agent
+from vigil.agent.statsd import StatsdServer
 from vigil.config import Config, ConfigError
+from vigil.scrape.manager import ScrapeManager
 
 log = logging.getLogger("vigil.agent")
 
 
 def select_collectors(cfg: Config) -> list[Collector]:
-    collectors = default_collectors()
-    known = {c.name for c in collectors}
-    unknown = sorted(set(cfg.agent.disable) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown collector {unknown[0]!r} (expected one of: {', '.join(sorted(known))})",
-            key="agent.disable",
-        )
-    return [c for c in collectors if c.name not in cfg.agent.disable]
+    """Default collectors minus `agent.disable`, plus `agent.enable`d optional ones."""
+    a = cfg.agent
+    defaults = [*default_collectors(), ContainersCollector()]
+    optional = {c.name: c for c in optional_collectors()}
+    known = {c.name for c in defaults}
+    for key, names, allowed in (
+        ("agent.disable", a.disable, known),
+        ("agent.enable", a.enable, set(optional)),
+    ):
+        unknown = sorted(set(names) - allowed)
+        if unknown:
+            expected = ", ".join(sorted(allowed))
+            raise ConfigError(f"unknown collector {unknown[0]!r} (expected one of: {expected})", key=key)
+    return [c for c in defaults if c.name not in a.disable] + [optional[n] for n in a.enable]
 
 
-def build_agent(cfg: Config, registry: CollectorRegistry, sink: Any = None) -> Agent:
+def start_statsd(cfg: Config) -> StatsdServer | None:
+    """The StatsD receiver, started; None when turned off or when its address is taken (logged)."""
+    st = cfg.agent.statsd
+    if not st.udp_listen and not st.tcp_listen:
+        return None
+    server = StatsdServer(
+        udp_listen=st.udp_listen or None,
+        tcp_listen=st.tcp_listen or None,
+        histogram_buckets=st.histogram_buckets,
+        max_series=st.max_series,
+        prefix=st.prefix,
+        set_interval=cfg.agent.interval / 1000,
+        max_packet_bytes=st.max_packet_bytes,
+    )
+    try:
+        server.start()
+    except (OSError, ValueError) as exc:
+        # The rest of the agent is worth running without it; say so once.
+        log.error("StatsD receiver not started on %s: %s", st.udp_listen or st.tcp_listen, exc)
+        return None
+    return server
+
+
+def build_agent(cfg: Config, registry: CollectorRegistry, sink: Any = None, statsd: Any = None) -> Agent:
     a = cfg.agent
     identity = detect(cluster=a.cluster, app=a.app, instance=a.instance)
-    return Agent(select_collectors(cfg), identity, a.job, registry, interval_s=a.interval / 1000, sink=sink)
+    collectors = select_collectors(cfg) + ([statsd] if statsd is not None else [])
+    return Agent(collectors, identity, a.job, registry, interval_s=a.interval / 1000, sink=sink)
 
 
 def print_once(cfg: Config) -> int:
@@ -67,27 +99,24 @@ def build_shipper(cfg: Config, registry: CollectorRegistry, url: str, token: str
 
 
 def run_agent(cfg: Config) -> int:
-    import uvicorn
+    """Run until SIGINT/SIGTERM: collect, ship, and serve /metrics (prometheus_client's small server,
+    which negotiates OpenMetrics too and keeps the agent free of the server's web stack)."""
+    from prometheus_client import start_http_server
 
-    from vigil.agent.web import create_agent_app
     from vigil.config import parse_listen
 
     registry = CollectorRegistry()
     shipper = build_shipper(cfg, registry, cfg.agent.ship.url)
-    agent = build_agent(cfg, registry, sink=shipper.enqueue if shipper else None)
-    agent.start()
+    sink = shipper.enqueue if shipper else None
+    statsd = start_statsd(cfg)
+    agent = build_agent(cfg, registry, sink=sink, statsd=statsd)
+    scrapes = start_scrapes(cfg, registry, sink)
     host, port = parse_listen(cfg.agent.listen)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_agent_app(registry),
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            server_header=False,
-        )
-    )
-    signal.signal(signal.SIGTERM, lambda *_: None)  # see cmd/server.py: uvicorn re-raises it after shutdown
+    httpd, _ = start_http_server(port, addr=host, registry=registry)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    agent.start()
     log.info(
         "Vigil agent collecting every %ss, /metrics on http://%s, shipping to %s",
         cfg.agent.interval / 1000,
@@ -95,18 +124,51 @@ def run_agent(cfg: Config) -> int:
         cfg.agent.ship.url or "nowhere",
     )
     try:
-        server.run()
+        stop.wait()
     finally:
         agent.stop()
+        if scrapes:
+            scrapes.stop()
+        if statsd:
+            statsd.stop()
+        httpd.shutdown()
         if shipper:
             shipper.close()
     return 0
 
 
-def start_in_process(cfg: Config, server_url: str, token: str) -> tuple[Agent, Any]:
+def start_scrapes(cfg: Config, registry: CollectorRegistry, sink: Any) -> ScrapeManager | None:
+    """Scrape jobs from `scrape_configs`, feeding the same shipper; None when there are none."""
+    if not cfg.scrape_configs or sink is None:
+        return None
+    manager = ScrapeManager(cfg.scrape_configs, cfg.agent.interval / 1000, sink, registry)
+    manager.start()
+    return manager
+
+
+def start_in_process(cfg: Config, server_url: str, token: str) -> InProcessAgent:
     """`vigil up`: the agent runs beside the server, shipping to it through the same durable path."""
     registry = CollectorRegistry()
     shipper = build_shipper(cfg, registry, cfg.agent.ship.url or server_url, token)
-    agent = build_agent(cfg, registry, sink=shipper.enqueue if shipper else None)
-    threading.Thread(target=agent.start, daemon=True).start()
-    return agent, shipper
+    sink = shipper.enqueue if shipper else None
+    statsd = start_statsd(cfg)
+    agent = build_agent(cfg, registry, sink=sink, statsd=statsd)
+    agent.start()
+    return InProcessAgent(agent, shipper, statsd, start_scrapes(cfg, registry, sink))
+
+
+class InProcessAgent:
+    """Everything `vigil up` started for the local host, stopped together."""
+
+    def __init__(
+        self, agent: Agent, shipper: Any, statsd: StatsdServer | None, scrapes: ScrapeManager | None
+    ) -> None:
+        self.agent, self.shipper, self.statsd, self.scrapes = agent, shipper, statsd, scrapes
+
+    def stop(self) -> None:
+        self.agent.stop()
+        for part in (self.scrapes, self.statsd):
+            if part is not None:
+                part.stop()
+        if self.shipper is not None:
+            self.shipper.close()

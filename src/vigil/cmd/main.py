@@ -9,7 +9,7 @@ from pathlib import Path
 from vigil import __version__
 from vigil.cmd import query as query_cmd
 from vigil.config import Config, ConfigError, load_config
-from vigil.storage.interface import StorageError
+from vigil.storage.errors import StorageError
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             return query_cmd.run(args)
         if args.command == "agent":
             from vigil.cmd import agent as agent_cmd  # the agent's imports only when running it
-            from vigil.cmd.server import setup_logging
+            from vigil.cmd.logs import setup_logging
 
             cfg = _load(args.config)
             setup_logging(args.log_level)
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: OK")
             return 0
         cfg = _server_config(args)
-        from vigil.cmd.server import run_server, setup_logging  # heavy imports only when serving
+        from vigil.cmd.logs import setup_logging
+        from vigil.cmd.server import run_server  # heavy imports only when serving
 
         setup_logging(args.log_level)
         return run_server(cfg, with_agent=args.command == "up")

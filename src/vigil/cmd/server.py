@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 
 import uvicorn
 from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
@@ -89,13 +88,13 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
     db = open_db(cfg, registry)
     host, port = parse_listen(cfg.server.listen)
     app = build_app(cfg, db, registry)
-    agent = shipper = None
+    local = None
     if with_agent:
         from vigil.cmd.agent import start_in_process
 
         url = f"http://{cfg.server.listen}/api/v1/write".replace("0.0.0.0", "127.0.0.1")
         tokens = cfg.server.auth.write_tokens
-        agent, shipper = start_in_process(cfg, url, tokens[0] if tokens else "")
+        local = start_in_process(cfg, url, tokens[0] if tokens else "")
     config = uvicorn.Config(
         app,
         host=host,
@@ -114,17 +113,7 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
     try:
         server.run()
     finally:
-        if agent is not None:
-            agent.stop()
-        if shipper is not None:
-            shipper.close()
+        if local is not None:
+            local.stop()
         db.close()
     return 0 if server.started else 1
-
-
-def setup_logging(level: str = "info") -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )

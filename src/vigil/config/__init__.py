@@ -1,23 +1,21 @@
 """Configuration: the `vigil.yml` schema, loading, command-line overrides and safety checks."""
 
 from vigil.config.config import (
-    DEFAULT_LISTEN,
     AgentConfig,
     AuthConfig,
     Config,
-    ConfigError,
     LimitsConfig,
     QueryConfig,
     ServerConfig,
     ShipConfig,
+    StatsdConfig,
     StorageConfig,
     check_exposure,
     config_from_dict,
     config_from_yaml,
-    is_loopback_listen,
     load_config,
-    parse_listen,
 )
+from vigil.config.types import DEFAULT_LISTEN, ConfigError, is_loopback_listen, parse_listen
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -29,6 +27,7 @@ __all__ = [
     "QueryConfig",
     "ServerConfig",
     "ShipConfig",
+    "StatsdConfig",
     "StorageConfig",
     "check_exposure",
     "config_from_dict",

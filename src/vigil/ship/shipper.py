@@ -25,7 +25,7 @@ import cramjam
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from vigil.prompb.codec import encode_write_request
+from vigil.prompb.encode import encode_write_request
 from vigil.ship.client import Outcome, RemoteWriteClient, SendResult
 from vigil.ship.queue import DurableQueue
 

@@ -15,16 +15,11 @@ import numpy.typing as npt
 
 from vigil.model.labels import Labels
 from vigil.model.matcher import Matcher
+from vigil.storage.errors import StaleRefError, StorageError
 
 SeriesRef = int
 
-
-class StorageError(Exception):
-    """The store could not do what was asked (disk trouble, corrupt file); callers may retry."""
-
-
-class StaleRefError(StorageError):
-    """An append used a series ref whose series was deleted; resolve its labels again."""
+__all__ = ["AppendResult", "SeriesRef", "SeriesSet", "StaleRefError", "Storage", "StorageError"]
 
 
 @dataclass(frozen=True)

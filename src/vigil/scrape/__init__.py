@@ -1,0 +1,1 @@
+"""Scraping Prometheus/OpenMetrics endpoints: config (`ScrapeConfig`), relabelling, targets, manager."""
