@@ -17,7 +17,6 @@ from vigil.agent.identity import detect
 from vigil.agent.runner import Agent
 from vigil.agent.statsd import StatsdServer
 from vigil.config import Config, ConfigError
-from vigil.scrape.manager import ScrapeManager
 
 log = logging.getLogger("vigil.agent")
 
@@ -137,10 +136,13 @@ def run_agent(cfg: Config) -> int:
     return 0
 
 
-def start_scrapes(cfg: Config, registry: CollectorRegistry, sink: Any) -> ScrapeManager | None:
+def start_scrapes(cfg: Config, registry: CollectorRegistry, sink: Any) -> Any:
     """Scrape jobs from `scrape_configs`, feeding the same shipper; None when there are none."""
     if not cfg.scrape_configs or sink is None:
         return None
+    # Only now: scraping brings in the text parser (and numpy), which a plain host agent never needs.
+    from vigil.scrape.manager import ScrapeManager
+
     manager = ScrapeManager(cfg.scrape_configs, cfg.agent.interval / 1000, sink, registry)
     manager.start()
     return manager
@@ -160,9 +162,7 @@ def start_in_process(cfg: Config, server_url: str, token: str) -> InProcessAgent
 class InProcessAgent:
     """Everything `vigil up` started for the local host, stopped together."""
 
-    def __init__(
-        self, agent: Agent, shipper: Any, statsd: StatsdServer | None, scrapes: ScrapeManager | None
-    ) -> None:
+    def __init__(self, agent: Agent, shipper: Any, statsd: StatsdServer | None, scrapes: Any) -> None:
         self.agent, self.shipper, self.statsd, self.scrapes = agent, shipper, statsd, scrapes
 
     def stop(self) -> None:

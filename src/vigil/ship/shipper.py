@@ -54,7 +54,7 @@ class Shipper:
         min_backoff_s: float = 0.1,
         max_backoff_s: float = 30.0,
         max_retry_after_s: float = 300.0,
-        idle_poll_s: float = 1.0,
+        idle_poll_s: float = 30.0,  # enqueue and close wake the sender; this is only a safety net
         start: bool = True,
     ) -> None:
         if max_samples_per_send <= 0:
