@@ -79,3 +79,18 @@ def test_sample_limit_holds_when_the_fast_path_undercounts(tmp_path) -> None:
         ing.write_remote(decode_write_request(body))
     assert db.stats()["head_samples"] == 0
     db.close()
+
+
+def test_tenant_comes_from_the_server_never_from_the_payload(tmp_path) -> None:
+    db = DB(tmp_path, Options(fsync=False))
+    ing = Ingester(db, Limits(), IngestMetrics(CollectorRegistry()))
+    forged = [("__name__", "m"), ("tenant", "victim")]
+    body = encode_write_request([forged], [[(1, 1.0)]])
+    ing.write_remote(decode_write_request(body), tenant="acme")
+    ing.write_remote(decode_write_request(body), tenant="beta")  # same bytes, other tenant: other series
+    ing.write_remote(decode_write_request(body))  # no tenant token: the forged label is dropped
+    got = sorted(
+        lb.get("tenant") for lb, _, _ in db.select([Matcher.eq("__name__", "m")], MIN_TIME, MAX_TIME)
+    )
+    assert got == ["", "acme", "beta"]
+    db.close()

@@ -161,3 +161,31 @@ def test_bearer_tokens(tmp_path: Path) -> None:
             assert 'vigil_ingest_requests_rejected_total{reason="unauthorized"} 3.0' in c.get("/metrics").text
     finally:
         v.stop()
+
+
+def test_tenant_tokens(tmp_path: Path) -> None:
+    cfg = tmp_path / "vigil.yml"
+    cfg.write_text("server:\n  auth:\n    write_tokens: [plain]\n    tenants:\n      acme: [acme-token]\n")
+    v = VigilProcess(tmp_path / "data", extra_args=["--config", str(cfg)]).start()
+    try:
+        with httpx.Client(base_url=v.url, timeout=10) as c:
+            forged = rw([("__name__", "m"), ("tenant", "victim")], ts=int(time.time() * 1000))
+            for token in ("acme-token", "plain"):
+                r = c.post(
+                    "/api/v1/write", content=forged, headers=HEADERS | {"Authorization": f"Bearer {token}"}
+                )
+                assert r.status_code == 204
+            r = c.post(
+                "/api/v1/import/prometheus",
+                content=b'n{tenant="victim"} 1\n',
+                headers={"Authorization": "Bearer acme-token"},
+            )
+            assert r.status_code == 204
+    finally:
+        v.stop()
+    with DB(v.data_dir) as db:
+        got = sorted(
+            (lb.metric_name, lb.get("tenant"))
+            for lb, _, _ in db.select([Matcher.re("__name__", "m|n")], MIN_TIME, MAX_TIME)
+        )
+    assert got == [("m", ""), ("m", "acme"), ("n", "acme")]

@@ -55,7 +55,7 @@ def build_app(cfg: Config, db: DB, registry: CollectorRegistry) -> Starlette:
             lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000, max_samples=q.max_samples
         ),
     )
-    auth = TokenAuth(cfg.server.auth.write_tokens, cfg.server.auth.read_tokens)
+    auth = TokenAuth(cfg.server.auth.write_tokens, cfg.server.auth.read_tokens, cfg.server.auth.tenants)
     return create_app(
         db,
         ingester,
@@ -93,7 +93,7 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
         from vigil.cmd.agent import start_in_process
 
         url = f"http://{cfg.server.listen}/api/v1/write".replace("0.0.0.0", "127.0.0.1")
-        tokens = cfg.server.auth.write_tokens
+        tokens = cfg.server.auth.write_tokens or tuple(t for _, ts in cfg.server.auth.tenants for t in ts)
         local = start_in_process(cfg, url, tokens[0] if tokens else "")
     config = uvicorn.Config(
         app,

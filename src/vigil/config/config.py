@@ -37,10 +37,29 @@ from vigil.config.types import (
     _plain_url,
     _Section,
     _show,
+    _token,
     is_loopback_listen,
     parse_duration,
     parse_size,
 )
+
+
+def _tenants(value: object) -> object:
+    # A mapping in the file; kept as sorted pairs so the frozen config stays hashable.
+    if value in (None, {}):
+        return ()
+    if isinstance(value, tuple):  # already normalised (a copy of a validated config)
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of tenant name to a list of tokens, got {_show(value)}")
+    out = []
+    for name, tokens in value.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"expected a tenant name, got {_show(name)}")
+        if not isinstance(tokens, list) or not tokens:
+            raise ValueError(f"tenant {name!r}: expected a list of tokens, got {_show(tokens)}")
+        out.append((name, tuple(_token(t) for t in tokens)))
+    return tuple(sorted(out))
 
 
 class AuthConfig(_Section):
@@ -50,6 +69,9 @@ class AuthConfig(_Section):
     """Bearer tokens accepted on read endpoints (query API); `/metrics` is always open."""
     hmac_key: OptionalToken = ""
     """When set, write requests must carry a valid X-Vigil-Signature (HMAC-SHA256) made with this key."""
+    tenants: Annotated[tuple[tuple[str, tuple[str, ...]], ...], BeforeValidator(_tenants)] = ()
+    """Tenant name -> its write tokens. Everything written with such a token gets `tenant=<name>`; a
+    `tenant` label sent by the writer itself is never trusted (always replaced or removed)."""
 
 
 class ServerConfig(_Section):
@@ -328,7 +350,7 @@ def check_exposure(cfg: Config) -> None:
     server = cfg.server
     if is_loopback_listen(server.listen) or server.insecure:
         return
-    if server.auth.write_tokens and server.auth.read_tokens:
+    if (server.auth.write_tokens or server.auth.tenants) and server.auth.read_tokens:
         return
     raise ConfigError(
         f"refusing to listen on {server.listen} without server.auth tokens; "

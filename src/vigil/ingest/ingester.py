@@ -24,6 +24,15 @@ from vigil.storage.metadata import MetadataStore
 _CACHE_MAX = 4_000_000  # entries; past this the cache starts over rather than grow without bound
 
 
+TENANT = "tenant"
+
+
+def with_tenant(labels: Labels, tenant: str | None) -> Labels:
+    """The label set as stored: the writer's own `tenant` label dropped, the server's one set."""
+    stripped = labels.without(TENANT) if labels.get(TENANT) else labels
+    return Labels.from_pairs([*stripped, (TENANT, tenant)]) if tenant else stripped
+
+
 class _UnverifiedKey(Exception):
     """A key from the codec's unwalked fast path did not parse as a label section."""
 
@@ -70,15 +79,21 @@ class Ingester:
         self._metadata = metadata
         self._limits = limits
         self._metrics = metrics
-        self._cache: dict[bytes, int] = {}
+        self._caches: dict[str | None, dict[bytes, int]] = {}
+        self._cached = 0
         self._generation = storage.series_generation
         self._create_lock = threading.Lock()
 
-    def write_remote(self, decoded: DecodedWrite) -> IngestResult:
-        """Store a decoded remote-write request. Raises InvalidSeries (nothing stored) or StorageError."""
+    def write_remote(self, decoded: DecodedWrite, tenant: str | None = None) -> IngestResult:
+        """Store a decoded remote-write request. Raises InvalidSeries (nothing stored) or StorageError.
+
+        `tenant` (from the writer's token) becomes the `tenant` label of every series; a `tenant`
+        label in the payload itself is never kept."""
         for _attempt in range(2):
             try:
-                refs = self._resolve_keys(decoded.label_keys, strict=decoded.unverified_body is None)
+                refs = self._resolve_keys(
+                    decoded.label_keys, strict=decoded.unverified_body is None, tenant=tenant
+                )
             except _UnverifiedKey:
                 decoded = decoded.verified()  # a key cut without walking was not a label section
                 if decoded.timestamps.size > self._limits.max_samples_per_request:
@@ -87,12 +102,12 @@ class Ingester:
                         f"{decoded.timestamps.size} samples exceed the "
                         f"limit of {self._limits.max_samples_per_request} per request",
                     ) from None
-                refs = self._resolve_keys(decoded.label_keys, strict=True)
+                refs = self._resolve_keys(decoded.label_keys, strict=True, tenant=tenant)
             try:
                 result = self._append(refs[decoded.sample_series], decoded.timestamps, decoded.values)
                 break
             except StaleRefError:
-                self._cache.clear()  # a series was deleted under us: resolve again
+                self._caches.clear()  # a series was deleted under us: resolve again
         else:
             raise StorageError("series were deleted while the request was stored; retry")
         if self._metadata is not None and decoded.metadata:
@@ -103,9 +118,9 @@ class Ingester:
         self._count("remote_write", result.accepted, rejected)
         return IngestResult(result.accepted, rejected)
 
-    def write_text(self, parsed: ParsedText) -> IngestResult:
-        """Store samples parsed from the text exposition format."""
-        labels = [validate_labels(list(lb), self._limits) for lb in parsed.series]
+    def write_text(self, parsed: ParsedText, tenant: str | None = None) -> IngestResult:
+        """Store samples parsed from the text exposition format (`tenant` as for write_remote)."""
+        labels = [with_tenant(validate_labels(list(lb), self._limits), tenant) for lb in parsed.series]
         refs = np.array([self._storage.series_ref(lb) for lb in labels], np.int64)
         result = self._append(refs[parsed.series_index], parsed.timestamps, parsed.values)
         if self._metadata is not None and parsed.metadata:
@@ -120,17 +135,26 @@ class Ingester:
             return AppendResult(0, {})
         return self._storage.append(refs, ts, vals)
 
-    def _resolve_keys(self, keys: list[bytes], strict: bool) -> npt.NDArray[np.int64]:
-        if self._storage.series_generation != self._generation or len(self._cache) > _CACHE_MAX:
-            self._cache = {}
+    def _resolve_keys(self, keys: list[bytes], strict: bool, tenant: str | None) -> npt.NDArray[np.int64]:
+        if self._storage.series_generation != self._generation or self._cached > _CACHE_MAX:
+            self._caches = {}
+            self._cached = 0
             self._generation = self._storage.series_generation
-        cache = self._cache
+        # The same label bytes are a different series for each tenant: one cache per tenant.
+        cache = self._caches.setdefault(tenant, {})
         found = list(map(cache.get, keys))
         if None in found:
-            self._create_missing(keys, found, strict)
+            self._create_missing(keys, found, strict, cache, tenant)
         return np.array(found, np.int64)
 
-    def _create_missing(self, keys: list[bytes], found: list[int | None], strict: bool) -> None:
+    def _create_missing(
+        self,
+        keys: list[bytes],
+        found: list[int | None],
+        strict: bool,
+        cache: dict[bytes, int],
+        tenant: str | None,
+    ) -> None:
         # Validate every new series before creating any, so a bad request leaves no trace.
         missing = [i for i, ref in enumerate(found) if ref is None]
         labels: list[Labels] = []
@@ -141,12 +165,13 @@ class Ingester:
                 if not strict:
                     raise _UnverifiedKey from None
                 raise InvalidSeries("protobuf", str(exc)) from None
-            labels.append(validate_labels(pairs, self._limits))
+            labels.append(with_tenant(validate_labels(pairs, self._limits), tenant))
         with self._create_lock:
             for i, lb in zip(missing, labels, strict=True):
                 ref = self._storage.series_ref(lb)
-                self._cache[keys[i]] = ref
+                cache[keys[i]] = ref
                 found[i] = ref
+            self._cached += len(missing)
         self._metrics.series_created.inc(len(set(labels)))
 
     def _count(self, protocol: str, accepted: int, rejected: dict[str, int]) -> None:

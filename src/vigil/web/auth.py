@@ -18,11 +18,30 @@ class Scope(Enum):
 class TokenAuth:
     """Accepts a request when no tokens are configured for its scope or its bearer token is one of them."""
 
-    def __init__(self, write_tokens: Sequence[str], read_tokens: Sequence[str]) -> None:
+    def __init__(
+        self,
+        write_tokens: Sequence[str],
+        read_tokens: Sequence[str],
+        tenants: Sequence[tuple[str, Sequence[str]]] = (),
+    ) -> None:
+        """`tenants`: (tenant, tokens) pairs; those tokens may write, and what they write is the tenant's."""
+        self._tenant_tokens = [(t.encode(), name) for name, tokens in tenants for t in tokens]
         self._tokens = {
-            Scope.WRITE: [t.encode() for t in write_tokens],
+            Scope.WRITE: [t.encode() for t in write_tokens] + [t for t, _ in self._tenant_tokens],
             Scope.READ: [t.encode() for t in read_tokens],
         }
+
+    def tenant_of(self, request: Request) -> str | None:
+        """The tenant whose token the request carries, if any (call after `check` allowed it)."""
+        kind, _, presented = request.headers.get("authorization", "").partition(" ")
+        if kind.lower() != "bearer" or not self._tenant_tokens:
+            return None
+        given = presented.strip().encode()
+        found = None
+        for token, name in self._tenant_tokens:  # every token compared: no timing hint
+            if hmac.compare_digest(given, token):
+                found = name
+        return found
 
     def enabled(self, scope: Scope) -> bool:
         return bool(self._tokens[scope])

@@ -107,9 +107,9 @@ class WriteAPI:
         body = await self._body(request)
         if isinstance(body, Response):
             return body
-        return await run_in_threadpool(self._store_remote, body)
+        return await run_in_threadpool(self._store_remote, body, self._auth.tenant_of(request))
 
-    def _store_remote(self, body: bytes) -> Response:
+    def _store_remote(self, body: bytes, tenant: str | None) -> Response:
         try:
             raw = decode_snappy(body, self._max_decompressed)
         except DecompressedTooLarge as exc:
@@ -130,7 +130,7 @@ class WriteAPI:
                 f"{decoded.timestamps.size} samples exceed the limit of {self._max_samples} per request",
                 413,
             )
-        return self._store(lambda: self._ingester.write_remote(decoded))
+        return self._store(lambda: self._ingester.write_remote(decoded, tenant))
 
     async def import_text(self, request: Request) -> Response:
         denied = self._authorize(request)
@@ -139,9 +139,9 @@ class WriteAPI:
         body = await self._body(request)
         if isinstance(body, Response):
             return body
-        return await run_in_threadpool(self._store_text, body)
+        return await run_in_threadpool(self._store_text, body, self._auth.tenant_of(request))
 
-    def _store_text(self, body: bytes) -> Response:
+    def _store_text(self, body: bytes, tenant: str | None) -> Response:
         try:
             parsed = parse_text(body, default_timestamp_ms=int(time.time() * 1000))
         except TextParseError as exc:
@@ -152,7 +152,7 @@ class WriteAPI:
                 f"{parsed.timestamps.size} samples exceed the limit of {self._max_samples} per request",
                 413,
             )
-        return self._store(lambda: self._ingester.write_text(parsed))
+        return self._store(lambda: self._ingester.write_text(parsed, tenant))
 
     def _store(self, write: Callable[[], IngestResult]) -> Response:
         try:
