@@ -161,7 +161,8 @@ BAD: list[tuple[str, str]] = [
     ),
     (
         "server:\n  auth:\n    tokens: [a]\n",
-        "vigil.yml: server.auth.tokens: unknown key (expected one of: write_tokens, read_tokens, hmac_key, tenants)",
+        "vigil.yml: server.auth.tokens: unknown key "
+        "(expected one of: write_tokens, read_tokens, hmac_key, tenants)",
     ),
     (
         "1: x\n",
