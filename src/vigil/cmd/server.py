@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
+import time
+from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
@@ -88,13 +91,6 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
     db = open_db(cfg, registry)
     host, port = parse_listen(cfg.server.listen)
     app = build_app(cfg, db, registry)
-    local = None
-    if with_agent:
-        from vigil.cmd.agent import start_in_process
-
-        url = f"http://{cfg.server.listen}/api/v1/write".replace("0.0.0.0", "127.0.0.1")
-        tokens = cfg.server.auth.write_tokens or tuple(t for _, ts in cfg.server.auth.tenants for t in ts)
-        local = start_in_process(cfg, url, tokens[0] if tokens else "")
     config = uvicorn.Config(
         app,
         host=host,
@@ -110,10 +106,27 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
     # make that a no-op so a requested stop exits 0 (and the DB is closed below).
     signal.signal(signal.SIGTERM, lambda *_: None)
     log.info("Vigil %s listening on http://%s, data in %s", __version__, cfg.server.listen, cfg.storage.path)
+    local: list[Any] = []
+    if with_agent:
+        threading.Thread(target=_start_local_agent, args=(cfg, server, local), daemon=True).start()
     try:
         server.run()
     finally:
-        if local is not None:
-            local.stop()
+        for agent in local:
+            agent.stop()
         db.close()
     return 0 if server.started else 1
+
+
+def _start_local_agent(cfg: Config, server: uvicorn.Server, started: list[Any]) -> None:
+    """`vigil up`: once the server listens, an agent for this host shipping to it (so its first
+    delivery does not race the server's start-up)."""
+    from vigil.cmd.agent import start_in_process
+
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.05)
+    url = f"http://{cfg.server.listen}/api/v1/write".replace("0.0.0.0", "127.0.0.1")
+    tokens = cfg.server.auth.write_tokens or tuple(t for _, ts in cfg.server.auth.tenants for t in ts)
+    started.append(start_in_process(cfg, url, tokens[0] if tokens else ""))
