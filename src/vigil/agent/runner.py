@@ -97,7 +97,7 @@ def to_batch(families: Iterable[Metric], extra: dict[str, str], timestamp_ms: in
         for s in fam.samples:
             labels = {**extra, **s.labels, "__name__": s.name}
             series.append(sorted((k, v) for k, v in labels.items() if v != ""))
-            ts = int(s.timestamp * 1000) if s.timestamp is not None else timestamp_ms
+            ts = int(float(s.timestamp) * 1000) if s.timestamp is not None else timestamp_ms
             points.append([(ts, float(s.value))])
     return series, points
 

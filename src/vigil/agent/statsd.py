@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import Metric
 from prometheus_client.utils import floatToGoString
@@ -474,7 +475,7 @@ class StatsdServer:
                 return "name clashes with another metric's series"
         elif kind != s.kind:
             return "metric type changed"
-        store: dict = {
+        store: Any = {
             "counter": self._counters,
             "gauge": self._gauges,
             "histogram": self._hists,
@@ -574,13 +575,13 @@ class StatsdServer:
             family(name).add_sample(name, dict(tags), value)
         for (name, tags), count in sets.items():
             family(name).add_sample(name, dict(tags), float(count))
-        for (name, tags), (counts, total, count) in hists.items():
+        for (name, tags), (counts, total, observations) in hists.items():
             fam = family(name)
             cumulative = 0.0
             for bound, c in zip((*self.buckets, math.inf), counts, strict=True):
                 cumulative += c
                 fam.add_sample(name + "_bucket", {**dict(tags), "le": floatToGoString(bound)}, cumulative)
-            fam.add_sample(name + "_count", dict(tags), count)
+            fam.add_sample(name + "_count", dict(tags), observations)
             fam.add_sample(name + "_sum", dict(tags), total)
 
         own_lines = Metric("vigil_agent_statsd_lines", "StatsD lines received, by result.", "counter")

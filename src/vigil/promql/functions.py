@@ -260,14 +260,11 @@ def _expand(template: str, m: re.Match[str]) -> str:
         name = t.group(1) or t.group(2)
         try:
             g = m.group(int(name)) if name.isdigit() else m.group(name)
-        except (IndexError, error_types):
+        except (IndexError, KeyError, re.error):
             return ""
         return g or ""
 
     return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", sub, template)
-
-
-error_types = (re.error, KeyError)
 
 
 def _label_replace(args: list[Value]) -> Vector:
@@ -311,7 +308,7 @@ def _label_join(args: list[Value]) -> Vector:
 def _absent(v: Value, arg: ast.Expr, steps: I64) -> Vector:
     assert isinstance(v, Vector)
     n = steps.size
-    any_present = v.present.any(axis=0) if len(v) else np.zeros(n, bool)
+    any_present = np.asarray(v.present.any(axis=0)) if len(v) else np.zeros(n, bool)
     labels = Labels()
     if isinstance(arg, ast.VectorSelector):
         from vigil.promql.engine import _selector_labels
@@ -772,7 +769,7 @@ def _double_exponential_smoothing(m: Matrix, args: list[Value]) -> Vector:
 
 def _absent_over_time(m: Matrix, args: list[Value], steps: I64) -> Vector:
     n = m.end.size
-    any_present = (m.count > 0).any(axis=0) if m.labels else np.zeros(n, bool)
+    any_present = np.asarray((m.count > 0).any(axis=0)) if m.labels else np.zeros(n, bool)
     labels = m.selector_labels if m.selector_labels is not None else Labels()
     return Vector([labels], np.ones((1, n)), ~any_present[None, :])
 

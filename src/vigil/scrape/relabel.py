@@ -73,10 +73,11 @@ def _apply(cfg: RelabelConfig, labels: dict[str, str]) -> dict[str, str] | None:
 
 def relabel(labels: dict[str, str], configs: Iterable[RelabelConfig]) -> dict[str, str] | None:
     """Apply the steps in order; None when a step drops the sample. `labels` is not modified."""
-    current: dict[str, str] | None = labels
+    current = labels
     for cfg in configs:
-        current = _apply(cfg, current)
-        if current is None:
+        step = _apply(cfg, current)
+        if step is None:
             return None
+        current = step
     # Empty values mean "absent" everywhere in Vigil, so strip any left by e.g. labelkeep.
     return {k: v for k, v in current.items() if v != ""}

@@ -217,7 +217,8 @@ class Block:
                 arrays.append(a.astype(a.dtype.newbyteorder("=")))
         except (ValueError, KeyError, struct.error) as exc:
             raise BlockCorruptError(f"{path}: damaged block index ({exc})") from None
-        return cls(path, meta, *arrays, size=data_size)  # type: ignore[arg-type]
+        refs, group_first, group_off, group_len, group_crc = arrays
+        return cls(path, meta, refs, group_first, group_off, group_len, group_crc, size=data_size)
 
     def select(self, refs: npt.NDArray[np.int64] | None, mint: int, maxt: int) -> Samples:
         """Samples of `refs` (sorted; None = all) in [mint, maxt], sorted by (ref, ts)."""
