@@ -1,6 +1,7 @@
 """The shipper end to end: batching, retries and drops against scripted answers; an outage of a real
-Vigil server with an agent restart in between; Debian's VictoriaMetrics and Prometheus as receivers;
-and HMAC-signed writes against Vigil's write API."""
+Vigil server with an agent restart in between (one connection and several); sharding across connections
+(exactly once, in order per series, balanced) and changes of the shard count with data queued; Debian's
+VictoriaMetrics and Prometheus as receivers; and HMAC-signed writes against Vigil's write API."""
 
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ from tests.ship.test_client import Receiver
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.validate import Limits
 from vigil.model.matcher import Matcher
+from vigil.prompb import WriteRequest
 from vigil.prompb.encode import encode_write_request
-from vigil.ship import DurableQueue, RemoteWriteClient, Shipper
-from vigil.ship.shipper import build_shipper
+from vigil.ship import DurableQueue, RemoteWriteClient, SendResult, Shipper
+from vigil.ship.shipper import ShardedShipper, build_shipper
 from vigil.ship.signing import sign
 from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME, Options
 from vigil.web.auth import TokenAuth
@@ -43,6 +45,56 @@ def make_shipper(
     return Shipper(
         DurableQueue(queue_dir), RemoteWriteClient(url, timeout_s=5, **client_args), registry, **opts
     )
+
+
+def open_shipper(
+    queue_dir: Path, url: str, connections: int | None, registry: CollectorRegistry | None = None, **kw: int
+) -> Shipper | ShardedShipper:
+    """A single `Shipper` (connections=None) or `build_shipper`'s sharded one, with short backoffs."""
+    if connections is None:
+        return make_shipper(queue_dir, url, registry, **kw)
+    return build_shipper(
+        directory=queue_dir,
+        url=url,
+        registry=registry,
+        connections=connections,
+        max_samples=kw.get("max_samples_per_send", 2000),
+        min_backoff_s=0.02,
+        max_backoff_s=0.3,
+    )
+
+
+def record_sends(shipper: ShardedShipper) -> list[list[WriteRequest]]:
+    """Wraps each shard's client: per shard, the requests the server accepted, in the order sent."""
+    logs: list[list[WriteRequest]] = [[] for _ in shipper.shards]
+    for shard, out in zip(shipper.shards, logs, strict=True):
+        send = shard._client.send
+
+        def recording(body: bytes, send=send, out=out) -> SendResult:  # type: ignore[no-untyped-def]
+            result = send(body)
+            if result.ok:
+                req = WriteRequest()
+                req.ParseFromString(bytes(cramjam.snappy.decompress_raw(body)))
+                out.append(req)
+            return result
+
+        shard._client.send = recording  # type: ignore[method-assign]
+    return logs
+
+
+def points_in_order(
+    requests: list[WriteRequest],
+) -> dict[tuple[tuple[str, str], ...], list[tuple[int, float]]]:
+    """Samples by series, in the order they were sent, asserting that timestamps only go forward."""
+    out: dict[tuple[tuple[str, str], ...], list[tuple[int, float]]] = {}
+    for req in requests:
+        for ts in req.timeseries:
+            key = tuple((lb.name, lb.value) for lb in ts.labels)
+            pts = out.setdefault(key, [])
+            for s in ts.samples:
+                assert not pts or s.timestamp > pts[-1][0], (key, pts[-1], s.timestamp)
+                pts.append((s.timestamp, s.value))
+    return out
 
 
 def received_points(rx: Receiver) -> dict[tuple[tuple[str, str], ...], list[tuple[int, float]]]:
@@ -182,7 +234,10 @@ def test_close_is_prompt_during_an_outage_and_keeps_the_queue(tmp_path: Path) ->
 # -- a real Vigil server, with an outage and an agent restart --------------------------------------
 
 
-def test_outage_and_agent_restart_deliver_every_sample_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("connections", [None, 3], ids=["single", "sharded3"])
+def test_outage_and_agent_restart_deliver_every_sample_exactly_once(
+    tmp_path: Path, connections: int | None
+) -> None:
     vigil = VigilProcess(tmp_path / "vigil").start()
     url = vigil.url + "/api/v1/write"
     names = [[("__name__", "outage_test"), ("host", f"h{i}")] for i in range(5)]
@@ -190,7 +245,7 @@ def test_outage_and_agent_restart_deliver_every_sample_exactly_once(tmp_path: Pa
     last_t = 0
     step = 0
 
-    def produce(shipper: Shipper, seconds: float) -> None:
+    def produce(shipper: Shipper | ShardedShipper, seconds: float) -> None:
         # What the agent's collection loop does: a sample per series every 20 ms, enqueued at once.
         nonlocal last_t, step
         until = time.monotonic() + seconds
@@ -205,7 +260,7 @@ def test_outage_and_agent_restart_deliver_every_sample_exactly_once(tmp_path: Pa
 
     sent = []
     try:
-        shipper = make_shipper(tmp_path / "q", url, max_samples_per_send=40)
+        shipper = open_shipper(tmp_path / "q", url, connections, max_samples_per_send=40)
         try:
             produce(shipper, 1.0)
             vigil.stop()
@@ -214,16 +269,16 @@ def test_outage_and_agent_restart_deliver_every_sample_exactly_once(tmp_path: Pa
         finally:
             shipper.close()  # the agent restarts during the outage, with a backlog
         sent.append(shipper.samples_sent)
-        shipper = make_shipper(tmp_path / "q", url, max_samples_per_send=40)
+        shipper = open_shipper(tmp_path / "q", url, connections, max_samples_per_send=40)
         try:
-            assert shipper._queue.depth()[0] > 10  # the backlog survived the restart
+            assert shipper.depth()[0] > 10  # the backlog survived the restart
             produce(shipper, 1.0)
             vigil.start()
             produce(shipper, 1.0)
         finally:
             shipper.close()  # and restarts again while delivering
         sent.append(shipper.samples_sent)
-        shipper = make_shipper(tmp_path / "q", url, max_samples_per_send=40)
+        shipper = open_shipper(tmp_path / "q", url, connections, max_samples_per_send=40)
         try:
             produce(shipper, 0.5)
             assert shipper.flush(20)
@@ -243,6 +298,128 @@ def test_outage_and_agent_restart_deliver_every_sample_exactly_once(tmp_path: Pa
             for lb, ts, v in db.select([Matcher.eq("__name__", "outage_test")], MIN_TIME, MAX_TIME)
         }
     assert got == expected
+
+
+# -- sharding across connections -------------------------------------------------------------------
+
+
+def test_sharded_delivery_exactly_once_in_order_and_balanced(tmp_path: Path) -> None:
+    vigil = VigilProcess(tmp_path / "vigil").start()
+    registry = CollectorRegistry()
+    n_series, rounds, per_round = 200, 6, 10
+    names = [[("job", "shard_test"), ("__name__", "sharded"), ("host", f"h{i}")] for i in range(n_series)]
+    t0 = now_ms() - 120_000
+    expected: dict[str, list[tuple[int, float]]] = {f"h{i}": [] for i in range(n_series)}
+    try:
+        shipper = build_shipper(
+            directory=tmp_path / "q",
+            url=vigil.url + "/api/v1/write",
+            registry=registry,
+            connections=4,
+            max_samples=150,
+        )
+        try:
+            assert isinstance(shipper, ShardedShipper) and len(shipper.shards) == 4
+            logs = record_sends(shipper)
+            for r in range(rounds):  # each series spans several payloads, interleaved with the others
+                pts = [
+                    [
+                        (t0 + (r * per_round + k) * 100, float(i * 1000 + r * per_round + k))
+                        for k in range(per_round)
+                    ]
+                    for i in range(n_series)
+                ]
+                assert shipper.enqueue(names, pts) > 4
+                for i, p in enumerate(pts):
+                    expected[f"h{i}"] += p
+            assert shipper.flush(30)
+            assert (
+                registry.get_sample_value("vigil_agent_ship_samples_total") == n_series * rounds * per_round
+            )
+            assert registry.get_sample_value("vigil_agent_queue_entries") == 0
+            assert registry.get_sample_value("vigil_agent_ship_retries_total") == 0
+        finally:
+            shipper.close()
+        assert registry.get_sample_value("vigil_agent_ship_samples_total") is None  # one collector, gone
+    finally:
+        vigil.stop()
+    per_shard = [points_in_order(log) for log in logs]  # asserts the send order within each series
+    owners: dict[str, list[int]] = {}
+    for i, got in enumerate(per_shard):
+        for key in got:
+            owners.setdefault(dict(key)["host"], []).append(i)
+    assert all(len(v) == 1 for v in owners.values())  # every series stayed on one shard
+    series_per_shard = [len(got) for got in per_shard]
+    assert sum(series_per_shard) == n_series
+    assert all(n_series / 4 * 0.6 <= n <= n_series / 4 * 1.4 for n in series_per_shard), series_per_shard
+    assert all(len(log) >= rounds for log in logs)  # every connection carried traffic
+    sent = {dict(k)["host"]: v for got in per_shard for k, v in got.items()}
+    assert sent == expected  # exactly once on the wire
+    with DB(vigil.data_dir) as db:
+        stored = {
+            lb.to_dict()["host"]: list(zip(ts.tolist(), v.tolist(), strict=True))
+            for lb, ts, v in db.select([Matcher.eq("__name__", "sharded")], MIN_TIME, MAX_TIME)
+        }
+    assert stored == expected
+
+
+def test_changing_the_shard_count_drains_old_queues_first(tmp_path: Path) -> None:
+    """Pre-sharding queue -> 2 shards -> (3 asked mid-transition) -> 3 shards, all with data queued."""
+    queue_dir = tmp_path / "q"
+    dead = f"http://127.0.0.1:{free_port()}/api/v1/write"
+    names = [[("__name__", "reshard"), ("host", f"h{i}")] for i in range(20)]
+    expected: dict[tuple[tuple[str, str], ...], list[tuple[int, float]]] = {
+        tuple(sorted(n)): [] for n in names
+    }
+    t0 = now_ms() - 60_000
+    rnd = 0
+
+    def produce(shipper: Shipper | ShardedShipper) -> None:
+        nonlocal rnd
+        pts = [[(t0 + rnd * 10 + k, float(rnd * 100 + i)) for k in range(5)] for i in range(len(names))]
+        shipper.enqueue(names, pts)
+        for n, p in zip(names, pts, strict=True):
+            expected[tuple(sorted(n))] += p
+        rnd += 1
+
+    def state() -> dict:
+        return json.loads((queue_dir / "shards.json").read_text())
+
+    legacy = make_shipper(queue_dir, dead, max_samples_per_send=30)  # the single queue of older versions
+    for _ in range(10):  # a long backlog, so that sending new data alongside it would overtake it
+        produce(legacy)
+    legacy.close()
+    assert (queue_dir / "wal").is_dir()
+    shipper = open_shipper(queue_dir, dead, 2, max_samples_per_send=30)
+    produce(shipper)
+    shipper.close()
+    assert state()["shards"] == 2 and set(state()["hold"]) == {".", "shard-0", "shard-1"}
+    # Still changing: a different count waits for a later start, so only two generations ever exist.
+    shipper = open_shipper(queue_dir, dead, 3, max_samples_per_send=30)
+    assert isinstance(shipper, ShardedShipper) and len(shipper.shards) == 2 and len(shipper.draining) == 1
+    produce(shipper)
+    shipper.close()
+    with Receiver() as rx:
+        shipper = open_shipper(queue_dir, rx.url, 3, max_samples_per_send=30)
+        try:
+            assert isinstance(shipper, ShardedShipper) and len(shipper.shards) == 2
+            produce(shipper)
+            assert shipper.flush(20)
+        finally:
+            shipper.close()
+        states = [state()]  # the old backlog went first, then the new count was recorded
+        shipper = open_shipper(queue_dir, rx.url, 3, max_samples_per_send=30)
+        try:
+            assert isinstance(shipper, ShardedShipper) and len(shipper.shards) == 3 and not shipper.draining
+            assert all(s._barrier is None for s in shipper.shards)
+            produce(shipper)
+            assert shipper.flush(20)
+        finally:
+            shipper.close()
+        states.append(state())
+    # Everything exactly once and, per series, in the order produced (the receiver saw the send order).
+    assert points_in_order(rx.received) == expected
+    assert states == [{"shards": 2}, {"shards": 3}]
 
 
 # -- Debian's peers as receivers -------------------------------------------------------------------

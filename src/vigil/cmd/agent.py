@@ -93,6 +93,7 @@ def build_shipper(cfg: Config, registry: CollectorRegistry, url: str, token: str
         max_bytes=s.queue_max_size,
         max_age_s=s.queue_max_age / 1000,
         max_samples=s.max_samples_per_send,
+        connections=s.connections,
         registry=registry,
     )
 

@@ -128,6 +128,8 @@ class ShipConfig(_Section):
     """On-disk queue size; past it the oldest data is dropped (and counted)."""
     queue_max_age: PositiveDuration = parse_duration("24h")
     max_samples_per_send: Annotated[int, _integer(minimum=1)] = 2000
+    connections: Annotated[int, _integer(minimum=1)] = 2
+    """Parallel connections; each series always travels on the same one, so its samples stay in order."""
 
 
 def _optional_listen(value: object) -> str:

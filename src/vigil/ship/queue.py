@@ -388,6 +388,11 @@ class DurableQueue:
             self._truncate_locked()
             return True
 
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next appended entry will get (a boundary for re-sharding)."""
+        return self._next_seq
+
     def depth(self) -> tuple[int, int]:
         """Unacknowledged (entries, payload bytes)."""
         with self._lock:

@@ -1,10 +1,19 @@
-"""The agent's shipper: batches samples into the durable queue and sends the queue in order.
+"""The agent's shipper: batches samples into durable queues and sends each queue in order.
 
-One background thread sends one payload at a time, oldest first, and acknowledges it only after the
-server answered. That single sender is what keeps samples of each series in order on the server (a
-remote-write receiver refuses or reorders out-of-order samples otherwise); the agent's volume (a few
-thousand samples every few seconds) is far below what one connection carries, so parallel senders
-sharded by series would add complexity without a need.
+A `Shipper` is one shard: one durable queue, one connection, one background thread that sends one
+payload at a time, oldest first, and acknowledges it only after the server answered. `ShardedShipper`
+(what `build_shipper` returns) runs several shards in parallel and routes every series to a fixed shard
+by a stable hash of its label set, so each series' samples are still sent in order (a remote-write
+receiver refuses out-of-order samples) while different series travel over several connections.
+
+On disk, shard i lives in `<directory>/shard-<i>/` and `<directory>/shards.json` records the layout.
+Queues left by an earlier layout are drained, not lost: the pre-sharding queue (`<directory>/wal`) and
+`shard-<i>` directories beyond the current count are opened as extra, send-only shards. When the count
+changed with data queued, a series may have old samples in one queue and new ones in another, so every
+shard holds back what was queued after the change until all queues sent what was queued before it. The
+state file records that boundary (each queue's first new sequence number) until the old backlog is sent;
+a restart in between resumes the same transition, and a different count requested meanwhile takes
+effect only on a later start, so there are never more than two generations of data to order.
 
 Retryable failures (network, 5xx, 429) are retried forever with exponential backoff and jitter, so an
 outage of any length is bridged as long as the queue's size and age limits allow; permanent failures
@@ -13,11 +22,15 @@ outage of any length is bridged as long as the queue's size and age limits allow
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import random
+import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -29,12 +42,44 @@ from vigil.prompb.encode import encode_write_request
 from vigil.ship.client import Outcome, RemoteWriteClient, SendResult
 from vigil.ship.queue import DurableQueue
 
-__all__ = ["Shipper", "build_shipper"]
+__all__ = ["ShardedShipper", "Shipper", "build_shipper"]
 
 log = logging.getLogger(__name__)
 
 Labels = Sequence[tuple[str, str]]
 Points = Sequence[tuple[int, float]]
+Batch = tuple[Sequence[Labels], Sequence[Points]]
+
+_LAYOUT = "shards.json"  # {"shards": N} or, during a transition, {"shards": N, "hold": {queue: seq}}
+_SHARD_DIR = re.compile(r"shard-(\d+)")
+
+
+def _unpack(series_labels: Sequence[Labels] | Batch, samples: Sequence[Points] | None) -> Batch:
+    """(series, samples) from either calling convention of `enqueue`."""
+    if samples is None:
+        return cast(Batch, series_labels)
+    return cast(Sequence[Labels], series_labels), samples
+
+
+class _Barrier:
+    """Holds back the samples queued by this run until every queue sent those left by earlier runs."""
+
+    def __init__(self, parties: int, on_release: Callable[[], None]) -> None:
+        self._pending = parties
+        self._lock = threading.Lock()
+        self._on_release = on_release
+        self.released = threading.Event()
+
+    def arrive(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            if self._pending:
+                return
+        try:
+            self._on_release()
+        except Exception:
+            log.exception("shipper: could not record the queue layout")
+        self.released.set()
 
 
 class Shipper:
@@ -56,6 +101,8 @@ class Shipper:
         max_retry_after_s: float = 300.0,
         idle_poll_s: float = 30.0,  # enqueue and close wake the sender; this is only a safety net
         start: bool = True,
+        barrier: _Barrier | None = None,
+        hold_from: int | None = None,
     ) -> None:
         if max_samples_per_send <= 0:
             raise ValueError(f"max_samples_per_send must be positive, got {max_samples_per_send}")
@@ -74,7 +121,10 @@ class Shipper:
         self.bytes_sent = 0
         self.retries = 0
         self._dropped: dict[str, int] = {}  # permanent failures, by reason ("http_400", ...)
-        self._collector = _ShipperCollector(self)
+        self._barrier = barrier
+        # With a barrier, entries from this seq on wait for it; by default those queued from now on.
+        self._hold_from = queue.next_seq if hold_from is None else hold_from
+        self._collector = _ShipperCollector(lambda: [self])
         if registry is not None:
             registry.register(self._collector)
         self._thread = threading.Thread(target=self._run, name="vigil-shipper", daemon=True)
@@ -96,11 +146,7 @@ class Shipper:
         order. Labels are sorted by name here, as remote write requires. Returns the payload count.
         Also callable as `enqueue((series_labels, samples))`, the agent runner's sink signature.
         """
-        if samples is None:
-            batch = cast(tuple[Sequence[Labels], Sequence[Points]], series_labels)
-            all_labels, all_points = batch
-        else:
-            all_labels, all_points = cast(Sequence[Labels], series_labels), samples
+        all_labels, all_points = _unpack(series_labels, samples)
         items: list[tuple[bytes, int, int]] = []
         batch_series: list[Labels] = []
         batch_points: list[Points] = []
@@ -146,10 +192,19 @@ class Shipper:
 
     def _run(self) -> None:
         attempt = 0
+        arrived = False
         while not self._stop.is_set():
             self._wake.clear()
             try:
                 entry = self._queue.peek()
+                barrier = self._barrier
+                if barrier is not None and not barrier.released.is_set():
+                    if not arrived and (entry is None or entry.seq >= self._hold_from):
+                        arrived = True  # this queue's backlog from earlier runs is sent
+                        barrier.arrive()
+                    if arrived and entry is not None and not barrier.released.is_set():
+                        self._stop.wait(0.05)
+                        continue
                 if entry is None:
                     self._wake.wait(self._idle_poll)
                     continue
@@ -192,6 +247,10 @@ class Shipper:
                 merged[reason] = merged.get(reason, 0) + n
         return merged
 
+    def depth(self) -> tuple[int, int]:
+        """Unsent (payloads, bytes) in the queue."""
+        return self._queue.depth()
+
     def flush(self, timeout_s: float) -> bool:
         """Wait until the queue is empty (everything sent or dropped); False on timeout."""
         deadline = time.monotonic() + timeout_s
@@ -229,6 +288,125 @@ class Shipper:
         self.close()
 
 
+class ShardedShipper:
+    """Shippers in parallel, each series always on the same one; the API of `Shipper`.
+
+    `shards` receive samples (series routed by `shard_of`); `draining` are queues from an earlier layout
+    that are only sent. Takes ownership of all of them; one collector in `registry` sums their metrics.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[Shipper],
+        draining: Sequence[Shipper] = (),
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if not shards:
+            raise ValueError("a ShardedShipper needs at least one shard")
+        self.shards = list(shards)
+        self.draining = list(draining)
+        self._registry = registry
+        self._collector = _ShipperCollector(lambda: self.shards + self.draining)
+        if registry is not None:
+            registry.register(self._collector)
+        self._closed = False
+
+    def shard_of(self, labels: Labels) -> int:
+        """The shard of a series: a hash of its sorted label set, stable across runs and processes."""
+        # 0xff never occurs in UTF-8, so it separates names and values unambiguously (as in Prometheus).
+        key = b"\xff".join(part.encode() for pair in sorted(labels) for part in pair)
+        return zlib.crc32(key) % len(self.shards)
+
+    def enqueue(
+        self,
+        series_labels: Sequence[Labels] | Batch,
+        samples: Sequence[Points] | None = None,
+    ) -> int:
+        """Split the batch by shard and queue each part (see `Shipper.enqueue`); returns the payload count."""
+        all_labels, all_points = _unpack(series_labels, samples)
+        parts: dict[int, tuple[list[Labels], list[Points]]] = {}
+        for labels, points in zip(all_labels, all_points, strict=True):
+            if points:
+                part = parts.setdefault(self.shard_of(labels), ([], []))
+                part[0].append(labels)
+                part[1].append(points)
+        return sum(self.shards[i].enqueue(lbs, pts) for i, (lbs, pts) in sorted(parts.items()))
+
+    @property
+    def samples_sent(self) -> int:
+        return sum(s.samples_sent for s in self.shards + self.draining)
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(s.bytes_sent for s in self.shards + self.draining)
+
+    @property
+    def retries(self) -> int:
+        return sum(s.retries for s in self.shards + self.draining)
+
+    def dropped_samples(self) -> dict[str, int]:
+        """Samples dropped, by reason, summed over the shards (see `Shipper.dropped_samples`)."""
+        merged: dict[str, int] = {}
+        for shard in self.shards + self.draining:
+            for reason, n in shard.dropped_samples().items():
+                merged[reason] = merged.get(reason, 0) + n
+        return merged
+
+    def depth(self) -> tuple[int, int]:
+        """Unsent (payloads, bytes) over all queues."""
+        depths = [s.depth() for s in self.shards + self.draining]
+        return sum(d[0] for d in depths), sum(d[1] for d in depths)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every queue is empty; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        return all(s.flush(max(0.0, deadline - time.monotonic())) for s in self.shards + self.draining)
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Stop every shard (in parallel, so the wait is bounded by one send) and close them. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        everything = self.shards + self.draining
+        for shard in everything:  # signal all first: their in-flight sends then finish concurrently
+            shard._stop.set()
+            shard._wake.set()
+        if self._registry is not None:
+            self._registry.unregister(self._collector)
+        for shard in everything:
+            shard.close(timeout_s)
+
+    def __enter__(self) -> ShardedShipper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_layout(root: Path) -> tuple[int | None, dict[str, int] | None]:
+    """(shard count, pending transition's boundaries) from the state file; (None, None) if absent."""
+    try:
+        state = json.loads((root / _LAYOUT).read_text())
+        hold = state.get("hold")
+        return int(state["shards"]), {str(k): int(v) for k, v in hold.items()} if hold is not None else None
+    except FileNotFoundError:
+        return None, None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # Treated as "layout unknown": any queued data is then sent before new data (safe, just slower).
+        log.warning("send queue state %s is unreadable (%s); treating the layout as changed", root, exc)
+        return None, None
+
+
+def _write_layout(root: Path, count: int, hold: dict[str, int] | None = None) -> None:
+    state: dict[str, object] = {"shards": count} | ({"hold": hold} if hold is not None else {})
+    tmp = root / (_LAYOUT + ".tmp")
+    with tmp.open("w") as f:
+        f.write(json.dumps(state) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / _LAYOUT)
+
+
 def build_shipper(
     *,
     directory: Path | str,
@@ -242,37 +420,115 @@ def build_shipper(
     max_age_s: float = 24 * 3600.0,
     max_samples: int = 2000,
     registry: CollectorRegistry | None = None,
-) -> Shipper:
-    """A running Shipper from configuration values (`agent.ship` in vigil.yml); "" means "not set"."""
-    queue = DurableQueue(directory, max_bytes=max_bytes, max_age_s=max_age_s)
-    try:
-        client = RemoteWriteClient(
-            url,
-            bearer_token=token or None,
-            hmac_key=hmac_key or None,
-            ca_file=ca_file,
-            cert_file=cert_file,
-            key_file=key_file,
+    connections: int = 2,
+    **shipper_options: float,
+) -> ShardedShipper:
+    """A running ShardedShipper from configuration values (`agent.ship` in vigil.yml); "" is "not set".
+
+    `connections` shards share `max_bytes` evenly. `shipper_options` go to each `Shipper` (backoff
+    settings; for tests).
+    """
+    if connections <= 0:
+        raise ValueError(f"connections must be positive, got {connections}")
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    recorded, hold = _read_layout(root)
+    if hold is not None and recorded is not None and recorded != connections:
+        log.warning(
+            "send queue %s is still changing to %d shards; %d connections take effect on a later start, "
+            "once the old backlog is sent",
+            root,
+            recorded,
+            connections,
         )
+        connections = recorded
+    per_shard = max(1, max_bytes // connections)
+    opened: list[DurableQueue] = []
+    clients: list[RemoteWriteClient] = []
+
+    def open_queue(path: Path, limit: int) -> DurableQueue:
+        opened.append(DurableQueue(path, max_bytes=limit, max_age_s=max_age_s))
+        return opened[-1]
+
+    try:
+        active = [open_queue(root / f"shard-{i}", per_shard) for i in range(connections)]
+        # Earlier layouts: the pre-sharding queue, and shards beyond the current count.
+        old_paths = [root] if (root / "wal").is_dir() else []
+        for path in sorted(root.iterdir()):
+            m = _SHARD_DIR.fullmatch(path.name)
+            if m and path.is_dir() and int(m.group(1)) >= connections:
+                old_paths.append(path)
+        extra = []
+        for path in old_paths:
+            queue = open_queue(path, max_bytes)  # never drop what is already queued for lack of room
+            if queue.depth()[0]:
+                log.info("send queue %s is from an earlier layout; draining it", path)
+                extra.append(queue)
+        names = {id(q): q.directory.relative_to(root).as_posix() for q in active + extra}
+        if hold is None and (extra or (recorded != connections and any(q.depth()[0] for q in active))):
+            # A new transition: what is queued now goes first. Recorded before anything new is queued.
+            hold = {names[id(q)]: q.next_seq for q in active + extra}
+            _write_layout(root, connections, hold)
+            log.info("send queue layout changed to %d shards: sending the old backlog first", connections)
+        elif hold is None and recorded != connections:
+            _write_layout(root, connections)  # nothing queued anywhere: the new layout holds trivially
+        barrier = None
+        if hold is not None:
+            barrier = _Barrier(len(active) + len(extra), lambda: _write_layout(root, connections))
+
+        def make(queue: DurableQueue) -> Shipper:
+            # A queue missing from `hold` has only old data (nothing new is queued in a draining one).
+            hold_from = hold.get(names[id(queue)], queue.next_seq) if hold is not None else None
+            client = RemoteWriteClient(
+                url,
+                bearer_token=token or None,
+                hmac_key=hmac_key or None,
+                ca_file=ca_file,
+                cert_file=cert_file,
+                key_file=key_file,
+            )
+            clients.append(client)
+            opts: dict = {"max_samples_per_send": max_samples} | shipper_options
+            return Shipper(queue, client, None, start=False, barrier=barrier, hold_from=hold_from, **opts)
+
+        shards, draining = [make(q) for q in active], [make(q) for q in extra]
     except BaseException:
-        queue.close()
+        for client in clients:
+            client.close()
+        for queue in opened:
+            queue.close()
         raise
-    return Shipper(queue, client, registry, max_samples_per_send=max_samples)
+    for queue in opened:
+        if not any(queue is q for q in active + extra):
+            queue.close()  # an empty queue from an earlier layout
+    sharded = ShardedShipper(shards, draining, registry)
+    for shipper in sharded.shards + sharded.draining:
+        shipper._thread.start()
+    return sharded
 
 
 class _ShipperCollector:
-    """Reads the shipper's and the queue's state at scrape time, so gauges are never stale."""
+    """Reads the shippers' and queues' state at scrape time, so gauges are never stale; sums over shards."""
 
-    def __init__(self, shipper: Shipper) -> None:
-        self._shipper = shipper
+    def __init__(self, shippers: Callable[[], Sequence[Shipper]]) -> None:
+        self._shippers = shippers
 
     def describe(self) -> Iterable[Metric]:
         return self.collect()
 
     def collect(self) -> Iterable[Metric]:
-        s = self._shipper
-        with s._stats_lock:
-            sent, nbytes, retries = s.samples_sent, s.bytes_sent, s.retries
+        shippers = self._shippers()
+        sent = nbytes = retries = entries = qbytes = 0
+        oldest = 0.0
+        dropped_by: dict[str, int] = {}
+        for s in shippers:
+            with s._stats_lock:
+                sent, nbytes, retries = sent + s.samples_sent, nbytes + s.bytes_sent, retries + s.retries
+            for reason, n in s.dropped_samples().items():
+                dropped_by[reason] = dropped_by.get(reason, 0) + n
+            e, b = s._queue.depth()
+            entries, qbytes = entries + e, qbytes + b
+            oldest = max(oldest, s._queue.oldest_sample_age_s())
         yield CounterMetricFamily(
             "vigil_agent_ship_samples", "Samples delivered (the server answered 2xx).", value=sent
         )
@@ -287,10 +543,9 @@ class _ShipperCollector:
             "Samples given up on, by reason: full or too_old (queue limits), http_<status> (refused).",
             labels=["reason"],
         )
-        for reason, n in sorted(s.dropped_samples().items()):
+        for reason, n in sorted(dropped_by.items()):
             dropped.add_metric([reason], n)
         yield dropped
-        entries, qbytes = s._queue.depth()
         yield GaugeMetricFamily("vigil_agent_queue_entries", "Payloads waiting to be sent.", value=entries)
         yield GaugeMetricFamily(
             "vigil_agent_queue_bytes", "Compressed bytes waiting to be sent.", value=qbytes
@@ -298,5 +553,5 @@ class _ShipperCollector:
         yield GaugeMetricFamily(
             "vigil_agent_queue_oldest_sample_age_seconds",
             "Age of the oldest sample not yet sent (0 when the queue is empty).",
-            value=s._queue.oldest_sample_age_s(),
+            value=oldest,
         )
