@@ -32,26 +32,62 @@ _CARD = {
 _UNSUPPORTED_FUNCS = {"info", "limit_ratio"}
 
 
+class _ConvertError(Exception):
+    """A problem found while mapping the parser's tree; `near` is text to point the position at."""
+
+    def __init__(self, message: str, near: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.near = near
+
+
 def parse(query: str) -> ast.Expr:
-    """Parse a PromQL expression. Raises ParseError with Prometheus' wording where possible."""
+    """Parse a PromQL expression. Raises ParseError as Prometheus words it: `line:col: parse error: …`."""
     if not query.strip():
         raise ParseError("1:1: parse error: no expression found in input")
+    message = _parse_failure(query)
+    if message is not None:
+        raise ParseError(f"{_position(query, _error_offset(query, message))}: parse error: {message}")
     try:
-        node = pp.parse(query)
-    except ValueError as exc:
-        raise ParseError(f"1:1: parse error: {exc}") from None
+        return _convert(pp.parse(query))
+    except _ConvertError as exc:
+        offset = max(query.find(exc.near), 0) if exc.near else 0
+        raise ParseError(f"{_position(query, offset)}: parse error: {exc.message}") from None
     except BaseException as exc:  # the Rust binding panics on a few inputs (negative @ times)
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         raise ParseError(f"1:1: parse error: {exc}") from None
+
+
+def _parse_failure(query: str) -> str | None:
     try:
-        return _convert(node)
-    except ParseError:
-        raise
+        pp.parse(query)
+    except ValueError as exc:
+        return str(exc)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        raise ParseError(f"1:1: parse error: {exc}") from None
+        return str(exc)
+    return None
+
+
+def _error_offset(query: str, message: str) -> int:
+    """Where the error is: the parser gives no positions, but it reads left to right, so the shortest
+    prefix that fails with the same message ends at the offending character (found by bisection)."""
+    lo, hi = 1, len(query)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _parse_failure(query[:mid]) == message:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo - 1
+
+
+def _position(query: str, offset: int) -> str:
+    line = query.count("\n", 0, offset) + 1
+    col = offset - (query.rfind("\n", 0, offset) + 1) + 1
+    return f"{line}:{col}"
 
 
 def parse_selector(text: str) -> list[Matcher]:
@@ -87,17 +123,17 @@ def _matcher(m: Any) -> Matcher:
     try:
         return Matcher(_MATCH_OPS[str(m.op)], m.name, m.value)
     except InvalidMatcherError as exc:
-        raise ParseError(f"1:1: parse error: {exc}") from None
+        raise _ConvertError(str(exc), m.name) from None
 
 
 def _selector(vs: Any) -> ast.VectorSelector:
     if vs.matchers.or_matchers:
-        raise ParseError("1:1: parse error: 'or' inside a label matcher set is not PromQL")
+        raise _ConvertError("'or' inside a label matcher set is not PromQL", " or ")
     matchers = [_matcher(m) for m in vs.matchers.matchers]
     if vs.name and not any(m.name == "__name__" for m in matchers):
         matchers.insert(0, Matcher(MatchType.EQ, "__name__", vs.name))
     if all(m.matches_empty for m in matchers):
-        raise ParseError("1:1: parse error: vector selector must contain at least one non-empty matcher")
+        raise _ConvertError("vector selector must contain at least one non-empty matcher", "{")
     return ast.VectorSelector(tuple(matchers), _ms(vs.offset), _at(vs.at))
 
 
@@ -124,15 +160,16 @@ def _convert(n: Any) -> ast.Expr:
             name = n.func.name
             classic = ("histogram_quantile", "histogram_quantiles", "histogram_fraction")
             if name in _UNSUPPORTED_FUNCS or (name.startswith("histogram_") and name not in classic):
-                raise ParseError(
-                    f"1:1: parse error: function {name!r} is not supported "
-                    "(native histograms and experimental functions are not implemented)"
+                raise _ConvertError(
+                    f"function {name!r} is not supported "
+                    "(native histograms and experimental functions are not implemented)",
+                    name,
                 )
             return ast.Call(name, tuple(_convert(a) for a in n.args))
         case "AggregateExpr":
             op = str(n.op)
             if op in _UNSUPPORTED_FUNCS:
-                raise ParseError(f"1:1: parse error: aggregation {op!r} is not supported (experimental)")
+                raise _ConvertError(f"aggregation {op!r} is not supported (experimental)", op)
             mod = n.modifier
             without = mod is not None and str(mod.type).endswith("Without")
             labels = tuple(mod.labels) if mod is not None else ()
@@ -164,7 +201,7 @@ def _convert(n: Any) -> ast.Expr:
             if op in ast.SET_OPS and matching is None:
                 matching = ast.VectorMatching("many-to-many", False, (), ())
             return ast.Binary(op, lhs, rhs, return_bool, matching)
-    raise ParseError(f"1:1: parse error: unsupported expression {type(n).__name__}")
+    raise _ConvertError(f"unsupported expression {type(n).__name__}")
 
 
 def duration_ms(text: str) -> int:
