@@ -159,10 +159,6 @@ class Head:
         parts = [self._owner[: self._nchunks]] + [o.refs for o in self._ooo]
         return np.unique(np.concatenate(parts))
 
-    @property
-    def has_out_of_order(self) -> bool:
-        return bool(self._ooo)
-
     def _grow_series(self, n: int) -> None:
         size = self._cur.size
         if n <= size:
