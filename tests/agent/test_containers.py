@@ -383,3 +383,25 @@ def test_this_host() -> None:
     except CollectorUnavailable:
         return
     assert got.values["container_cpu_usage_seconds_total"]
+
+
+def test_containerd_names_from_bundle_annotations(tmp_path: Path, sockdir: Path) -> None:
+    # containerd's state directory as it is on a Kubernetes node: one bundle per running container.
+    bundle = tmp_path / "k8s.io" / C
+    bundle.mkdir(parents=True)
+    bundle.joinpath("config.json").write_text(
+        json.dumps(
+            {
+                "annotations": {
+                    "io.kubernetes.cri.container-type": "container",
+                    "io.kubernetes.cri.container-name": "checkout",
+                    "io.kubernetes.cri.sandbox-name": "shop-7d9c",
+                    "io.kubernetes.cri.sandbox-namespace": "prod",
+                }
+            }
+        )
+    )
+    got = Collected(v2_collector(sockdir, containerd_state=tmp_path).collect())
+    names = {dict(k).get("container") for k in got.values["container_cpu_usage_seconds_total"]}
+    assert "checkout" in names and C[:12] not in names
+    assert B[:12] in names  # podman's container, unknown to containerd, keeps its id

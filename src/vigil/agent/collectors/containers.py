@@ -19,11 +19,15 @@ else the short id) and `id` (the 12-character short id):
 Names come from the Docker Engine API on its unix socket (`GET /containers/json`), cached for
 `name_ttl` (60 s) and asked again sooner, at most every 5 s, only when a container appears that the
 last lookup did not see; without a usable socket the containers are labelled by short id, with one debug log.
-containerd (CRI) names are not resolved yet: those containers carry their short id.
+containerd names come from the OCI bundle each running container has under containerd's state directory
+(`<state>/<namespace>/<id>/config.json`): Kubernetes' CRI annotations give the container name ("POD" for a
+pod's sandbox) and nerdctl's give its name. Reading a file needs no gRPC client and the same access as the
+socket. Containers no runtime names carry their short id.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -78,7 +82,7 @@ class ContainersCollector:
         sys: Path = Path("/sys"),
         proc: Path = Path("/proc"),
         docker_socket: Path = Path("/var/run/docker.sock"),
-        containerd_socket: Path | None = None,
+        containerd_state: Path = Path("/run/containerd/io.containerd.runtime.v2.task"),
         name_ttl: float = 60.0,
         user_hz: int | None = None,
     ) -> None:
@@ -86,7 +90,8 @@ class ContainersCollector:
         self._sys = sys
         self._proc = proc
         self._docker_socket = docker_socket
-        self._containerd_socket = containerd_socket  # accepted for the config; not queried yet
+        self._containerd_state = containerd_state
+        self._bundle_names: dict[str, _Runtime | None] = {}  # id -> name from its bundle (None: none)
         self._name_ttl = name_ttl
         self._hz = float(user_hz or os.sysconf("SC_CLK_TCK"))
         self._names: dict[str, _Runtime] = {}
@@ -184,7 +189,36 @@ class ContainersCollector:
         if age >= self._name_ttl or (new and age >= _MISS_RETRY_S):
             self._refresh_names()
             self._unnamed = {c.id for c in containers if c.id not in self._names}
-        return self._names
+        named = dict(self._names)
+        for c in containers:
+            if c.id not in named:
+                runtime = self._bundle_name(c.id)
+                if runtime is not None:
+                    named[c.id] = runtime
+        return named
+
+    def _bundle_name(self, cid: str) -> _Runtime | None:
+        """A containerd container's name from its OCI bundle annotations (read once per container)."""
+        if cid in self._bundle_names:
+            return self._bundle_names[cid]
+        runtime = None
+        for config in self._containerd_state.glob(f"*/{cid}/config.json"):
+            try:
+                annotations = json.loads(config.read_text()).get("annotations") or {}
+            except (OSError, ValueError):
+                continue  # unreadable or half-written: try again next time
+            if annotations.get("io.kubernetes.cri.container-type") == "sandbox":
+                name = "POD"  # the pod's pause container, named as kubelet and cAdvisor do
+            else:
+                name = (
+                    annotations.get("io.kubernetes.cri.container-name")
+                    or annotations.get("nerdctl/name")
+                    or ""
+                )
+            runtime = _Runtime(name, None) if name else None
+            self._bundle_names[cid] = runtime
+            break
+        return runtime
 
     # -- readers -----------------------------------------------------------------------------------
 
