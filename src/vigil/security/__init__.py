@@ -1,0 +1,1 @@
+"""Security collectors: listening ports, file integrity and authentication logs."""

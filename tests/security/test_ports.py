@@ -1,0 +1,198 @@
+"""ListeningPortsCollector: parsing of real /proc/net lines in a fixture tree, baseline syntax, and a
+real listening socket found through this machine's /proc."""
+
+# ruff: noqa: E501, W291  (the /proc/net fixtures are verbatim kernel lines: long, with trailing blanks)
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from prometheus_client import Metric
+
+from vigil.agent.collector import CollectorUnavailable
+from vigil.security.ports import (
+    MAX_SERIES,
+    Listener,
+    ListeningPortsCollector,
+    parse_baseline_entry,
+)
+
+# Lines copied from this machine's /proc/net files (kernel format, trailing blanks included).
+TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode                                                     
+   0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1598 1 000000000cd05cbc 100 0 0 10 0                      
+   1: 0100007F:CA1C 0100007F:BCCF 06 00000000:00000000 03:0000034C 00000000     0        0 0 3 0000000026cd50c6                                      
+   7: 0100007F:9472 0100007F:D0D7 06 00000000:00000000 03:000000EF 00000000     0        0 0 3 000000009ee84433                                      
+"""
+TCP6 = """\
+  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:AB27 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 103602 1 0000000077396a46 100 0 0 10 0
+"""
+UDP = """\
+   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            
+10866: 0100007F:9989 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 103603 2 00000000e6596b89 0        
+15241: 0100007F:AAA0 0100007F:0009 01 00000000:00000000 00:00000000 00000000     0        0 103605 2 00000000b2abaf9d 0        
+"""
+UDP6 = """\
+  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+13927: 00000000000000000000000001000000:E57E 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 103604 2 000000009fab6acb 0
+"""
+
+EXPECTED = [
+    Listener("tcp", "0.0.0.0", 2024, "sshd"),
+    Listener("tcp", "::1", 0xAB27, "vigil"),
+    Listener("udp", "127.0.0.1", 0x9989, "dnsmasq"),
+    Listener("udp", "::1", 0xE57E, ""),  # inode 103604 has no owner we can see
+]
+
+
+def _proc(tmp_path: Path, tcp: str = TCP) -> Path:
+    proc = tmp_path / "proc"
+    (proc / "net").mkdir(parents=True)
+    for name, text in (("tcp", tcp), ("tcp6", TCP6), ("udp", UDP), ("udp6", UDP6)):
+        (proc / "net" / name).write_text(text)
+    for pid, comm, fds in (
+        ("100", "sshd", {"0": "/dev/null", "3": "socket:[1598]"}),
+        ("200", "vigil", {"1": "pipe:[42]", "7": "socket:[103602]", "8": "socket:[103605]"}),
+        ("300", "dnsmasq", {"4": "socket:[103603]", "5": "anon_inode:[eventfd]"}),
+    ):
+        (proc / pid / "fd").mkdir(parents=True)
+        (proc / pid / "comm").write_text(comm + "\n")
+        for fd, target in fds.items():
+            os.symlink(target, proc / pid / "fd" / fd)
+    (proc / "400").mkdir()  # a pid whose fd directory we cannot read: skipped
+    (proc / "self").mkdir()  # non-numeric entries are ignored
+    return proc
+
+
+def _by_name(families: list[Metric]) -> dict[str, Metric]:
+    return {m.name: m for m in families}
+
+
+def _ports_series(families: list[Metric]) -> set[tuple[str, str, str]]:
+    fam = _by_name(families)["vigil_listening_ports"]
+    assert all(s.value == 1.0 for s in fam.samples)
+    return {(s.labels["protocol"], s.labels["port"], s.labels["process"]) for s in fam.samples}
+
+
+def _unexpected(families: list[Metric]) -> float:
+    return float(_by_name(families)["vigil_listening_ports_unexpected"].samples[0].value)
+
+
+def test_fixture_listeners(tmp_path: Path) -> None:
+    c = ListeningPortsCollector(proc=_proc(tmp_path))
+    assert c.name == "listening_ports"
+    assert c.listeners() == sorted(EXPECTED)
+    fams = list(c.collect())
+    assert _ports_series(fams) == {
+        ("tcp", "2024", "sshd"),
+        ("tcp", str(0xAB27), "vigil"),
+        ("udp", str(0x9989), "dnsmasq"),
+        ("udp", str(0xE57E), ""),
+    }
+    assert _unexpected(fams) == 0  # learned on the first collection
+    assert c.new_listeners() == []  # nothing to compare the first collection with
+
+
+def test_fixture_explicit_baseline_without_learning(tmp_path: Path) -> None:
+    c = ListeningPortsCollector(proc=_proc(tmp_path), baseline=["tcp/2024", "udp/*"], learn=False)
+    fams = list(c.collect())
+    assert _unexpected(fams) == 1
+    assert c.unexpected_listeners() == [Listener("tcp", "::1", 0xAB27, "vigil")]
+
+
+def test_fixture_new_listener_and_learned_state(tmp_path: Path) -> None:
+    state = tmp_path / "ports.json"
+    proc = _proc(tmp_path)
+    c = ListeningPortsCollector(proc=proc, state_file=state)
+    assert _unexpected(list(c.collect())) == 0
+    learned = json.loads(state.read_text())["learned"]
+    assert "tcp/0.0.0.0:2024" in learned and "tcp/[::1]:43815" in learned
+
+    # A new LISTEN line (tcp 127.0.0.1:9400, inode 5555) owned by sshd.
+    new_line = (
+        "   9: 0100007F:24B8 00000000:0000 0A 00000000:00000000 00:00000000 00000000"
+        "     0        0 5555 1 000000000cd05cbc 100 0 0 10 0\n"
+    )
+    (proc / "net" / "tcp").write_text(TCP + new_line)
+    os.symlink("socket:[5555]", proc / "100" / "fd" / "9")
+    fams = list(c.collect())
+    assert _unexpected(fams) == 1
+    assert c.new_listeners() == [Listener("tcp", "127.0.0.1", 9400, "sshd")]
+    assert ("tcp", "9400", "sshd") in _ports_series(fams)
+    list(c.collect())
+    assert c.new_listeners() == []  # only since the previous collection
+
+    # A restart reuses the persisted baseline instead of learning the new listener as expected.
+    c2 = ListeningPortsCollector(proc=proc, state_file=state)
+    assert _unexpected(list(c2.collect())) == 1
+    assert json.loads(state.read_text())["learned"] == learned
+
+
+def test_missing_proc_net_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(CollectorUnavailable):
+        list(ListeningPortsCollector(proc=tmp_path).collect())
+
+
+def test_series_cap(tmp_path: Path) -> None:
+    lines = [TCP.splitlines()[0]]
+    for i in range(MAX_SERIES + 50):
+        port = 10000 + i
+        lines.append(
+            f"{i:4d}: 00000000:{port:04X} 00000000:0000 0A 00000000:00000000 00:00000000 00000000"
+            f"     0        0 {70000 + i} 1 000000000cd05cbc 100 0 0 10 0"
+        )
+    proc = _proc(tmp_path, "\n".join(lines) + "\n")
+    fams = list(ListeningPortsCollector(proc=proc).collect())
+    assert len(_by_name(fams)["vigil_listening_ports"].samples) == MAX_SERIES
+
+
+@pytest.mark.parametrize(
+    ("entry", "listener", "matches"),
+    [
+        ("tcp/22", Listener("tcp", "0.0.0.0", 22), True),
+        ("tcp/22", Listener("tcp", "::", 22), True),
+        ("tcp/22", Listener("udp", "0.0.0.0", 22), False),
+        ("tcp/127.0.0.1:9400", Listener("tcp", "127.0.0.1", 9400), True),
+        ("tcp/127.0.0.1:9400", Listener("tcp", "0.0.0.0", 9400), False),
+        ("tcp/[::0001]:9400", Listener("tcp", "::1", 9400), True),
+        ("udp/*", Listener("udp", "::", 5353), True),
+        ("udp/*", Listener("tcp", "::", 5353), False),
+        ("*/53", Listener("udp", "127.0.0.53", 53), True),
+        ("tcp/*:*", Listener("tcp", "10.0.0.1", 1), True),
+        ("TCP/0.0.0.0:*", Listener("tcp", "0.0.0.0", 8080), True),
+    ],
+)
+def test_baseline_syntax(entry: str, listener: Listener, matches: bool) -> None:
+    assert parse_baseline_entry(entry).matches(listener) is matches
+
+
+@pytest.mark.parametrize("entry", ["22", "sctp/22", "tcp/", "tcp/70000", "tcp/x", "tcp/1.2.3:22", "tcp/[::1"])
+def test_baseline_syntax_errors(entry: str) -> None:
+    with pytest.raises(ValueError):
+        parse_baseline_entry(entry)
+
+
+def test_real_listening_socket() -> None:
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp")
+    comm = Path("/proc/self/comm").read_text().strip()
+    c = ListeningPortsCollector()
+    list(c.collect())  # learns whatever this host listens on now
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        fams = list(c.collect())
+        mine = Listener("tcp", "127.0.0.1", port, comm)
+        assert mine in c.listeners()
+        assert ("tcp", str(port), comm) in _ports_series(fams)
+        assert mine in c.unexpected_listeners()
+        assert _unexpected(fams) >= 1
+        assert mine in c.new_listeners()
+    list(c.collect())
+    assert all(lst.port != port or lst.protocol != "tcp" for lst in c.listeners())
