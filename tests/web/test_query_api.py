@@ -419,20 +419,6 @@ def test_query_options_reach_the_engine(db: DB) -> None:
     ]
 
 
-def test_engine_without_options_is_called_plainly(db: DB) -> None:
-    class Plain:
-        def instant_query(self, query: str, time_ms: int) -> QueryResult:
-            return QueryResult("scalar", scalar=(time_ms, 1.0))
-
-        def range_query(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult:
-            return QueryResult("matrix")
-
-    c = client(db, Plain())
-    assert ok(
-        c.get("/api/v1/query", params={"query": "1", "time": "2", "timeout": "5", "lookback_delta": "1m"})
-    )["result"] == [2, "1"]
-
-
 # -- series, labels, label values -----------------------------------------------------------------------
 
 

@@ -10,7 +10,6 @@ formatting rules live in `vigil.web.promapi`.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -63,9 +62,19 @@ _Data = tuple[str, Sequence[str], Sequence[str]]  # encoded data, warnings, info
 
 
 class QueryEngine(Protocol):
-    def instant_query(self, query: str, time_ms: int) -> QueryResult: ...
+    def instant_query(
+        self, query: str, time_ms: int, lookback_delta_ms: int | None = None, timeout_s: float | None = None
+    ) -> QueryResult: ...
 
-    def range_query(self, query: str, start_ms: int, end_ms: int, step_ms: int) -> QueryResult: ...
+    def range_query(
+        self,
+        query: str,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        lookback_delta_ms: int | None = None,
+        timeout_s: float | None = None,
+    ) -> QueryResult: ...
 
 
 class Form:
@@ -106,13 +115,6 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _accepted_kwargs(fn: Callable[..., Any]) -> frozenset[str]:
-    try:
-        return frozenset(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return frozenset()
-
-
 class QueryAPI:
     """Route handlers for the read side of the Prometheus HTTP API (see `routes`)."""
 
@@ -131,10 +133,6 @@ class QueryAPI:
         self._metadata = metadata
         self._now = now
         self._max_form = max_form_bytes
-        # Per-query options are passed only to an engine that takes them (`lookback_delta_ms`,
-        # `timeout_s`); otherwise the engine's defaults apply.
-        self._instant_kwargs = _accepted_kwargs(engine.instant_query)
-        self._range_kwargs = _accepted_kwargs(engine.range_query)
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -159,22 +157,21 @@ class QueryAPI:
             return _error("internal", f"{type(exc).__name__}: {exc}")
         return Response(success_body(data, warnings, infos), media_type="application/json")
 
-    def _query_kwargs(self, form: Form, accepted: frozenset[str]) -> dict[str, Any]:
-        """`timeout` and `lookback_delta`, checked in Prometheus' order and passed when supported."""
+    def _query_kwargs(self, form: Form) -> dict[str, Any]:
+        """`timeout` and `lookback_delta`, checked in Prometheus' order; absent: the engine's defaults."""
         kwargs: dict[str, Any] = {}
         if timeout := form.get("timeout"):
             try:
                 ns = parse_duration_ns(timeout)
             except ValueError as exc:
                 raise invalid_param("timeout", str(exc)) from None
-            if "timeout_s" in accepted:
-                kwargs["timeout_s"] = ns / 1e9
+            kwargs["timeout_s"] = ns / 1e9
         if lookback := form.get("lookback_delta"):
             try:
                 ms = parse_duration_param(lookback)
             except ValueError as exc:
                 raise APIError("bad_data", f"error parsing lookback delta duration: {exc}") from None
-            if ms > 0 and "lookback_delta_ms" in accepted:  # 0 or less: the default, as Prometheus
+            if ms > 0:  # 0 or less: the default, as Prometheus
                 kwargs["lookback_delta_ms"] = ms
         return kwargs
 
@@ -210,7 +207,7 @@ class QueryAPI:
     async def _query(self, _: Request, form: Form) -> _Data:
         limit = _limit(form)
         t = _time_param(form, "time", self._now())
-        kwargs = self._query_kwargs(form, self._instant_kwargs)
+        kwargs = self._query_kwargs(form)
         q = form.get("query")
         return await self._evaluate(limit, functools.partial(self._engine.instant_query, q, t, **kwargs))
 
@@ -239,7 +236,7 @@ class QueryAPI:
                 "exceeded maximum resolution of 11,000 points per timeseries. "
                 "Try decreasing the query resolution (?step=XX)",
             )
-        kwargs = self._query_kwargs(form, self._range_kwargs)
+        kwargs = self._query_kwargs(form)
         q = form.get("query")
         return await self._evaluate(
             limit, functools.partial(self._engine.range_query, q, start, end, step, **kwargs)
