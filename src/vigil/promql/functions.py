@@ -459,14 +459,9 @@ def _wreduce(ufunc: np.ufunc, arr: np.ndarray, m: Matrix, fill: float = 0.0) -> 
 
 def _windows(m: Matrix) -> tuple[F64, np.ndarray]:
     """All windows as a padded (series, steps, longest) array, NaN beyond each window's end."""
-    cnt = m.count
-    width = int(cnt.max()) if cnt.size else 0
-    ar = np.arange(max(width, 1))
-    idx = m.lo[..., None] + ar
-    mask = ar < cnt[..., None]
-    padded = np.append(m.vals, np.nan)
-    w = np.where(mask, padded[np.minimum(idx, m.vals.size)], np.nan)
-    return w, mask
+    width = int(m.count.max()) if m.count.size else 0
+    _, vals, mask = _padded(m, slice(None), max(width, 1))
+    return np.where(mask, vals, np.nan), mask
 
 
 def _out(m: Matrix, values: F64, present: np.ndarray, keep_name: bool = False) -> Vector:

@@ -460,9 +460,7 @@ class DB:
             b.path.unlink(missing_ok=True)
         self._metrics.retention_deleted.inc(len(expired))
         with self._lock:
-            alive = [b.refs for b in self._blocks] + [
-                h.select(None, MIN_TIME, MAX_TIME).refs for h in [*self._frozen, self._head]
-            ]
+            alive = [b.refs for b in self._blocks] + [h.series_refs() for h in [*self._frozen, self._head]]
             keep = np.unique(np.concatenate(alive)) if alive else np.empty(0, np.int64)
             dead = np.setdiff1d(self._index.all_refs(), keep, assume_unique=True)
             self._index.delete(dead)
