@@ -1,0 +1,121 @@
+"""Security events: the evidence behind a metric ("which IP, which file, which new log line").
+
+An event has the same identity labels as the series of the host it comes from (design §2: tenant,
+cluster, instance, platform, app, job, ...), a `kind` saying what happened, free-form `fields` with the
+detail (user, source address, path, hashes, the log line), and a short human `message`.
+
+`id` makes delivery idempotent: the agent derives it from where the event came from (log file, inode
+and byte offset, or the collector's change record), so an event re-sent after a crash, or re-read from
+a log after a restart, is stored once. The wire format is one JSON object per line (see `to_json` /
+`from_json`), the format of `POST /api/v1/events` and of `GET /api/v1/events` results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["KINDS", "Event", "EventError", "event_id"]
+
+FieldValue = str | int | float | bool | None
+
+# Kinds Vigil's own collectors emit (documented in the README). Others are accepted: a kind is a
+# lower-case identifier, so an integration can add its own.
+KINDS = {
+    "auth": "an authentication attempt (sshd, sudo, su, login, PAM): fields service, result, method, "
+    "user, source_address, line",
+    "listener_new": "a listening socket not in the baseline: fields protocol, address, port, process",
+    "file_changed": "a watched file changed: fields path, change, old_sha256, new_sha256, owner, mode",
+    "log_unknown": "a log line matching no known template: fields source, line",
+    "log_match": "a line matched a log rule that keeps events: fields source, rule, line, groups",
+}
+
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_MAX_MESSAGE = 4096
+_MAX_FIELD = 16384
+
+
+class EventError(ValueError):
+    """An event that cannot be accepted; the text says which part and what was expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    time_ms: int
+    kind: str
+    message: str = ""
+    fields: dict[str, FieldValue] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    id: str = ""
+
+    def with_identity(self, labels: dict[str, str], id: str) -> Event:
+        """A copy with identity labels added (the event's own labels win) and its id set."""
+        return Event(self.time_ms, self.kind, self.message, self.fields, {**labels, **self.labels}, id)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "id": self.id,
+                "time_ms": self.time_ms,
+                "kind": self.kind,
+                "labels": self.labels,
+                "fields": self.fields,
+                "message": self.message,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Event:
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise EventError(f"not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise EventError("expected a JSON object")
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Event:
+        """Validates every part; raises EventError naming the key and what was expected."""
+        unknown = set(raw) - {"id", "time_ms", "kind", "labels", "fields", "message"}
+        if unknown:
+            raise EventError(f"{sorted(unknown)[0]}: unknown key")
+        ts = raw.get("time_ms")
+        if not isinstance(ts, int) or isinstance(ts, bool):
+            raise EventError(f"time_ms: expected an integer (milliseconds since the epoch), got {ts!r}")
+        kind = raw.get("kind")
+        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+            raise EventError(f"kind: expected a lower-case identifier like 'auth', got {kind!r}")
+        message = raw.get("message", "")
+        if not isinstance(message, str):
+            raise EventError("message: expected a string")
+        labels = raw.get("labels", {})
+        if not isinstance(labels, dict):
+            raise EventError("labels: expected an object of strings")
+        for k, v in labels.items():
+            if not _LABEL.fullmatch(k) or not isinstance(v, str):
+                raise EventError(f"labels.{k}: expected a label name with a string value")
+        fields = raw.get("fields", {})
+        if not isinstance(fields, dict):
+            raise EventError("fields: expected an object")
+        for k, v in fields.items():
+            if not isinstance(v, str | int | float | bool | None):
+                raise EventError(f"fields.{k}: expected a string, number, boolean or null")
+            if isinstance(v, str) and len(v) > _MAX_FIELD:
+                raise EventError(f"fields.{k}: longer than {_MAX_FIELD} characters")
+        ident = raw.get("id", "")
+        if not isinstance(ident, str) or len(ident) > 128:
+            raise EventError("id: expected a string of at most 128 characters")
+        return cls(ts, kind, message[:_MAX_MESSAGE], dict(fields), dict(labels), ident)
+
+
+def event_id(*parts: object) -> str:
+    """A stable id from whatever identifies an event's origin (host, file, inode, offset, ...)."""
+    h = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16)
+    return h.hexdigest()
