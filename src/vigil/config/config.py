@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ValidationError, model_validator
 
 from vigil.config.scrape import ScrapeConfigs
+from vigil.config.security import FileIntegrityConfig, ListeningPortsConfig, LogsConfig, UpdatesConfig
 from vigil.config.types import (
     _FROM_TEXT,
     DEFAULT_LISTEN,
@@ -128,6 +129,9 @@ class ShipConfig(_Section):
     """On-disk queue size; past it the oldest data is dropped (and counted)."""
     queue_max_age: PositiveDuration = parse_duration("24h")
     max_samples_per_send: Annotated[int, _integer(minimum=1)] = 2000
+    events: Bool = True
+    """Also ship security events, to the events endpoint beside `url` (`…/api/v1/events`). Turn off when
+    shipping to a plain Prometheus-compatible store that has no events API."""
     connections: Annotated[int, _integer(minimum=1)] = 2
     """Parallel connections; each series always travels on the same one, so its samples stay in order."""
 
@@ -165,6 +169,10 @@ class AgentConfig(_Section):
     """Optional collectors to turn on (off by default, as in node_exporter), e.g. [processes]."""
     statsd: StatsdConfig = StatsdConfig()
     ship: ShipConfig = ShipConfig()
+    logs: LogsConfig = LogsConfig()
+    listening_ports: ListeningPortsConfig = ListeningPortsConfig()
+    file_integrity: FileIntegrityConfig = FileIntegrityConfig()
+    updates: UpdatesConfig = UpdatesConfig()
 
 
 class Config(_Section):

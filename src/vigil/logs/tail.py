@@ -61,6 +61,9 @@ _CHUNK = 64 * 1024
 _STATE_VERSION = 1
 
 Ident = tuple[int, int]
+# (path, line, origin): origin "<path>@<dev>:<ino>:<offset>" names the line's first byte for good,
+# so whoever turns lines into events can give a line read twice (at-least-once) the same event id.
+Line = tuple[str, str, str]
 
 
 def _open(path: str) -> int:
@@ -103,7 +106,9 @@ class FileFollower:
         state_file: Path | None = None,
         start_at_end: bool = False,
         max_line_bytes: int = 64 * 1024,
+        state: dict[str, Any] | None = None,
     ) -> None:
+        """`state` (from `state()`) is used instead of `state_file`'s content when given."""
         if max_line_bytes <= 0:
             raise ValueError("max_line_bytes must be positive")
         self._pattern = str(pattern)
@@ -116,13 +121,17 @@ class FileFollower:
         self._first = True
         # Entries from the state file, consumed by the first poll (kept until then so that a
         # commit before any poll does not wipe them).
-        self._saved: dict[Ident, _File] = self._load_state()
+        self._saved: dict[Ident, _File] = self._load_state(state)
 
     # -- public API -------------------------------------------------------------------------------
 
     def poll(self) -> list[tuple[str, str]]:
         """Return ``(path, line)`` for every complete new line, in file order; never raises OSError."""
-        out: list[tuple[str, str]] = []
+        return [(path, line) for path, line, _ in self.poll_with_origin()]
+
+    def poll_with_origin(self) -> list[Line]:
+        """As `poll`, with each line's origin (see `Line`)."""
+        out: list[Line] = []
         current = self._scan()
         # Paths the state knew: a new inode there was rotated in while we were down, not history.
         saved_paths = {f.path for f in self._saved.values()}
@@ -160,12 +169,18 @@ class FileFollower:
             self._saved.clear()  # whatever was not found is gone
         return out
 
+    def state(self) -> dict[str, Any]:
+        """The offsets of all lines returned so far, as JSON-able data (what `commit` writes).
+
+        For callers that persist it themselves together with their own progress (`state=` on start)."""
+        entries = [f.to_json() for f in (*self._saved.values(), *self._files.values())]
+        return {"version": _STATE_VERSION, "files": entries}
+
     def commit(self) -> None:
         """Persist the offsets of all lines returned so far (atomically); raises OSError on failure."""
         if self._state_file is None:
             return
-        entries = [f.to_json() for f in (*self._saved.values(), *self._files.values())]
-        data = json.dumps({"version": _STATE_VERSION, "files": entries}, indent=1).encode()
+        data = json.dumps(self.state(), indent=1).encode()
         target = self._state_file
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
@@ -204,11 +219,11 @@ class FileFollower:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _load_state(self) -> dict[Ident, _File]:
-        if self._state_file is None:
+    def _load_state(self, given: dict[str, Any] | None) -> dict[Ident, _File]:
+        if given is None and self._state_file is None:
             return {}
         try:
-            raw = json.loads(self._state_file.read_bytes())
+            raw = given if given is not None else json.loads(self._state_file.read_bytes())  # type: ignore[union-attr]
             if raw.get("version") != _STATE_VERSION:
                 raise ValueError(f"unsupported state version {raw.get('version')!r}")
             saved: dict[Ident, _File] = {}
@@ -227,7 +242,7 @@ class FileFollower:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             # A broken state file must not stop log monitoring: report it and start afresh.
             detail = _describe(e) if isinstance(e, OSError) else f"invalid state file: {e}"
-            self.errors[str(self._state_file)] = detail
+            self.errors[str(self._state_file or "state")] = detail
             return {}
 
     def _scan(self) -> dict[Ident, tuple[str, os.stat_result]]:
@@ -252,13 +267,13 @@ class FileFollower:
             current.setdefault((st.st_dev, st.st_ino), (p, st))  # hard links: first path wins
         # Errors of paths that are gone are stale (the state file's entry stays: it is not a log).
         matched = set(paths) - missing
-        state_key = str(self._state_file)
+        state_key = str(self._state_file or "state")
         for p in [p for p in self.errors if p not in matched and p != state_key]:
             del self.errors[p]
         return current
 
     def _recover_rotated(
-        self, current: dict[Ident, tuple[str, os.stat_result]], out: list[tuple[str, str]]
+        self, current: dict[Ident, tuple[str, os.stat_result]], out: list[Line]
     ) -> None:
         """Read the rest of saved files that were rotated away while we were not running."""
         current_paths = {path for path, _ in current.values()}
@@ -287,7 +302,7 @@ class FileFollower:
                 f.path = old_path
                 break
 
-    def _follow(self, f: _File, st: os.stat_result, out: list[tuple[str, str]]) -> None:
+    def _follow(self, f: _File, st: os.stat_result, out: list[Line]) -> None:
         """(Re)open *f* if needed, detect truncation, and read its new complete lines."""
         try:
             if f.fd is None:
@@ -327,7 +342,7 @@ class FileFollower:
             # No newline in the last max_line_bytes: the line in progress is over-long anyway.
             f.offset, f.skipping = size, size > 0
 
-    def _drain(self, f: _File, out: list[tuple[str, str]], final: bool) -> None:
+    def _drain(self, f: _File, out: list[Line], final: bool) -> None:
         """Append *f*'s complete lines from its offset to EOF; with *final*, also the unterminated rest."""
         assert f.fd is not None
         pending = b""  # bytes of an incomplete line starting at f.offset (at most max_line_bytes)
@@ -341,7 +356,7 @@ class FileFollower:
                 if f.skipping:
                     f.skipping = False  # end of an over-long line already returned
                 else:
-                    out.append((f.path, self._decode(data[start:nl])))
+                    out.append((f.path, self._decode(data[start:nl]), self._origin(f, f.offset + start)))
                 start = nl + 1
             pending = data[start:]
             f.offset += start
@@ -350,13 +365,17 @@ class FileFollower:
                 pending = b""
             elif len(pending) > self._max:
                 # Do not buffer without bound: return the head now, skip the rest of the line.
-                out.append((f.path, self._decode(pending)))
+                out.append((f.path, self._decode(pending), self._origin(f, f.offset)))
                 f.skipping = True
                 f.offset += len(pending)
                 pending = b""
         if final and pending and not f.skipping:
-            out.append((f.path, self._decode(pending)))
+            out.append((f.path, self._decode(pending), self._origin(f, f.offset)))
             f.offset += len(pending)
+
+    @staticmethod
+    def _origin(f: _File, offset: int) -> str:
+        return f"{f.path}@{f.ident[0]}:{f.ident[1]}:{offset}"
 
     def _decode(self, raw: bytes) -> str:
         return raw[: self._max].decode("utf-8", errors="replace")

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KINDS", "Event", "EventError", "event_id"]
+__all__ = ["KINDS", "Event", "EventError", "FieldValue", "event_id"]
 
 FieldValue = str | int | float | bool | None
 

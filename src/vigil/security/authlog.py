@@ -47,11 +47,15 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily
 
-__all__ = ["METHODS", "RESULTS", "SERVICES", "AuthCounter", "AuthEvent", "parse_line"]
+from vigil.logs.processor import LogLine
+from vigil.model.event import Event
+
+__all__ = ["METHODS", "RESULTS", "SERVICES", "AuthCounter", "AuthEvent", "AuthLogProcessor", "parse_line"]
 
 SERVICES = frozenset({"sshd", "sudo", "su", "login", "pam"})
 RESULTS = frozenset({"success", "failure"})
@@ -413,3 +417,55 @@ class AuthCounter:
         for labels, count in items:
             fam.add_metric(list(labels), float(count))
         return [fam]
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"counts": [[*k, n] for k, n in sorted(self._counts.items())]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        counts = {(str(sv), str(r), str(m)): int(n) for sv, r, m, n in state.get("counts", [])}
+        with self._lock:
+            self._counts = counts
+
+
+class AuthLogProcessor:
+    """The log pipeline's auth processor: counts every attempt and keeps each as an `auth` event
+    with the user and source address (the detail that must not become a label)."""
+
+    name = "authlog"
+
+    def __init__(self) -> None:
+        self.counter = AuthCounter()
+
+    def process(self, line: LogLine) -> list[Event]:
+        parsed = parse_line(line.text, datetime.fromtimestamp(line.time_ms / 1000, UTC))
+        if parsed is None:
+            return []
+        self.counter.add(parsed)
+        who = f" for {parsed.user}" if parsed.user else ""
+        where = f" from {parsed.source}" if parsed.source else ""
+        return [
+            Event(
+                parsed.timestamp_ms if parsed.timestamp_ms is not None else line.time_ms,
+                "auth",
+                f"{parsed.service} {parsed.result} ({parsed.method}){who}{where}",
+                {
+                    "service": parsed.service,
+                    "result": parsed.result,
+                    "method": parsed.method,
+                    "user": parsed.user,
+                    "source_address": parsed.source,
+                    "host": parsed.host,
+                    "line": parsed.message,
+                },
+            )
+        ]
+
+    def collect(self) -> Iterable[Metric]:
+        return self.counter.collect()
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.counter.snapshot()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.counter.restore(state)

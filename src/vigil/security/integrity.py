@@ -42,6 +42,8 @@ from pathlib import Path
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from vigil.model.event import Event, FieldValue
+
 DEFAULT_PATHS: tuple[str, ...] = (
     "/etc/passwd",
     "/etc/shadow",
@@ -294,3 +296,28 @@ class FileIntegrityCollector:
     def changes(self) -> list[Change]:
         """Changes found by the latest collection (empty on the learning one)."""
         return list(self._changes)
+
+    def events(self) -> list[Event]:
+        """`file_changed` events for the changes found by the latest collection."""
+        out = []
+        for c in self._changes:
+            fields: dict[str, FieldValue] = {
+                "path": c.path,
+                "change": c.kind,
+                "path_class": c.path_class,
+                "old_sha256": c.old_hash,
+                "new_sha256": c.new_hash,
+                "owner": c.uid,
+                "group": c.gid,
+                "mode": f"{stat.S_IMODE(c.mode):04o}",
+            }
+            if c.old_mode is not None:
+                fields |= {
+                    "old_owner": c.old_uid,
+                    "old_group": c.old_gid,
+                    "old_mode": f"{stat.S_IMODE(c.old_mode):04o}",
+                }
+            out.append(
+                Event(int(c.timestamp * 1000), "file_changed", f"{c.path} {c.kind.replace('_', ' ')}", fields)
+            )
+        return out

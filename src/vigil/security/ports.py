@@ -31,6 +31,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from vigil.agent.collector import CollectorUnavailable
 from vigil.agent.collectors._fs import label_safe
+from vigil.model.event import Event
 
 MAX_SERIES = 1000  # ports are bounded in practice; this keeps a pathological host from blowing up cardinality
 
@@ -285,6 +287,27 @@ class ListeningPortsCollector:
     def new_listeners(self) -> list[Listener]:
         """Listeners that appeared between the previous collection and the latest one."""
         return list(self._new)
+
+    def events(self) -> list[Event]:
+        """`listener_new` events for the listeners that appeared at the latest collection."""
+        now_ms = int(time.time() * 1000)
+        return [
+            Event(
+                now_ms,
+                "listener_new",
+                f"new {lst.protocol} listener on {lst.address}:{lst.port}"
+                + (f" ({lst.process})" if lst.process else "")
+                + ("" if self.is_expected(lst) else ", not in the baseline"),
+                {
+                    "protocol": lst.protocol,
+                    "address": lst.address,
+                    "port": lst.port,
+                    "process": lst.process,
+                    "expected": self.is_expected(lst),
+                },
+            )
+            for lst in self._new
+        ]
 
     def unexpected_listeners(self) -> list[Listener]:
         """Listeners of the latest collection that match no baseline entry."""

@@ -86,7 +86,9 @@ class RemoteWriteClient:
         timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
         transport: httpx.BaseTransport | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        """`headers` replace or add to the remote-write ones (the events stream sends NDJSON)."""
         if key_file is not None and cert_file is None:
             raise ValueError("key_file needs cert_file (the client certificate)")
         self.url = url
@@ -97,7 +99,7 @@ class RemoteWriteClient:
             "Content-Type": "application/x-protobuf",
             "X-Prometheus-Remote-Write-Version": "0.1.0",
             "User-Agent": f"vigil-agent/{__version__}",
-        }
+        } | (headers or {})
         if bearer_token:
             self._headers["Authorization"] = f"Bearer {bearer_token}"
         verify: ssl.SSLContext | bool = True

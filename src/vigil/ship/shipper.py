@@ -103,6 +103,7 @@ class Shipper:
         start: bool = True,
         barrier: _Barrier | None = None,
         hold_from: int | None = None,
+        stream: str = "samples",
     ) -> None:
         if max_samples_per_send <= 0:
             raise ValueError(f"max_samples_per_send must be positive, got {max_samples_per_send}")
@@ -124,7 +125,7 @@ class Shipper:
         self._barrier = barrier
         # With a barrier, entries from this seq on wait for it; by default those queued from now on.
         self._hold_from = queue.next_seq if hold_from is None else hold_from
-        self._collector = _ShipperCollector(lambda: [self])
+        self._collector = _ShipperCollector(lambda: [self], stream)
         if registry is not None:
             registry.register(self._collector)
         self._thread = threading.Thread(target=self._run, name="vigil-shipper", daemon=True)
@@ -174,6 +175,10 @@ class Shipper:
                 if count >= self._max_samples:
                     cut()
         cut()
+        return self.enqueue_payloads(items)
+
+    def enqueue_payloads(self, items: Sequence[tuple[bytes, int, int]]) -> int:
+        """Queue ready-made payloads `(body, oldest timestamp ms, item count)` durably, in order."""
         if items:
             self._queue.append_many(items)
             self._wake.set()
@@ -508,10 +513,15 @@ def build_shipper(
 
 
 class _ShipperCollector:
-    """Reads the shippers' and queues' state at scrape time, so gauges are never stale; sums over shards."""
+    """Reads the shippers' and queues' state at scrape time, so gauges are never stale; sums over shards.
 
-    def __init__(self, shippers: Callable[[], Sequence[Shipper]]) -> None:
+    `stream` names what is shipped: "samples" (remote write: `vigil_agent_ship_samples_total`,
+    `vigil_agent_queue_*`) or "events" (`vigil_agent_events_shipped_total`, `vigil_agent_events_queue_*`).
+    """
+
+    def __init__(self, shippers: Callable[[], Sequence[Shipper]], stream: str = "samples") -> None:
         self._shippers = shippers
+        self._stream = stream
 
     def describe(self) -> Iterable[Metric]:
         return self.collect()
@@ -529,29 +539,32 @@ class _ShipperCollector:
             e, b = s._queue.depth()
             entries, qbytes = entries + e, qbytes + b
             oldest = max(oldest, s._queue.oldest_sample_age_s())
-        yield CounterMetricFamily(
-            "vigil_agent_ship_samples", "Samples delivered (the server answered 2xx).", value=sent
+        # Samples keep their established names; the events stream mirrors them under its own prefix.
+        unit, ship, queue = (
+            ("samples", "vigil_agent_ship", "vigil_agent_queue")
+            if self._stream == "samples"
+            else ("events", "vigil_agent_events_ship", "vigil_agent_events_queue")
         )
         yield CounterMetricFamily(
-            "vigil_agent_ship_bytes", "Compressed payload bytes delivered.", value=nbytes
+            f"{ship}_{unit}", f"{unit.capitalize()} delivered (the server answered 2xx).", value=sent
         )
+        yield CounterMetricFamily(f"{ship}_bytes", "Compressed payload bytes delivered.", value=nbytes)
         yield CounterMetricFamily(
-            "vigil_agent_ship_retries", "Sends that failed with a retryable error.", value=retries
+            f"{ship}_retries", "Sends that failed with a retryable error.", value=retries
         )
         dropped = CounterMetricFamily(
-            "vigil_agent_ship_dropped_samples",
-            "Samples given up on, by reason: full or too_old (queue limits), http_<status> (refused).",
+            f"{ship}_dropped_{unit}",
+            f"{unit.capitalize()} given up on, by reason: full or too_old (queue limits), "
+            "http_<status> (refused).",
             labels=["reason"],
         )
         for reason, n in sorted(dropped_by.items()):
             dropped.add_metric([reason], n)
         yield dropped
-        yield GaugeMetricFamily("vigil_agent_queue_entries", "Payloads waiting to be sent.", value=entries)
+        yield GaugeMetricFamily(f"{queue}_entries", "Payloads waiting to be sent.", value=entries)
+        yield GaugeMetricFamily(f"{queue}_bytes", "Compressed bytes waiting to be sent.", value=qbytes)
         yield GaugeMetricFamily(
-            "vigil_agent_queue_bytes", "Compressed bytes waiting to be sent.", value=qbytes
-        )
-        yield GaugeMetricFamily(
-            "vigil_agent_queue_oldest_sample_age_seconds",
-            "Age of the oldest sample not yet sent (0 when the queue is empty).",
+            f"{queue}_oldest_sample_age_seconds",
+            f"Age of the oldest {unit[:-1]} not yet sent (0 when the queue is empty).",
             value=oldest,
         )

@@ -1,0 +1,325 @@
+"""The agent's log pipeline: log files and syslog in, metrics and events out, counted exactly once.
+
+One thread polls every configured file source (`FileFollower`) and drains the lines the syslog
+receiver pushed, hands each line to the processors of its source (auth parsing, log rules, access-log
+RED metrics, unknown-line detection), gives the events they return their identity labels and a stable
+id, and passes them to `emit` (the durable event queue). Then it writes one checkpoint: every file's
+offset and every processor's counters, atomically (tmp + fsync + rename).
+
+Why one checkpoint for both: counters restored from it always match the offsets restored with it,
+so after a crash the lines read since the checkpoint are counted again against the counters as they
+were *before* those lines — no line counted twice, none lost. The metrics a scrape or the shipper
+sees are never ahead of the checkpoint either: processing and checkpointing happen under a lock that
+`collect` also takes, so a value that left the agent is always one that a restart resumes from.
+Events from re-read lines get the same ids (derived from the line's file, inode and offset), so
+the server stores them once.
+
+Syslog lines have no offsets: those received but not yet processed when the agent dies are lost, as
+with any syslog relay. The push queue is bounded; overflow is counted, never blocks the receiver.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from vigil.logs.processor import LineProcessor, LogLine
+from vigil.logs.tail import FileFollower
+from vigil.model.event import Event, event_id
+
+__all__ = ["FileSource", "LogPipeline", "SourceHealth"]
+
+log = logging.getLogger(__name__)
+
+_VERSION = 1
+_MAX_BATCH = 20_000  # lines processed between checkpoints when syslog floods in
+
+
+@dataclass
+class FileSource:
+    """Files (globs) whose lines go to `processors`; `name` is the bounded `source` label value."""
+
+    name: str
+    paths: Sequence[str]
+    processors: Sequence[LineProcessor] = field(default_factory=list)
+    start_at_end: bool = True  # a fresh install does not replay (and alert on) history
+    max_line_bytes: int = 64 * 1024
+
+
+class SourceHealth:
+    """A collector reporting a source's read errors the agent's way: it raises while files of the
+    source cannot be read, so the agent logs that once and counts `vigil_agent_collector_errors_total`
+    under this collector's name (`log_<source>`). It yields no metrics of its own."""
+
+    def __init__(self, name: str, errors: Callable[[], dict[str, str]]) -> None:
+        self.name = f"log_{name}"
+        self._errors = errors
+
+    def collect(self) -> Iterable[Metric]:
+        errors = self._errors()
+        if errors:
+            raise PermissionError(
+                "; ".join(f"cannot read {path}: {why}" for path, why in sorted(errors.items()))
+            )
+        return []
+
+
+class LogPipeline:
+    def __init__(
+        self,
+        sources: Sequence[FileSource],
+        state_file: Path,
+        emit: Callable[[list[Event]], None] | None = None,
+        labels: dict[str, str] | None = None,
+        syslog_processors: Sequence[LineProcessor] = (),
+        poll_interval_s: float = 1.0,
+        max_pending_syslog: int = 100_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`labels` are the identity labels events get (instance, cluster, ...); `emit` must return
+        only once the events are durable (the event shipper's `send`), or raise."""
+        self._sources = list(sources)
+        self._state_file = state_file
+        self._emit = emit
+        self._labels = dict(labels or {})
+        self._instance = self._labels.get("instance", "")
+        self._syslog_processors = list(syslog_processors)
+        self._interval = poll_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: collections.deque[LogLine] = collections.deque()
+        self._max_pending = max_pending_syslog
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lines_read: dict[str, int] = {s.name: 0 for s in self._sources}
+        self.syslog_dropped = 0
+        self.events_dropped = 0
+        self.checkpoint_errors = 0
+        self._logged: set[str] = set()
+
+        state = self._load()
+        saved_followers = state.get("followers", {})
+        # One follower per (source, path or glob); the checkpoint keys them "<source> <pattern>".
+        self._followers: dict[str, list[tuple[str, FileFollower]]] = {
+            s.name: [
+                (
+                    f"{s.name} {pattern}",
+                    FileFollower(
+                        pattern,
+                        start_at_end=s.start_at_end,
+                        max_line_bytes=s.max_line_bytes,
+                        state=saved_followers.get(f"{s.name} {pattern}"),
+                    ),
+                )
+                for pattern in s.paths
+            ]
+            for s in self._sources
+        }
+        self.lines_read.update(
+            {k: int(v) for k, v in state.get("lines_read", {}).items() if k in self.lines_read}
+        )
+        saved = state.get("processors", {})
+        for p in self.processors():
+            if p.name in saved:
+                p.restore(saved[p.name])
+
+    # -- wiring ------------------------------------------------------------------------------------
+
+    def processors(self) -> list[LineProcessor]:
+        """Every distinct processor (one may serve several sources), in a stable order."""
+        seen: dict[int, LineProcessor] = {}
+        for s in self._sources:
+            for p in s.processors:
+                seen.setdefault(id(p), p)
+        for p in self._syslog_processors:
+            seen.setdefault(id(p), p)
+        return list(seen.values())
+
+    def collectors(self) -> list[Any]:
+        """What the agent registers: each processor's metrics (read under the checkpoint lock), the
+        pipeline's own, and one health collector per file source."""
+        out: list[Any] = [_Locked(p, self._lock) for p in self.processors()]
+        out.append(_PipelineMetrics(self))
+        out += [SourceHealth(s.name, functools.partial(self.errors, s.name)) for s in self._sources]
+        return out
+
+    def errors(self, source: str) -> dict[str, str]:
+        """Files of `source` that cannot be read now: path -> reason."""
+        out: dict[str, str] = {}
+        for _, follower in self._followers[source]:
+            out.update(follower.errors)
+        return out
+
+    def push(self, line: LogLine) -> None:
+        """Queue a line from the syslog receiver (any thread); dropped and counted when full."""
+        if len(self._pending) >= self._max_pending:
+            self.syslog_dropped += 1
+            return
+        self._pending.append(line)
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def poll_once(self) -> int:
+        """Read, process, emit and checkpoint once; returns the number of lines processed."""
+        with self._lock:
+            now_ms = int(self._clock() * 1000)
+            events: list[Event] = []
+            total = 0
+            for source in self._sources:
+                for _, follower in self._followers[source.name]:
+                    lines = follower.poll_with_origin()
+                    self.lines_read[source.name] += len(lines)
+                    total += len(lines)
+                    for _, text, origin in lines:
+                        self._process(LogLine(source.name, text, now_ms, origin), source.processors, events)
+            for _ in range(min(len(self._pending), _MAX_BATCH)):
+                line = self._pending.popleft()
+                total += 1
+                self._process(line, self._syslog_processors, events)
+            if events:
+                self._send(events)
+            if total:
+                self._checkpoint()
+            return total
+
+    def _process(self, line: LogLine, processors: Sequence[LineProcessor], out: list[Event]) -> None:
+        for p in processors:
+            try:
+                produced = p.process(line)
+            except Exception as exc:  # one bad processor must not stop the others
+                self._log_once(f"log processor {p.name} failed: {type(exc).__name__}: {exc}")
+                continue
+            for i, e in enumerate(produced):
+                ident = event_id(self._instance, line.origin, p.name, e.kind, i)
+                out.append(e.with_identity({**self._labels, "source": line.source}, ident))
+
+    def _send(self, events: list[Event]) -> None:
+        if self._emit is None:
+            return
+        try:
+            self._emit(events)
+        except Exception as exc:
+            self.events_dropped += len(events)
+            self._log_once(f"could not queue events: {type(exc).__name__}: {exc}")
+
+    def _checkpoint(self) -> None:
+        state = {
+            "version": _VERSION,
+            "followers": {key: f.state() for pairs in self._followers.values() for key, f in pairs},
+            "processors": {p.name: p.snapshot() for p in self.processors()},
+            "lines_read": self.lines_read,
+        }
+        tmp = self._state_file.with_name(f".{self._state_file.name}.tmp")
+        try:
+            self._state_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w") as fh:
+                json.dump(state, fh, separators=(",", ":"))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._state_file)
+        except OSError as exc:
+            self.checkpoint_errors += 1
+            self._log_once(f"could not write the log checkpoint {self._state_file}: {exc}")
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self._state_file.read_bytes())
+            if not isinstance(state, dict) or state.get("version") != _VERSION:
+                raise ValueError("unknown format")
+            return state
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring the log checkpoint %s (%s); starting afresh", self._state_file, exc)
+            return {}
+
+    def _log_once(self, message: str) -> None:
+        if message not in self._logged and len(self._logged) < 256:
+            self._logged.add(message)
+            log.warning("%s (logged once)", message)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="vigil-logs", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("log pipeline round failed")
+            if not self._pending:
+                self._stop.wait(self._interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        for pairs in self._followers.values():
+            for _, f in pairs:
+                f.close()
+
+
+class _Locked:
+    """A processor as the registry sees it: collected under the pipeline's checkpoint lock."""
+
+    def __init__(self, inner: LineProcessor, lock: threading.Lock) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self._lock = lock
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            return list(self._inner.collect())
+
+
+class _PipelineMetrics:
+    name = "log_pipeline"
+
+    def __init__(self, pipeline: LogPipeline) -> None:
+        self._p = pipeline
+
+    def collect(self) -> Iterable[Metric]:
+        p = self._p
+        read = CounterMetricFamily(
+            "vigil_log_lines_read", "Lines read from log files, by source.", labels=["source"]
+        )
+        for name, n in sorted(p.lines_read.items()):
+            read.add_metric([name], n)
+        failing = GaugeMetricFamily(
+            "vigil_log_files_unreadable", "Files of a log source that cannot be read now.", labels=["source"]
+        )
+        for name in sorted(p._followers):
+            failing.add_metric([name], len(p.errors(name)))
+        return [
+            read,
+            failing,
+            CounterMetricFamily(
+                "vigil_log_syslog_lines_dropped",
+                "Syslog lines dropped because the pipeline's queue was full.",
+                value=p.syslog_dropped,
+            ),
+            CounterMetricFamily(
+                "vigil_log_events_dropped",
+                "Events from log lines that could not be queued for shipping.",
+                value=p.events_dropped,
+            ),
+            CounterMetricFamily(
+                "vigil_log_checkpoint_errors",
+                "Checkpoints that could not be written.",
+                value=p.checkpoint_errors,
+            ),
+        ]

@@ -1,0 +1,200 @@
+"""The log pipeline: exactly-once counting across restarts and crashes, event identity, read errors."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from vigil.agent.identity import Identity
+from vigil.agent.runner import Agent
+from vigil.logs import tail
+from vigil.logs.pipeline import FileSource, LogPipeline
+from vigil.logs.processor import LogLine
+from vigil.model.event import Event
+from vigil.security.authlog import AuthLogProcessor
+
+FAIL = "Nov 22 10:00:{s:02d} web1 sshd[4242]: Failed password for root from 203.0.113.{n} port 5{s:04d} ssh2"
+OK = "Nov 22 10:01:00 web1 sshd[4243]: Accepted publickey for deploy from 198.51.100.9 port 40000 ssh2"
+LABELS = {"instance": "web1", "job": "vigil-agent"}
+
+
+def failures(n: int, start: int = 0) -> str:
+    return "".join(FAIL.format(s=(start + i) % 60, n=start + i) + "\n" for i in range(n))
+
+
+def count(pipeline: LogPipeline, result: str) -> float:
+    total = 0.0
+    for p in pipeline.processors():
+        for fam in p.collect():
+            for s in fam.samples:
+                if s.name == "vigil_auth_attempts_total" and s.labels["result"] == result:
+                    total += s.value
+    return total
+
+
+def make(tmp_path: Path, sink: list[Event], *, start_at_end: bool = False) -> LogPipeline:
+    source = FileSource("auth", [str(tmp_path / "auth.log")], [AuthLogProcessor()], start_at_end=start_at_end)
+    return LogPipeline([source], tmp_path / "state" / "logs.json", emit=sink.extend, labels=LABELS)
+
+
+def test_lines_become_counters_and_events_with_identity(tmp_path: Path) -> None:
+    (tmp_path / "auth.log").write_text(failures(3) + OK + "\n" + "Nov 22 10:02:00 web1 cron[1]: noise\n")
+    events: list[Event] = []
+    p = make(tmp_path, events)
+    assert p.poll_once() == 5
+    assert count(p, "failure") == 3 and count(p, "success") == 1
+    assert [e.kind for e in events] == ["auth"] * 4
+    first = events[0]
+    assert first.labels == {**LABELS, "source": "auth"}
+    assert first.fields["source_address"] == "203.0.113.0" and first.fields["user"] == "root"
+    assert first.fields["result"] == "failure" and "Failed password" in str(first.fields["line"])
+    assert len({e.id for e in events}) == 4  # identical-looking lines still get distinct ids
+
+
+def test_restart_resumes_counters_and_offsets(tmp_path: Path) -> None:
+    log_file = tmp_path / "auth.log"
+    log_file.write_text(failures(5))
+    events: list[Event] = []
+    p = make(tmp_path, events)
+    p.poll_once()
+    p.stop()
+    with log_file.open("a") as f:
+        f.write(failures(2, start=5))
+    again = make(tmp_path, events)
+    again.poll_once()
+    assert count(again, "failure") == 7  # continues from the checkpoint: a counter, not a reset
+    assert len(events) == 7 and len({e.id for e in events}) == 7
+
+
+def test_crash_before_checkpoint_counts_every_line_once(tmp_path: Path) -> None:
+    """A crash after processing but before the checkpoint is written: the restart re-reads the lines
+    against the counters of the previous checkpoint, and re-emits the same event ids."""
+    log_file = tmp_path / "auth.log"
+    state = tmp_path / "state" / "logs.json"
+    log_file.write_text(failures(4))
+    first: list[Event] = []
+    p = make(tmp_path, first)
+    p.poll_once()
+    saved = tmp_path / "checkpoint-1.json"
+    shutil.copy(state, saved)
+    with log_file.open("a") as f:
+        f.write(failures(3, start=4))
+    p.poll_once()
+    assert count(p, "failure") == 7
+    shutil.copy(saved, state)  # the second checkpoint never reached the disk
+    replay: list[Event] = []
+    again = make(tmp_path, replay)
+    again.poll_once()
+    assert count(again, "failure") == 7
+    assert [e.id for e in replay] == [e.id for e in first[4:]]  # the server stores them once
+
+
+def test_rotation_between_polls(tmp_path: Path) -> None:
+    log_file = tmp_path / "auth.log"
+    log_file.write_text(failures(2))
+    events: list[Event] = []
+    p = make(tmp_path, events)
+    p.poll_once()
+    with log_file.open("a") as f:
+        f.write(failures(1, start=2))
+    log_file.rename(tmp_path / "auth.log.1")
+    log_file.write_text(failures(2, start=3))
+    p.poll_once()
+    assert count(p, "failure") == 5
+
+
+def test_start_at_end_skips_history(tmp_path: Path) -> None:
+    (tmp_path / "auth.log").write_text(failures(10))
+    events: list[Event] = []
+    p = make(tmp_path, events, start_at_end=True)
+    assert p.poll_once() == 0
+    with (tmp_path / "auth.log").open("a") as f:
+        f.write(failures(1, start=10))
+    p.poll_once()
+    assert count(p, "failure") == 1 and len(events) == 1
+
+
+def test_syslog_lines_go_to_syslog_processors(tmp_path: Path) -> None:
+    events: list[Event] = []
+    auth = AuthLogProcessor()
+    p = LogPipeline([], tmp_path / "logs.json", emit=events.extend, labels=LABELS, syslog_processors=[auth])
+    line = FAIL.format(s=1, n=7)
+    for i in range(3):
+        p.push(LogLine("syslog", line, 1_700_000_000_000, f"syslog:127.0.0.1#{i}"))
+    assert p.poll_once() == 3
+    assert count(p, "failure") == 3
+    assert {e.labels["source"] for e in events} == {"syslog"}
+
+
+def test_syslog_queue_is_bounded(tmp_path: Path) -> None:
+    p = LogPipeline([], tmp_path / "logs.json", syslog_processors=[AuthLogProcessor()], max_pending_syslog=2)
+    for i in range(5):
+        p.push(LogLine("syslog", "x", 0, f"syslog:peer#{i}"))
+    assert p.syslog_dropped == 3
+    assert p.poll_once() == 2
+
+
+def test_emit_failure_is_counted_and_processing_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "auth.log").write_text(failures(2))
+
+    def broken(_: list[Event]) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    source = FileSource("auth", [str(tmp_path / "auth.log")], [AuthLogProcessor()], start_at_end=False)
+    p = LogPipeline([source], tmp_path / "logs.json", emit=broken, labels=LABELS)
+    p.poll_once()
+    assert p.events_dropped == 2 and count(p, "failure") == 2
+    text = generate_latest(_registry(p)).decode()
+    assert "vigil_log_events_dropped_total 2.0" in text
+
+
+def _registry(p: LogPipeline) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    for c in p.collectors():
+        registry.register(c)
+    return registry
+
+
+def test_unreadable_log_is_one_log_line_and_an_error_series(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent keeps working when auth.log cannot be read: one clear log line, and
+    vigil_agent_collector_errors_total{collector="log_auth"} counts the failing collections."""
+    (tmp_path / "auth.log").write_text(failures(1))
+
+    def denied(path: str) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(tail, "_open", denied)  # the tests run as root, which ignores file modes
+    source = FileSource("auth", [str(tmp_path / "auth.log")], [AuthLogProcessor()], start_at_end=False)
+    p = LogPipeline([source], tmp_path / "logs.json", labels=LABELS)
+    registry = CollectorRegistry()
+    agent = Agent(p.collectors(), Identity(instance="web1", platform="kvm"), "vigil-agent", registry)
+    caplog.set_level(logging.WARNING)
+    for _ in range(5):
+        p.poll_once()
+        agent.collect_round()
+    assert errors(agent) == 5
+    text = generate_latest(registry).decode()
+    assert 'vigil_log_files_unreadable{source="auth"} 1.0' in text
+    lines = [r.getMessage() for r in caplog.records if "log_auth" in r.getMessage()]
+    assert len(lines) == 1 and "EACCES" in lines[0] and "auth.log" in lines[0]
+    monkeypatch.undo()  # permission restored: the line is read, the error series stops growing
+    p.poll_once()
+    before = errors(agent)
+    agent.collect_round()
+    assert count(p, "failure") == 1 and errors(agent) == before
+
+
+def errors(agent: Agent) -> float:
+    # Read the counter itself: reading it through the registry would run the collectors once more.
+    for fam in agent.metrics.errors.collect():
+        for s in fam.samples:
+            if s.name.endswith("_total") and s.labels == {"collector": "log_auth"}:
+                return s.value
+    raise AssertionError("no error series for log_auth")

@@ -1,0 +1,126 @@
+"""The event shipper: NDJSON batches through a durable queue, retried, surviving a restart.
+
+The receiver here is a scripted HTTP server (to force 503s); the end-to-end path into Vigil's real
+events API is covered by tests/system/test_security_e2e.py."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cramjam
+import pytest
+from prometheus_client import CollectorRegistry
+
+from vigil.model.event import Event
+from vigil.ship.events import EventShipper, events_url
+
+
+class EventReceiver:
+    def __init__(self, script: list[int] | None = None) -> None:
+        self.script = list(script or [])
+        self.events: list[Event] = []
+        self.headers: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.headers.append(dict(self.headers.items()))
+                status = outer.script.pop(0) if outer.script else 200
+                if status == 200:
+                    text = bytes(cramjam.snappy.decompress_raw(body)).decode()
+                    outer.events += [Event.from_json(line) for line in text.splitlines()]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/events"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def receiver() -> Iterator[EventReceiver]:
+    r = EventReceiver(script=[503])
+    yield r
+    r.close()
+
+
+NOW_MS = int(time.time() * 1000)
+
+
+def events(n: int, start: int = 0) -> list[Event]:
+    return [
+        Event(
+            NOW_MS + i,
+            "auth",
+            f"attempt {i}",
+            {"user": "root", "n": i},
+            {"instance": "h"},
+            f"id{i}",
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def test_events_url() -> None:
+    assert events_url("http://127.0.0.1:9400/api/v1/write") == "http://127.0.0.1:9400/api/v1/events"
+    assert events_url("https://vigil.example:443/") == "https://vigil.example:443/api/v1/events"
+
+
+def test_batches_retries_and_order(tmp_path: Path, receiver: EventReceiver) -> None:
+    registry = CollectorRegistry()
+    shipper = EventShipper(
+        tmp_path / "q",
+        receiver.url,
+        token="t0k",
+        max_events_per_send=500,
+        registry=registry,
+        min_backoff_s=0.01,
+    )
+    try:
+        shipper.send(events(1200))
+        assert shipper.flush(10)
+        assert registry.get_sample_value("vigil_agent_events_ship_events_total") == 1200
+        assert registry.get_sample_value("vigil_agent_events_ship_retries_total") == 1
+    finally:
+        shipper.close()
+    assert [e.id for e in receiver.events] == [f"id{i}" for i in range(1200)]
+    assert receiver.events[3].fields == {"user": "root", "n": 3}
+    assert receiver.headers[0]["Authorization"] == "Bearer t0k"
+    assert receiver.headers[0]["Content-Type"] == "application/x-ndjson"
+    assert len(receiver.headers) == 4  # one 503, then three payloads of at most 500 events
+
+
+def test_queued_events_survive_a_restart(tmp_path: Path) -> None:
+    # Nothing listens on this port: the first shipper can only queue.
+    dead = EventReceiver()
+    url = dead.url
+    dead.close()
+    first = EventShipper(tmp_path / "q", url, min_backoff_s=0.01, max_backoff_s=0.05)
+    first.send(events(10))
+    first.close()
+    late = EventReceiver()
+    try:
+        second = EventShipper(tmp_path / "q", late.url, min_backoff_s=0.01)
+        second.send(events(5, start=10))
+        deadline = time.monotonic() + 10
+        while len(late.events) < 15 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second.close()
+    finally:
+        late.close()
+    assert [e.id for e in late.events] == [f"id{i}" for i in range(15)]
