@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from vigil.agent.collector import Collector
 from vigil.agent.collectors import default_collectors, optional_collectors
 from vigil.agent.collectors.containers import ContainersCollector
-from vigil.agent.identity import detect
+from vigil.agent.identity import Identity, detect
 from vigil.agent.runner import Agent
+from vigil.agent.security import SECURITY_COLLECTORS, Security, build_security
 from vigil.agent.statsd import StatsdServer
 from vigil.config import Config, ConfigError
 
@@ -22,11 +23,12 @@ log = logging.getLogger("vigil.agent")
 
 
 def select_collectors(cfg: Config) -> list[Collector]:
-    """Default collectors minus `agent.disable`, plus `agent.enable`d optional ones."""
+    """Default collectors minus `agent.disable`, plus `agent.enable`d optional ones (host collectors;
+    the security side reads `agent.disable` itself)."""
     a = cfg.agent
     defaults = [*default_collectors(), ContainersCollector()]
     optional = {c.name: c for c in optional_collectors()}
-    known = {c.name for c in defaults}
+    known = {c.name for c in defaults} | set(SECURITY_COLLECTORS)
     for key, names, allowed in (
         ("agent.disable", a.disable, known),
         ("agent.enable", a.enable, set(optional)),
@@ -61,17 +63,33 @@ def start_statsd(cfg: Config) -> StatsdServer | None:
     return server
 
 
-def build_agent(cfg: Config, registry: CollectorRegistry, sink: Any = None, statsd: Any = None) -> Agent:
+def build_agent(
+    cfg: Config,
+    registry: CollectorRegistry,
+    sink: Any = None,
+    statsd: Any = None,
+    security: Security | None = None,
+    identity: Identity | None = None,
+) -> Agent:
     a = cfg.agent
-    identity = detect(cluster=a.cluster, app=a.app, instance=a.instance)
+    identity = identity or detect(cluster=a.cluster, app=a.app, instance=a.instance)
     collectors = select_collectors(cfg) + ([statsd] if statsd is not None else [])
+    if security is not None:
+        collectors += security.collectors
     return Agent(collectors, identity, a.job, registry, interval_s=a.interval / 1000, sink=sink)
 
 
 def print_once(cfg: Config) -> int:
+    """`vigil agent --once`: one collection printed, host and security collectors (no log history)."""
     registry = CollectorRegistry()
-    build_agent(cfg, registry)
+    agent = build_agent(cfg, registry)
+    security = build_security(cfg, agent.extra_labels(), None)
+    for c in security.collectors:
+        registry.register(c)
+    if security.pipeline is not None:
+        security.pipeline.poll_once()
     sys.stdout.write(generate_latest(registry).decode())
+    security.stop()
     return 0
 
 
@@ -105,18 +123,12 @@ def run_agent(cfg: Config) -> int:
 
     from vigil.config import parse_listen
 
-    registry = CollectorRegistry()
-    shipper = build_shipper(cfg, registry, cfg.agent.ship.url)
-    sink = shipper.enqueue if shipper else None
-    statsd = start_statsd(cfg)
-    agent = build_agent(cfg, registry, sink=sink, statsd=statsd)
-    scrapes = start_scrapes(cfg, registry, sink)
+    running = start_agent(cfg, cfg.agent.ship.url)
     host, port = parse_listen(cfg.agent.listen)
-    httpd, _ = start_http_server(port, addr=host, registry=registry)
+    httpd, _ = start_http_server(port, addr=host, registry=running.registry)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    agent.start()
     log.info(
         "Vigil agent collecting every %ss, /metrics on http://%s, shipping to %s",
         cfg.agent.interval / 1000,
@@ -126,14 +138,8 @@ def run_agent(cfg: Config) -> int:
     try:
         stop.wait()
     finally:
-        agent.stop()
-        if scrapes:
-            scrapes.stop()
-        if statsd:
-            statsd.stop()
         httpd.shutdown()
-        if shipper:
-            shipper.close()
+        running.stop()
     return 0
 
 
@@ -149,27 +155,72 @@ def start_scrapes(cfg: Config, registry: CollectorRegistry, sink: Any) -> Any:
     return manager
 
 
-def start_in_process(cfg: Config, server_url: str, token: str) -> InProcessAgent:
-    """`vigil up`: the agent runs beside the server, shipping to it through the same durable path."""
+def build_event_shipper(cfg: Config, registry: CollectorRegistry, url: str, token: str = "") -> Any:
+    """The durable event shipper beside the sample shipper, or None when events are not shipped."""
+    s = cfg.agent.ship
+    if not url or not s.events:
+        return None
+    from vigil.ship.events import EventShipper, events_url
+
+    return EventShipper(
+        cfg.agent.data_dir / "events-queue",
+        events_url(url),
+        token=s.token or token,
+        hmac_key=s.hmac_key,
+        ca_file=s.ca_file,
+        cert_file=s.cert_file,
+        key_file=s.key_file,
+        max_age_s=s.queue_max_age / 1000,
+        registry=registry,
+    )
+
+
+def start_agent(cfg: Config, url: str, token: str = "") -> RunningAgent:
+    """Everything the agent runs, started: collection, shipping (samples and events), StatsD,
+    scrapes and the security side. `url` is where to ship ("" ships nowhere)."""
     registry = CollectorRegistry()
-    shipper = build_shipper(cfg, registry, cfg.agent.ship.url or server_url, token)
+    a = cfg.agent
+    identity = detect(cluster=a.cluster, app=a.app, instance=a.instance)
+    shipper = build_shipper(cfg, registry, url, token)
+    events = build_event_shipper(cfg, registry, url, token)
     sink = shipper.enqueue if shipper else None
     statsd = start_statsd(cfg)
-    agent = build_agent(cfg, registry, sink=sink, statsd=statsd)
+    labels = {**identity.labels(), "job": a.job}
+    security = build_security(cfg, labels, events.send if events else None)
+    agent = build_agent(cfg, registry, sink=sink, statsd=statsd, security=security, identity=identity)
+    security.start()
     agent.start()
-    return InProcessAgent(agent, shipper, statsd, start_scrapes(cfg, registry, sink))
+    scrapes = start_scrapes(cfg, registry, sink)
+    return RunningAgent(registry, agent, shipper, events, statsd, scrapes, security)
 
 
-class InProcessAgent:
-    """Everything `vigil up` started for the local host, stopped together."""
+def start_in_process(cfg: Config, server_url: str, token: str) -> RunningAgent:
+    """`vigil up`: the agent runs beside the server, shipping to it through the same durable path."""
+    return start_agent(cfg, cfg.agent.ship.url or server_url, token)
 
-    def __init__(self, agent: Agent, shipper: Any, statsd: StatsdServer | None, scrapes: Any) -> None:
-        self.agent, self.shipper, self.statsd, self.scrapes = agent, shipper, statsd, scrapes
+
+class RunningAgent:
+    """Everything `start_agent` started, stopped together (producers first, shippers last)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        agent: Agent,
+        shipper: Any,
+        events: Any,
+        statsd: StatsdServer | None,
+        scrapes: Any,
+        security: Security,
+    ) -> None:
+        self.registry, self.agent, self.shipper, self.events = registry, agent, shipper, events
+        self.statsd, self.scrapes, self.security = statsd, scrapes, security
 
     def stop(self) -> None:
         self.agent.stop()
+        self.security.stop()
         for part in (self.scrapes, self.statsd):
             if part is not None:
                 part.stop()
-        if self.shipper is not None:
-            self.shipper.close()
+        for shipper in (self.shipper, self.events):
+            if shipper is not None:
+                shipper.close()

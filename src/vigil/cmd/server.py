@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -14,13 +15,16 @@ from starlette.applications import Starlette
 
 from vigil import __version__
 from vigil.config import Config, check_exposure, parse_listen
+from vigil.events.store import EventStore
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.validate import Limits
 from vigil.promql.engine import Engine, EngineOptions
+from vigil.storage.errors import StorageError
 from vigil.storage.metadata import MetadataStore
 from vigil.tsdb.db import DB, Options
 from vigil.web.app import create_app
 from vigil.web.auth import TokenAuth
+from vigil.web.events_api import EventsAPI
 
 log = logging.getLogger("vigil")
 
@@ -37,7 +41,20 @@ def open_db(cfg: Config, registry: CollectorRegistry | None) -> DB:
     return DB(st.path, opts, registry=registry)
 
 
-def build_app(cfg: Config, db: DB, registry: CollectorRegistry) -> Starlette:
+def open_events(cfg: Config) -> EventStore:
+    """The event store next to the TSDB, with the same retention, expired every minute like it."""
+    path = cfg.storage.path / "events.db"
+    try:
+        store = EventStore(path, cfg.storage.retention)
+    except sqlite3.Error as exc:  # e.g. not writable, or not an SQLite file: stop with the path
+        raise StorageError(f"{path}: {exc}") from None
+    store.start_maintenance(60.0)
+    return store
+
+
+def build_app(
+    cfg: Config, db: DB, registry: CollectorRegistry, events: EventStore | None = None
+) -> Starlette:
     lim = cfg.limits
     metadata = MetadataStore()
     ingester = Ingester(
@@ -69,6 +86,15 @@ def build_app(cfg: Config, db: DB, registry: CollectorRegistry) -> Starlette:
         metadata=metadata,
         on_shutdown=db.close,
         hmac_key=cfg.server.auth.hmac_key,
+        events=None
+        if events is None
+        else EventsAPI(
+            events,
+            auth,
+            max_body=lim.max_request_body_bytes,
+            hmac_key=cfg.server.auth.hmac_key,
+            max_decompressed=lim.max_decompressed_bytes,
+        ),
     )
 
 
@@ -89,8 +115,13 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
     check_exposure(cfg)
     registry = new_registry()
     db = open_db(cfg, registry)
+    try:
+        events = open_events(cfg)
+    except BaseException:
+        db.close()
+        raise
     host, port = parse_listen(cfg.server.listen)
-    app = build_app(cfg, db, registry)
+    app = build_app(cfg, db, registry, events)
     config = uvicorn.Config(
         app,
         host=host,
@@ -114,6 +145,7 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
     finally:
         for agent in local:
             agent.stop()
+        events.close()
         db.close()
     return 0 if server.started else 1
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ValidationError, model_validator
 
+from vigil.config.probes import CertificatesConfig, Probes
 from vigil.config.scrape import ScrapeConfigs
 from vigil.config.security import FileIntegrityConfig, ListeningPortsConfig, LogsConfig, UpdatesConfig
 from vigil.config.types import (
@@ -173,6 +174,10 @@ class AgentConfig(_Section):
     listening_ports: ListeningPortsConfig = ListeningPortsConfig()
     file_integrity: FileIntegrityConfig = FileIntegrityConfig()
     updates: UpdatesConfig = UpdatesConfig()
+    probes: Probes = ()
+    """blackbox_exporter-style probes (http, tcp, tls, dns, icmp) the agent runs on their own intervals."""
+    certificates: CertificatesConfig = CertificatesConfig()
+    """Local certificate files (globs) whose expiry and validity are measured."""
 
 
 class Config(_Section):

@@ -251,6 +251,12 @@ class LogPipeline:
             log.warning("%s (logged once)", message)
 
     def start(self) -> None:
+        # The first round runs here: files present now are positioned (at their end, by default)
+        # before start() returns, so a line written after it is never taken for history.
+        try:
+            self.poll_once()
+        except Exception:
+            log.exception("log pipeline round failed")
         self._thread = threading.Thread(target=self._loop, name="vigil-logs", daemon=True)
         self._thread.start()
 

@@ -8,6 +8,7 @@ carry stable ids, so a batch re-sent after a crash between send and acknowledgem
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -74,12 +75,13 @@ class EventShipper:
     def send(self, events: Sequence[Event]) -> None:
         """Queue events durably (returns once they are on disk); sent in the background, in order."""
         items = []
+        now_ms = int(time.time() * 1000)
         for start in range(0, len(events), self._max):
             chunk = events[start : start + self._max]
             body = "\n".join(e.to_json() for e in chunk).encode()
-            items.append(
-                (bytes(cramjam.snappy.compress_raw(body)), min(e.time_ms for e in chunk), len(chunk))
-            )
+            # The queue's age limit is about waiting to be sent: measured from now, not from when the
+            # event happened (a log line read late is still worth delivering).
+            items.append((bytes(cramjam.snappy.compress_raw(body)), now_ms, len(chunk)))
         self.shipper.enqueue_payloads(items)
 
     def flush(self, timeout_s: float) -> bool:

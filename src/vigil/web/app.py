@@ -18,6 +18,7 @@ from vigil.promql.engine import Engine
 from vigil.storage.metadata import MetadataStore
 from vigil.tsdb.db import DB
 from vigil.web.auth import Scope, TokenAuth
+from vigil.web.events_api import EventsAPI
 from vigil.web.instrument import InstrumentMiddleware
 from vigil.web.query_api import QueryAPI
 from vigil.web.query_api import routes as query_routes
@@ -34,6 +35,7 @@ def create_app(
     metadata: MetadataStore | None = None,
     on_shutdown: Callable[[], None] | None = None,
     hmac_key: str | None = None,
+    events: EventsAPI | None = None,
 ) -> Starlette:
     write = WriteAPI(
         ingester,
@@ -95,6 +97,11 @@ def create_app(
         Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
         Route("/-/ready", ready, methods=["GET", "HEAD"]),
     ]
+    if events is not None:
+        routes += [
+            Route("/api/v1/events", events.post, methods=["POST"]),
+            Route("/api/v1/events", events.get, methods=["GET"]),
+        ]
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

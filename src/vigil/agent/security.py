@@ -1,0 +1,147 @@
+"""Builds the agent's security side from the `agent:` section: the SIEM inside the monitoring.
+
+Collectors that run on each collection (listening ports, file integrity, pending updates, probes,
+certificate files) and the log pipeline (auth logs, log sources, log rules, access logs, unknown-line
+detection, syslog) with its own thread. Everything that finds something an investigator wants in
+detail (a failed login's source address, a new listener, a changed file, an unknown log line) also
+produces events, handed to `emit` (the durable event queue) with the host's identity labels.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vigil.agent.collector import Collector
+from vigil.agent.eventing import EventingCollector
+from vigil.config import Config
+from vigil.logs.pipeline import FileSource, LogPipeline
+from vigil.logs.processor import LineProcessor
+from vigil.logs.syslog import SyslogServer
+from vigil.logs.syslogparse import SyslogMessage, to_log_line
+from vigil.model.event import Event
+from vigil.security.authlog import AuthLogProcessor
+from vigil.security.integrity import FileIntegrityCollector
+from vigil.security.ports import ListeningPortsCollector
+from vigil.security.updates import UpdatesCollector
+
+log = logging.getLogger(__name__)
+
+# Names `agent.disable` accepts for the security side (besides the host collectors').
+SECURITY_COLLECTORS = ("authlog", "listening_ports", "file_integrity", "updates", "logs", "probes")
+
+Emit = Callable[[list[Event]], None]
+
+
+@dataclass
+class Security:
+    """The security collectors and the running parts behind them (started and stopped together)."""
+
+    collectors: list[Collector] = field(default_factory=list)
+    pipeline: LogPipeline | None = None
+    syslog: SyslogServer | None = None
+    starters: list[Callable[[], None]] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        for start in self.starters:
+            start()
+        if self.pipeline is not None:
+            self.pipeline.start()
+        if self.syslog is not None:
+            try:
+                self.syslog.start()
+            except OSError as exc:  # the rest is worth running without it; say so once
+                log.error("syslog receiver not started: %s", exc)
+                self.syslog = None
+
+    def stop(self) -> None:
+        if self.syslog is not None:
+            self.syslog.stop()
+        if self.pipeline is not None:
+            self.pipeline.stop()
+        for close in self.closers:
+            try:
+                close()
+            except Exception:
+                log.exception("could not stop a security component")
+
+
+def _drop(_: list[Event]) -> None:
+    """Without anywhere to ship them, events exist only as the counters that counted them."""
+
+
+def build_security(cfg: Config, labels: dict[str, str], emit: Emit | None) -> Security:
+    a = cfg.agent
+    state = a.data_dir / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    sink = emit or _drop
+    out = Security()
+    if "listening_ports" not in a.disable:
+        ports = ListeningPortsCollector(
+            baseline=a.listening_ports.baseline,
+            learn=a.listening_ports.learn,
+            state_file=state / "listening_ports.json",
+        )
+        out.collectors.append(EventingCollector(ports, sink, labels))
+    if "file_integrity" not in a.disable:
+        integrity = FileIntegrityCollector(a.file_integrity.paths, state_file=state / "file_integrity.json")
+        out.collectors.append(EventingCollector(integrity, sink, labels))
+    if "updates" not in a.disable and a.updates.manager != "none":
+        updates = UpdatesCollector(manager=a.updates.manager, interval_s=a.updates.interval / 1000)
+        out.collectors.append(updates)
+        out.closers.append(updates.close)
+    if (a.probes or a.certificates.files) and "probes" not in a.disable:
+        # Imported only when used: probes bring in httpx's transport and the TLS/DNS code.
+        from vigil.probe.collector import ProbesCollector
+
+        probes = ProbesCollector(a.probes, a.certificates)
+        out.collectors.append(probes)
+        out.starters.append(probes.start)
+        out.closers.append(probes.stop)
+    if "logs" not in a.disable:
+        out.pipeline = _pipeline(cfg, labels, emit, state)
+        if out.pipeline is not None:
+            out.collectors += out.pipeline.collectors()
+            out.syslog = _syslog(cfg, out.pipeline)
+            if out.syslog is not None:
+                out.collectors.append(out.syslog)
+    return out
+
+
+def _syslog(cfg: Config, pipeline: LogPipeline) -> SyslogServer | None:
+    sl = cfg.agent.logs.syslog
+    if not sl.udp_listen and not sl.tcp_listen:
+        return None
+    # Line origins must not repeat across restarts (they seed event ids): number from the start time.
+    boot = time.time_ns()
+    counter = itertools.count()
+
+    def on_message(msg: SyslogMessage, peer: str) -> None:
+        pipeline.push(to_log_line(msg, peer, f"{boot}.{next(counter)}"))
+
+    return SyslogServer(sl.udp_listen or None, sl.tcp_listen or None, on_message, sl.max_message_bytes)
+
+
+def _pipeline(cfg: Config, labels: dict[str, str], emit: Emit | None, state: Path) -> LogPipeline | None:
+    logs = cfg.agent.logs
+    sources: list[FileSource] = []
+    auth = AuthLogProcessor()
+    if "authlog" not in cfg.agent.disable and logs.auth.paths:
+        sources.append(FileSource("auth", logs.auth.paths, [auth]))
+    for src in logs.sources:
+        processors: list[LineProcessor] = []
+        if src.format == "auth":
+            processors.append(auth)
+        sources.append(FileSource(src.name, src.paths, processors, start_at_end=not src.from_beginning))
+    syslog_on = bool(logs.syslog.udp_listen or logs.syslog.tcp_listen)
+    syslog_processors: Sequence[LineProcessor] = [auth] if syslog_on and logs.syslog.auth else []
+    if not sources and not syslog_on:
+        return None
+    return LogPipeline(
+        sources, state / "logs.json", emit=emit, labels=labels, syslog_processors=syslog_processors
+    )

@@ -1,0 +1,298 @@
+"""`POST /api/v1/events` (security events in) and `GET /api/v1/events` (events out), design §1, §5.
+
+In: newline-delimited JSON events (`vigil.model.event` wire format), as the agent ships them through
+its durable queue: the same bearer tokens (write scope), HMAC signature and size limits as remote
+write, `Content-Encoding` identity, gzip, snappy (raw block, as remote write) or zstd. A request is
+all or nothing: one bad line refuses the whole request with 400 naming the line, so a client can fix
+it and re-send without duplicates or gaps. The `tenant` label comes from the token, never from the
+payload (design §2). 200 with `{"stored": n, "duplicates": m}` in the Prometheus envelope.
+
+Out: the Prometheus API's conventions (envelope, `bad_data` errors, `start`/`end` as RFC 3339 or
+Unix seconds, `match[]` selectors OR'ed), plus `kind`, `limit`, `cursor` and `direction` for paging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+import zlib
+from collections.abc import Callable, Sequence
+
+import cramjam
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from vigil.events.store import Direction, EventStore, check_storable, decode_cursor
+from vigil.model.event import Event, EventError
+from vigil.model.matcher import Matcher
+from vigil.prompb.codec import DecodeError, DecompressedTooLarge, decode_snappy
+from vigil.promql.errors import ParseError
+from vigil.promql.parser import parse_selector
+from vigil.ship import signing
+from vigil.web.auth import Scope, TokenAuth
+from vigil.web.promapi import error_body, go_atoi, go_quote, parse_time, success_body
+
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "EventsAPI"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+DEFAULT_RANGE_MS = 3_600_000  # `start` defaults to one hour before `end`, as in Grafana's default view
+ENCODINGS = ("identity", "gzip", "snappy", "zstd")
+
+
+class _Refused(Exception):
+    """A request answered with an error envelope: HTTP status, Prometheus error type, message."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+    def response(self) -> Response:
+        return Response(
+            error_body(self.error_type, self.message), status_code=self.status, media_type="application/json"
+        )
+
+
+def _bad(message: str) -> _Refused:
+    return _Refused(400, "bad_data", message)
+
+
+def _too_large(what: str, limit: int) -> _Refused:
+    return _Refused(413, "bad_data", f"{what} exceeds {limit} bytes")
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """`body` decoded per its Content-Encoding, never inflated beyond `limit` bytes (413)."""
+    if encoding == "identity":
+        out = body
+    elif encoding == "snappy":
+        try:
+            out = decode_snappy(body, limit)
+        except DecompressedTooLarge:
+            raise _too_large("decompressed body", limit) from None
+        except DecodeError as exc:
+            raise _bad(f"bad snappy body: {exc}") from None
+    elif encoding == "gzip":
+        out = _gzip(body, limit)
+    else:
+        out = _zstd(body, limit)
+    if len(out) > limit:
+        raise _too_large("decompressed body", limit)
+    return out
+
+
+def _gzip(body: bytes, limit: int) -> bytes:
+    out, rest = b"", body
+    while rest:  # one gzip member after another, as gunzip reads them
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))  # bounded: a bomb stays small
+        except zlib.error as exc:
+            raise _bad(f"bad gzip body: {exc}") from None
+        if len(out) > limit:
+            break
+        if not inflater.eof:
+            raise _bad("bad gzip body: truncated stream")
+        rest = inflater.unused_data
+    return out
+
+
+def _zstd(body: bytes, limit: int) -> bytes:
+    # cramjam decodes into a caller's buffer and fails when it is full: grow it up to the limit
+    # rather than trusting (or allocating) a size the sender declares.
+    size = min(limit + 1, max(1 << 16, 8 * len(body)))
+    while True:
+        buf = bytearray(size)
+        try:
+            n = int(cramjam.zstd.decompress_into(body, buf))
+        except cramjam.DecompressionError as exc:
+            if "whole buffer" not in str(exc):
+                raise _bad(f"bad zstd body: {exc}") from None
+            if size > limit:
+                raise _too_large("decompressed body", limit) from None
+            size = min(limit + 1, size * 4)
+            continue
+        return bytes(buf[:n])
+
+
+def parse_lines(body: bytes, tenant: str | None) -> list[Event]:
+    """The events of an NDJSON body, each with the server's `tenant` label; blank lines are skipped.
+    Raises _Refused (400) naming the first bad line."""
+    events = []
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            ev = Event.from_json(line)
+            check_storable(ev)
+        except EventError as exc:
+            raise _bad(f"line {number}: {exc}") from None
+        labels = {k: v for k, v in ev.labels.items() if k != "tenant"}  # never the payload's word
+        if tenant:
+            labels["tenant"] = tenant
+        events.append(Event(ev.time_ms, ev.kind, ev.message, ev.fields, labels, ev.id))
+    return events
+
+
+class EventsAPI:
+    """Handlers for `POST` and `GET /api/v1/events` over an EventStore."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        auth: TokenAuth,
+        max_body: int,
+        hmac_key: str | None = None,
+        max_decompressed: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._auth = auth
+        self._max_body = max_body
+        self._max_decompressed = max_decompressed if max_decompressed is not None else 4 * max_body
+        # When set, posts must carry an HMAC signature of their body, exactly as remote writes do.
+        self._hmac_key = hmac_key or None
+        self._clock = clock
+
+    # -- POST ----------------------------------------------------------------------------------------
+
+    async def post(self, request: Request) -> Response:
+        denied = self._auth.check(request, Scope.WRITE)
+        if denied is not None:
+            return denied
+        try:
+            encoding = self._encoding(request)
+            body = await self._read_body(request)
+            if self._hmac_key is not None:
+                problem = signing.verify(self._hmac_key, body, request.headers, self._clock())
+                if problem is not None:
+                    raise _Refused(401, "unauthorized", f"unauthorized: {problem}")
+            tenant = self._auth.tenant_of(request)
+            stored, total = await run_in_threadpool(self._store_body, body, encoding, tenant)
+        except _Refused as exc:
+            return exc.response()
+        except ClientDisconnect:
+            return _bad("client disconnected").response()
+        data = json.dumps({"stored": stored, "duplicates": total - stored})
+        return Response(success_body(data), media_type="application/json")
+
+    def _encoding(self, request: Request) -> str:
+        ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if ctype == "application/x-protobuf":
+            raise _Refused(415, "bad_data", "events are JSON lines; remote write goes to /api/v1/write")
+        encoding = request.headers.get("content-encoding", "identity").strip().lower() or "identity"
+        if encoding not in ENCODINGS:
+            raise _Refused(
+                415,
+                "bad_data",
+                f"unsupported content encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}",
+            )
+        return encoding
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_body:
+            raise _too_large("request body", self._max_body)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self._max_body:
+                raise _too_large("request body", self._max_body)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _store_body(self, body: bytes, encoding: str, tenant: str | None) -> tuple[int, int]:
+        events = parse_lines(decompress(body, encoding, self._max_decompressed), tenant)
+        try:
+            return self._store.append(events), len(events)
+        except sqlite3.Error as exc:
+            # 503: the agent keeps the batch and retries; nothing of it was committed.
+            log.error("event store error on write: %s", exc)
+            raise _Refused(503, "unavailable", f"storage error: {exc}") from None
+
+    # -- GET -----------------------------------------------------------------------------------------
+
+    async def get(self, request: Request) -> Response:
+        denied = self._auth.check(request, Scope.READ)
+        if denied is not None:
+            return denied
+        try:
+            query = self._query_params(request)
+            events, cursor = await run_in_threadpool(self._query, *query)
+        except _Refused as exc:
+            return exc.response()
+        encoded = ",".join(e.to_json() for e in events)  # the wire format, as POST takes it
+        data = f'{{"events":[{encoded}],"next_cursor":{json.dumps(cursor)}}}'
+        return Response(success_body(data), media_type="application/json")
+
+    def _query_params(
+        self, request: Request
+    ) -> tuple[list[list[Matcher]], int, int, list[str], int, str | None, Direction]:
+        params = request.query_params
+        sets = []
+        for text in [*params.getlist("match[]"), *params.getlist("match")]:
+            try:
+                sets.append(parse_selector(text))
+            except ParseError as exc:
+                raise _bad(f'invalid parameter "match[]": {exc}') from None
+        end = _time(params.get("end", ""), "end", int(self._clock() * 1000))
+        start = _time(params.get("start", ""), "start", end - DEFAULT_RANGE_MS)
+        if end < start:
+            raise _bad('invalid parameter "end": end timestamp must not be before start time')
+        kinds = sorted({k.strip() for v in params.getlist("kind") for k in v.split(",") if k.strip()})
+        limit_text = params.get("limit", "")
+        try:
+            limit = go_atoi(limit_text) if limit_text else DEFAULT_LIMIT
+        except ValueError as exc:
+            raise _bad(f'invalid parameter "limit": {exc}') from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise _bad(f'invalid parameter "limit": must be between 1 and {MAX_LIMIT}, got {limit}')
+        cursor = params.get("cursor") or None
+        if cursor is not None:
+            try:
+                decode_cursor(cursor)
+            except ValueError as exc:
+                raise _bad(f'invalid parameter "cursor": {exc}') from None
+        direction: Direction
+        match params.get("direction") or "backward":
+            case "backward":
+                direction = "backward"
+            case "forward":
+                direction = "forward"
+            case other:
+                raise _bad(
+                    f'invalid parameter "direction": expected "backward" or "forward", got {go_quote(other)}'
+                )
+        return sets, start, end, kinds, limit, cursor, direction
+
+    def _query(
+        self,
+        sets: Sequence[Sequence[Matcher]],
+        start: int,
+        end: int,
+        kinds: Sequence[str],
+        limit: int,
+        cursor: str | None,
+        direction: Direction,
+    ) -> tuple[list[Event], str | None]:
+        try:
+            return self._store.query(sets, start, end, kinds, limit, cursor, direction)
+        except sqlite3.Error as exc:
+            log.error("event store error on query: %s", exc)
+            raise _Refused(503, "unavailable", f"storage error: {exc}") from None
+
+
+def _time(text: str, name: str, default: int) -> int:
+    if not text:
+        return default
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise _bad(f"invalid parameter {go_quote(name)}: {exc}") from None

@@ -1,0 +1,114 @@
+"""End to end: an agent tails an auth.log and ships counters and events to a real Vigil server.
+
+The issue's acceptance test: 30 failed logins from one address appended to the log show up on the
+server as `vigil_auth_attempts_total{result="failure"}` increased by 30 and as 30 `auth` events with
+that address. Both processes are real (`vigil server`, `vigil agent`), on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import VigilProcess, free_port, wait_http
+
+ATTACKER = "203.0.113.50"
+# Stamped now (RFC 3339, as rsyslog writes): events older than the retention would be expired at once.
+LINE = "{now} web1 sshd[{pid}]: Failed password for root from {ip} port {port} ssh2\n"
+
+
+def line(pid: int, ip: str, port: int) -> str:
+    return LINE.format(now=datetime.now(UTC).isoformat(timespec="microseconds"), pid=pid, ip=ip, port=port)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[VigilProcess]:
+    s = VigilProcess(tmp_path / "server").start()
+    yield s
+    s.stop()
+
+
+def failures_on_server(url: str) -> float:
+    r = httpx.get(
+        url + "/api/v1/query",
+        params={"query": 'sum(vigil_auth_attempts_total{result="failure"})'},
+        timeout=10,
+    )
+    result = r.json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def events_on_server(url: str, address: str) -> list[dict]:
+    out: list[dict] = []
+    cursor = None
+    while True:
+        params = {"kind": "auth", "match[]": f'{{source_address="{address}"}}', "limit": "1000", "start": "0"}
+        if cursor:
+            params["cursor"] = cursor
+        r = httpx.get(url + "/api/v1/events", params=params, timeout=10)
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        out += data["events"]
+        cursor = data["next_cursor"]
+        if not cursor:
+            return out
+
+
+def test_thirty_failed_logins_become_a_counter_and_thirty_events(
+    tmp_path: Path, server: VigilProcess
+) -> None:
+    auth_log = tmp_path / "auth.log"
+    # History from before the agent started is not replayed (the agent starts at the end of the file).
+    auth_log.write_text(line(1, "198.51.100.1", 1))
+    agent_port = free_port()
+    (tmp_path / "vigil.yml").write_text(
+        f"""
+agent:
+  listen: 127.0.0.1:{agent_port}
+  interval: 1s
+  data_dir: {tmp_path / "agent"}
+  statsd: {{udp_listen: ""}}
+  disable: [file_integrity, updates, listening_ports]
+  logs:
+    auth: {{paths: ["{auth_log}"]}}
+  ship:
+    url: {server.url}/api/v1/write
+"""
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "vigil", "agent", "--config", str(tmp_path / "vigil.yml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{agent_port}/metrics", proc=agent)
+        before = failures_on_server(server.url)
+        with auth_log.open("a") as f:
+            for i in range(30):
+                f.write(line(1000 + i, ATTACKER, 40000 + i))
+        deadline = time.monotonic() + 30
+        after, events = before, []
+        while time.monotonic() < deadline:
+            after = failures_on_server(server.url)
+            events = events_on_server(server.url, ATTACKER)
+            if after - before >= 30 and len(events) >= 30:
+                break
+            time.sleep(0.5)
+        assert after - before == 30
+        assert len(events) == 30
+        assert {e["fields"]["source_address"] for e in events} == {ATTACKER}
+        assert {e["fields"]["user"] for e in events} == {"root"}
+        assert {e["labels"]["source"] for e in events} == {"auth"}
+        assert all(e["labels"]["job"] == "vigil-agent" and e["labels"]["instance"] for e in events)
+        assert len({e["id"] for e in events}) == 30
+    finally:
+        agent.terminate()
+        out, _ = agent.communicate(timeout=30)
+    assert agent.returncode == 0, out.decode(errors="replace")
