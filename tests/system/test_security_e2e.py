@@ -7,6 +7,8 @@ that address. Both processes are real (`vigil server`, `vigil agent`), on 127.0.
 
 from __future__ import annotations
 
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -112,3 +114,51 @@ agent:
         agent.terminate()
         out, _ = agent.communicate(timeout=30)
     assert agent.returncode == 0, out.decode(errors="replace")
+
+
+def test_server_syslog_receiver_counts_and_keeps_auth_lines(tmp_path: Path) -> None:
+    """`server.syslog`: a firewall or host sending straight to the server. Debian's logger(1) sends
+    sshd failures over TCP with octet counting (RFC 5424) and over UDP (RFC 3164)."""
+    logger = shutil.which("logger")
+    if logger is None:
+        pytest.skip("logger (bsdutils) is not installed")
+    udp, tcp = free_port(), free_port()
+    config = tmp_path / "vigil.yml"
+    config.write_text(f"server:\n  syslog: {{udp_listen: 127.0.0.1:{udp}, tcp_listen: 127.0.0.1:{tcp}}}\n")
+    server = VigilProcess(tmp_path / "server", extra_args=["--config", str(config)]).start()
+    try:
+        wait_port(tcp)  # the receiver starts right after the HTTP server
+        message = f"Failed password for invalid user admin from {ATTACKER} port 4242 ssh2"
+        sends = [
+            [logger, "-n", "127.0.0.1", "-P", str(tcp), "-T", "--rfc5424", "--octet-count", "-t", "sshd"],
+            [logger, "-n", "127.0.0.1", "-P", str(udp), "-d", "--rfc3164", "-t", "sshd"],
+        ]
+        for argv in sends:
+            for _ in range(3):
+                subprocess.run([*argv, message], check=True, timeout=10)
+        deadline = time.monotonic() + 30
+        events: list[dict] = []
+        while time.monotonic() < deadline:
+            events = events_on_server(server.url, ATTACKER)
+            if len(events) >= 6 and failures_on_server(server.url) >= 6:
+                break
+            time.sleep(0.5)
+        assert failures_on_server(server.url) == 6
+        assert len(events) == 6
+        assert {e["labels"]["source"] for e in events} == {"syslog"}
+        assert {e["labels"]["job"] for e in events} == {"vigil-syslog"}
+        assert {e["fields"]["user"] for e in events} == {"admin"}
+    finally:
+        server.stop()
+
+
+def wait_port(port: int, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -70,10 +70,12 @@ def build_agent(
     statsd: Any = None,
     security: Security | None = None,
     identity: Identity | None = None,
+    host: bool = True,
 ) -> Agent:
+    """The collection loop over the host collectors (unless `host` is false), StatsD and `security`."""
     a = cfg.agent
     identity = identity or detect(cluster=a.cluster, app=a.app, instance=a.instance)
-    collectors = select_collectors(cfg) + ([statsd] if statsd is not None else [])
+    collectors = (select_collectors(cfg) if host else []) + ([statsd] if statsd is not None else [])
     if security is not None:
         collectors += security.collectors
     return Agent(collectors, identity, a.job, registry, interval_s=a.interval / 1000, sink=sink)
@@ -175,7 +177,7 @@ def build_event_shipper(cfg: Config, registry: CollectorRegistry, url: str, toke
     )
 
 
-def start_agent(cfg: Config, url: str, token: str = "") -> RunningAgent:
+def start_agent(cfg: Config, url: str, token: str = "", host_collectors: bool = True) -> RunningAgent:
     """Everything the agent runs, started: collection, shipping (samples and events), StatsD,
     scrapes and the security side. `url` is where to ship ("" ships nowhere)."""
     registry = CollectorRegistry()
@@ -187,7 +189,9 @@ def start_agent(cfg: Config, url: str, token: str = "") -> RunningAgent:
     statsd = start_statsd(cfg)
     labels = {**identity.labels(), "job": a.job}
     security = build_security(cfg, labels, events.send if events else None)
-    agent = build_agent(cfg, registry, sink=sink, statsd=statsd, security=security, identity=identity)
+    agent = build_agent(
+        cfg, registry, sink=sink, statsd=statsd, security=security, identity=identity, host=host_collectors
+    )
     security.start()
     agent.start()
     scrapes = start_scrapes(cfg, registry, sink)
@@ -197,6 +201,34 @@ def start_agent(cfg: Config, url: str, token: str = "") -> RunningAgent:
 def start_in_process(cfg: Config, server_url: str, token: str) -> RunningAgent:
     """`vigil up`: the agent runs beside the server, shipping to it through the same durable path."""
     return start_agent(cfg, cfg.agent.ship.url or server_url, token)
+
+
+def start_syslog_relay(cfg: Config, server_url: str, token: str) -> RunningAgent:
+    """`server.syslog`: the server's own syslog receiver. It is the agent's log pipeline with nothing
+    but syslog as input (auth parsing, log rules, unknown lines), shipping to this server through the
+    same durable queues, so what arrives by syslog is counted and kept exactly like an agent's."""
+    from vigil.config.security import AuthLogsConfig, LogsConfig
+
+    a = cfg.agent
+    logs = LogsConfig(
+        auth=AuthLogsConfig(paths=()),
+        rule_files=a.logs.rule_files,
+        unknown_lines=a.logs.unknown_lines,
+        syslog=cfg.server.syslog,
+    )
+    agent = a.model_copy(
+        update={
+            "data_dir": cfg.storage.path / "syslog",
+            "job": "vigil-syslog",
+            "statsd": a.statsd.model_copy(update={"udp_listen": "", "tcp_listen": ""}),
+            "logs": logs,
+            "disable": ("listening_ports", "file_integrity", "updates", "probes"),
+            "probes": (),
+            "ship": a.ship.model_copy(update={"url": ""}),
+        }
+    )
+    relay = cfg.model_copy(update={"agent": agent, "scrape_configs": ()})
+    return start_agent(relay, server_url, token, host_collectors=False)
 
 
 class RunningAgent:

@@ -138,8 +138,11 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
     signal.signal(signal.SIGTERM, lambda *_: None)
     log.info("Vigil %s listening on http://%s, data in %s", __version__, cfg.server.listen, cfg.storage.path)
     local: list[Any] = []
-    if with_agent:
-        threading.Thread(target=_start_local_agent, args=(cfg, server, local), daemon=True).start()
+    syslog = cfg.server.syslog
+    if with_agent or syslog.udp_listen or syslog.tcp_listen:
+        threading.Thread(
+            target=_start_local_agent, args=(cfg, server, local, with_agent), daemon=True
+        ).start()
     try:
         server.run()
     finally:
@@ -150,10 +153,10 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
     return 0 if server.started else 1
 
 
-def _start_local_agent(cfg: Config, server: uvicorn.Server, started: list[Any]) -> None:
+def _start_local_agent(cfg: Config, server: uvicorn.Server, started: list[Any], with_agent: bool) -> None:
     """`vigil up`: once the server listens, an agent for this host shipping to it (so its first
-    delivery does not race the server's start-up)."""
-    from vigil.cmd.agent import start_in_process
+    delivery does not race the server's start-up); and the server's syslog receiver, if configured."""
+    from vigil.cmd.agent import start_in_process, start_syslog_relay
 
     while not server.started:
         if server.should_exit:
@@ -161,4 +164,9 @@ def _start_local_agent(cfg: Config, server: uvicorn.Server, started: list[Any]) 
         time.sleep(0.05)
     url = f"http://{cfg.server.listen}/api/v1/write".replace("0.0.0.0", "127.0.0.1")
     tokens = cfg.server.auth.write_tokens or tuple(t for _, ts in cfg.server.auth.tenants for t in ts)
-    started.append(start_in_process(cfg, url, tokens[0] if tokens else ""))
+    token = tokens[0] if tokens else ""
+    if with_agent:
+        started.append(start_in_process(cfg, url, token))
+    syslog = cfg.server.syslog
+    if syslog.udp_listen or syslog.tcp_listen:
+        started.append(start_syslog_relay(cfg, url, token))

@@ -19,7 +19,13 @@ from pydantic import BaseModel, BeforeValidator, ValidationError, model_validato
 
 from vigil.config.probes import CertificatesConfig, Probes
 from vigil.config.scrape import ScrapeConfigs
-from vigil.config.security import FileIntegrityConfig, ListeningPortsConfig, LogsConfig, UpdatesConfig
+from vigil.config.security import (
+    FileIntegrityConfig,
+    ListeningPortsConfig,
+    LogsConfig,
+    SyslogConfig,
+    UpdatesConfig,
+)
 from vigil.config.types import (
     _FROM_TEXT,
     DEFAULT_LISTEN,
@@ -82,6 +88,9 @@ class ServerConfig(_Section):
     """Allow a non-loopback `listen` without auth tokens."""
     external_url: Annotated[str, BeforeValidator(_external_url)] = ""
     auth: AuthConfig = AuthConfig()
+    syslog: SyslogConfig = SyslogConfig()
+    """A syslog receiver in the server (for firewalls and network gear that send to it directly): lines
+    go through the same auth parsing, log rules and unknown-line detection as the agent's."""
 
 
 class StorageConfig(_Section):
