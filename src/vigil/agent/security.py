@@ -9,6 +9,7 @@ produces events, handed to `emit` (the durable event queue) with the host's iden
 
 from __future__ import annotations
 
+import glob
 import itertools
 import logging
 import time
@@ -18,9 +19,11 @@ from pathlib import Path
 
 from vigil.agent.collector import Collector
 from vigil.agent.eventing import EventingCollector
-from vigil.config import Config
+from vigil.config import Config, ConfigError
+from vigil.logs.access import AccessLogProcessor
 from vigil.logs.pipeline import FileSource, LogPipeline
 from vigil.logs.processor import LineProcessor
+from vigil.logs.rules import LogRule, RuleProcessor, load_rules
 from vigil.logs.syslog import SyslogServer
 from vigil.logs.syslogparse import SyslogMessage, to_log_line
 from vigil.model.event import Event
@@ -130,18 +133,37 @@ def _syslog(cfg: Config, pipeline: LogPipeline) -> SyslogServer | None:
 def _pipeline(cfg: Config, labels: dict[str, str], emit: Emit | None, state: Path) -> LogPipeline | None:
     logs = cfg.agent.logs
     sources: list[FileSource] = []
+    # One processor of each kind serves every source (the line's source is a label), so their
+    # series caps are global and each family is exposed once.
     auth = AuthLogProcessor()
+    access = AccessLogProcessor()
+    rules = load_rule_files(logs.rule_files)
+    common: list[LineProcessor] = [RuleProcessor(rules)] if rules else []
     if "authlog" not in cfg.agent.disable and logs.auth.paths:
-        sources.append(FileSource("auth", logs.auth.paths, [auth]))
+        sources.append(FileSource("auth", logs.auth.paths, [auth, *common]))
     for src in logs.sources:
-        processors: list[LineProcessor] = []
-        if src.format == "auth":
-            processors.append(auth)
+        by_format: dict[str, list[LineProcessor]] = {"auth": [auth], "access": [access], "plain": []}
+        processors = by_format[src.format] + common
         sources.append(FileSource(src.name, src.paths, processors, start_at_end=not src.from_beginning))
     syslog_on = bool(logs.syslog.udp_listen or logs.syslog.tcp_listen)
-    syslog_processors: Sequence[LineProcessor] = [auth] if syslog_on and logs.syslog.auth else []
+    syslog_processors: list[LineProcessor] = []
+    if syslog_on:
+        syslog_processors = ([auth] if logs.syslog.auth else []) + common
     if not sources and not syslog_on:
         return None
     return LogPipeline(
         sources, state / "logs.json", emit=emit, labels=labels, syslog_processors=syslog_processors
     )
+
+
+def load_rule_files(patterns: Sequence[str]) -> list[LogRule]:
+    """Every rule of the files matching `patterns`, in file order; a pattern matching nothing is an
+    error (a typo must not silently turn the rules off). Raises ConfigError naming the file."""
+    rules: list[LogRule] = []
+    for pattern in patterns:
+        paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not paths:
+            raise ConfigError(f"no file matches {pattern!r}", key="agent.logs.rule_files")
+        for path in paths:
+            rules += load_rules(path)
+    return rules

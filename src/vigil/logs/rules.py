@@ -1,0 +1,730 @@
+"""Log rules: regexes over log lines that keep counters, gauges and histograms (mtail-like, in YAML).
+
+A rules file lists rules; each one names a metric, the regex whose named groups feed it, and which
+groups become labels. Like an mtail program it keeps its state in memory, but the format is
+declarative YAML rather than a language, so a rules file is checked completely at load time and
+errors name `file: rules[3].match: expected ...`:
+
+```yaml
+rules:
+  - name: app_login_failures_total   # metric name; counters end in _total
+    type: counter                    # counter (default) | gauge | histogram
+    help: Failed logins by the app.
+    sources: [app]                   # LogLine.source names the rule applies to (default: all)
+    match: 'login failed for user (?P<user>\\S+) from (?P<ip>\\S+)'
+    labels: {reason: bad_password}   # static labels
+    label_groups: [ip]               # labels taken from named groups (bounded by max_series)
+    max_series: 1000                 # label sets beyond this fold into "other"
+    event: true                      # also emit a `log_match` event per matching line
+  - name: app_request_seconds
+    type: histogram
+    match: 'took (?P<ms>[0-9.]+)ms'
+    value: ms                        # gauge: set, histogram: observe, counter: add (default +1)
+    scale: 0.001                     # ms -> seconds
+    buckets: [0.01, 0.1, 1, 10]
+```
+
+Why RE2 (`google-re2`): the logs are untrusted input and rules are written by users, so a pattern
+with nested quantifiers must not let one crafted line stall the agent; RE2 matches in linear time.
+All rules for a source are compiled into one `re2.Set`, so a line costs one DFA pass whatever the
+number of rules, and only the rules that matched are run again to extract their groups (the same
+"match first, capture later" shape mtail's VM has). RE2 syntax has no look-around or back-references.
+
+Cardinality is bounded twice: each rule keeps at most `max_series` label sets (further ones are
+counted under the label value "other" and in `vigil_log_rule_series_overflow_total{rule}`), and the
+processor as a whole at most `max_total_series`. Label values are cut at 256 characters.
+
+Several rules may feed one metric (say, one regex per log format): they then share name, type,
+buckets and label names, and each rule needs its own `id` (the value of the `rule` label on the
+processor's own metrics and in events; it defaults to the metric name).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import re2
+import yaml
+from prometheus_client import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from vigil.config.types import ConfigError
+from vigil.logs.processor import LogLine
+from vigil.model.event import Event
+
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "DEFAULT_MAX_SERIES",
+    "DEFAULT_MAX_TOTAL_SERIES",
+    "LogRule",
+    "RuleProcessor",
+    "load_rules",
+    "parse_rules",
+]
+
+DEFAULT_MAX_SERIES = 1000
+DEFAULT_MAX_TOTAL_SERIES = 100_000
+# prometheus_client's defaults: a sensible spread for request durations in seconds.
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+OTHER = "other"
+
+_MAX_MAX_SERIES = 1_000_000
+_MAX_LABEL_VALUE = 256
+_MAX_EVENT_FIELD = 16384  # Event.from_dict's limit: longer fields would be refused at ingest
+_TYPES = ("counter", "gauge", "histogram")
+_KEYS: tuple[str, ...] = ("name", "id", "type", "help", "sources", "match", "labels", "label_groups", "value")
+_KEYS += ("scale", "buckets", "max_series", "event")
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# Identity labels the agent adds (design §2) and names with a meaning in the exposition format.
+_RESERVED_LABELS = frozenset(
+    {"tenant", "cluster", "instance", "platform", "container", "app", "function", "job", "le", "quantile"}
+)
+# Event fields every log_match event has; a group of the same name would overwrite them.
+_EVENT_FIELDS = frozenset({"source", "rule", "line"})
+
+_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
+
+
+@dataclass(frozen=True, slots=True)
+class LogRule:
+    """One validated rule; build these with `parse_rules` / `load_rules`."""
+
+    name: str
+    match: str
+    type: str = "counter"
+    id: str = ""  # defaults to `name`
+    help: str = ""
+    sources: frozenset[str] | None = None  # None: every source
+    labels: tuple[tuple[str, str], ...] = ()  # static labels, sorted by name
+    label_groups: tuple[str, ...] = ()
+    value: str | None = None
+    scale: float = 1.0
+    buckets: tuple[float, ...] = ()
+    max_series: int = DEFAULT_MAX_SERIES
+    event: bool = False
+
+    @property
+    def rule_id(self) -> str:
+        return self.id or self.name
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return json.dumps(value if len(value) <= 60 else value[:57] + "...", ensure_ascii=False)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+class _Ctx:
+    """Where we are in the file, to build `file: rules[3].key: message` errors."""
+
+    def __init__(self, source: str, key: str) -> None:
+        self.source = source
+        self.key = key
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(message, source=self.source, key=f"{self.key}.{key}" if key else self.key)
+
+
+def _str_list(ctx: _Ctx, key: str, raw: object, what: str) -> list[str]:
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(x, str) and x for x in items):
+        raise ctx.error(key, f"expected a list of {what}, got {_show(raw)}")
+    return list(items)
+
+
+def _number(raw: object) -> float | None:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    value = float(raw)
+    return value if math.isfinite(value) else None
+
+
+def _compile(ctx: _Ctx, raw: object) -> Any:
+    if not isinstance(raw, str):
+        raise ctx.error("match", f"expected a regular expression (RE2 syntax), got {_show(raw)}")
+    try:
+        return re2.compile(raw)
+    except re2.error as e:
+        raise ctx.error(
+            "match",
+            f"expected a regular expression in RE2 syntax (no look-around or back-references), "
+            f"got {_show(raw)}: {e}",
+        ) from None
+
+
+def _parse_rule(ctx: _Ctx, raw: object) -> LogRule:
+    if not isinstance(raw, dict):
+        raise ctx.error("", f"expected a mapping with name and match, got {_show(raw)}")
+    for key in raw:
+        if key not in _KEYS:
+            raise ctx.error("", f"unknown key {_show(key)} (expected one of: {', '.join(_KEYS)})")
+
+    kind = raw.get("type", "counter")
+    if kind not in _TYPES:
+        raise ctx.error("type", f"expected one of counter, gauge, histogram, got {_show(kind)}")
+
+    name = raw.get("name")
+    if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name) or name.startswith("__"):
+        raise ctx.error("name", f"expected a metric name like app_errors_total, got {_show(name)}")
+    if name.startswith("vigil_"):
+        raise ctx.error("name", f"expected a name without the vigil_ prefix (reserved), got {_show(name)}")
+    if kind == "counter" and not name.endswith("_total"):
+        raise ctx.error("name", f"expected a counter name ending in _total, got {_show(name)}")
+    if kind != "counter" and name.endswith("_total"):
+        raise ctx.error(
+            "name", f"expected a {kind} name not ending in _total (counters only), got {_show(name)}"
+        )
+    if kind == "histogram" and name.endswith(("_bucket", "_count", "_sum")):
+        raise ctx.error(
+            "name", f"expected a histogram name not ending in _bucket/_count/_sum, got {_show(name)}"
+        )
+
+    rule_id = raw.get("id", name)
+    if not isinstance(rule_id, str) or not rule_id or len(rule_id) > 128:
+        raise ctx.error("id", f"expected a rule id (text, at most 128 characters), got {_show(rule_id)}")
+
+    help_text = raw.get("help", "")
+    if not isinstance(help_text, str):
+        raise ctx.error("help", f"expected a one-line description, got {_show(help_text)}")
+
+    sources = None
+    if raw.get("sources") is not None:
+        sources = frozenset(_str_list(ctx, "sources", raw["sources"], "log source names"))
+
+    regexp = _compile(ctx, raw.get("match"))
+    groups: dict[str, int] = dict(regexp.groupindex)
+
+    static = raw.get("labels", {}) or {}
+    if not isinstance(static, dict):
+        raise ctx.error("labels", f"expected a mapping of label names to values, got {_show(static)}")
+    labels: dict[str, str] = {}
+    for k, v in static.items():
+        _check_label(ctx, f"labels.{k}", k, kind)
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        if not isinstance(v, str | int | float):
+            raise ctx.error(f"labels.{k}", f"expected a label value (text), got {_show(v)}")
+        labels[k] = str(v)
+
+    label_groups = _str_list(ctx, "label_groups", raw.get("label_groups", []) or [], "named groups")
+    for g in label_groups:
+        if g not in groups:
+            raise ctx.error(
+                "label_groups", f"expected names of groups in match like (?P<{g}>...), got {_show(g)}"
+            )
+        _check_label(ctx, "label_groups", g, kind)
+        if g in labels:
+            raise ctx.error("label_groups", f"label {_show(g)} is also a static label")
+    if len(set(label_groups)) != len(label_groups):
+        raise ctx.error("label_groups", "expected each group once")
+
+    value = raw.get("value")
+    if value is not None and (not isinstance(value, str) or value not in groups):
+        raise ctx.error(
+            "value", f"expected the name of a group in match holding a number, got {_show(value)}"
+        )
+    if value is None and kind != "counter":
+        raise ctx.error("value", f"expected the name of a group in match holding the {kind}'s number")
+
+    scale = raw.get("scale", 1.0)
+    if _number(scale) is None or scale == 0:
+        raise ctx.error("scale", f"expected a non-zero number, got {_show(scale)}")
+
+    buckets: tuple[float, ...] = ()
+    if kind == "histogram":
+        raw_buckets = raw.get("buckets", list(DEFAULT_BUCKETS))
+        nums = [_number(b) for b in raw_buckets] if isinstance(raw_buckets, list) else [None]
+        if not nums or None in nums or any(b >= a for a, b in zip(nums[1:], nums, strict=False)):  # type: ignore[operator]
+            raise ctx.error(
+                "buckets",
+                f"expected a list of increasing finite numbers like [0.1, 1, 10], got {_show(raw_buckets)}",
+            )
+        buckets = tuple(float(b) for b in nums if b is not None)
+    elif "buckets" in raw:
+        raise ctx.error("buckets", "only histograms have buckets")
+
+    max_series = raw.get("max_series", DEFAULT_MAX_SERIES)
+    if (
+        isinstance(max_series, bool)
+        or not isinstance(max_series, int)
+        or not 1 <= max_series <= _MAX_MAX_SERIES
+    ):
+        raise ctx.error(
+            "max_series", f"expected an integer from 1 to {_MAX_MAX_SERIES}, got {_show(max_series)}"
+        )
+
+    event = raw.get("event", False)
+    if not isinstance(event, bool):
+        raise ctx.error("event", f"expected true or false, got {_show(event)}")
+    if event:
+        clash = sorted(_EVENT_FIELDS & set(groups))
+        if clash:
+            raise ctx.error(
+                "match", f"group name {_show(clash[0])} is reserved for event fields (source, rule, line)"
+            )
+
+    return LogRule(
+        name=name,
+        match=regexp.pattern,
+        type=kind,
+        id=rule_id,
+        help=help_text.strip(),
+        sources=sources,
+        labels=tuple(sorted(labels.items())),
+        label_groups=tuple(label_groups),
+        value=value,
+        scale=float(scale),
+        buckets=buckets,
+        max_series=max_series,
+        event=event,
+    )
+
+
+def _check_label(ctx: _Ctx, key: str, name: object, kind: str) -> None:
+    if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+        raise ctx.error(key, f"expected a label name like reason, got {_show(name)}")
+    if name in _RESERVED_LABELS:
+        raise ctx.error(key, f"label name {_show(name)} is reserved (identity or exposition label)")
+
+
+def parse_rules(data: Any, source: str = "<rules>", key: str = "rules") -> list[LogRule]:
+    """Validate an already-parsed rules document: `{rules: [...]}`, a bare list, or None (no rules).
+
+    `key` prefixes error locations, for rules embedded in a larger file (`logs.rules[0].match`).
+    """
+    if data is None:
+        return []
+    items = data
+    if isinstance(data, dict):
+        unknown = [k for k in data if k != "rules"]
+        if unknown:
+            raise ConfigError(f"unknown key {_show(unknown[0])} (expected: rules)", source=source)
+        items = data.get("rules") or []
+    if not isinstance(items, list):
+        raise ConfigError(f"expected a list of rules, got {_show(items)}", source=source, key=key)
+
+    rules: list[LogRule] = []
+    seen_ids: dict[str, int] = {}
+    by_name: dict[str, LogRule] = {}
+    for i, raw in enumerate(items):
+        ctx = _Ctx(source, f"{key}[{i}]")
+        rule = _parse_rule(ctx, raw)
+        if rule.rule_id in seen_ids:
+            raise ctx.error(
+                "id",
+                f"duplicate rule id {_show(rule.rule_id)} (also {key}[{seen_ids[rule.rule_id]}]); "
+                "rules sharing a metric name need distinct ids",
+            )
+        seen_ids[rule.rule_id] = i
+        first = by_name.setdefault(rule.name, rule)
+        if first is not rule:
+            _check_shared(ctx, first, rule)
+        rules.append(rule)
+    return rules
+
+
+def _check_shared(ctx: _Ctx, first: LogRule, rule: LogRule) -> None:
+    """Rules feeding one metric must describe the same family."""
+    if rule.type != first.type:
+        raise ctx.error("type", f"expected {first.type} like the other rules named {_show(rule.name)}")
+    names = {k for k, _ in rule.labels} | set(rule.label_groups)
+    first_names = {k for k, _ in first.labels} | set(first.label_groups)
+    if names != first_names:
+        raise ctx.error(
+            "labels",
+            f"expected the label names {sorted(first_names)} of the other rules named {_show(rule.name)}, "
+            f"got {sorted(names)}",
+        )
+    if rule.buckets != first.buckets:
+        raise ctx.error("buckets", f"expected the buckets of the other rules named {_show(rule.name)}")
+    if rule.help and first.help and rule.help != first.help:
+        raise ctx.error("help", f"expected no help or the help of the other rules named {_show(rule.name)}")
+
+
+def load_rules(path: Path | str) -> list[LogRule]:
+    """Read and validate a rules YAML file; every problem is a ConfigError naming the file."""
+    from vigil.config.config import _StrictLoader  # duplicate keys are errors, as in vigil.yml
+
+    source = str(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror or e}", source=source) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"cannot read: not UTF-8 (bad byte at offset {e.start})", source=source) from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        problem = e.problem or e.context or "syntax error"
+        line = mark.line + 1 if mark else None
+        column = mark.column + 1 if mark else None
+        raise ConfigError(f"invalid YAML: {problem}", source=source, line=line, column=column) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid YAML: {e}".splitlines()[0], source=source) from None
+    return parse_rules(data, source)
+
+
+# --- processing -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _State:
+    """One rule, compiled, with its series (keyed by the tuple of label-group values)."""
+
+    rule: LogRule
+    regexp: Any  # the low-level _re2.RE2: called with UTF-8 bytes, it skips re2's per-call str wrapper
+    label_idx: tuple[int, ...]  # span indexes of the label groups
+    value_idx: int  # span index of the value group, -1 for "+1"
+    event_groups: tuple[tuple[str, int], ...]
+    needs_spans: bool
+    other: tuple[str, ...]
+    series: dict[tuple[str, ...], Any] = field(default_factory=dict)  # float, or histogram list
+    matches: int = 0
+    overflow: int = 0
+    value_errors: int = 0
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The rules that apply to one source, with their RE2 set (None when one rule can match directly)."""
+
+    states: tuple[_State, ...]
+    rset: Any  # _re2.Set or None
+
+
+class RuleProcessor:
+    """Runs log rules over lines (a `LineProcessor`); see the module docstring.
+
+    Families: one per distinct rule name (labels: the rule's static and group labels), plus
+    `vigil_log_rule_matches_total{rule}`, `vigil_log_rule_series_overflow_total{rule}` and
+    `vigil_log_rule_value_errors_total{rule}` (a matched line whose value group was not a usable
+    number: not numeric, not finite, or negative for a counter; its update is skipped).
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[LogRule],
+        *,
+        name: str = "log_rules",
+        max_total_series: int = DEFAULT_MAX_TOTAL_SERIES,
+    ) -> None:
+        self.name = name
+        self._max_total = max_total_series
+        self._total = 0
+        self._states = [self._compile(r) for r in rules]
+        for st in self._states:
+            self._init_series(st)
+        self._plans: dict[str, _Plan] = {}
+        # Family layout: name -> (type, help, label names in exposition order, buckets, states).
+        self._families: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...], list[_State]]] = {}
+        for st in self._states:
+            r = st.rule
+            fam = self._families.get(r.name)
+            if fam is None:
+                names = tuple(k for k, _ in r.labels) + r.label_groups
+                self._families[r.name] = (r.type, r.help or f"Log rule {r.rule_id}.", names, r.buckets, [st])
+            else:
+                if r.help and fam[1].startswith("Log rule "):
+                    self._families[r.name] = (fam[0], r.help, *fam[2:])
+                fam[4].append(st)
+
+    def _init_series(self, st: _State) -> None:
+        # A counter or histogram without group labels has one series known in advance: expose it at
+        # zero from the start, so that rate() and increase() see the first match.
+        if not st.label_idx and st.rule.type != "gauge" and () not in st.series:
+            st.series[()] = 0.0 if st.rule.type == "counter" else [0] * (len(st.rule.buckets) + 1) + [0.0]
+            self._total += 1
+
+    @staticmethod
+    def _compile(rule: LogRule) -> _State:
+        regexp = re2.compile(rule.match)
+        index = regexp.groupindex
+        label_idx = tuple(index[g] for g in rule.label_groups)
+        value_idx = index[rule.value] if rule.value else -1
+        event_groups = tuple(sorted(index.items(), key=lambda kv: kv[1])) if rule.event else ()
+        return _State(
+            rule=rule,
+            regexp=regexp._regexp,
+            label_idx=label_idx,
+            value_idx=value_idx,
+            event_groups=event_groups,
+            needs_spans=bool(label_idx) or value_idx >= 0 or rule.event,
+            other=(OTHER,) * len(label_idx),
+        )
+
+    def _plan(self, source: str) -> _Plan:
+        states = tuple(s for s in self._states if s.rule.sources is None or source in s.rule.sources)
+        rset = None
+        if len(states) > 1 or (states and not states[0].needs_spans):
+            rset = re2.Set.SearchSet()
+            for s in states:
+                rset.Add(s.rule.match)
+            rset.Compile()
+        plan = _Plan(states, None if rset is None else rset._set)
+        self._plans[source] = plan
+        return plan
+
+    # The hot path: one RE2 set match per line; captures only for the rules that matched.
+    def process(self, line: LogLine) -> Iterable[Event]:
+        plan = self._plans.get(line.source) or self._plan(line.source)
+        states = plan.states
+        if not states:
+            return ()
+        data = line.text.encode("utf-8", "replace")
+        rset = plan.rset
+        if rset is not None:
+            hits = rset.Match(data)
+            if not hits:
+                return ()
+            if len(hits) > 1:
+                hits.sort()
+            matched: Iterable[_State] = [states[i] for i in hits]
+        else:
+            matched = states
+        events: list[Event] | None = None
+        for st in matched:
+            if not st.needs_spans:
+                st.matches += 1
+                self._update(st, (), 1.0)
+                continue
+            spans = st.regexp.Match(_UNANCHORED, data, 0, len(data))
+            if spans[0][0] < 0:
+                continue
+            st.matches += 1
+            key = tuple(_text(data, spans[i])[:_MAX_LABEL_VALUE] for i in st.label_idx)
+            if st.value_idx < 0:
+                self._update(st, key, 1.0)
+            else:
+                s, e = spans[st.value_idx]
+                try:
+                    value = float(data[s:e]) * st.rule.scale if s >= 0 else math.nan
+                except ValueError:
+                    value = math.nan
+                if not math.isfinite(value) or (value < 0 and st.rule.type == "counter"):
+                    st.value_errors += 1
+                else:
+                    self._update(st, key, value)
+            if st.rule.event:
+                if events is None:
+                    events = []
+                events.append(self._event(st, line, data, spans))
+        return events or ()
+
+    def _update(self, st: _State, key: tuple[str, ...], value: float) -> None:
+        series = st.series
+        cur: Any = series.get(key)
+        if cur is None:
+            if len(series) >= st.rule.max_series or self._total >= self._max_total:
+                st.overflow += 1
+                key = st.other
+                cur = series.get(key)
+            if cur is None:
+                self._total += 1
+                kind = st.rule.type
+                cur = [0] * (len(st.rule.buckets) + 1) + [0.0] if kind == "histogram" else 0.0
+                series[key] = cur
+        kind = st.rule.type
+        if kind == "counter":
+            series[key] = cur + value
+        elif kind == "gauge":
+            series[key] = value
+        else:
+            cur[bisect_left(st.rule.buckets, value)] += 1  # bucket i counts values <= buckets[i]
+            cur[-1] += value
+
+    @staticmethod
+    def _event(st: _State, line: LogLine, data: bytes, spans: Sequence[tuple[int, int]]) -> Event:
+        fields: dict[str, str | int | float | bool | None] = {
+            "source": line.source,
+            "rule": st.rule.rule_id,
+            "line": line.text[:_MAX_EVENT_FIELD],
+        }
+        for name, idx in st.event_groups:
+            if spans[idx][0] >= 0:
+                fields[name] = _text(data, spans[idx])[:_MAX_EVENT_FIELD]
+        return Event(line.time_ms, "log_match", f"log rule {st.rule.rule_id} matched", fields)
+
+    # --- exposition and checkpoints ---------------------------------------------------------------
+
+    def collect(self) -> Iterable[Metric]:
+        out: list[Metric] = []
+        for name, (kind, help_text, label_names, buckets, states) in self._families.items():
+            fam: Any  # the three family classes have different add_metric signatures
+            if kind == "counter":
+                fam = CounterMetricFamily(name, help_text, labels=label_names)
+            elif kind == "gauge":
+                fam = GaugeMetricFamily(name, help_text, labels=label_names)
+            else:
+                fam = HistogramMetricFamily(name, help_text, labels=label_names)
+            merged: dict[tuple[str, ...], Any] = {}
+            for st in states:
+                for key, value in st.series.items():
+                    labels = self._labels(st, label_names, key)
+                    prev = merged.get(labels)
+                    if prev is None or kind == "gauge":  # rules sharing a gauge: the later rule wins
+                        merged[labels] = list(value) if kind == "histogram" else value
+                    elif kind == "counter":
+                        merged[labels] = prev + value
+                    else:
+                        merged[labels] = [a + b for a, b in zip(prev, value, strict=True)]
+            for labels, value in sorted(merged.items()):
+                if kind == "histogram":
+                    cumulative, acc = [], 0
+                    for bound, n in zip((*buckets, math.inf), value[:-1], strict=True):
+                        acc += n
+                        cumulative.append((_le(bound), float(acc)))
+                    fam.add_metric(list(labels), cumulative, value[-1])
+                else:
+                    fam.add_metric(list(labels), float(value))
+            out.append(fam)
+        for fname, help_text, attr in (
+            ("vigil_log_rule_matches", "Lines matched by each log rule.", "matches"),
+            (
+                "vigil_log_rule_series_overflow",
+                'Updates counted under the label value "other" because the rule (max_series) or the '
+                "processor (max_total_series) had reached its series limit.",
+                "overflow",
+            ),
+            (
+                "vigil_log_rule_value_errors",
+                "Matched lines whose value group was not a usable number (the update was skipped).",
+                "value_errors",
+            ),
+        ):
+            c = CounterMetricFamily(fname, help_text, labels=["rule"])
+            for st in self._states:
+                c.add_metric([st.rule.rule_id], float(getattr(st, attr)))
+            out.append(c)
+        return out
+
+    @staticmethod
+    def _labels(st: _State, label_names: tuple[str, ...], key: tuple[str, ...]) -> tuple[str, ...]:
+        values = dict(st.rule.labels)
+        values.update(zip(st.rule.label_groups, key, strict=True))
+        return tuple(values[n] for n in label_names)
+
+    @staticmethod
+    def _signature(rule: LogRule) -> list[Any]:
+        # What must not change for saved series to keep their meaning (the regex may be fixed).
+        return [
+            rule.name,
+            rule.type,
+            [list(kv) for kv in rule.labels],
+            list(rule.label_groups),
+            list(rule.buckets),
+        ]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "rules": {
+                st.rule.rule_id: {
+                    "signature": self._signature(st.rule),
+                    "series": [[list(k), v] for k, v in st.series.items()],
+                    "matches": st.matches,
+                    "overflow": st.overflow,
+                    "value_errors": st.value_errors,
+                }
+                for st in self._states
+            },
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from a snapshot. Rules whose metric changed shape (name, type, labels, buckets)
+        start from zero; series beyond today's limits are folded into "other" (gauges: dropped)."""
+        if (
+            not isinstance(state, Mapping)
+            or state.get("version") != 1
+            or not isinstance(state.get("rules"), dict)
+        ):
+            raise ValueError("log rules snapshot: expected {version: 1, rules: {...}}")
+        saved: dict[str, Any] = state["rules"]
+        restored: list[tuple[_State, dict[tuple[str, ...], Any], int, int, int]] = []
+        for st in self._states:
+            entry = saved.get(st.rule.rule_id)
+            if not isinstance(entry, dict) or entry.get("signature") != self._signature(st.rule):
+                restored.append((st, {}, 0, 0, 0))
+                continue
+            series: dict[tuple[str, ...], Any] = {}
+            for raw_key, value in entry.get("series", []):
+                key = tuple(str(v) for v in raw_key)
+                if len(key) != len(st.label_idx):
+                    raise ValueError(
+                        f"log rules snapshot: rule {st.rule.rule_id}: bad series key {raw_key!r}"
+                    )
+                series[key] = _checked_value(st.rule, value)
+            restored.append(
+                (
+                    st,
+                    series,
+                    int(entry.get("matches", 0)),
+                    int(entry.get("overflow", 0)),
+                    int(entry.get("value_errors", 0)),
+                )
+            )
+        # All parsed: now replace the state, applying today's limits.
+        self._total = 0
+        for st, series, matches, overflow, value_errors in restored:
+            st.series = {}
+            st.matches, st.overflow, st.value_errors = matches, overflow, value_errors
+            for key, value in series.items():
+                if key in st.series or (
+                    len(st.series) < st.rule.max_series and self._total < self._max_total
+                ):
+                    st.series[key] = value
+                    self._total += 1
+                elif st.rule.type != "gauge":
+                    other = st.series.get(st.other)
+                    if other is None:
+                        self._total += 1
+                        st.series[st.other] = value
+                    elif st.rule.type == "counter":
+                        st.series[st.other] = other + value
+                    else:
+                        st.series[st.other] = [a + b for a, b in zip(other, value, strict=True)]
+            self._init_series(st)
+
+
+def _checked_value(rule: LogRule, value: Any) -> Any:
+    if rule.type == "histogram":
+        if (
+            not isinstance(value, list)
+            or len(value) != len(rule.buckets) + 2
+            or not all(isinstance(v, int | float) and math.isfinite(v) for v in value)
+        ):
+            raise ValueError(f"log rules snapshot: rule {rule.rule_id}: bad histogram {value!r}")
+        return [int(v) for v in value[:-1]] + [float(value[-1])]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"log rules snapshot: rule {rule.rule_id}: bad value {value!r}")
+    return float(value)
+
+
+def _text(data: bytes, span: tuple[int, int]) -> str:
+    s, e = span
+    return data[s:e].decode("utf-8", "replace") if s >= 0 else ""
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == math.inf else repr(float(bound))
