@@ -85,7 +85,10 @@ def test_sources_processors_syslog_and_events(tmp_path: Path) -> None:
     def value(name: str, labels: dict[str, str]) -> float | None:
         return registry.get_sample_value(name, labels)
 
-    assert value("vigil_auth_attempts_total", {"service": "sshd", "result": "failure", "method": "password"}) == 2
+    assert (
+        value("vigil_auth_attempts_total", {"service": "sshd", "result": "failure", "method": "password"})
+        == 2
+    )
     http = {"source": "web", "vhost": "", "method": "GET"}
     assert value("vigil_http_requests_total", {**http, "status_class": "4xx"}) == 1
     assert value("vigil_http_requests_total", {**http, "status_class": "2xx"}) == 1
@@ -112,8 +115,12 @@ def test_100k_distinct_addresses_keep_series_bounded(tmp_path: Path) -> None:
     n = 100_000
     addresses = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(n)]
     (tmp_path / "auth.log").write_text("".join(auth_line(a) for a in addresses))
-    (tmp_path / "access.log").write_text("".join(access_line(a, 200 + i % 400) for i, a in enumerate(addresses)))
-    (tmp_path / "app.log").write_text("".join(f"login failed for u{i} from {a}\n" for i, a in enumerate(addresses)))
+    (tmp_path / "access.log").write_text(
+        "".join(access_line(a, 200 + i % 400) for i, a in enumerate(addresses))
+    )
+    (tmp_path / "app.log").write_text(
+        "".join(f"login failed for u{i} from {a}\n" for i, a in enumerate(addresses))
+    )
     assert security.pipeline.poll_once() == 3 * n
     security.stop()
     rule_series = [

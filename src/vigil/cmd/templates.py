@@ -71,8 +71,11 @@ def add_templates_parser(logs_subparsers: Any) -> argparse.ArgumentParser:
     common(ls)
     ls.add_argument("--source", help="only this log source")
     ls.add_argument("--status", choices=STATUSES, help="only templates with this status")
-    for name, verb in (("accept", "accept (they become known)"), ("reject", "forget (pending only)")):
-        q = sub.add_parser(name, help=f"{verb} templates of a source")
+    for name, what in (
+        ("accept", "accept pending templates of a source: lines of their shape become known"),
+        ("reject", "forget pending templates of a source: their lines are reported anew"),
+    ):
+        q = sub.add_parser(name, help=what)
         common(q)
         q.add_argument("source", help="the log source")
         q.add_argument("ids", nargs="*", type=int, metavar="template-id", help="template ids (see list)")

@@ -30,7 +30,8 @@ KINDS = {
     "listener_new": "a listening socket not in the baseline: fields protocol, address, port, process",
     "file_changed": "a watched file changed: fields path, change, old_sha256, new_sha256, owner, mode",
     "log_unknown": "a log line matching no known template: fields source, line",
-    "log_match": "a line matched a log rule with `event: true`: fields source, rule, line and one per named group",
+    "log_match": "a line matched a log rule with `event: true`: fields source, rule, line and one per "
+    "named group",
 }
 
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
