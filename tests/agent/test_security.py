@@ -148,3 +148,28 @@ def test_reserved_and_duplicate_source_names(tmp_path: Path) -> None:
         config_from_yaml("agent:\n  logs:\n    sources: [{name: a, paths: [/x]}, {name: a, paths: [/y]}]\n")
     with pytest.raises(ConfigError, match=r"agent\.listening_ports\.baseline"):
         config_from_yaml("agent:\n  listening_ports: {baseline: [tcp/notaport]}\n")
+
+
+def test_unknown_lines_after_learning(tmp_path: Path) -> None:
+    cfg = config_from_yaml(
+        configure(tmp_path).replace("{name: app, paths:", "{name: app, unknown_lines: true, paths:")
+        + "    unknown_lines: {learning_period: 1s}\n"
+    )
+    events: list[Event] = []
+    security = build_security(cfg, LABELS, events.extend)
+    assert security.pipeline is not None
+    security.pipeline.poll_once()
+    app = tmp_path / "app.log"
+    normal = "Nov 22 10:00:00 web1 app[{pid}]: request {n} served in {n}ms for 10.0.0.{n}\n"
+    with app.open("a") as f:
+        f.writelines(normal.format(pid=100 + i, n=i) for i in range(50))
+    security.pipeline.poll_once()
+    time.sleep(1.1)  # learning is over one second after the source's first line
+    with app.open("a") as f:
+        f.writelines(normal.format(pid=200 + i, n=i) for i in range(50, 60))
+        f.write("Nov 22 10:00:05 web1 app[300]: spawning shell for uid 0 from 203.0.113.66\n")
+    security.pipeline.poll_once()
+    security.stop()
+    unknown = [e for e in events if e.kind == "log_unknown"]
+    assert len(unknown) == 1 and "spawning shell" in str(unknown[0].fields["line"])
+    assert (tmp_path / "agent" / "templates" / "app.json").exists()  # saved on stop, reviewable

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vigil.agent.collector import Collector
 from vigil.agent.eventing import EventingCollector
@@ -23,10 +24,12 @@ from vigil.config import Config, ConfigError
 from vigil.logs.access import AccessLogProcessor
 from vigil.logs.pipeline import FileSource, LogPipeline
 from vigil.logs.processor import LineProcessor
-from vigil.logs.rules import LogRule, RuleProcessor, load_rules
 from vigil.logs.syslog import SyslogServer
 from vigil.logs.syslogparse import SyslogMessage, to_log_line
 from vigil.model.event import Event
+
+if TYPE_CHECKING:
+    from vigil.logs.rules import LogRule
 from vigil.security.authlog import AuthLogProcessor
 from vigil.security.integrity import FileIntegrityCollector
 from vigil.security.ports import ListeningPortsCollector
@@ -107,7 +110,7 @@ def build_security(cfg: Config, labels: dict[str, str], emit: Emit | None) -> Se
         out.starters.append(probes.start)
         out.closers.append(probes.stop)
     if "logs" not in a.disable:
-        out.pipeline = _pipeline(cfg, labels, emit, state)
+        out.pipeline = _pipeline(cfg, labels, emit, state, out.closers)
         if out.pipeline is not None:
             out.collectors += out.pipeline.collectors()
             out.syslog = _syslog(cfg, out.pipeline)
@@ -130,25 +133,53 @@ def _syslog(cfg: Config, pipeline: LogPipeline) -> SyslogServer | None:
     return SyslogServer(sl.udp_listen or None, sl.tcp_listen or None, on_message, sl.max_message_bytes)
 
 
-def _pipeline(cfg: Config, labels: dict[str, str], emit: Emit | None, state: Path) -> LogPipeline | None:
+def _pipeline(
+    cfg: Config, labels: dict[str, str], emit: Emit | None, state: Path, closers: list[Callable[[], None]]
+) -> LogPipeline | None:
     logs = cfg.agent.logs
     sources: list[FileSource] = []
     # One processor of each kind serves every source (the line's source is a label), so their
     # series caps are global and each family is exposed once.
     auth = AuthLogProcessor()
     access = AccessLogProcessor()
-    rules = load_rule_files(logs.rule_files)
-    common: list[LineProcessor] = [RuleProcessor(rules)] if rules else []
-    if "authlog" not in cfg.agent.disable and logs.auth.paths:
-        sources.append(FileSource("auth", logs.auth.paths, [auth, *common]))
+    common: list[LineProcessor] = []
+    if logs.rule_files:
+        from vigil.logs.rules import RuleProcessor  # RE2 only when there are rules
+
+        common.append(RuleProcessor(load_rule_files(logs.rule_files)))
+    syslog_on = bool(logs.syslog.udp_listen or logs.syslog.tcp_listen)
+    auth_on = "authlog" not in cfg.agent.disable and bool(logs.auth.paths)
+    unknown_sources = [s.name for s in logs.sources if s.unknown_lines]
+    unknown_sources += ["auth"] if auth_on and logs.auth.unknown_lines else []
+    unknown_sources += ["syslog"] if syslog_on and logs.syslog.unknown_lines else []
+    detector: LineProcessor | None = None
+    if unknown_sources:
+        # drain3 only when unknown-line detection is on: it is most of the agent's import weight.
+        from vigil.logs.templates import DetectorSettings, UnknownLineDetector
+
+        u = logs.unknown_lines
+        unknown_lines = UnknownLineDetector(
+            cfg.agent.data_dir / "templates",
+            sources=unknown_sources,
+            settings=DetectorSettings(
+                learning_period_s=u.learning_period / 1000, events_per_template=u.events_per_template
+            ),
+        )
+        closers.append(unknown_lines.save)  # after the pipeline stopped: the counts of its last round
+        detector = unknown_lines
+
+    def unknown(name: str) -> list[LineProcessor]:
+        return [detector] if detector is not None and name in unknown_sources else []
+
+    if auth_on:
+        sources.append(FileSource("auth", logs.auth.paths, [auth, *common, *unknown("auth")]))
     for src in logs.sources:
         by_format: dict[str, list[LineProcessor]] = {"auth": [auth], "access": [access], "plain": []}
-        processors = by_format[src.format] + common
+        processors = by_format[src.format] + common + unknown(src.name)
         sources.append(FileSource(src.name, src.paths, processors, start_at_end=not src.from_beginning))
-    syslog_on = bool(logs.syslog.udp_listen or logs.syslog.tcp_listen)
     syslog_processors: list[LineProcessor] = []
     if syslog_on:
-        syslog_processors = ([auth] if logs.syslog.auth else []) + common
+        syslog_processors = ([auth] if logs.syslog.auth else []) + common + unknown("syslog")
     if not sources and not syslog_on:
         return None
     return LogPipeline(
@@ -159,6 +190,8 @@ def _pipeline(cfg: Config, labels: dict[str, str], emit: Emit | None, state: Pat
 def load_rule_files(patterns: Sequence[str]) -> list[LogRule]:
     """Every rule of the files matching `patterns`, in file order; a pattern matching nothing is an
     error (a typo must not silently turn the rules off). Raises ConfigError naming the file."""
+    from vigil.logs.rules import load_rules
+
     rules: list[LogRule] = []
     for pattern in patterns:
         paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vigil import __version__
 from vigil.cmd import query as query_cmd
+from vigil.cmd import templates as templates_cmd
 from vigil.config import Config, ConfigError, load_config
 from vigil.storage.errors import StorageError
 
@@ -44,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--once", action="store_true", help="print one collection (Prometheus text) and exit")
     agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     query_cmd.add_parser(sub)
+    templates_cmd.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file and exit")
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "query":
             return query_cmd.run(args)
+        if args.command == "logs":
+            return templates_cmd.run(args)
         if args.command == "agent":
             from vigil.cmd import agent as agent_cmd  # the agent's imports only when running it
             from vigil.cmd.logs import setup_logging
@@ -78,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             return agent_cmd.print_once(cfg) if args.once else agent_cmd.run_agent(cfg)
         if args.command == "config":
             path = args.file or args.config_flag or Path("vigil.yml")
-            load_config(path)
+            checked = load_config(path)
+            from vigil.agent.security import load_rule_files
+
+            load_rule_files(checked.agent.logs.rule_files)  # the log rules it names are part of it
             print(f"{path}: OK")
             return 0
         cfg = _server_config(args)

@@ -192,6 +192,13 @@ class LogPipeline:
                 self._send(events)
             if total:
                 self._checkpoint()
+            for p in self.processors():
+                tick = getattr(p, "tick", None)  # periodic housekeeping (saving learned templates)
+                if tick is not None:
+                    try:
+                        tick()
+                    except Exception as exc:
+                        self._log_once(f"log processor {p.name} housekeeping failed: {exc}")
             return total
 
     def _process(self, line: LogLine, processors: Sequence[LineProcessor], out: list[Event]) -> None:

@@ -1,0 +1,784 @@
+"""Unknown log lines: learn the shapes (templates) of a source's normal lines, report lines of a new shape.
+
+This is the "non-whitelisted log lines" signal. Per configured log source:
+
+* **learning** (for `learning_period` from the first line seen, unless a saved baseline says learning
+  is over): every line is mined into templates with Drain (drain3); nothing is reported. The templates
+  become the source's baseline, status `learned`.
+* **detecting**: a line is matched (drain3 `match()`, which never changes the model) against the
+  `learned` and `accepted` templates. A line matching none is counted in
+  `vigil_log_unknown_lines_total{source}` and kept as a `log_unknown` event carrying the line; its
+  shape is mined into a separate tree of `pending` templates, so a flood of one new message is one
+  pending template, reported in at most `events_per_template` events per `event_window` (the rest
+  counted in `vigil_log_unknown_events_suppressed_total`). `vigil logs templates accept` turns a
+  pending template into an accepted one; `reject` drops it.
+
+The baseline of a source is a JSON file `<directory>/<source>.json` meant to be read by people
+(template text, count, first/last seen, status). The agent and the CLI share it under an `flock` on
+`<directory>/.lock`: the agent re-reads it when it changed on disk (the CLI accepted or rejected
+something) and merges those decisions before writing its own counts back; the CLI does
+read-modify-write under the same lock. Writes are atomic (temporary file, fsync, rename).
+
+Lines are normalised before mining: every run of ASCII digits becomes one `0` (a template never
+depends on a number), the syslog header (timestamp, host, pid) is replaced by the program name,
+and drain3 masks replace timestamps, UUIDs, IP/MAC addresses, hex strings, key-like tokens and
+numbers. Because the
+masking runs on the digit-normalised line, the decision for a line is a function of that normalised
+text, so a bounded cache from it to the template id lets repeated shapes skip masking and Drain's
+tree search: most lines cost one `str.translate` and one dict lookup.
+
+drain3's `Drain` and `LogMasker` are used directly rather than `TemplateMiner`: two trees (known and
+pending) share one masking pass, and persistence is the reviewable JSON above instead of drain3's
+jsonpickle snapshot. Memory is bounded per source: `max_templates` known templates (learning stops
+early when reached), `max_pending` pending templates (least recently seen evicted), `cache_size`
+cache entries, and lines truncated to `max_line_chars`. Label values are configured source names only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from prometheus_client import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from vigil.logs.processor import LogLine
+from vigil.model.event import Event
+
+if TYPE_CHECKING:
+    # drain3 (and jsonpickle behind it) is imported by the detector only, so that reading baselines
+    # (`vigil logs templates`) and every other command stay light.
+    from drain3.drain import Drain
+    from drain3.masking import LogMasker
+
+__all__ = [
+    "ACCEPTED",
+    "LEARNED",
+    "PENDING",
+    "STATUSES",
+    "BaselineError",
+    "DetectorSettings",
+    "Template",
+    "TemplateBaseline",
+    "UnknownLineDetector",
+    "baseline_lock",
+    "load_baselines",
+    "normalise",
+]
+
+log = logging.getLogger(__name__)
+
+LEARNED = "learned"
+ACCEPTED = "accepted"
+PENDING = "pending"
+STATUSES = (LEARNED, ACCEPTED, PENDING)
+_KNOWN = frozenset((LEARNED, ACCEPTED))
+_FORMAT_VERSION = 1
+_LOCK_NAME = ".lock"
+_MAX_EVENT_LINE = 4096  # well under Event's 16 KiB field limit
+
+# Every digit becomes 0 and runs of them one 0, before anything else (see the module docstring).
+# On bytes: bytes.translate is several times faster than str.translate.
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_ISO_TS = r"0-0-0[T ]0:0:0(?:[.,]0)?(?:Z|[+-]0(?::0)?)?"
+# RFC 3164 / RFC 3339 headers: "<PRI>Mon DD HH:MM:SS host prog[pid]: " -> "prog: ".
+_HEADER = re.compile(
+    rf"(?:<0>)?(?:{_MONTH} +0 0:0:0(?:\.0)?|{_ISO_TS}) +\S+ +(?P<prog>[^\s\[:]+)(?:\[[^\]\s]*\])?: ?"
+)
+# RFC 5424: "<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG" -> "APP: MSG".
+_HEADER_5424 = re.compile(r"<0>0 \S+ \S+ (?P<prog>\S+) \S+ \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*\])+) ?")
+
+# drain3 masking instructions, applied in order to the normalised text (every digit run is one 0).
+MASKS: tuple[tuple[str, str], ...] = (
+    (_ISO_TS, "TS"),
+    (rf"\b{_MONTH} +0 0:0:0\b", "TS"),
+    (r"(?<![\w:])0:0:0(?:[.,]0)?(?![\w:])", "TIME"),
+    (r"(?<=\[)\s*0\.0(?=\])", "NUM"),  # kernel uptime, space-padded: "[    5.123]"
+    (r"\b(?=[0-9a-fA-F-]*0)[0-9a-fA-F]+-[0-9a-fA-F]+-[0-9a-fA-F]+-[0-9a-fA-F]+-[0-9a-fA-F]+\b", "UUID"),
+    (r"(?<![\w.])0\.0\.0\.0(?!\w|\.\w)", "IP"),
+    # IPv6 and MAC addresses (iptables logs MAC+MAC+type): 2+ colons between hex groups, a digit.
+    # Ends in a group or "::", so "port 22:11:" (sshd) is not one.
+    (r"(?<![\w:])(?=[0-9a-fA-F:]*0)(?:[0-9a-fA-F]{0,4}:){2,}(?:[0-9a-fA-F]{1,4}|(?<=::))(?![\w:])", "IP"),
+    (r"\b0x[0-9a-fA-F]+\b", "HEX"),
+    (r"\b(?=[0-9a-fA-F]*0)[0-9a-fA-F]{8,}\b", "HEX"),
+    # Key fingerprints, tokens, base64: long runs mixing letters and digits (not paths).
+    (r"(?<![\w+/])(?=[A-Za-z0-9+/]*0)(?=[A-Za-z0-9+/]*[A-Za-z])[A-Za-z0-9+][A-Za-z0-9+/]{15,}={0,2}", "KEY"),
+    # Numbers, also with a short unit ("1.5s", "100ms", "20%").
+    (r"(?<![A-Za-z0-9.])[-+]?0(?:\.0)*(?:[A-Za-z]{1,3}|%)?(?![A-Za-z0-9])", "NUM"),
+)
+
+
+def normalise(text: str) -> bytes:
+    """The cache key of a line: UTF-8, each run of digits made one 0. Mining is a function of it."""
+    key = text.encode("utf-8", "surrogatepass").translate(_DIGITS)
+    while b"00" in key:
+        key = key.replace(b"00", b"0")
+    return key
+
+
+def _content(key: bytes) -> str:
+    """The part of a normalised line that is mined: `prog: message` when a syslog header is found."""
+    text = key.decode("utf-8", "surrogatepass")
+    m = _HEADER.match(text) or _HEADER_5424.match(text)
+    if m is None:
+        return text
+    return f"{m['prog']}: {text[m.end() :]}"
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _ms(text: object, where: str) -> int:
+    if not isinstance(text, str):
+        raise BaselineError(f"{where}: expected a time like 2024-05-01T12:00:00.000Z")
+    try:
+        return round(datetime.fromisoformat(text).timestamp() * 1000)
+    except ValueError:
+        raise BaselineError(f"{where}: expected a time like 2024-05-01T12:00:00.000Z, got {text!r}") from None
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be read; the text names the file and the problem."""
+
+
+@dataclass(slots=True)
+class Template:
+    id: int
+    template: str
+    status: str
+    count: int
+    first_seen_ms: int
+    last_seen_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "count": self.count,
+            "first_seen": _iso(self.first_seen_ms),
+            "last_seen": _iso(self.last_seen_ms),
+            "template": self.template,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object, where: str) -> Template:
+        if not isinstance(raw, dict):
+            raise BaselineError(f"{where}: expected an object")
+        tid, status, count, text = raw.get("id"), raw.get("status"), raw.get("count", 0), raw.get("template")
+        if not isinstance(tid, int) or tid < 1:
+            raise BaselineError(f"{where}.id: expected a positive integer")
+        if status not in STATUSES:
+            raise BaselineError(f"{where}.status: expected one of {', '.join(STATUSES)}, got {status!r}")
+        if not isinstance(count, int) or count < 0:
+            raise BaselineError(f"{where}.count: expected a non-negative integer")
+        if not isinstance(text, str) or not text.strip():
+            raise BaselineError(f"{where}.template: expected a non-empty string")
+        first = _ms(raw.get("first_seen"), f"{where}.first_seen")
+        last = _ms(raw.get("last_seen"), f"{where}.last_seen")
+        return cls(tid, text, str(status), count, first, last)
+
+
+def _file_name(source: str) -> str:
+    # Source names come from the configuration; quoting keeps any of them a plain file name.
+    name = quote(source, safe="")
+    return ("_" + name if name.startswith(".") else name) + ".json"
+
+
+class TemplateBaseline:
+    """One source's templates and learning state, as stored in `<directory>/<source>.json`."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.templates: dict[int, Template] = {}
+        self.next_id = 1
+        self.learning_started_ms: int | None = None
+        self.learning_ended_ms: int | None = None  # set once learning is over: the baseline exists
+
+    @property
+    def learning_done(self) -> bool:
+        return self.learning_ended_ms is not None
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for t in self.templates.values():
+            out[t.status] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": _FORMAT_VERSION,
+            "source": self.source,
+            "learning_started": None if self.learning_started_ms is None else _iso(self.learning_started_ms),
+            "learning_ended": None if self.learning_ended_ms is None else _iso(self.learning_ended_ms),
+            "next_id": self.next_id,
+            "templates": [t.to_dict() for t in sorted(self.templates.values(), key=lambda t: t.id)],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object, where: str) -> TemplateBaseline:
+        if not isinstance(raw, dict) or raw.get("version") != _FORMAT_VERSION:
+            raise BaselineError(f"{where}: expected a version {_FORMAT_VERSION} template baseline")
+        source = raw.get("source")
+        if not isinstance(source, str) or not source:
+            raise BaselineError(f"{where}: source: expected a source name")
+        b = cls(source)
+        started, ended = raw.get("learning_started"), raw.get("learning_ended")
+        b.learning_started_ms = None if started is None else _ms(started, f"{where}: learning_started")
+        b.learning_ended_ms = None if ended is None else _ms(ended, f"{where}: learning_ended")
+        items = raw.get("templates")
+        if not isinstance(items, list):
+            raise BaselineError(f"{where}: templates: expected a list")
+        for i, item in enumerate(items):
+            t = Template.from_dict(item, f"{where}: templates[{i}]")
+            if t.id in b.templates:
+                raise BaselineError(f"{where}: templates[{i}].id: {t.id} is used twice")
+            b.templates[t.id] = t
+        next_id = raw.get("next_id")
+        if not isinstance(next_id, int):
+            raise BaselineError(f"{where}: next_id: expected an integer")
+        b.next_id = max(next_id, max(b.templates, default=0) + 1)
+        return b
+
+    @staticmethod
+    def path(directory: Path, source: str) -> Path:
+        return directory / _file_name(source)
+
+    @classmethod
+    def load(cls, directory: Path, source: str) -> TemplateBaseline | None:
+        """The saved baseline of `source`, or None if there is none. Raises BaselineError if unreadable."""
+        return cls.load_file(cls.path(directory, source))
+
+    @classmethod
+    def load_file(cls, path: Path) -> TemplateBaseline | None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise BaselineError(f"{path}: cannot read: {e.strerror or e}") from None
+        try:
+            raw = json.loads(text)
+        except ValueError as e:
+            raise BaselineError(f"{path}: not JSON: {e}") from None
+        return cls.from_dict(raw, str(path))
+
+    def save(self, directory: Path) -> os.stat_result:
+        """Write atomically (temporary file, fsync, rename, fsync of the directory); returns the new stat."""
+        directory.mkdir(parents=True, exist_ok=True)
+        path = self.path(directory, self.source)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        data = json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return os.stat(path)
+
+
+def load_baselines(directory: Path) -> list[TemplateBaseline]:
+    """Every baseline in `directory`, sorted by source. Raises BaselineError on an unreadable file."""
+    out = []
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.json")):
+            b = TemplateBaseline.load_file(path)
+            if b is not None:
+                out.append(b)
+    return sorted(out, key=lambda b: b.source)
+
+
+@contextlib.contextmanager
+def baseline_lock(directory: Path) -> Iterator[None]:
+    """Exclusive lock on the baseline directory, shared by the agent and `vigil logs templates`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _signature(st: os.stat_result | None) -> tuple[int, int, int] | None:
+    return None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSettings:
+    """Knobs of `UnknownLineDetector`; the defaults suit a host's syslog/auth.log."""
+
+    learning_period_s: float = 86_400.0
+    """How long after a source's first line its templates are learned (no saved baseline)."""
+    events_per_template: int = 10
+    """Events kept per pending template per `event_window_s`; further lines are only counted."""
+    max_events_per_window: int = 100
+    """Events kept per source per `event_window_s`, whatever the template (many distinct new lines)."""
+    event_window_s: float = 3600.0
+    max_templates: int = 5000
+    """Known templates per source; learning stops early when it is reached."""
+    max_pending: int = 1000
+    """Pending templates per source; the least recently seen is forgotten beyond it."""
+    cache_size: int = 16_384
+    """Normalised lines remembered per source (fast path); lines longer than 512 are not cached."""
+    max_line_chars: int = 2048
+    """Longer lines are mined on their first `max_line_chars` characters."""
+    save_interval_s: float = 60.0
+    sync_interval_s: float = 5.0
+    """How often the baseline file is checked for decisions made with `vigil logs templates`."""
+    depth: int = 6
+    """Drain tree depth: the program name and the first two words of the message select the leaf."""
+    sim_th: float = 0.5
+    max_children: int = 100
+
+
+_MAX_CACHED_KEY = 512
+
+
+def _new_drain(s: DetectorSettings) -> Drain:
+    # max_clusters stays None (a plain dict): eviction is ours, so the baseline and the tree agree.
+    from drain3.drain import Drain
+
+    return Drain(depth=s.depth, sim_th=s.sim_th, max_children=s.max_children, param_str="<*>")
+
+
+def _insert(drain: Drain, tid: int, template: str) -> None:
+    from drain3.drain import LogCluster
+
+    cluster = LogCluster(template.split(), tid)
+    drain.id_to_cluster[tid] = cluster
+    drain.add_seq_to_prefix_tree(drain.root_node, cluster)
+
+
+class _Source:
+    """Detection state of one source: the baseline, its two Drain trees, cache and counters."""
+
+    def __init__(self, baseline: TemplateBaseline, settings: DetectorSettings, masker: LogMasker) -> None:
+        self.name = baseline.source
+        self.s = settings
+        self.masker = masker
+        self.window_ms = int(settings.event_window_s * 1000)
+        self.lines = 0
+        self.unknown = 0
+        self.suppressed = 0
+        self.lines_at_save = -1
+        self.urgent = False  # save at the next tick, not the next save interval
+        self.file_sig: tuple[int, int, int] | None = None  # the file as we last wrote or read it
+        self.saved_pending: set[int] = set()  # pending ids in that file: gone from it = rejected
+        self.windows: dict[int, list[int]] = {}  # pending id -> [window start ms, events kept]
+        self.source_window = [0, 0]
+        self._load(baseline)
+
+    def _load(self, baseline: TemplateBaseline) -> None:
+        self.baseline = baseline
+        self.templates = baseline.templates
+        self.known = _new_drain(self.s)
+        self.pending = _new_drain(self.s)
+        self.pending_lru: OrderedDict[int, None] = OrderedDict()
+        self.evicted = 0
+        for t in sorted(self.templates.values(), key=lambda t: t.last_seen_ms):
+            if t.status == PENDING:
+                _insert(self.pending, t.id, t.template)
+                self.pending_lru[t.id] = None
+            else:
+                _insert(self.known, t.id, t.template)
+        self.saved_pending = {t.id for t in self.templates.values() if t.status == PENDING}
+        self.windows.clear()
+        self.clear_cache()
+
+    # -- the cache: two generations, so the oldest half is dropped at once (cheap approximate LRU)
+    def clear_cache(self) -> None:
+        self.cache: dict[bytes, int] = {}
+        self.cache_old: dict[bytes, int] = {}
+
+    def _cache_put(self, key: bytes, tid: int) -> None:
+        if len(key) > _MAX_CACHED_KEY:
+            return
+        if len(self.cache) >= self.s.cache_size // 2:
+            self.cache_old = self.cache
+            self.cache = {}
+        self.cache[key] = tid
+
+    @property
+    def learning(self) -> bool:
+        return not self.baseline.learning_done
+
+    def process(self, line: LogLine) -> tuple[Event, ...]:
+        self.lines += 1
+        t = line.time_ms
+        b = self.baseline
+        if b.learning_ended_ms is None:
+            if b.learning_started_ms is None:
+                b.learning_started_ms = t
+            elif t - b.learning_started_ms >= self.s.learning_period_s * 1000:
+                self.finish_learning(t, "learning period over")
+        text = line.text if len(line.text) <= self.s.max_line_chars else line.text[: self.s.max_line_chars]
+        key = text.encode("utf-8", "surrogatepass").translate(_DIGITS)
+        while b"00" in key:  # normalise(), inlined: this is the per-line cost
+            key = key.replace(b"00", b"0")
+        tid = self.cache.get(key)
+        if tid is None:
+            tid = self.cache_old.get(key)
+            if tid is not None:
+                self.cache[key] = tid  # promote; bounded: the next rotation drops cache_old
+        entry = None if tid is None else self.templates.get(tid)
+        if entry is None:
+            return self._slow(line, key)
+        entry.count += 1
+        entry.last_seen_ms = t
+        if entry.status == PENDING:
+            return self._unknown(line, entry)
+        return ()
+
+    def finish_learning(self, now_ms: int, why: str) -> None:
+        self.baseline.learning_ended_ms = now_ms
+        self.urgent = True  # a restart must not learn again
+        log.info("log source %s: %s, %d templates learned", self.name, why, len(self.known.id_to_cluster))
+
+    def _slow(self, line: LogLine, key: bytes) -> tuple[Event, ...]:
+        t = line.time_ms
+        masked = self.masker.mask(_content(key))
+        b = self.baseline
+        if b.learning_ended_ms is None and len(self.known.id_to_cluster) >= self.s.max_templates:
+            self.finish_learning(t, f"{self.s.max_templates} templates (max_templates) reached")
+        if b.learning_ended_ms is None:
+            self.known.clusters_counter = b.next_id - 1  # one id space for both trees and the file
+            cluster, change = self.known.add_log_message(masked)
+            tid = cluster.cluster_id
+            entry = self.templates.get(tid)
+            if entry is None:
+                entry = self.templates[tid] = Template(tid, cluster.get_template(), LEARNED, 0, t, t)
+                b.next_id = max(b.next_id, tid + 1)
+            elif change == "cluster_template_changed":
+                entry.template = cluster.get_template()
+            entry.count += 1
+            entry.last_seen_ms = t
+            self._cache_put(key, tid)
+            return ()
+        known = self.known.match(masked, full_search_strategy="fallback")
+        if known is not None:
+            entry = self.templates.get(known.cluster_id)
+            if entry is not None:
+                entry.count += 1
+                entry.last_seen_ms = t
+                self._cache_put(key, entry.id)
+                return ()
+        self.pending.clusters_counter = b.next_id - 1
+        cluster, change = self.pending.add_log_message(masked)
+        tid = cluster.cluster_id
+        entry = self.templates.get(tid)
+        if entry is None:
+            entry = self.templates[tid] = Template(tid, cluster.get_template(), PENDING, 0, t, t)
+            b.next_id = max(b.next_id, tid + 1)
+            self.pending_lru[tid] = None
+            self._evict_pending()
+        elif change == "cluster_template_changed":
+            entry.template = cluster.get_template()
+        entry.count += 1
+        entry.last_seen_ms = t
+        self._cache_put(key, tid)
+        return self._unknown(line, entry)
+
+    def _unknown(self, line: LogLine, entry: Template) -> tuple[Event, ...]:
+        self.unknown += 1
+        t = line.time_ms
+        self.pending_lru.move_to_end(entry.id)
+        w = self.windows.get(entry.id)
+        if w is None or t - w[0] >= self.window_ms:
+            w = self.windows[entry.id] = [t, 0]
+        sw = self.source_window
+        if t - sw[0] >= self.window_ms:
+            sw[0], sw[1] = t, 0
+        if w[1] >= self.s.events_per_template or sw[1] >= self.s.max_events_per_window:
+            self.suppressed += 1
+            return ()
+        w[1] += 1
+        sw[1] += 1
+        text = line.text if len(line.text) <= _MAX_EVENT_LINE else line.text[:_MAX_EVENT_LINE]
+        return (
+            Event(
+                time_ms=t,
+                kind="log_unknown",
+                message=f"{self.name}: log line of an unknown shape (pending template {entry.id})",
+                fields={
+                    "source": self.name,
+                    "line": text,
+                    "template": entry.template,
+                    "template_id": entry.id,
+                },
+            ),
+        )
+
+    def _evict_pending(self) -> None:
+        while len(self.pending_lru) > self.s.max_pending:
+            tid, _ = self.pending_lru.popitem(last=False)
+            self._forget_pending(tid)
+            self.evicted += 1
+        if self.evicted >= self.s.max_pending:
+            # Drain's leaves keep ids of removed clusters until that leaf is added to again: rebuild
+            # the tree from the live clusters now and then so it stays proportional to max_pending.
+            fresh = _new_drain(self.s)
+            for tid, cluster in self.pending.id_to_cluster.items():
+                fresh.id_to_cluster[tid] = cluster
+                fresh.add_seq_to_prefix_tree(fresh.root_node, cluster)
+            self.pending = fresh
+            self.evicted = 0
+
+    def _forget_pending(self, tid: int) -> None:
+        self.pending.id_to_cluster.pop(tid, None)
+        self.pending_lru.pop(tid, None)
+        self.templates.pop(tid, None)
+        self.windows.pop(tid, None)
+
+    def accept(self, tid: int) -> None:
+        entry = self.templates.get(tid)
+        if entry is None or entry.status != PENDING:
+            return
+        self.pending.id_to_cluster.pop(tid, None)
+        self.pending_lru.pop(tid, None)
+        self.windows.pop(tid, None)
+        entry.status = ACCEPTED
+        _insert(self.known, tid, entry.template)
+
+    def merge(self, on_disk: TemplateBaseline) -> int:
+        """Apply decisions taken in the file (by the CLI): accepted and rejected pending templates."""
+        changed = 0
+        for tid, entry in list(self.templates.items()):
+            if entry.status != PENDING:
+                continue
+            theirs = on_disk.templates.get(tid)
+            if theirs is None:
+                if tid in self.saved_pending:  # was in the file, is not any more: rejected
+                    self._forget_pending(tid)
+                    changed += 1
+            elif theirs.status in _KNOWN:
+                self.accept(tid)
+                changed += 1
+        for tid, theirs in on_disk.templates.items():
+            if theirs.status in _KNOWN and tid not in self.templates:
+                # Accepted in the file after we forgot the pending template (max_pending): keep it.
+                self.templates[tid] = theirs
+                _insert(self.known, tid, theirs.template)
+                self.baseline.next_id = max(self.baseline.next_id, tid + 1)
+                changed += 1
+        if changed:
+            self.clear_cache()  # a cached line may now match an accepted template
+        return changed
+
+
+class UnknownLineDetector:
+    """LineProcessor reporting lines whose shape matches no learned or accepted template.
+
+    `directory` holds one baseline file per source (None: in memory only, nothing saved). `sources`,
+    when given, are the only sources handled (others are ignored), and their baselines are loaded at
+    once. `clock` (seconds) only paces saving and re-reading the baselines; learning and event windows
+    follow the lines' own `time_ms`, so they are deterministic for a given input.
+    """
+
+    name = "unknown_lines"
+
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        sources: Iterable[str] | None = None,
+        settings: DetectorSettings | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = directory
+        self.settings = settings or DetectorSettings()
+        self._clock = clock
+        from drain3.masking import LogMasker, MaskingInstruction
+
+        self._masker = LogMasker([MaskingInstruction(p, m) for p, m in MASKS], "<", ">")
+        self._allowed = None if sources is None else frozenset(sources)
+        self._sources: dict[str, _Source] = {}
+        self._ticks = 0
+        now = clock()
+        self._last_sync = now
+        self._last_save = now
+        for name in sorted(self._allowed or ()):
+            self._state(name)
+
+    # -- LineProcessor
+
+    def process(self, line: LogLine) -> Iterable[Event]:
+        st = self._sources.get(line.source) or self._state(line.source)
+        if st is None:
+            return ()
+        self._ticks += 1
+        if self._ticks & 255 == 0:
+            self.tick()
+        return st.process(line)
+
+    def collect(self) -> Iterable[Metric]:
+        lines = CounterMetricFamily("vigil_log_lines", "Log lines read, per source.", labels=["source"])
+        unknown = CounterMetricFamily(
+            "vigil_log_unknown_lines",
+            "Log lines matching no learned or accepted template, per source.",
+            labels=["source"],
+        )
+        suppressed = CounterMetricFamily(
+            "vigil_log_unknown_events_suppressed",
+            "Unknown log lines counted but not kept as events (per-template or per-source event limit).",
+            labels=["source"],
+        )
+        templates = GaugeMetricFamily(
+            "vigil_log_templates",
+            "Log templates in the baseline, per source and status.",
+            labels=["source", "status"],
+        )
+        learning = GaugeMetricFamily(
+            "vigil_log_templates_learning",
+            "1 while a source's templates are being learned (nothing is reported), else 0.",
+            labels=["source"],
+        )
+        for name, st in sorted(self._sources.items()):
+            lines.add_metric([name], st.lines)
+            unknown.add_metric([name], st.unknown)
+            suppressed.add_metric([name], st.suppressed)
+            for status, n in st.baseline.counts().items():
+                templates.add_metric([name, status], n)
+            learning.add_metric([name], 1 if st.learning else 0)
+        return [lines, unknown, suppressed, templates, learning]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "sources": {
+                name: {"lines": st.lines, "unknown": st.unknown, "suppressed": st.suppressed}
+                for name, st in self._sources.items()
+            }
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for name, counters in (state.get("sources") or {}).items():
+            st = self._state(name)
+            if st is None or not isinstance(counters, dict):
+                continue
+            st.lines = int(counters.get("lines", 0))
+            st.unknown = int(counters.get("unknown", 0))
+            st.suppressed = int(counters.get("suppressed", 0))
+
+    # -- baselines
+
+    def baseline(self, source: str) -> TemplateBaseline | None:
+        """The live baseline of a source (for inspection and tests), None if the source is not known."""
+        st = self._sources.get(source)
+        return None if st is None else st.baseline
+
+    def learning(self, source: str) -> bool:
+        st = self._sources.get(source)
+        return st is not None and st.learning
+
+    def accept(self, source: str, template_ids: Iterable[int]) -> None:
+        """Accept pending templates in memory (the CLI edits the file instead; `sync` picks that up)."""
+        st = self._sources.get(source)
+        if st is not None:
+            for tid in template_ids:
+                st.accept(tid)
+            st.clear_cache()
+            st.urgent = True
+
+    def tick(self) -> None:
+        """Called every few hundred lines: re-read changed baselines, save every `save_interval_s`."""
+        now = self._clock()
+        if now - self._last_save >= self.settings.save_interval_s or any(
+            st.urgent for st in self._sources.values()
+        ):
+            self.save()
+        elif now - self._last_sync >= self.settings.sync_interval_s:
+            self.sync()
+
+    def sync(self) -> None:
+        """Apply accept/reject decisions written to the baseline files since we last read or wrote them."""
+        self._last_sync = self._clock()
+        if self.directory is None:
+            return
+        for st in self._sources.values():
+            path = TemplateBaseline.path(self.directory, st.name)
+            if _signature(_stat(path)) == st.file_sig:
+                continue
+            with baseline_lock(self.directory):
+                self._merge_locked(st, path)
+
+    def save(self) -> None:
+        """Write every changed baseline now (also merging decisions taken in the files meanwhile)."""
+        self._last_save = self._last_sync = self._clock()
+        if self.directory is None:
+            return
+        for st in self._sources.values():
+            path = TemplateBaseline.path(self.directory, st.name)
+            if not st.urgent and st.lines == st.lines_at_save and _signature(_stat(path)) == st.file_sig:
+                continue
+            try:
+                with baseline_lock(self.directory):
+                    self._merge_locked(st, path)
+                    st.file_sig = _signature(st.baseline.save(self.directory))
+            except OSError as e:
+                log.warning("log templates of %s not saved: %s", st.name, e)
+                continue
+            st.lines_at_save = st.lines
+            st.urgent = False
+            st.saved_pending = {t.id for t in st.templates.values() if t.status == PENDING}
+
+    def _merge_locked(self, st: _Source, path: Path) -> None:
+        sig = _signature(_stat(path))
+        if sig == st.file_sig or sig is None:
+            return
+        try:
+            on_disk = TemplateBaseline.load_file(path)
+        except BaselineError as e:
+            log.warning("log templates: %s (kept the agent's own copy)", e)
+            st.file_sig = sig
+            return
+        if on_disk is not None and st.merge(on_disk):
+            st.lines_at_save = -1
+        st.file_sig = sig
+
+    def _state(self, source: str) -> _Source | None:
+        st = self._sources.get(source)
+        if st is not None:
+            return st
+        if self._allowed is not None and source not in self._allowed:
+            return None
+        baseline: TemplateBaseline | None = None
+        sig = None
+        if self.directory is not None:
+            path = TemplateBaseline.path(self.directory, source)
+            try:
+                baseline = TemplateBaseline.load_file(path)
+                sig = _signature(_stat(path))
+            except BaselineError as e:
+                log.warning("log templates: %s; learning %s again", e, source)
+        if baseline is None or baseline.source != source:
+            baseline = TemplateBaseline(source)
+        st = self._sources[source] = _Source(baseline, self.settings, self._masker)
+        st.file_sig = sig
+        if sig is not None:
+            st.lines_at_save = 0
+        return st
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
