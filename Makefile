@@ -16,7 +16,8 @@ run: $(STAMP)
 	$(BIN)/vigil up
 
 # Debian peers the tests run against; installed only when missing (root on the CI machine).
-PEERS := prometheus:prometheus victoria-metrics:victoria-metrics prometheus-node-exporter:prometheus-node-exporter
+PEERS := prometheus:prometheus victoria-metrics:victoria-metrics prometheus-node-exporter:prometheus-node-exporter \
+  prometheus-blackbox-exporter:prometheus-blackbox-exporter mtail:mtail logger:bsdutils
 peers:
 	@missing=""; for p in $(PEERS); do bin=$${p%%:*}; pkg=$${p##*:}; \
 	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
@@ -39,6 +40,7 @@ lint: $(STAMP)
 bench: $(STAMP) peers
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.query
+	$(BIN)/python -m bench.logs
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -198,3 +198,16 @@ def errors(agent: Agent) -> float:
             if s.name.endswith("_total") and s.labels == {"collector": "log_auth"}:
                 return s.value
     raise AssertionError("no error series for log_auth")
+
+
+def test_lines_written_before_the_first_checkpoint_survive_a_crash(tmp_path: Path) -> None:
+    """Started at the end of an empty file, killed before any line was read: the restart resumes at
+    the saved position instead of skipping to the end again, so those lines are still counted."""
+    (tmp_path / "auth.log").write_text("")
+    events: list[Event] = []
+    make(tmp_path, events, start_at_end=True).poll_once()  # then "killed": no stop, no further poll
+    with (tmp_path / "auth.log").open("a") as f:
+        f.write(failures(3))
+    again = make(tmp_path, events, start_at_end=True)
+    again.poll_once()
+    assert count(again, "failure") == 3

@@ -162,3 +162,64 @@ def wait_port(port: int, timeout_s: float = 20) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def test_agent_killed_while_tailing_counts_every_line_once(tmp_path: Path, server: VigilProcess) -> None:
+    """kill -9 of the agent while lines keep arriving: after its restart the server's counter ends at
+    exactly the number of lines written and it holds exactly one event per line."""
+    auth_log = tmp_path / "auth.log"
+    auth_log.write_text("")
+    agent_port = free_port()
+    config = tmp_path / "vigil.yml"
+    config.write_text(
+        f"""
+agent:
+  listen: 127.0.0.1:{agent_port}
+  interval: 1s
+  data_dir: {tmp_path / "agent"}
+  statsd: {{udp_listen: ""}}
+  disable: [file_integrity, updates, listening_ports]
+  logs:
+    auth: {{paths: ["{auth_log}"]}}
+  ship:
+    url: {server.url}/api/v1/write
+"""
+    )
+    argv = [sys.executable, "-m", "vigil", "agent", "--config", str(config)]
+
+    def start() -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{agent_port}/metrics", proc=p)
+        return p
+
+    def write(start: int, n: int) -> None:
+        for i in range(start, start + n):
+            with auth_log.open("a") as f:
+                f.write(line(i, ATTACKER, 10_000 + i))
+            if i % 20 == 0:
+                time.sleep(0.02)
+
+    agent = start()
+    written = 0
+    try:
+        for _ in range(3):
+            write(written, 150)
+            written += 150
+            time.sleep(0.3)  # some lines processed, maybe not all: the kill lands mid-stream
+            agent.kill()
+            agent.wait()
+            write(written, 50)  # lines arriving while the agent is down
+            written += 50
+            agent = start()
+        deadline = time.monotonic() + 60
+        count, events = 0.0, []
+        while time.monotonic() < deadline:
+            count, events = failures_on_server(server.url), events_on_server(server.url, ATTACKER)
+            if count >= written and len(events) >= written:
+                break
+            time.sleep(0.5)
+        assert (count, len(events)) == (written, written)
+        assert len(events) == written and len({e["id"] for e in events}) == written
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)

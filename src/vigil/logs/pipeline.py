@@ -108,6 +108,7 @@ class LogPipeline:
         self.events_dropped = 0
         self.checkpoint_errors = 0
         self._logged: set[str] = set()
+        self._checkpointed = False
 
         state = self._load()
         saved_followers = state.get("followers", {})
@@ -190,7 +191,9 @@ class LogPipeline:
                 self._process(line, self._syslog_processors, events)
             if events:
                 self._send(events)
-            if total:
+            # The first round is saved even without lines: it is where files found at start were
+            # positioned, and a restart must resume there rather than skip to the end again.
+            if total or not self._checkpointed:
                 self._checkpoint()
             for p in self.processors():
                 tick = getattr(p, "tick", None)  # periodic housekeeping (saving learned templates)
@@ -236,6 +239,7 @@ class LogPipeline:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self._state_file)
+            self._checkpointed = True
         except OSError as exc:
             self.checkpoint_errors += 1
             self._log_once(f"could not write the log checkpoint {self._state_file}: {exc}")
