@@ -15,9 +15,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-__all__ = ["Family", "ProbeError", "ProbeResult", "Resolved", "fnv32a", "resolve"]
+C = TypeVar("C")
+
+__all__ = ["Family", "ProbeError", "ProbeResult", "Resolved", "fnv32a", "resolve", "run_probe_step"]
 
 
 class ProbeError(Exception):
@@ -74,6 +78,19 @@ class ProbeResult:
         head.set("probe_duration_seconds", "How long the probe took, in seconds.", self.duration_seconds)
         self.families = {**head.families, **self.families}
         return self
+
+
+def run_probe_step(step: Callable[[C, ProbeResult, float], bool], config: C) -> ProbeResult:
+    """Run a prober's body `step(config, result, started) -> success`; never raises: a failure reads
+    probe_success 0 with its reason in `.error`, so one broken target cannot take the collector down."""
+    started = time.monotonic()
+    result = ProbeResult()
+    try:
+        return result.finish(step(config, result, started), started)
+    except ProbeError as e:
+        return result.finish(False, started, str(e))
+    except Exception as e:
+        return result.finish(False, started, f"{type(e).__name__}: {e}")
 
 
 def fnv32a(data: bytes) -> int:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from vigil.config.probes import ProbeConfig
-from vigil.probe import ProbeError, ProbeResult, resolve
+from vigil.probe import ProbeError, ProbeResult, resolve, run_probe_step
 
 __all__ = [
     "QTYPES",
@@ -146,14 +146,7 @@ def decode_response(msg: bytes) -> DNSResponse:
 
 def probe_dns(config: ProbeConfig) -> ProbeResult:
     """Run one DNS probe; never raises."""
-    started = time.monotonic()
-    result = ProbeResult()
-    try:
-        return result.finish(_probe(config, result, started), started)
-    except ProbeError as e:
-        return result.finish(False, started, str(e))
-    except Exception as e:  # a prober must not take the collector down
-        return result.finish(False, started, f"{type(e).__name__}: {e}")
+    return run_probe_step(_probe, config)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:

@@ -26,7 +26,7 @@ import httpx
 
 from vigil import __version__
 from vigil.config.probes import ProbeConfig, compile_probe_regex
-from vigil.probe import ProbeError, ProbeResult, resolve
+from vigil.probe import ProbeError, ProbeResult, resolve, run_probe_step
 from vigil.probe.tls import TLSOptions, TLSState, emit_tls, make_context, tls_state, unverified_state
 
 __all__ = ["probe_http"]
@@ -91,14 +91,7 @@ def _phases(result: ProbeResult, tr: _Trace, end: float | None) -> None:
 
 def probe_http(config: ProbeConfig) -> ProbeResult:
     """Run one HTTP probe; never raises (failures read probe_success 0, reason in `.error`)."""
-    started = time.monotonic()
-    result = ProbeResult()
-    try:
-        return result.finish(_probe(config, result, started), started)
-    except ProbeError as e:
-        return result.finish(False, started, str(e))
-    except Exception as e:  # a prober must not take the collector down
-        return result.finish(False, started, f"{type(e).__name__}: {e}")
+    return run_probe_step(_probe, config)
 
 
 def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:

@@ -14,7 +14,7 @@ import struct
 import time
 
 from vigil.config.probes import ProbeConfig
-from vigil.probe import ProbeError, ProbeResult, resolve
+from vigil.probe import ProbeError, ProbeResult, resolve, run_probe_step
 
 __all__ = ["checksum", "echo_request", "parse_reply", "probe_icmp"]
 
@@ -75,14 +75,7 @@ def _open(family: socket.AddressFamily) -> tuple[socket.socket, bool]:
 
 def probe_icmp(config: ProbeConfig) -> ProbeResult:
     """Run one ICMP echo probe; never raises."""
-    started = time.monotonic()
-    result = ProbeResult()
-    try:
-        return result.finish(_probe(config, result, started), started)
-    except ProbeError as e:
-        return result.finish(False, started, str(e))
-    except Exception as e:  # a prober must not take the collector down
-        return result.finish(False, started, f"{type(e).__name__}: {e}")
+    return run_probe_step(_probe, config)
 
 
 def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from vigil.config.probes import ProbeConfig, compile_probe_regex
-from vigil.probe import ProbeError, ProbeResult, resolve
+from vigil.probe import ProbeError, ProbeResult, resolve, run_probe_step
 from vigil.probe.tls import TLSOptions, TLSVerifyError, emit_tls, unverified_state, wrap
 
 __all__ = ["probe_tcp"]
@@ -26,14 +26,7 @@ _REGEX_HELP = "Whether an expected line failed to match, failing the probe (1) o
 
 def probe_tcp(config: ProbeConfig) -> ProbeResult:
     """Run one TCP (or TLS) probe; never raises."""
-    started = time.monotonic()
-    result = ProbeResult()
-    try:
-        return result.finish(_probe(config, result, started), started)
-    except ProbeError as e:
-        return result.finish(False, started, str(e))
-    except Exception as e:  # a prober must not take the collector down
-        return result.finish(False, started, f"{type(e).__name__}: {e}")
+    return run_probe_step(_probe, config)
 
 
 def _connect(ip: str, family: socket.AddressFamily, port: int, timeout: float) -> socket.socket:
