@@ -26,13 +26,10 @@ problem is logged once, never per line. Nothing a client sends can stop the rece
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import math
 import re
-import selectors
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +40,7 @@ from prometheus_client import Metric
 from prometheus_client.utils import floatToGoString
 
 from vigil.model.labels import is_valid_label_name, is_valid_metric_name
+from vigil.receiver import ErrorKind, SocketReceiver
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,6 @@ DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 
 _MAX_SET_MEMBERS = 10_000  # per set series and window: a set's memory is otherwise unbounded
 _MAX_TCP_CONNECTIONS = 256  # each holds a partial-line buffer; more are accepted and closed at once
-_RECV_BATCH = 64  # datagrams drained per wake-up before other sockets get a turn
 
 # Plain decimal numbers only: float() would also take "nan", "inf" and "1_000".
 _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -212,15 +209,6 @@ def _exposed_names(family: str, kind: str) -> tuple[str, ...]:
     return (family,)
 
 
-def _parse_listen(listen: str) -> tuple[socket.AddressFamily, tuple[str, int]]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"statsd listen address must be host:port, got {listen!r}")
-    host = host.strip("[]") or "127.0.0.1"
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return fam, (host, int(port))
-
-
 @dataclass
 class _Histogram:
     counts: list[float]  # per bucket, not cumulative; the last one is +Inf
@@ -241,7 +229,7 @@ class _Conn:
     discarding: bool = False  # inside an over-long line: skip to the next newline
 
 
-class StatsdServer:
+class StatsdServer(SocketReceiver[_Conn]):
     """Receives StatsD over UDP and/or TCP in one background thread; a Collector named `statsd`."""
 
     name = "statsd"
@@ -265,8 +253,12 @@ class StatsdServer:
             raise ValueError("histogram_buckets must be a non-empty list of finite numbers")
         if max_series < 0 or set_interval <= 0 or max_packet_bytes <= 0:
             raise ValueError("max_series, set_interval and max_packet_bytes must be positive")
-        self.udp_listen = udp_listen
-        self.tcp_listen = tcp_listen
+        super().__init__(
+            udp_listen,
+            tcp_listen,
+            max_datagram_bytes=max_packet_bytes,
+            max_connections=_MAX_TCP_CONNECTIONS,
+        )
         self.buckets: tuple[float, ...] = tuple(buckets)
         self.max_series = max_series
         self.prefix = prefix
@@ -285,143 +277,27 @@ class StatsdServer:
         self._lines = {"ok": 0, "malformed": 0, "dropped": 0}
         self._logged: set[str] = set()
 
-        self.udp_address: tuple[str, int] | None = None
-        self.tcp_address: tuple[str, int] | None = None
-        self._udp: socket.socket | None = None
-        self._tcp: socket.socket | None = None
-        self._conns: dict[socket.socket, _Conn] = {}
-        self._wake_r: socket.socket | None = None
-        self._wake_w: socket.socket | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    # -- receiving (SocketReceiver hooks) ----------------------------------------------------
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    def _new_connection(self, peer: str) -> _Conn:
+        return _Conn()
 
-    def start(self) -> None:
-        """Bind the sockets (raising OSError if it cannot) and start the receiving thread."""
-        if self._thread is not None:
-            return
-        try:
-            if self.udp_listen:
-                fam, addr = _parse_listen(self.udp_listen)
-                self._udp = socket.socket(fam, socket.SOCK_DGRAM)
-                self._udp.bind(addr)
-                self._udp.setblocking(False)
-                self.udp_address = self._udp.getsockname()[:2]
-            if self.tcp_listen:
-                fam, addr = _parse_listen(self.tcp_listen)
-                self._tcp = socket.socket(fam, socket.SOCK_STREAM)
-                self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                self._tcp.bind(addr)
-                self._tcp.listen(64)
-                self._tcp.setblocking(False)
-                self.tcp_address = self._tcp.getsockname()[:2]
-            # stop() writes to this pair to wake the selector at once instead of polling.
-            self._wake_r, self._wake_w = socket.socketpair()
-            self._wake_r.setblocking(False)
-        except BaseException:
-            self._close_all()
-            raise
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="statsd-receiver", daemon=True)
-        self._thread.start()
+    def _on_datagram(self, data: bytes, peer: str) -> None:
+        self.ingest(data)
 
-    def stop(self) -> None:
-        """Stop the thread and close every socket. Aggregated values stay readable by collect()."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        if self._wake_w is not None:
-            with contextlib.suppress(OSError):  # the thread is woken, or its timeout does it
-                self._wake_w.send(b"x")
-        self._thread.join()
-        self._thread = None
-        self._close_all()
+    def _on_oversize_datagram(self) -> None:
+        self._count_error("malformed", "oversize datagram", "")
 
-    def __enter__(self) -> StatsdServer:
-        self.start()
-        return self
+    def _on_rejected(self) -> None:
+        self._log_once("too many TCP connections", "")
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _on_error(self, kind: ErrorKind, exc: Exception) -> None:
+        if kind == "udp" and isinstance(exc, OSError):
+            self._log_once(f"udp receive error: {errno.errorcode.get(exc.errno or 0, exc)}", "")
+        else:
+            self._log_once(f"internal: {type(exc).__name__}: {exc}", "")
 
-    def _close_all(self) -> None:
-        for s in (self._udp, self._tcp, self._wake_r, self._wake_w, *self._conns):
-            if s is not None:
-                s.close()
-        self._conns.clear()
-        self._udp = self._tcp = self._wake_r = self._wake_w = None
-
-    # -- receiving ---------------------------------------------------------------------------
-
-    def _loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        try:
-            assert self._wake_r is not None
-            sel.register(self._wake_r, selectors.EVENT_READ)
-            if self._udp is not None:
-                sel.register(self._udp, selectors.EVENT_READ)
-            if self._tcp is not None:
-                sel.register(self._tcp, selectors.EVENT_READ)
-            while not self._stop.is_set():
-                for key, _ in sel.select(timeout=1.0):
-                    try:
-                        self._on_ready(sel, key.fileobj)  # type: ignore[arg-type]
-                    except Exception as exc:  # a bug here must not end the receiver
-                        self._log_once(f"internal: {type(exc).__name__}: {exc}", "")
-        finally:
-            sel.close()
-
-    def _on_ready(self, sel: selectors.BaseSelector, sock: socket.socket) -> None:
-        if sock is self._wake_r:
-            return
-        if sock is self._udp:
-            for _ in range(_RECV_BATCH):
-                try:
-                    # One byte more than allowed, to tell an oversize datagram from a full one.
-                    data = sock.recv(self.max_packet_bytes + 1)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as exc:  # e.g. ECONNREFUSED from an earlier ICMP error: not fatal
-                    self._log_once(f"udp receive error: {errno.errorcode.get(exc.errno or 0, exc)}", "")
-                    return
-                if len(data) > self.max_packet_bytes:
-                    self._count_error("malformed", "oversize datagram", "")
-                    continue
-                self.ingest(data)
-            return
-        if sock is self._tcp:
-            try:
-                conn, _ = sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            if len(self._conns) >= _MAX_TCP_CONNECTIONS:
-                self._log_once("too many TCP connections", "")
-                conn.close()
-                return
-            conn.setblocking(False)
-            self._conns[conn] = _Conn()
-            sel.register(conn, selectors.EVENT_READ)
-            return
-        state = self._conns.get(sock)
-        if state is None:
-            return
-        try:
-            data = sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:  # EOF: a last line without a newline still counts
-            if state.buf and not state.discarding:
-                self.ingest(bytes(state.buf))
-            sel.unregister(sock)
-            sock.close()
-            del self._conns[sock]
-            return
-        self._feed_stream(state, data)
-
-    def _feed_stream(self, state: _Conn, data: bytes) -> None:
+    def _on_stream(self, state: _Conn, data: bytes) -> None:
         state.buf += data
         end = state.buf.rfind(b"\n")
         if end >= 0:
@@ -441,6 +317,10 @@ class StatsdServer:
                 self._count_error("malformed", "oversize line", "")
             state.discarding = True
             state.buf.clear()
+
+    def _on_stream_end(self, state: _Conn) -> None:
+        if state.buf and not state.discarding:  # a last line without a newline still counts
+            self.ingest(bytes(state.buf))
 
     # -- aggregation -------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 _VERSION = 1
 _MAX_BATCH = 20_000  # lines processed between checkpoints when syslog floods in
+_MAX_READ = 4 * 1024 * 1024  # bytes read from a file per round: bounded memory on a big backlog
 
 
 @dataclass
@@ -109,6 +110,7 @@ class LogPipeline:
         self.checkpoint_errors = 0
         self._logged: set[str] = set()
         self._checkpointed = False
+        self._more = False  # a file had more to read than one round takes: go again at once
 
         state = self._load()
         saved_followers = state.get("followers", {})
@@ -122,6 +124,7 @@ class LogPipeline:
                         start_at_end=s.start_at_end,
                         max_line_bytes=s.max_line_bytes,
                         state=saved_followers.get(f"{s.name} {pattern}"),
+                        max_read_bytes=_MAX_READ,
                     ),
                 )
                 for pattern in s.paths
@@ -178,13 +181,27 @@ class LogPipeline:
             now_ms = int(self._clock() * 1000)
             events: list[Event] = []
             total = 0
+            self._more = False
             for source in self._sources:
+                name, processors = source.name, source.processors
                 for _, follower in self._followers[source.name]:
-                    lines = follower.poll_with_origin()
-                    self.lines_read[source.name] += len(lines)
-                    total += len(lines)
-                    for _, text, origin in lines:
-                        self._process(LogLine(source.name, text, now_ms, origin), source.processors, events)
+                    for chunk in follower.poll_chunks():
+                        self.lines_read[name] += len(chunk.lines)
+                        total += len(chunk.lines)
+                        where = chunk.where
+                        for text, offset in zip(chunk.lines, chunk.offsets, strict=True):
+                            line = LogLine(name, text, now_ms)
+                            for p in processors:
+                                try:
+                                    produced = p.process(line)
+                                except Exception as exc:  # one bad processor must not stop the others
+                                    self._log_once(
+                                        f"log processor {p.name} failed: {type(exc).__name__}: {exc}"
+                                    )
+                                    continue
+                                if produced:
+                                    self._identify(produced, where + str(offset), p.name, name, events)
+                    self._more = self._more or follower.more
             for _ in range(min(len(self._pending), _MAX_BATCH)):
                 line = self._pending.popleft()
                 total += 1
@@ -211,9 +228,15 @@ class LogPipeline:
             except Exception as exc:  # one bad processor must not stop the others
                 self._log_once(f"log processor {p.name} failed: {type(exc).__name__}: {exc}")
                 continue
-            for i, e in enumerate(produced):
-                ident = event_id(self._instance, line.origin, p.name, e.kind, i)
-                out.append(e.with_identity({**self._labels, "source": line.source}, ident))
+            self._identify(produced, line.origin, p.name, line.source, out)
+
+    def _identify(
+        self, produced: Iterable[Event], origin: str, processor: str, source: str, out: list[Event]
+    ) -> None:
+        """Give a line's events their identity labels and ids derived from where the line was."""
+        for i, e in enumerate(produced):
+            ident = event_id(self._instance, origin, processor, e.kind, i)
+            out.append(e.with_identity({**self._labels, "source": source}, ident))
 
     def _send(self, events: list[Event]) -> None:
         if self._emit is None:
@@ -277,7 +300,7 @@ class LogPipeline:
                 self.poll_once()
             except Exception:
                 log.exception("log pipeline round failed")
-            if not self._pending:
+            if not self._pending and not self._more:
                 self._stop.wait(self._interval)
 
     def stop(self) -> None:

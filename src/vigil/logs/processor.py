@@ -15,20 +15,20 @@ pipeline's); `collect` may run on another, and the pipeline serialises the two.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from prometheus_client import Metric
 
 from vigil.model.event import Event
 
 
-@dataclass(frozen=True, slots=True)
-class LogLine:
+class LogLine(NamedTuple):
+    # A tuple, not a dataclass: one is made per line, and a tuple is the cheapest immutable record.
     source: str  # the configured source name ("auth", "nginx", "syslog", ...): a bounded label value
     text: str  # the line, without its newline (for syslog: the whole message, header included)
     time_ms: int  # when the agent read or received it
-    origin: str  # where exactly: "<path>@<dev>:<ino>:<offset>" or "syslog:<peer>#<n>", for event ids
+    origin: str = ""  # where exactly, for event ids: "syslog:<peer>#<n>"; file lines leave it to the
+    # pipeline, which knows "<path>@<dev>:<ino>:<offset>" and formats it only when a line has events
 
 
 class LineProcessor(Protocol):

@@ -31,11 +31,8 @@ delivered.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
-import selectors
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -43,7 +40,6 @@ from datetime import UTC, tzinfo
 
 from prometheus_client import Metric
 
-from vigil.config import parse_listen
 from vigil.logs.syslogparse import (
     FORMATS,
     FrameDecoder,
@@ -55,6 +51,7 @@ from vigil.logs.syslogparse import (
     to_log_line,
     unframe_datagram,
 )
+from vigil.receiver import ErrorKind, SocketReceiver
 
 __all__ = [
     "FrameDecoder",
@@ -71,21 +68,7 @@ log = logging.getLogger(__name__)
 TRANSPORTS = ("udp", "tcp")
 MALFORMED_REASONS = ("oversized", "framing", "empty", "decode")
 
-_RECV_BATCH = 64  # datagrams drained per wake-up before TCP connections get a turn
-_TCP_READ = 65536
 _UDP_RCVBUF = 4 << 20  # firewalls burst; the kernel caps this at net.core.rmem_max
-
-
-def _bind_address(listen: str, kind: socket.SocketKind) -> tuple[socket.AddressFamily, tuple[str, int]]:
-    """`host:port` / `[v6]:port` as a socket family and address. Port 0 (a free port) is allowed."""
-    head, sep, port = listen.rpartition(":")
-    if sep and port == "0":
-        host, _ = parse_listen(head + ":1")
-        port_n = 0
-    else:
-        host, port_n = parse_listen(listen)
-    fam, _, _, _, addr = socket.getaddrinfo(host, port_n, type=kind, flags=socket.AI_PASSIVE)[0]
-    return fam, (str(addr[0]), int(addr[1]))
 
 
 class _Conn:
@@ -96,7 +79,7 @@ class _Conn:
         self.decoder = FrameDecoder(max_message_bytes)
 
 
-class SyslogServer:
+class SyslogServer(SocketReceiver[_Conn]):
     """Receives syslog over UDP and/or TCP in one background thread; a collector named `syslog`."""
 
     name = "syslog"
@@ -119,11 +102,15 @@ class SyslogServer:
             raise ValueError("max_message_bytes and max_connections must be positive")
         if not udp_listen and not tcp_listen:
             raise ValueError("syslog needs a UDP or a TCP listen address")
-        self.udp_listen = udp_listen
-        self.tcp_listen = tcp_listen
+        super().__init__(
+            udp_listen,
+            tcp_listen,
+            max_datagram_bytes=max_message_bytes,
+            max_connections=max_connections,
+            udp_rcvbuf=_UDP_RCVBUF,
+        )
         self.on_message = on_message
         self.max_message_bytes = max_message_bytes
-        self.max_connections = max_connections
         self.source = source
         self.tz = tz
         self._clock = clock
@@ -137,162 +124,43 @@ class SyslogServer:
         self._callback_errors = 0
         self._logged: set[str] = set()
 
-        self.udp_address: tuple[str, int] | None = None
-        self.tcp_address: tuple[str, int] | None = None
-        self._udp: socket.socket | None = None
-        self._tcp: socket.socket | None = None
-        self._conns: dict[socket.socket, _Conn] = {}
-        self._wake_r: socket.socket | None = None
-        self._wake_w: socket.socket | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    # -- receiving (SocketReceiver hooks) ----------------------------------------------------
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    def _new_connection(self, peer: str) -> _Conn:
+        return _Conn(peer, self.max_message_bytes)
 
-    def start(self) -> None:
-        """Bind the sockets (raising OSError/ValueError if it cannot) and start the thread."""
-        if self._thread is not None:
-            return
-        try:
-            if self.udp_listen:
-                fam, addr = _bind_address(self.udp_listen, socket.SOCK_DGRAM)
-                self._udp = socket.socket(fam, socket.SOCK_DGRAM)
-                with contextlib.suppress(OSError):
-                    self._udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
-                self._udp.bind(addr)
-                self._udp.setblocking(False)
-                self.udp_address = self._udp.getsockname()[:2]
-            if self.tcp_listen:
-                fam, addr = _bind_address(self.tcp_listen, socket.SOCK_STREAM)
-                self._tcp = socket.socket(fam, socket.SOCK_STREAM)
-                self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                self._tcp.bind(addr)
-                self._tcp.listen(128)
-                self._tcp.setblocking(False)
-                self.tcp_address = self._tcp.getsockname()[:2]
-            # stop() writes to this pair to wake the selector at once instead of polling.
-            self._wake_r, self._wake_w = socket.socketpair()
-            self._wake_r.setblocking(False)
-        except BaseException:
-            self._close_all()
-            raise
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="syslog-receiver", daemon=True)
-        self._thread.start()
+    def _on_datagram(self, data: bytes, peer: str) -> None:
+        self._deliver("udp", unframe_datagram(data), peer)
 
-    def stop(self) -> None:
-        """Stop the thread and close every socket; partial TCP messages are dropped."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        if self._wake_w is not None:
-            with contextlib.suppress(OSError):
-                self._wake_w.send(b"x")
-        self._thread.join()
-        self._thread = None
-        self._close_all()
+    def _on_oversize_datagram(self) -> None:
+        self._count_malformed("udp", "oversized")
 
-    def __enter__(self) -> SyslogServer:
-        self.start()
-        return self
+    def _on_stream(self, state: _Conn, data: bytes) -> None:
+        self._deliver_frames(state.decoder.feed(data), state.peer)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _on_stream_end(self, state: _Conn) -> None:
+        self._deliver_frames(state.decoder.finish(), state.peer)
 
-    def _close_all(self) -> None:
-        for s in (self._udp, self._tcp, self._wake_r, self._wake_w, *self._conns):
-            if s is not None:
-                s.close()
-        self._conns.clear()
-        self._udp = self._tcp = self._wake_r = self._wake_w = None
+    def _on_rejected(self) -> None:
+        with self._lock:
+            self._rejected += 1
+        self._log_once("max_connections", "syslog: max_connections reached, closing new ones")
 
-    # -- receiving ---------------------------------------------------------------------------
-
-    def _loop(self) -> None:
-        sel = selectors.DefaultSelector()
-        try:
-            assert self._wake_r is not None
-            sel.register(self._wake_r, selectors.EVENT_READ)
-            for s in (self._udp, self._tcp):
-                if s is not None:
-                    sel.register(s, selectors.EVENT_READ)
-            while not self._stop.is_set():
-                for key, _ in sel.select(timeout=1.0):
-                    try:
-                        self._on_ready(sel, key.fileobj)  # type: ignore[arg-type]
-                    except Exception:  # a bug here must not end the receiver
-                        self._log_once("internal", "syslog: internal error (logged once)", exc_info=True)
-        finally:
-            sel.close()
-
-    def _on_ready(self, sel: selectors.BaseSelector, sock: socket.socket) -> None:
-        if sock is self._wake_r:
-            with contextlib.suppress(OSError):
-                sock.recv(64)
-            return
-        if sock is self._udp:
-            self._read_udp(sock)
-        elif sock is self._tcp:
-            self._accept(sel, sock)
-        else:
-            self._read_tcp(sel, sock)
-
-    def _read_udp(self, sock: socket.socket) -> None:
-        for _ in range(_RECV_BATCH):
-            try:
-                # One byte more than allowed, to tell an oversized datagram from a full one.
-                data, addr = sock.recvfrom(self.max_message_bytes + 1)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # e.g. ECONNREFUSED from an earlier ICMP error: not fatal
-                name = errno.errorcode.get(exc.errno or 0, str(exc))
-                self._log_once(f"udp:{name}", "syslog: UDP receive error %s (logged once)", name)
-                return
-            if len(data) > self.max_message_bytes:
-                self._count_malformed("udp", "oversized")
-                continue
-            self._deliver("udp", unframe_datagram(data), str(addr[0]))
-
-    def _accept(self, sel: selectors.BaseSelector, sock: socket.socket) -> None:
-        try:
-            conn, addr = sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:  # EMFILE and friends: try again on the next wake-up
+    def _on_error(self, kind: ErrorKind, exc: Exception) -> None:
+        if kind == "udp" and isinstance(exc, OSError):
+            name = errno.errorcode.get(exc.errno or 0, str(exc))
+            self._log_once(f"udp:{name}", "syslog: UDP receive error %s (logged once)", name)
+        elif kind == "accept":
             self._log_once("accept", "syslog: accept failed: %s (logged once)", exc)
-            return
-        if len(self._conns) >= self.max_connections:
-            with self._lock:
-                self._rejected += 1
-            self._log_once("max_connections", "syslog: max_connections reached, closing new ones")
-            conn.close()
-            return
-        conn.setblocking(False)
-        self._conns[conn] = _Conn(str(addr[0]), self.max_message_bytes)
-        sel.register(conn, selectors.EVENT_READ)
-
-    def _read_tcp(self, sel: selectors.BaseSelector, sock: socket.socket) -> None:
-        state = self._conns.get(sock)
-        if state is None:
-            return
-        try:
-            data = sock.recv(_TCP_READ)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:  # ECONNRESET: the peer is gone, like EOF
-            data = b""
-        if data:
-            frames = state.decoder.feed(data)
         else:
-            frames = state.decoder.finish()
-            sel.unregister(sock)
-            sock.close()
-            del self._conns[sock]
+            self._log_once("internal", "syslog: internal error (logged once)", exc_info=exc)
+
+    def _deliver_frames(self, frames: Iterable[bytes | FrameError], peer: str) -> None:
         for frame in frames:
             if isinstance(frame, FrameError):
                 self._count_malformed("tcp", frame.reason)
             else:
-                self._deliver("tcp", frame, state.peer)
+                self._deliver("tcp", frame, peer)
 
     def _deliver(self, transport: str, data: bytes, peer: str) -> None:
         now = self._clock()
@@ -317,7 +185,7 @@ class SyslogServer:
         with self._lock:
             self._malformed[(transport, reason)] += 1
 
-    def _log_once(self, key: str, fmt: str, *args: object, exc_info: bool = False) -> None:
+    def _log_once(self, key: str, fmt: str, *args: object, exc_info: bool | BaseException = False) -> None:
         with self._lock:
             if key in self._logged:
                 return
@@ -325,10 +193,6 @@ class SyslogServer:
         log.warning(fmt, *args, exc_info=exc_info)
 
     # -- collector ---------------------------------------------------------------------------
-
-    def connections(self) -> int:
-        """Open TCP connections (read from the receiving thread's dict; a snapshot)."""
-        return len(self._conns)
 
     def counts(self) -> dict[str, dict[tuple[str, str], int]]:
         """{"messages": {(transport, format): n}, "malformed": {(transport, reason): n}}."""

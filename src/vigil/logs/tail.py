@@ -47,13 +47,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import itertools
 import json
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["FileFollower"]
 
@@ -64,6 +65,16 @@ Ident = tuple[int, int]
 # (path, line, origin): origin "<path>@<dev>:<ino>:<offset>" names the line's first byte for good,
 # so whoever turns lines into events can give a line read twice (at-least-once) the same event id.
 Line = tuple[str, str, str]
+
+
+class Chunk(NamedTuple):
+    """Consecutive lines of one file: `lines[i]` starts at byte `offsets[i]`; its origin (see `Line`)
+    is `where + str(offsets[i])`. Lines come in chunks so the hot path does no per-line formatting."""
+
+    path: str
+    where: str  # "<path>@<dev>:<ino>:"
+    lines: list[str]
+    offsets: list[int]
 
 
 def _open(path: str) -> int:
@@ -107,8 +118,11 @@ class FileFollower:
         start_at_end: bool = False,
         max_line_bytes: int = 64 * 1024,
         state: dict[str, Any] | None = None,
+        max_read_bytes: int | None = None,
     ) -> None:
-        """`state` (from `state()`) is used instead of `state_file`'s content when given."""
+        """`state` (from `state()`) is used instead of `state_file`'s content when given.
+        `max_read_bytes` bounds what one poll reads from a file (memory stays bounded on a large
+        backlog); `more` then says that a file has more to read right away."""
         if max_line_bytes <= 0:
             raise ValueError("max_line_bytes must be positive")
         self._pattern = str(pattern)
@@ -117,6 +131,8 @@ class FileFollower:
         self._start_at_end = start_at_end
         self._max = max_line_bytes
         self.errors: dict[str, str] = {}
+        self.more = False
+        self._max_read = max_read_bytes
         self._files: dict[Ident, _File] = {}
         self._first = True
         # Entries from the state file, consumed by the first poll (kept until then so that a
@@ -131,7 +147,16 @@ class FileFollower:
 
     def poll_with_origin(self) -> list[Line]:
         """As `poll`, with each line's origin (see `Line`)."""
-        out: list[Line] = []
+        return [
+            (c.path, line, c.where + str(offset))
+            for c in self.poll_chunks()
+            for line, offset in zip(c.lines, c.offsets, strict=True)
+        ]
+
+    def poll_chunks(self) -> list[Chunk]:
+        """As `poll_with_origin`, in chunks of consecutive lines of one file (the fast form)."""
+        out: list[Chunk] = []
+        self.more = False
         current = self._scan()
         # Paths the state knew: a new inode there was rotated in while we were down, not history.
         saved_paths = {f.path for f in self._saved.values()}
@@ -272,9 +297,7 @@ class FileFollower:
             del self.errors[p]
         return current
 
-    def _recover_rotated(
-        self, current: dict[Ident, tuple[str, os.stat_result]], out: list[Line]
-    ) -> None:
+    def _recover_rotated(self, current: dict[Ident, tuple[str, os.stat_result]], out: list[Chunk]) -> None:
         """Read the rest of saved files that were rotated away while we were not running."""
         current_paths = {path for path, _ in current.values()}
         for ident, f in list(self._saved.items()):
@@ -302,7 +325,7 @@ class FileFollower:
                 f.path = old_path
                 break
 
-    def _follow(self, f: _File, st: os.stat_result, out: list[Line]) -> None:
+    def _follow(self, f: _File, st: os.stat_result, out: list[Chunk]) -> None:
         """(Re)open *f* if needed, detect truncation, and read its new complete lines."""
         try:
             if f.fd is None:
@@ -342,40 +365,70 @@ class FileFollower:
             # No newline in the last max_line_bytes: the line in progress is over-long anyway.
             f.offset, f.skipping = size, size > 0
 
-    def _drain(self, f: _File, out: list[Line], final: bool) -> None:
-        """Append *f*'s complete lines from its offset to EOF; with *final*, also the unterminated rest."""
+    def _drain(self, f: _File, out: list[Chunk], final: bool) -> None:
+        """Append *f*'s complete lines from its offset to EOF; with *final*, also the unterminated rest.
+
+        Without *final*, stops after `max_read_bytes` (at a line end) and sets `more`."""
         assert f.fd is not None
+        lines: list[str] = []
+        offsets: list[int] = []
         pending = b""  # bytes of an incomplete line starting at f.offset (at most max_line_bytes)
+        read = 0
         while True:
             chunk = os.pread(f.fd, _CHUNK, f.offset + len(pending))
             if not chunk:
                 break
+            read += len(chunk)
             data = pending + chunk
-            start = 0
-            while (nl := data.find(b"\n", start)) >= 0:
-                if f.skipping:
-                    f.skipping = False  # end of an over-long line already returned
-                else:
-                    out.append((f.path, self._decode(data[start:nl]), self._origin(f, f.offset + start)))
-                start = nl + 1
-            pending = data[start:]
-            f.offset += start
+            end = data.rfind(b"\n")
+            if end >= 0:
+                self._split(f, data[:end], lines, offsets)
+                f.offset += end + 1
+                pending = data[end + 1 :]
+            else:
+                pending = data
             if f.skipping:
                 f.offset += len(pending)
                 pending = b""
             elif len(pending) > self._max:
                 # Do not buffer without bound: return the head now, skip the rest of the line.
-                out.append((f.path, self._decode(pending), self._origin(f, f.offset)))
+                lines.append(self._decode(pending))
+                offsets.append(f.offset)
                 f.skipping = True
                 f.offset += len(pending)
                 pending = b""
+            if not final and self._max_read is not None and read >= self._max_read:
+                self.more = True
+                break
         if final and pending and not f.skipping:
-            out.append((f.path, self._decode(pending), self._origin(f, f.offset)))
+            lines.append(self._decode(pending))
+            offsets.append(f.offset)
             f.offset += len(pending)
+        if lines:
+            out.append(Chunk(f.path, f"{f.path}@{f.ident[0]}:{f.ident[1]}:", lines, offsets))
 
-    @staticmethod
-    def _origin(f: _File, offset: int) -> str:
-        return f"{f.path}@{f.ident[0]}:{f.ident[1]}:{offset}"
+    def _split(self, f: _File, body: bytes, lines: list[str], offsets: list[int]) -> None:
+        """The complete lines of `body` (the bytes from f.offset up to, not including, a newline)."""
+        # A newline byte never occurs inside a UTF-8 sequence, so decoding the block at once splits
+        # exactly as decoding line by line would.
+        decoded = body.decode("utf-8", errors="replace")
+        text = decoded.split("\n")
+        raw: list[bytes] | None = None
+        if len(decoded) == len(body):  # one character per byte: lengths in characters are in bytes
+            lengths = list(map(len, text))
+        else:
+            raw = body.split(b"\n")
+            lengths = list(map(len, raw))
+        starts = list(itertools.accumulate((n + 1 for n in lengths[:-1]), initial=f.offset))
+        first = 0
+        if f.skipping:
+            f.skipping = False  # end of an over-long line already returned
+            first = 1
+        if max(lengths[first:], default=0) > self._max:
+            raw = raw or body.split(b"\n")
+            text = [t if len(r) <= self._max else self._decode(r) for t, r in zip(text, raw, strict=True)]
+        lines += text[first:] if first else text
+        offsets += starts[first:] if first else starts
 
     def _decode(self, raw: bytes) -> str:
         return raw[: self._max].decode("utf-8", errors="replace")
