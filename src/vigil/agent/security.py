@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import itertools
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from vigil.agent.collector import Collector
 from vigil.agent.eventing import EventingCollector
 from vigil.config import Config, ConfigError
 from vigil.logs.access import AccessLogProcessor
-from vigil.logs.pipeline import FileSource, LogPipeline
+from vigil.logs.pipeline import FileSource, JournalSource, LogPipeline
 from vigil.logs.processor import LineProcessor
 from vigil.logs.syslog import SyslogServer
 from vigil.logs.syslogparse import SyslogMessage, to_log_line
@@ -137,7 +138,7 @@ def _pipeline(
     cfg: Config, labels: dict[str, str], emit: Emit | None, state: Path, closers: list[Callable[[], None]]
 ) -> LogPipeline | None:
     logs = cfg.agent.logs
-    sources: list[FileSource] = []
+    sources: list[FileSource | JournalSource] = []
     # One processor of each kind serves every source (the line's source is a label), so their
     # series caps are global and each family is exposed once.
     auth = AuthLogProcessor()
@@ -172,7 +173,11 @@ def _pipeline(
         return [detector] if detector is not None and name in unknown_sources else []
 
     if auth_on:
-        sources.append(FileSource("auth", logs.auth.paths, [auth, *common, *unknown("auth")]))
+        processors = [auth, *common, *unknown("auth")]
+        if _use_journal(logs.auth.journal, logs.auth.paths):
+            sources.append(JournalSource("auth", processors=processors))
+        else:
+            sources.append(FileSource("auth", logs.auth.paths, processors))
     for src in logs.sources:
         by_format: dict[str, list[LineProcessor]] = {"auth": [auth], "access": [access], "plain": []}
         processors = by_format[src.format] + common + unknown(src.name)
@@ -185,6 +190,12 @@ def _pipeline(
     return LogPipeline(
         sources, state / "logs.json", emit=emit, labels=labels, syslog_processors=syslog_processors
     )
+
+
+def _use_journal(mode: str, paths: Sequence[str]) -> bool:
+    if mode != "auto":
+        return mode == "always"
+    return shutil.which("journalctl") is not None and not any(glob.glob(p) for p in paths)
 
 
 def load_rule_files(patterns: Sequence[str]) -> list[LogRule]:

@@ -80,6 +80,9 @@ SourceName = Annotated[str, BeforeValidator(_source_name)]
 class AuthLogsConfig(_Section):
     paths: Paths = ("/var/log/auth.log", "/var/log/secure")
     """Auth logs to follow (Debian/Ubuntu, RHEL family); missing files are skipped silently."""
+    journal: Literal["auto", "always", "never"] = "auto"
+    """Read the systemd journal (auth and authpriv facilities) instead: `auto` does when none of
+    `paths` exists and journalctl is installed (hosts without rsyslog)."""
     unknown_lines: Bool = False
     """Also look for auth-log lines that match no learned template."""
 

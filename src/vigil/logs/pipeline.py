@@ -30,22 +30,50 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from vigil.logs.journal import JournalFollower
 from vigil.logs.processor import LineProcessor, LogLine
-from vigil.logs.tail import FileFollower
+from vigil.logs.tail import Chunk, FileFollower
 from vigil.model.event import Event, event_id
 
-__all__ = ["FileSource", "LogPipeline", "SourceHealth"]
+__all__ = ["FileSource", "JournalSource", "LogPipeline", "SourceHealth"]
 
 log = logging.getLogger(__name__)
 
 _VERSION = 1
 _MAX_BATCH = 20_000  # lines processed between checkpoints when syslog floods in
 _MAX_READ = 4 * 1024 * 1024  # bytes read from a file per round: bounded memory on a big backlog
+
+
+@dataclass
+class JournalSource:
+    """Entries of the systemd journal matching `matches` (journalctl syntax; default: the auth and
+    authpriv facilities), rendered as syslog-style lines for `processors`."""
+
+    name: str
+    matches: Sequence[str] = ("SYSLOG_FACILITY=4", "SYSLOG_FACILITY=10")
+    processors: Sequence[LineProcessor] = field(default_factory=list)
+    start_at_end: bool = True
+    journalctl: str = "journalctl"
+
+
+class Follower(Protocol):
+    """What the pipeline reads lines from: `FileFollower` or `JournalFollower`."""
+
+    errors: dict[str, str]
+
+    @property
+    def more(self) -> bool: ...
+
+    def poll_chunks(self) -> list[Chunk]: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -80,7 +108,7 @@ class SourceHealth:
 class LogPipeline:
     def __init__(
         self,
-        sources: Sequence[FileSource],
+        sources: Sequence[FileSource | JournalSource],
         state_file: Path,
         emit: Callable[[list[Event]], None] | None = None,
         labels: dict[str, str] | None = None,
@@ -114,9 +142,21 @@ class LogPipeline:
 
         state = self._load()
         saved_followers = state.get("followers", {})
-        # One follower per (source, path or glob); the checkpoint keys them "<source> <pattern>".
-        self._followers: dict[str, list[tuple[str, FileFollower]]] = {
-            s.name: [
+        # One follower per (source, path or glob); the checkpoint keys them "<source> <pattern>"
+        # ("<source> journal" for the journal).
+        self._followers: dict[str, list[tuple[str, Follower]]] = {}
+        for s in self._sources:
+            if isinstance(s, JournalSource):
+                key = f"{s.name} journal"
+                journal = JournalFollower(
+                    s.matches,
+                    state=saved_followers.get(key),
+                    start_at_end=s.start_at_end,
+                    journalctl=s.journalctl,
+                )
+                self._followers[s.name] = [(key, journal)]
+                continue
+            self._followers[s.name] = [
                 (
                     f"{s.name} {pattern}",
                     FileFollower(
@@ -129,8 +169,6 @@ class LogPipeline:
                 )
                 for pattern in s.paths
             ]
-            for s in self._sources
-        }
         self.lines_read.update(
             {k: int(v) for k, v in state.get("lines_read", {}).items() if k in self.lines_read}
         )

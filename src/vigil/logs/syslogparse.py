@@ -310,7 +310,7 @@ def parse_message(data: bytes, received_ms: int, tz: tzinfo = UTC) -> SyslogMess
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def _escape(text: str) -> str:
+def escape_line(text: str) -> str:
     return _CONTROL_RE.sub(lambda c: f"#{ord(c[0]):03o}", text)
 
 
@@ -331,7 +331,9 @@ def to_log_line(msg: SyslogMessage, peer: str, seq: int | str, source: str = "sy
         text = f"{stamp} {host} {tag}: {msg.message}".rstrip(" ")
     else:
         text = f"{stamp} {host} {msg.message}"
-    return LogLine(source=source, text=_escape(text), time_ms=msg.received_ms, origin=f"syslog:{peer}#{seq}")
+    return LogLine(
+        source=source, text=escape_line(text), time_ms=msg.received_ms, origin=f"syslog:{peer}#{seq}"
+    )
 
 
 # --- TCP framing (RFC 6587) -------------------------------------------------------------------

@@ -51,6 +51,7 @@ import itertools
 import json
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -72,9 +73,9 @@ class Chunk(NamedTuple):
     is `where + str(offsets[i])`. Lines come in chunks so the hot path does no per-line formatting."""
 
     path: str
-    where: str  # "<path>@<dev>:<ino>:"
+    where: str  # "<path>@<dev>:<ino>:" (a journal: "journal:")
     lines: list[str]
-    offsets: list[int]
+    offsets: Sequence[int | str]  # byte offsets (a journal: entry cursors)
 
 
 def _open(path: str) -> int:
