@@ -14,6 +14,7 @@ from typing import Any
 import cramjam
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -58,10 +59,17 @@ def make_client(
     hmac_key: str | None = None,
     max_body: int = 64 * 1024,
     max_decompressed: int = 256 * 1024,
+    registry: CollectorRegistry | None = None,
 ) -> tuple[TestClient, EventStore]:
     store = EventStore(tmp_path / "events.db", 86_400_000, clock=lambda: NOW_S)
     api = EventsAPI(
-        store, auth or TokenAuth([], []), max_body, hmac_key, max_decompressed, clock=lambda: NOW_S
+        store,
+        auth or TokenAuth([], []),
+        max_body,
+        hmac_key,
+        max_decompressed,
+        clock=lambda: NOW_S,
+        registry=registry,
     )
     app = Starlette(
         routes=[
@@ -308,3 +316,24 @@ def test_real_server_stores_events_across_restart(tmp_path: Path) -> None:
         assert r.json()["data"] == {"stored": 0, "duplicates": 5}
     finally:
         v.stop()
+
+
+def test_own_metrics_count_stored_duplicates_and_refusals(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    c, store = make_client(tmp_path, registry=registry)
+    try:
+        assert post(c, ndjson(line(1), line(2), line(3, kind="custom_thing"))).status_code == 200
+        assert post(c, ndjson(line(1), line(4))).status_code == 200  # one re-sent, one new
+        assert post(c, b"not json\n").status_code == 400
+    finally:
+        store.close()
+
+    def value(name: str, labels: dict[str, str] | None = None) -> float | None:
+        return registry.get_sample_value(name, labels or {})
+
+    assert value("vigil_events_stored_total", {"kind": "auth"}) == 1
+    assert value("vigil_events_stored_total", {"kind": "file_changed"}) == 1
+    assert value("vigil_events_stored_total", {"kind": "other"}) == 1  # client kinds stay bounded
+    assert value("vigil_events_stored_total", {"kind": "mixed"}) == 1
+    assert value("vigil_events_duplicates_total") == 1
+    assert value("vigil_events_requests_rejected_total", {"status": "400"}) == 1

@@ -94,6 +94,7 @@ def build_app(
             max_body=lim.max_request_body_bytes,
             hmac_key=cfg.server.auth.hmac_key,
             max_decompressed=lim.max_decompressed_bytes,
+            registry=registry,
         ),
     )
 
