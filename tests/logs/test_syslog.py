@@ -698,7 +698,9 @@ def test_metrics_exposition(server: SyslogServer, sink: Sink) -> None:
     assert 'vigil_syslog_malformed_total{reason="framing",transport="tcp"} 0.0' in text
     assert "vigil_syslog_connections 0.0" in text
     assert 'vigil_syslog_last_message_timestamp_seconds{transport="udp"}' in text
-    assert "127.0.0.1" not in text  # no peer addresses in labels
+    # Peer addresses appear only as the capped `sender` label (see test_per_sender_series_are_capped).
+    assert [ln for ln in text.splitlines() if "127.0.0.1" in ln and 'sender="127.0.0.1"' not in ln] == []
+    assert 'vigil_syslog_sender_messages_total{sender="127.0.0.1"} 1.0' in text
 
 
 def test_ipv6_listen(sink: Sink) -> None:
@@ -784,3 +786,22 @@ def test_logger_peer(server: SyslogServer, sink: Sink, args: list[str], transpor
         "root",
         "198.51.100.7",
     )
+
+
+def test_per_sender_series_are_capped(sink: Sink) -> None:
+    """`vigil_syslog_sender_*` per sending address (for "no syslog from X" alerts), at most
+    `max_senders` of them; further senders share sender="other". 127.0.0.0/8 gives us several."""
+    with SyslogServer("127.0.0.1:0", None, sink, max_senders=2) as srv:
+        assert srv.udp_address is not None
+        for i, src in enumerate(["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.2"]):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((src, 0))
+                s.sendto(f"<13>Nov 22 10:00:00 fw app: m{i}".encode(), srv.udp_address)
+        wait_for(lambda: delivered(srv, "udp") == 5)
+        samples = {
+            s.labels["sender"]: s.value
+            for fam in srv.collect()
+            for s in fam.samples
+            if s.name == "vigil_syslog_sender_messages_total"
+        }
+    assert samples == {"127.0.0.1": 1, "127.0.0.2": 2, "other": 2}

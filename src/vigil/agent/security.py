@@ -131,7 +131,13 @@ def _syslog(cfg: Config, pipeline: LogPipeline) -> SyslogServer | None:
     def on_message(msg: SyslogMessage, peer: str) -> None:
         pipeline.push(to_log_line(msg, peer, f"{boot}.{next(counter)}"))
 
-    return SyslogServer(sl.udp_listen or None, sl.tcp_listen or None, on_message, sl.max_message_bytes)
+    return SyslogServer(
+        sl.udp_listen or None,
+        sl.tcp_listen or None,
+        on_message,
+        sl.max_message_bytes,
+        max_senders=sl.max_senders,
+    )
 
 
 def _pipeline(

@@ -112,6 +112,8 @@ class SyslogConfig(_Section):
     tcp_listen: OptionalListen = ""
     """TCP address (RFC 6587: octet counting or newline framing); empty: off."""
     max_message_bytes: Size = parse_size("64KiB")
+    max_senders: Annotated[int, _integer(minimum=1)] = 1000
+    """Sending addresses with their own `vigil_syslog_sender_*` series; more share sender="other"."""
     auth: Bool = True
     """Count and keep auth lines (sshd, sudo, PAM, …) received by syslog, as from auth logs."""
     unknown_lines: Bool = False

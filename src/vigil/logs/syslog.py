@@ -23,6 +23,12 @@ The object is a prometheus_client collector (`name = "syslog"`); label values ar
     vigil_syslog_connections_rejected_total          over max_connections
     vigil_syslog_callback_errors_total               on_message raised
     vigil_syslog_last_message_timestamp_seconds{transport}
+    vigil_syslog_sender_messages_total{sender}       per sending address, at most `max_senders`
+    vigil_syslog_sender_last_message_timestamp_seconds{sender}   (then sender="other")
+
+The per-sender series are what a "no syslog from the firewall for an hour" alert needs; the sender is
+the peer address, not the hostname in the message (which a device may set to anything), and their
+number is capped so a spoofed flood of UDP sources cannot create series without bound.
 
 `reason="decode"` counts messages that were not UTF-8; they are still delivered (with U+FFFD), because
 a firewall's line with one Latin-1 byte is worth more than the byte. The other reasons are not
@@ -93,6 +99,7 @@ class SyslogServer(SocketReceiver[_Conn]):
         max_connections: int = 256,
         source: str = "syslog",
         *,
+        max_senders: int = 1000,
         tz: tzinfo = UTC,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -120,6 +127,8 @@ class SyslogServer(SocketReceiver[_Conn]):
         self._messages = {(t, f): 0 for t in TRANSPORTS for f in FORMATS}
         self._malformed = {(t, r): 0 for t in TRANSPORTS for r in MALFORMED_REASONS}
         self._last: dict[str, float] = {}
+        self._max_senders = max_senders
+        self._senders: dict[str, list[float]] = {}  # peer -> [messages, last seen]
         self._rejected = 0
         self._callback_errors = 0
         self._logged: set[str] = set()
@@ -172,6 +181,12 @@ class SyslogServer(SocketReceiver[_Conn]):
         with self._lock:
             self._messages[(transport, msg.format)] += 1
             self._last[transport] = now
+            sender = self._senders.get(peer)
+            if sender is None:
+                key = peer if len(self._senders) < self._max_senders else "other"
+                sender = self._senders.setdefault(key, [0.0, 0.0])
+            sender[0] += 1
+            sender[1] = now
             if not msg.valid_utf8:
                 self._malformed[(transport, "decode")] += 1
         try:
@@ -204,6 +219,7 @@ class SyslogServer(SocketReceiver[_Conn]):
             messages = dict(self._messages)
             malformed = dict(self._malformed)
             last = dict(self._last)
+            senders = {peer: tuple(v) for peer, v in self._senders.items()}
             rejected, callback_errors = self._rejected, self._callback_errors
         conns = len(self._conns)
 
@@ -237,4 +253,15 @@ class SyslogServer(SocketReceiver[_Conn]):
         )
         for transport, when in last.items():
             ts.add_sample("vigil_syslog_last_message_timestamp_seconds", {"transport": transport}, when)
-        return [m, bad, c, rej, cb, ts]
+        sm = Metric(
+            "vigil_syslog_sender_messages", "Syslog messages received, by sending address.", "counter"
+        )
+        sl = Metric(
+            "vigil_syslog_sender_last_message_timestamp_seconds",
+            "When the last syslog message came from each sending address.",
+            "gauge",
+        )
+        for peer, (count, when) in sorted(senders.items()):
+            sm.add_sample("vigil_syslog_sender_messages_total", {"sender": peer}, count)
+            sl.add_sample("vigil_syslog_sender_last_message_timestamp_seconds", {"sender": peer}, when)
+        return [m, bad, c, rej, cb, ts, sm, sl]
