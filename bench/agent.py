@@ -22,8 +22,10 @@ What is measured:
 - cpu/collection: user+sys CPU of the target's process tree (psutil) over the window / N.  This
   is everything the process spent, idle wake-ups and (for Vigil) queueing and shipping included.
 - % cpu: the same CPU / window wall time, in percent of one core.
-- peak RSS: the tree's RSS sampled every 0.5 s from start to end, or the kernel's lifetime peak
-  (VmHWM) of the root process if larger; stderr also gives the peak inside the window.
+- peak RSS: the target process's RSS sampled every 0.5 s from start to end, or the kernel's
+  lifetime peak (VmHWM) if larger. Vigil's children (journalctl when auth comes from the journal,
+  the hourly apt-get/dnf check) are reported apart ("children peak +N MiB"), as node_exporter's
+  apt textfile script would be; the window opens after the start-up package check finished.
 - series: Vigil's `vigil_agent_collection_series` gauge read from the agent's /metrics after the
   window (the gauge counts everything in the agent's registry, its own and the shipper's metrics
   included); node_exporter's non-comment lines per scrape (mean; stderr has min/max).
@@ -154,8 +156,11 @@ def _started(name: str, argv: list[str], work_dir: Path, port: int) -> Iterator[
 
 
 @contextlib.contextmanager
-def vigil_agent(work_dir: Path, interval_s: float, write_url: str) -> Iterator[Target]:
-    """`vigil agent` with default collectors, shipping to `write_url` (the shipper is on)."""
+def vigil_agent(
+    work_dir: Path, interval_s: float, write_url: str, host_only: bool = False
+) -> Iterator[Target]:
+    """`vigil agent` with default collectors, shipping to `write_url` (the shipper is on); `host_only`
+    turns the security side off, for a like-for-like comparison with node_exporter's collectors."""
     binary = REPO / ".venv" / "bin" / "vigil"
     if not binary.exists():
         raise PeerError(f"vigil binary {binary} is missing (is the package installed in .venv?)")
@@ -167,11 +172,27 @@ def vigil_agent(work_dir: Path, interval_s: float, write_url: str) -> Iterator[T
         f"  listen: 127.0.0.1:{port}\n"
         f"  interval: {interval_ms}ms\n"
         f"  data_dir: {work_dir / 'agent-data'}\n"
-        "  ship:\n"
+        + ("  disable: [listening_ports, file_integrity, updates, logs]\n" if host_only else "")
+        + "  ship:\n"
         f"    url: {write_url}\n"
     )
     with _started("vigil", [str(binary), "agent", "--config", str(config)], work_dir, port) as t:
+        _wait_children_done(t, ("apt-get", "dnf", "yum"))
         yield t
+
+
+def _wait_children_done(target: Target, names: tuple[str, ...], timeout: float = 180.0) -> None:
+    """Wait until the agent's start-up package check (apt-get/dnf, then hourly) has finished, so the
+    window measures steady collections; its cost is once an hour, not per collection."""
+    deadline, seen_by = time.monotonic() + timeout, time.monotonic() + 15.0
+    seen = False
+    while time.monotonic() < deadline:
+        running = any(n in names for n in target.tree.child_names())
+        seen = seen or running
+        if (seen and not running) or (not seen and time.monotonic() > seen_by):
+            return
+        time.sleep(0.2)
+    log(f"{target.name}: package check still running after {timeout:.0f} s")
 
 
 @contextlib.contextmanager
@@ -289,10 +310,14 @@ def measure(targets: list[Target], duration_s: float, interval_s: float,
                             f"{t.log_tail()}")
         t.sampler.sample()
         hwm = t.tree.hwm_bytes()
-        peak = max(t.sampler.peak, hwm)
+        # The target's own process: Vigil's children (journalctl following the journal, the hourly
+        # apt-get/dnf check) are reported apart, as node_exporter's textfile scripts would be.
+        peak = max(t.sampler.peak_root, hwm)
+        children = max(0, t.sampler.peak - t.sampler.peak_root)
         log(f"{t.name}: {cpu:.3f} cpu-s in the window; RSS now {t.tree.rss_bytes() / MIB:.1f} MiB, "
-            f"peak sampled {t.sampler.peak / MIB:.1f} MiB, VmHWM {hwm / MIB:.1f} MiB, "
-            f"peak inside the window {ws.peak / MIB:.1f} MiB")
+            f"peak sampled {t.sampler.peak / MIB:.1f} MiB (process alone {t.sampler.peak_root / MIB:.1f}), "
+            f"VmHWM {hwm / MIB:.1f} MiB, peak inside the window {ws.peak / MIB:.1f} MiB; "
+            f"children now: {', '.join(t.tree.child_names()) or 'none'}")
         if t.name == "vigil":
             series, note = _vigil_after(t, n)
         else:
@@ -303,6 +328,8 @@ def measure(targets: list[Target], duration_s: float, interval_s: float,
                 log(f"node_exporter: series per scrape min {min(ne_counts)}, max {max(ne_counts)}; "
                     f"{len(ne_counts)} of {n} scrapes answered")
             note = "default collectors" + (f", {len(ne_errors)} failed scrapes" if ne_errors else "")
+        if children:
+            note += f", children peak +{children / MIB:.0f} MiB"
         results.append(Result(t.name, n, cpu, wall, peak, ws.peak, series, note))
     return results
 
@@ -348,7 +375,7 @@ def ratio_line(vigil: Result, ne: Result) -> str:
 
 
 def run(only: list[str], duration_s: float, interval_s: float, sequential: bool, keep: bool,
-        tmp_dir: Path | None) -> list[Result]:
+        tmp_dir: Path | None, host_only: bool = False) -> list[Result]:
     work_dir = Path(tempfile.mkdtemp(prefix="vigil-bench-agent-", dir=tmp_dir))
     try:
         # The receiver runs for the whole benchmark; its CPU is not counted.
@@ -358,7 +385,7 @@ def run(only: list[str], duration_s: float, interval_s: float, sequential: bool,
 
             def start(stack: contextlib.ExitStack, name: str) -> Target:
                 if name == "vigil":
-                    return stack.enter_context(vigil_agent(work_dir, interval_s, write_url))
+                    return stack.enter_context(vigil_agent(work_dir, interval_s, write_url, host_only))
                 return stack.enter_context(node_exporter(work_dir))
 
             results: list[Result] = []
@@ -394,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run the targets one after the other, each for --duration (default: concurrently)")
     ap.add_argument("--keep", action="store_true", help="keep the work dirs (configs, logs, queue)")
     ap.add_argument("--tmp-dir", type=Path, default=None, help="where to make the temp dirs")
+    ap.add_argument("--host-only", action="store_true",
+                    help="Vigil without its security collectors (like for like with node_exporter)")
     args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     if bad := [s for s in only if s not in TARGETS]:
@@ -404,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{'sequentially' if args.sequential else 'concurrently'}: {', '.join(only)}; "
         f"{args.duration:g} s at {args.interval:g} s intervals")
     try:
-        results = run(only, args.duration, args.interval, args.sequential, args.keep, args.tmp_dir)
+        results = run(
+            only, args.duration, args.interval, args.sequential, args.keep, args.tmp_dir, args.host_only
+        )
     except PeerError as e:
         print(f"agent benchmark failed: {e}", file=sys.stderr)
         return 1

@@ -250,6 +250,19 @@ class ProcessTree:
                 total += p.memory_info().rss
         return total
 
+    def root_rss_bytes(self) -> int:
+        """RSS of the root process alone (without children such as journalctl or apt-get)."""
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            return int(self.root.memory_info().rss)
+        return 0
+
+    def child_names(self) -> list[str]:
+        out = []
+        for p in self._members()[1:]:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                out.append(p.name())
+        return out
+
     def hwm_bytes(self) -> int:
         """The kernel's lifetime peak RSS of the root process (VmHWM), 0 if unavailable."""
         try:
@@ -268,12 +281,14 @@ class RssSampler:
 
     tree: ProcessTree
     interval: float = 0.1
-    peak: int = 0
+    peak: int = 0  # the whole tree
+    peak_root: int = 0  # the root process alone
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def sample(self) -> None:
         self.peak = max(self.peak, self.tree.rss_bytes())
+        self.peak_root = max(self.peak_root, self.tree.root_rss_bytes())
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

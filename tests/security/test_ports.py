@@ -196,3 +196,40 @@ def test_real_listening_socket() -> None:
         assert mine in c.new_listeners()
     list(c.collect())
     assert all(lst.port != port or lst.protocol != "tcp" for lst in c.listeners())
+
+
+def test_process_lookup_only_for_new_sockets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The /proc/*/fd walk runs for sockets not seen before, not on every collection."""
+    from vigil.security import ports
+
+    calls: list[set[int]] = []
+    real = ports._socket_owners
+
+    def counting(proc: Path, inodes: set[int]) -> dict[int, set[str]]:
+        calls.append(set(inodes))
+        return real(proc, inodes)
+
+    monkeypatch.setattr(ports, "_socket_owners", counting)
+    c = ListeningPortsCollector(proc=_proc(tmp_path))
+    first = c.listeners()
+    assert c.listeners() == first and len(calls) == 1
+
+
+def test_tables_read_at_most_every_interval(tmp_path: Path) -> None:
+    now = [0.0]
+    c = ListeningPortsCollector(proc=_proc(tmp_path), interval_s=60, clock=lambda: now[0])
+    reads: list[int] = []
+    real = c.listeners
+
+    def counting() -> list[Listener]:
+        reads.append(1)
+        return real()
+
+    c.listeners = counting  # type: ignore[method-assign]
+    first = [f.samples for f in c.collect()]
+    now[0] = 30.0
+    assert [f.samples for f in c.collect()] == first and len(reads) == 1  # the last reading again
+    assert c.new_listeners() == []
+    now[0] = 61.0
+    c.collect()
+    assert len(reads) == 2

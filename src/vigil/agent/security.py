@@ -93,6 +93,7 @@ def build_security(cfg: Config, labels: dict[str, str], emit: Emit | None) -> Se
             baseline=a.listening_ports.baseline,
             learn=a.listening_ports.learn,
             state_file=state / "listening_ports.json",
+            interval_s=a.listening_ports.interval / 1000,
         )
         out.collectors.append(EventingCollector(ports, sink, labels))
     if "file_integrity" not in a.disable:

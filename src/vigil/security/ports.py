@@ -32,7 +32,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,8 +191,13 @@ class ListeningPortsCollector:
         baseline: Iterable[str] = (),
         learn: bool = True,
         state_file: Path | None = None,
+        interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._proc = proc
+        self._interval_s = interval_s
+        self._clock = clock
+        self._read_at: float | None = None
         self._patterns = [parse_baseline_entry(e) for e in baseline]
         self._learn = learn
         self._state_file = state_file
@@ -201,6 +206,7 @@ class ListeningPortsCollector:
             self._learned = self._load_state(state_file)
         self._learned_patterns = [parse_baseline_entry(s) for s in sorted(self._learned or ())]
         self._previous: set[tuple[str, str, int]] | None = None
+        self._owner_cache: dict[int, set[str]] = {}
         self._new: list[Listener] = []
         self._current: list[Listener] = []
         self._unexpected: list[Listener] = []
@@ -241,7 +247,7 @@ class ListeningPortsCollector:
                 inode_of.append((key, inode))
         if present == 0:
             raise CollectorUnavailable(f"no {self._proc}/net/tcp or udp files")
-        owners = _socket_owners(self._proc, {inode for _, inode in inode_of if inode})
+        owners = self._owners({inode for _, inode in inode_of if inode})
         names: dict[tuple[str, str, int], set[str]] = {key: set() for key in found}
         for key, inode in inode_of:  # SO_REUSEPORT: several sockets, maybe several processes, one key
             names[key] |= owners.get(inode, set())
@@ -250,12 +256,32 @@ class ListeningPortsCollector:
             for (p, a, port) in found
         )
 
+    def _owners(self, inodes: set[int]) -> dict[int, set[str]]:
+        # Walking every process's fds costs ~10 ms on a quiet host, and a socket's owner does not change
+        # while the socket lives (its inode is never reused meanwhile): look up only new inodes.
+        missing = inodes - self._owner_cache.keys()
+        if missing:
+            found = _socket_owners(self._proc, missing)
+            for inode in missing:
+                self._owner_cache[inode] = found.get(inode, set())
+        self._owner_cache = {i: self._owner_cache[i] for i in inodes}
+        return self._owner_cache
+
     def is_expected(self, listener: Listener) -> bool:
         return any(p.matches(listener) for p in self._patterns) or any(
             p.matches(listener) for p in self._learned_patterns
         )
 
     def collect(self) -> Iterable[Metric]:
+        # Reading /proc/net/{tcp,udp}* walks the kernel's whole socket hash (~2 ms a file on a large
+        # host whatever the number of sockets, which is why node_exporter's tcpstat is off by
+        # default): the listeners are re-read at most every `interval_s`, in between the last
+        # reading is reported again (and no listener is "new" twice).
+        now = self._clock()
+        if self._read_at is not None and now - self._read_at < self._interval_s:
+            self._new = []
+            return self._families()
+        self._read_at = now
         current = self.listeners()
         if self._learn and self._learned is None:
             self._learned = {lst.spec for lst in current}
@@ -268,7 +294,10 @@ class ListeningPortsCollector:
         self._previous = keys
         self._current = current
         self._unexpected = [lst for lst in current if not self.is_expected(lst)]
+        return self._families()
 
+    def _families(self) -> list[Metric]:
+        current = self._current
         ports = GaugeMetricFamily(
             "vigil_listening_ports",
             "Listening sockets by protocol, port and owning process (1 per series).",
