@@ -303,3 +303,21 @@ def test_hostile_lines_stay_linear() -> None:
         feed(p, "h", hostile)
     assert time.perf_counter() - start < 2.0
     assert value(p, "vigil_access_log_unparsed_lines_total", source="h") == 5 * len(hostile)
+
+
+def test_forged_byte_counts_do_not_break_the_metrics() -> None:
+    p = AccessLogProcessor()
+    huge = "9" * 400
+    for text in (
+        f'203.0.113.1 - - [22/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 {huge} "-" "x"',
+        json.dumps({"status": 200, "request_method": "GET", "bytes": int(huge)}),
+        '203.0.113.1 - - [22/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 512 "-" "x"',
+    ):
+        list(p.process(LogLine("web", text, 0)))
+    sent = {
+        s.labels["vhost"]: s.value
+        for f in p.collect()
+        for s in f.samples
+        if s.name == "vigil_http_response_bytes_total"
+    }
+    assert sent == {"": 512.0}

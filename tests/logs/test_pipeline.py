@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -139,18 +140,42 @@ def test_syslog_queue_is_bounded(tmp_path: Path) -> None:
     assert p.poll_once() == 2
 
 
-def test_emit_failure_is_counted_and_processing_goes_on(tmp_path: Path) -> None:
+def test_failed_round_is_rolled_back_and_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events that cannot be queued (disk full) or a checkpoint that cannot be written: the round is
+    forgotten (counters and positions back to the last checkpoint, syslog lines requeued) and read
+    again later, so nothing is lost and nothing counted twice."""
     (tmp_path / "auth.log").write_text(failures(2))
+    full = [True]
+    events: list[Event] = []
 
-    def broken(_: list[Event]) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def emit(batch: list[Event]) -> None:
+        if full[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        events.extend(batch)
 
-    source = FileSource("auth", [str(tmp_path / "auth.log")], [AuthLogProcessor()], start_at_end=False)
-    p = LogPipeline([source], tmp_path / "logs.json", emit=broken, labels=LABELS)
-    p.poll_once()
-    assert p.events_dropped == 2 and count(p, "failure") == 2
-    text = generate_latest(_registry(p)).decode()
-    assert "vigil_log_events_dropped_total 2.0" in text
+    auth = AuthLogProcessor()
+    source = FileSource("auth", [str(tmp_path / "auth.log")], [auth], start_at_end=False)
+    p = LogPipeline([source], tmp_path / "logs.json", emit=emit, labels=LABELS, syslog_processors=[auth])
+    p.push(LogLine("syslog", FAIL.format(s=5, n=99), 1_700_000_000_000, "syslog:fw#1"))
+    assert p.poll_once() == 0
+    assert p.poll_once() == 0
+    assert count(p, "failure") == 0 and p.rounds_retried == 2
+    assert "vigil_log_rounds_retried_total 2.0" in generate_latest(_registry(p)).decode()
+    full[0] = False
+    assert p.poll_once() == 3
+    assert count(p, "failure") == 3 and len(events) == 3
+    # The checkpoint cannot be written: the same, then it can again.
+    with (tmp_path / "auth.log").open("a") as f:
+        f.write(failures(1, start=2))
+    monkeypatch.setattr(os, "replace", _raise_enospc)
+    assert p.poll_once() == 0 and count(p, "failure") == 3
+    monkeypatch.undo()
+    assert p.poll_once() == 1 and count(p, "failure") == 4
+    assert len({e.id for e in events}) == 4  # the event of the retried round, sent twice, one id
+
+
+def _raise_enospc(*_: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
 
 
 def _registry(p: LogPipeline) -> CollectorRegistry:
@@ -211,3 +236,27 @@ def test_lines_written_before_the_first_checkpoint_survive_a_crash(tmp_path: Pat
     again = make(tmp_path, events, start_at_end=True)
     again.poll_once()
     assert count(again, "failure") == 3
+
+
+def test_lines_read_again_after_a_rotation_keep_their_event_ids(tmp_path: Path) -> None:
+    """Crash before the checkpoint, logrotate while down: the restart reads the same lines from
+    auth.log.1, and their events have the ids they had (the server stores them once)."""
+    log_file = tmp_path / "auth.log"
+    state = tmp_path / "state" / "logs.json"
+    log_file.write_text(failures(2))
+    first: list[Event] = []
+    p = make(tmp_path, first)
+    p.poll_once()
+    saved = tmp_path / "checkpoint-1.json"
+    shutil.copy(state, saved)
+    with log_file.open("a") as f:
+        f.write(failures(3, start=2))
+    p.poll_once()
+    shutil.copy(saved, state)  # the crash: the second checkpoint was never written
+    log_file.rename(tmp_path / "auth.log.1")
+    log_file.write_text("")
+    replay: list[Event] = []
+    again = make(tmp_path, replay)
+    again.poll_once()
+    assert count(again, "failure") == 5
+    assert [e.id for e in replay] == [e.id for e in first[2:]]

@@ -387,3 +387,20 @@ def test_single_rule_paths_agree() -> None:
     run(together, lines("s", texts))
     pick = lambda p: {k: v for k, v in samples(p).items() if k[0] == "x_total"}  # noqa: E731
     assert pick(alone) == pick(together) and sum(pick(alone).values()) == 200
+
+
+def test_sums_that_would_overflow_are_refused_and_the_snapshot_stays_restorable() -> None:
+    rules = parse_rules(
+        [
+            {"name": "app_bytes_total", "match": r"sent (?P<n>[0-9.]+)", "value": "n"},
+            {"name": "app_size", "type": "histogram", "match": r"size (?P<n>[0-9.]+)", "value": "n"},
+        ]
+    )
+    p = RuleProcessor(rules)
+    big = "9" * 308  # a finite float; twice that is not
+    run(p, lines("app", [f"sent {big}", f"sent {big}", f"size {big}", f"size {big}", "sent 1"]))
+    assert val(p, "vigil_log_rule_value_errors_total", rule="app_bytes_total") == 1
+    assert val(p, "vigil_log_rule_value_errors_total", rule="app_size") == 1
+    again = RuleProcessor(rules)
+    again.restore(json.loads(json.dumps(p.snapshot())))
+    assert samples(again) == samples(p)

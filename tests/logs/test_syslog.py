@@ -805,3 +805,12 @@ def test_per_sender_series_are_capped(sink: Sink) -> None:
             if s.name == "vigil_syslog_sender_messages_total"
         }
     assert samples == {"127.0.0.1": 1, "127.0.0.2": 2, "other": 2}
+
+
+def test_stamps_outside_the_calendar_fall_back_to_the_receive_time() -> None:
+    for raw in (
+        b"<13>1 0001-01-01T00:00:00+14:00 h app - - - early",
+        b"<13>1 9999-12-31T23:59:59-14:00 h app - - - late",
+    ):
+        line = to_log_line(parse_message(raw, 1_795_000_000_000), "192.0.2.1", 1)
+        assert line.text.startswith("2026-") and line.text.endswith(("early", "late"))

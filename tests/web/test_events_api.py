@@ -337,3 +337,8 @@ def test_own_metrics_count_stored_duplicates_and_refusals(tmp_path: Path) -> Non
     assert value("vigil_events_stored_total", {"kind": "mixed"}) == 1
     assert value("vigil_events_duplicates_total") == 1
     assert value("vigil_events_requests_rejected_total", {"status": "400"}) == 1
+
+
+def test_time_out_of_range_is_a_bad_line(client: TestClient) -> None:
+    r = post(client, ndjson(line(1), line(2, time_ms=10**30)))
+    assert r.status_code == 400 and "line 2: time_ms" in r.json()["error"]

@@ -82,14 +82,17 @@ def build_agent(
 
 
 def print_once(cfg: Config) -> int:
-    """`vigil agent --once`: one collection printed, host and security collectors (no log history)."""
+    """`vigil agent --once`: one collection printed, host and security collectors (logs excepted)."""
     registry = CollectorRegistry()
     agent = build_agent(cfg, registry)
-    security = build_security(cfg, agent.extra_labels(), None)
+    # Without the log pipeline: reading logs would move the (maybe running) agent's checkpoint past
+    # lines whose events this command cannot ship.
+    quiet = cfg.model_copy(
+        update={"agent": cfg.agent.model_copy(update={"disable": (*cfg.agent.disable, "logs")})}
+    )
+    security = build_security(quiet, agent.extra_labels(), None)
     for c in security.collectors:
         registry.register(c)
-    if security.pipeline is not None:
-        security.pipeline.poll_once()
     sys.stdout.write(generate_latest(registry).decode())
     security.stop()
     return 0

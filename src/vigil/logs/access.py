@@ -104,6 +104,9 @@ _J_DURATION = (  # (key, seconds per unit; None for Go duration strings or secon
 )
 
 
+_MAX_BYTES_DIGITS = 15  # a response of 10**15 bytes (a petabyte) is not real; totals stay float-exact
+
+
 class AccessLogProcessor:
     """Counts access-log lines into RED metrics; see the module docstring."""
 
@@ -156,8 +159,8 @@ class AccessLogProcessor:
         if entry is None:
             entry = self._requests[key] = [0, 0]
         entry[0] += 1
-        if nbytes != "-":
-            entry[1] += int(nbytes)
+        if nbytes != "-" and len(nbytes) <= _MAX_BYTES_DIGITS:  # a forged 400-digit size must not
+            entry[1] += int(nbytes)  # make the total unrepresentable as a float
         text = m.string
         if len(text) > m.end():
             seconds = self._tail_duration(text, m.end())
@@ -260,7 +263,7 @@ class AccessLogProcessor:
         nbytes = _first(obj, _J_BYTES)
         if isinstance(nbytes, str) and nbytes.isdigit():
             nbytes = int(nbytes)
-        if isinstance(nbytes, int) and not isinstance(nbytes, bool) and nbytes > 0:
+        if isinstance(nbytes, int) and not isinstance(nbytes, bool) and 0 < nbytes < 10**_MAX_BYTES_DIGITS:
             entry[1] += nbytes
         seconds = _json_duration(obj)
         if seconds is not None:

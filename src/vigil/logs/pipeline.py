@@ -132,19 +132,28 @@ class LogPipeline:
         self._max_pending = max_pending_syslog
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.lines_read: dict[str, int] = {s.name: 0 for s in self._sources}
+        self.lines_read: dict[str, int] = {}
         self.syslog_dropped = 0
-        self.events_dropped = 0
+        self.rounds_retried = 0
         self.checkpoint_errors = 0
         self._logged: set[str] = set()
         self._checkpointed = False
         self._more = False  # a file had more to read than one round takes: go again at once
 
-        state = self._load()
+        self._followers: dict[str, list[tuple[str, Follower]]] = {}
+        self._last_state: dict[str, Any] = {}
+        self._open(self._load())
+        self._last_state = self._state()  # what a failed round rolls back to, until a checkpoint
+
+    def _open(self, state: dict[str, Any]) -> None:
+        """Followers and processor counters as a checkpoint left them (on start, and to roll back)."""
+        for pairs in self._followers.values():
+            for _, f in pairs:
+                f.close()
         saved_followers = state.get("followers", {})
         # One follower per (source, path or glob); the checkpoint keys them "<source> <pattern>"
         # ("<source> journal" for the journal).
-        self._followers: dict[str, list[tuple[str, Follower]]] = {}
+        self._followers = {}
         for s in self._sources:
             if isinstance(s, JournalSource):
                 key = f"{s.name} journal"
@@ -169,13 +178,19 @@ class LogPipeline:
                 )
                 for pattern in s.paths
             ]
+        self.lines_read = {s.name: 0 for s in self._sources}
         self.lines_read.update(
             {k: int(v) for k, v in state.get("lines_read", {}).items() if k in self.lines_read}
         )
         saved = state.get("processors", {})
         for p in self.processors():
             if p.name in saved:
-                p.restore(saved[p.name])
+                try:
+                    p.restore(saved[p.name])
+                except Exception as exc:  # a bad checkpoint entry must not stop log monitoring
+                    log.warning(
+                        "log processor %s: counters not restored from the checkpoint (%s)", p.name, exc
+                    )
 
     # -- wiring ------------------------------------------------------------------------------------
 
@@ -240,16 +255,25 @@ class LogPipeline:
                                 if produced:
                                     self._identify(produced, where + str(offset), p.name, name, events)
                     self._more = self._more or follower.more
+            taken: list[LogLine] = []
             for _ in range(min(len(self._pending), _MAX_BATCH)):
                 line = self._pending.popleft()
+                taken.append(line)
                 total += 1
                 self._process(line, self._syslog_processors, events)
-            if events:
-                self._send(events)
+            ok = self._send(events) if events else True
             # The first round is saved even without lines: it is where files found at start were
             # positioned, and a restart must resume there rather than skip to the end again.
-            if total or not self._checkpointed:
-                self._checkpoint()
+            if ok and (total or not self._checkpointed):
+                ok = self._checkpoint()
+            if not ok:
+                # Events not queued or progress not saved: forget the round (counters and positions
+                # back to the last checkpoint, syslog lines back in the queue) and read it again.
+                self.rounds_retried += 1
+                self._open(self._last_state)
+                self._pending.extendleft(reversed(taken))
+                self._more = False
+                return 0
             for p in self.processors():
                 tick = getattr(p, "tick", None)  # periodic housekeeping (saving learned templates)
                 if tick is not None:
@@ -276,23 +300,27 @@ class LogPipeline:
             ident = event_id(self._instance, origin, processor, e.kind, i)
             out.append(e.with_identity({**self._labels, "source": source}, ident))
 
-    def _send(self, events: list[Event]) -> None:
+    def _send(self, events: list[Event]) -> bool:
         if self._emit is None:
-            return
+            return True
         try:
             self._emit(events)
         except Exception as exc:
-            self.events_dropped += len(events)
-            self._log_once(f"could not queue events: {type(exc).__name__}: {exc}")
+            self._log_once(f"could not queue events (the lines are read again): {type(exc).__name__}: {exc}")
+            return False
+        return True
 
-    def _checkpoint(self) -> None:
-        state = {
+    def _state(self) -> dict[str, Any]:
+        return {
             "version": _VERSION,
             "followers": {key: f.state() for pairs in self._followers.values() for key, f in pairs},
             "processors": {p.name: p.snapshot() for p in self.processors()},
-            "lines_read": self.lines_read,
+            "lines_read": dict(self.lines_read),
         }
-        tmp = self._state_file.with_name(f".{self._state_file.name}.tmp")
+
+    def _checkpoint(self) -> bool:
+        state = self._state()
+        tmp = self._state_file.with_name(f".{self._state_file.name}.{os.getpid()}.tmp")
         try:
             self._state_file.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "w") as fh:
@@ -300,10 +328,15 @@ class LogPipeline:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self._state_file)
-            self._checkpointed = True
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a value JSON cannot hold
             self.checkpoint_errors += 1
-            self._log_once(f"could not write the log checkpoint {self._state_file}: {exc}")
+            self._log_once(
+                f"could not write the log checkpoint {self._state_file} (the lines are read again): {exc}"
+            )
+            return False
+        self._checkpointed = True
+        self._last_state = state
+        return True
 
     def _load(self) -> dict[str, Any]:
         try:
@@ -342,10 +375,16 @@ class LogPipeline:
                 self._stop.wait(self._interval)
 
     def stop(self) -> None:
+        """Stop the thread after a last round (syslog lines already received are not left behind;
+        stop the receiver first), then close the followers."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("log pipeline round failed")
         for pairs in self._followers.values():
             for _, f in pairs:
                 f.close()
@@ -391,9 +430,10 @@ class _PipelineMetrics:
                 value=p.syslog_dropped,
             ),
             CounterMetricFamily(
-                "vigil_log_events_dropped",
-                "Events from log lines that could not be queued for shipping.",
-                value=p.events_dropped,
+                "vigil_log_rounds_retried",
+                "Rounds of lines read again because their events could not be queued or the checkpoint "
+                "not written.",
+                value=p.rounds_retried,
             ),
             CounterMetricFamily(
                 "vigil_log_checkpoint_errors",

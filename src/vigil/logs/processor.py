@@ -28,7 +28,7 @@ class LogLine(NamedTuple):
     text: str  # the line, without its newline (for syslog: the whole message, header included)
     time_ms: int  # when the agent read or received it
     origin: str = ""  # where exactly, for event ids: "syslog:<peer>#<n>"; file lines leave it to the
-    # pipeline, which knows "<path>@<dev>:<ino>:<offset>" and formats it only when a line has events
+    # pipeline, which knows "file:<dev>:<ino>:<offset>" and formats it only when a line has events
 
 
 class LineProcessor(Protocol):

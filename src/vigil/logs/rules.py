@@ -547,12 +547,18 @@ class RuleProcessor:
                 series[key] = cur
         kind = st.rule.type
         if kind == "counter":
-            series[key] = cur + value
+            total = cur + value
+            if math.isfinite(total):  # a sum that overflows would poison the series and the checkpoint
+                series[key] = total
+            else:
+                st.value_errors += 1
         elif kind == "gauge":
             series[key] = value
-        else:
+        elif math.isfinite(cur[-1] + value):
             cur[bisect_left(st.rule.buckets, value)] += 1  # bucket i counts values <= buckets[i]
             cur[-1] += value
+        else:
+            st.value_errors += 1
 
     @staticmethod
     def _event(st: _State, line: LogLine, data: bytes, spans: Sequence[tuple[int, int]]) -> Event:

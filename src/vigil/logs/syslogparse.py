@@ -324,7 +324,10 @@ def to_log_line(msg: SyslogMessage, peer: str, seq: int | str, source: str = "sy
     Control characters are escaped like rsyslog does (`#012`), so one message stays one line.
     """
     ts_ms = msg.timestamp_ms if msg.timestamp_ms is not None else msg.received_ms
-    stamp = datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    try:
+        stamp = datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, OSError, ValueError):  # a sender's stamp outside years 1..9999 in UTC
+        stamp = datetime.fromtimestamp(msg.received_ms / 1000, UTC).isoformat(timespec="milliseconds")
     host = msg.hostname or peer or "-"
     if msg.app_name:
         tag = f"{msg.app_name}[{msg.procid}]" if msg.procid else msg.app_name

@@ -63,8 +63,9 @@ _CHUNK = 64 * 1024
 _STATE_VERSION = 1
 
 Ident = tuple[int, int]
-# (path, line, origin): origin "<path>@<dev>:<ino>:<offset>" names the line's first byte for good,
-# so whoever turns lines into events can give a line read twice (at-least-once) the same event id.
+# (path, line, origin): origin "file:<dev>:<ino>:<offset>" names the line's first byte for good (not
+# the path: a file read again after a rotation has another name), so whoever turns lines into events
+# can give a line read twice (at-least-once) the same event id.
 Line = tuple[str, str, str]
 
 
@@ -73,7 +74,7 @@ class Chunk(NamedTuple):
     is `where + str(offsets[i])`. Lines come in chunks so the hot path does no per-line formatting."""
 
     path: str
-    where: str  # "<path>@<dev>:<ino>:" (a journal: "journal:")
+    where: str  # "file:<dev>:<ino>:" (a journal: "journal:")
     lines: list[str]
     offsets: Sequence[int | str]  # byte offsets (a journal: entry cursors)
 
@@ -406,7 +407,7 @@ class FileFollower:
             offsets.append(f.offset)
             f.offset += len(pending)
         if lines:
-            out.append(Chunk(f.path, f"{f.path}@{f.ident[0]}:{f.ident[1]}:", lines, offsets))
+            out.append(Chunk(f.path, f"file:{f.ident[0]}:{f.ident[1]}:", lines, offsets))
 
     def _split(self, f: _File, body: bytes, lines: list[str], offsets: list[int]) -> None:
         """The complete lines of `body` (the bytes from f.offset up to, not including, a newline)."""

@@ -37,6 +37,7 @@ KINDS = {
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _MAX_MESSAGE = 4096
+_MIN_MS, _MAX_MS = 0, 253_402_300_799_999  # 9999-12-31T23:59:59.999Z; fits SQLite's int64 too
 _MAX_FIELD = 16384
 
 
@@ -88,8 +89,10 @@ class Event:
         if unknown:
             raise EventError(f"{sorted(unknown)[0]}: unknown key")
         ts = raw.get("time_ms")
-        if not isinstance(ts, int) or isinstance(ts, bool):
-            raise EventError(f"time_ms: expected an integer (milliseconds since the epoch), got {ts!r}")
+        if not isinstance(ts, int) or isinstance(ts, bool) or not _MIN_MS <= ts <= _MAX_MS:
+            raise EventError(
+                f"time_ms: expected milliseconds since the epoch (years 1970 to 9999), got {str(ts)[:40]}"
+            )
         kind = raw.get("kind")
         if not isinstance(kind, str) or not _KIND.fullmatch(kind):
             raise EventError(f"kind: expected a lower-case identifier like 'auth', got {kind!r}")

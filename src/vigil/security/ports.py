@@ -259,7 +259,8 @@ class ListeningPortsCollector:
     def _owners(self, inodes: set[int]) -> dict[int, set[str]]:
         # Walking every process's fds costs ~10 ms on a quiet host, and a socket's owner does not change
         # while the socket lives (its inode is never reused meanwhile): look up only new inodes.
-        missing = inodes - self._owner_cache.keys()
+        # Owners not found last time (a process we could not read, fd passing) are looked for again.
+        missing = {i for i in inodes if not self._owner_cache.get(i)}
         if missing:
             found = _socket_owners(self._proc, missing)
             for inode in missing:
