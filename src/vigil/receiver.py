@@ -1,8 +1,15 @@
 """The UDP/TCP receive loop shared by the agent's StatsD and syslog receivers.
 
 One thread, one selector: a UDP socket, a TCP listening socket and its connections, and a wake-up
-socketpair so that `stop()` returns at once instead of waiting out a poll. Connections are bounded
-(`max_connections`; more are accepted and closed at once) and nothing a sender does ends the thread.
+socketpair so that `stop()` returns at once instead of waiting out a poll. Nothing a sender does ends
+the thread.
+
+TCP connections are bounded, and silent ones cannot hold the slots: a connection that has sent
+nothing for `idle_timeout_s` is closed (checked about once a second), and when `max_connections` are
+open a new connection takes the slot of the one idle the longest, provided it has been idle at least
+`min(5 s, idle_timeout_s)`; only if every open connection sent something more recently than that is
+the new one accepted and closed at once. A connection that keeps sending is never closed for idleness.
+`idle_timeout_s=None` turns both off (connections stay open however long they are silent).
 
 The protocol-specific parts are callbacks a subclass implements: a datagram, stream bytes for a
 connection (with a per-connection state object the protocol creates, e.g. a line buffer or a frame
@@ -16,6 +23,8 @@ import contextlib
 import selectors
 import socket
 import threading
+import time
+from collections.abc import Callable
 from typing import Generic, Literal, Self, TypeVar
 
 from vigil.config import parse_listen
@@ -27,6 +36,9 @@ ErrorKind = Literal["udp", "accept", "internal"]
 _RECV_BATCH = 64  # datagrams drained per wake-up before TCP connections get a turn
 _TCP_READ = 65536
 _LISTEN_BACKLOG = 128
+_POLL_S = 1.0  # the selector wakes at least this often: stop() fallback and the idle sweep
+_EVICT_MIN_IDLE_S = 5.0  # at max_connections, only a connection idle this long gives up its slot
+DEFAULT_IDLE_TIMEOUT_S = 300.0
 
 
 def bind_address(listen: str, kind: socket.SocketKind) -> tuple[socket.AddressFamily, tuple[str, int]]:
@@ -57,11 +69,18 @@ class SocketReceiver(Generic[ConnT]):
         max_datagram_bytes: int,
         max_connections: int,
         udp_rcvbuf: int | None = None,
+        idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`udp_rcvbuf` asks the kernel for a larger UDP buffer (bursty senders); None keeps the default."""
+        """`udp_rcvbuf` asks the kernel for a larger UDP buffer (bursty senders); None keeps the default.
+        `idle_timeout_s` closes TCP connections silent that long (None: never); `monotonic` is for tests."""
+        if idle_timeout_s is not None and not idle_timeout_s > 0:
+            raise ValueError("idle_timeout_s must be positive (or None)")
         self.udp_listen = udp_listen
         self.tcp_listen = tcp_listen
         self.max_connections = max_connections
+        self.idle_timeout_s = idle_timeout_s
+        self._monotonic = monotonic
         self._max_datagram = max_datagram_bytes
         self._udp_rcvbuf = udp_rcvbuf
 
@@ -70,6 +89,9 @@ class SocketReceiver(Generic[ConnT]):
         self._udp: socket.socket | None = None
         self._tcp: socket.socket | None = None
         self._conns: dict[socket.socket, ConnT] = {}
+        # Last activity (monotonic) per connection, least recently active first: a read moves the
+        # connection to the end, so the sweep and the eviction only ever look at the front.
+        self._activity: dict[socket.socket, float] = {}
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._stop = threading.Event()
@@ -94,16 +116,21 @@ class SocketReceiver(Generic[ConnT]):
         raise NotImplementedError
 
     def _on_stream_end(self, state: ConnT) -> None:
-        """The connection is closed (EOF or reset, already unregistered): flush a partial frame."""
+        """The connection is closed (EOF, reset or idleness; already unregistered): flush a partial frame."""
         raise NotImplementedError
 
     def _on_rejected(self) -> None:
-        """A TCP connection was closed at once because `max_connections` are open."""
+        """A TCP connection was closed at once: `max_connections` are open and none idle long enough."""
         raise NotImplementedError
 
     def _on_error(self, kind: ErrorKind, exc: Exception) -> None:
         """A receive error (`udp`), a failed accept (`accept`) or a bug in a hook (`internal`)."""
         raise NotImplementedError
+
+    def _on_idle_closed(self, evicted: bool) -> None:
+        """A connection was closed for idleness (after `_on_stream_end`): silent for `idle_timeout_s`
+        (`evicted` False), or the longest idle one, closed to make room for a new connection (True).
+        Does nothing unless overridden."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -163,6 +190,7 @@ class SocketReceiver(Generic[ConnT]):
             if s is not None:
                 s.close()
         self._conns.clear()
+        self._activity.clear()
         self._udp = self._tcp = self._wake_r = self._wake_w = None
 
     def connections(self) -> int:
@@ -180,11 +208,15 @@ class SocketReceiver(Generic[ConnT]):
                 if s is not None:
                     sel.register(s, selectors.EVENT_READ)
             while not self._stop.is_set():
-                for key, _ in sel.select(timeout=1.0):
+                for key, _ in sel.select(timeout=_POLL_S):
                     try:
                         self._on_ready(sel, key.fileobj)  # type: ignore[arg-type]
                     except Exception as exc:  # a bug here must not end the receiver
                         self._on_error("internal", exc)
+                try:
+                    self._close_idle(sel)
+                except Exception as exc:
+                    self._on_error("internal", exc)
         finally:
             sel.close()
 
@@ -222,12 +254,13 @@ class SocketReceiver(Generic[ConnT]):
         except OSError as exc:  # EMFILE and friends: try again on the next wake-up
             self._on_error("accept", exc)
             return
-        if len(self._conns) >= self.max_connections:
+        if len(self._conns) >= self.max_connections and not self._evict_one(sel):
             conn.close()
             self._on_rejected()
             return
         conn.setblocking(False)
         self._conns[conn] = self._new_connection(str(addr[0]))
+        self._activity[conn] = self._monotonic()
         sel.register(conn, selectors.EVENT_READ)
 
     def _read_tcp(self, sel: selectors.BaseSelector, sock: socket.socket) -> None:
@@ -241,9 +274,39 @@ class SocketReceiver(Generic[ConnT]):
         except OSError:  # ECONNRESET: the peer is gone, like EOF
             data = b""
         if data:
+            del self._activity[sock]  # re-insert at the end: the most recently active
+            self._activity[sock] = self._monotonic()
             self._on_stream(state, data)
             return
+        self._close_conn(sel, sock)
+
+    def _close_conn(self, sel: selectors.BaseSelector, sock: socket.socket) -> None:
+        """Unregister and close a connection, then let the protocol flush its partial frame."""
         sel.unregister(sock)
         sock.close()
-        del self._conns[sock]
+        state = self._conns.pop(sock)
+        del self._activity[sock]
         self._on_stream_end(state)
+
+    def _close_idle(self, sel: selectors.BaseSelector) -> None:
+        """Close the connections silent for `idle_timeout_s` (the front of `_activity`)."""
+        if self.idle_timeout_s is None or not self._activity:
+            return
+        now = self._monotonic()
+        while self._activity:
+            sock, last = next(iter(self._activity.items()))
+            if now - last < self.idle_timeout_s:
+                return
+            self._close_conn(sel, sock)
+            self._on_idle_closed(evicted=False)
+
+    def _evict_one(self, sel: selectors.BaseSelector) -> bool:
+        """At `max_connections`: close the longest idle connection if it has been idle long enough."""
+        if self.idle_timeout_s is None or not self._activity:
+            return False
+        sock, last = next(iter(self._activity.items()))
+        if self._monotonic() - last < min(_EVICT_MIN_IDLE_S, self.idle_timeout_s):
+            return False
+        self._close_conn(sel, sock)
+        self._on_idle_closed(evicted=True)
+        return True

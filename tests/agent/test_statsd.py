@@ -309,3 +309,19 @@ def test_bind_failure_raises_and_leaks_nothing() -> None:
         assert server._thread is None and server._udp is None
     with pytest.raises(ValueError):
         StatsdServer(udp_listen="no-port").start()
+
+
+def test_tcp_idle_connection_is_closed_and_its_last_line_kept() -> None:
+    """StatsD shares the syslog receiver's idle handling (default 300 s): a silent TCP connection is
+    closed from the selector loop, and a final line without a newline is taken as at EOF."""
+    server = StatsdServer(udp_listen=None, tcp_listen="127.0.0.1:0")
+    assert server.idle_timeout_s == 300.0
+    server.idle_timeout_s = 0.2  # real time: the loop checks at least once a second
+    with server:
+        assert server.tcp_address is not None
+        with socket.create_connection(server.tcp_address, timeout=5) as c:
+            c.sendall(b"idle:1|c\nlast:2|c")
+            wait_for(lambda: server.connections() == 0)
+            assert c.recv(1) == b""
+        v = values(server)
+        assert v[("idle_total", ())] == 1.0 and v[("last_total", ())] == 2.0

@@ -665,6 +665,133 @@ def test_tcp_max_connections(sink: Sink) -> None:
         assert "vigil_syslog_connections_rejected_total 1.0" in text
 
 
+class FakeClock:
+    """A clock the test moves by hand (the receiver's `monotonic` or `clock` seam)."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def idle_closed(srv: SyslogServer) -> dict[str, float]:
+    return {
+        s.labels["reason"]: s.value
+        for fam in srv.collect()
+        for s in fam.samples
+        if s.name == "vigil_syslog_connections_idle_closed_total"
+    }
+
+
+def test_tcp_idle_connections_are_closed_after_the_timeout(sink: Sink) -> None:
+    """Silent connections cannot hold the `max_connections` slots: after `idle_timeout_s` the selector
+    loop (which wakes at least once a second) closes them, flushing a partial LF frame like EOF."""
+    mono = FakeClock()
+    with SyslogServer(
+        None, "127.0.0.1:0", sink, max_connections=2, idle_timeout_s=300, monotonic=mono
+    ) as srv:
+        a, b = tcp_client(srv), tcp_client(srv)
+        wait_for(lambda: srv.connections() == 2)
+        a.sendall(b"<13>unterminated")
+        mono.now = 299.0
+        time.sleep(1.2)  # at least one sweep: not idle long enough yet
+        assert srv.connections() == 2 and idle_closed(srv) == {"timeout": 0, "evicted": 0}
+        mono.now = 600.0  # both silent for 300 s or more
+        wait_for(lambda: srv.connections() == 0)
+        assert a.recv(1) == b"" and b.recv(1) == b""
+        assert sink.messages() == ["unterminated"]
+        assert idle_closed(srv) == {"timeout": 2, "evicted": 0}
+        with tcp_client(srv) as c:  # the slots are free again
+            c.sendall(b"<13>after\n")
+            wait_for(lambda: sink.messages() == ["unterminated", "after"])
+        a.close()
+        b.close()
+        text = generate_latest(registry(srv)).decode()
+    assert 'vigil_syslog_connections_idle_closed_total{reason="timeout"} 2.0' in text
+    assert "vigil_syslog_connections_rejected_total 0.0" in text
+
+
+def test_tcp_new_connection_replaces_the_longest_idle_one_at_the_cap(sink: Sink) -> None:
+    """At `max_connections`, a newcomer takes the slot of the connection idle the longest if that has
+    been idle a few seconds (5 s), instead of being rejected; otherwise it is rejected as before."""
+    mono = FakeClock()
+    with SyslogServer(None, "127.0.0.1:0", sink, max_connections=2, monotonic=mono) as srv:
+        a, b = tcp_client(srv), tcp_client(srv)
+        wait_for(lambda: srv.connections() == 2)
+        early = tcp_client(srv)
+        assert early.recv(1) == b""  # everyone idle < 5 s: rejected
+        mono.now = 10.0
+        b.sendall(b"<13>b1\n")  # b is active, a has been silent for 10 s
+        wait_for(lambda: sink.messages() == ["b1"])
+        newcomer = tcp_client(srv)
+        assert a.recv(1) == b""  # a gave up its slot
+        newcomer.sendall(b"<13>new\n")
+        b.sendall(b"<13>b2\n")
+        wait_for(lambda: sorted(sink.messages()) == ["b1", "b2", "new"])
+        assert srv.connections() == 2
+        assert idle_closed(srv) == {"timeout": 0, "evicted": 1}
+        for s in (a, b, early, newcomer):
+            s.close()
+        assert "vigil_syslog_connections_rejected_total 1.0" in generate_latest(registry(srv)).decode()
+
+
+def test_tcp_cap_full_of_silent_connections_does_not_lock_senders_out(sink: Sink) -> None:
+    """The review's scenario: every slot held by a connection that never sends."""
+    mono = FakeClock()
+    with SyslogServer(None, "127.0.0.1:0", sink, max_connections=8, monotonic=mono) as srv:
+        silent = [tcp_client(srv) for _ in range(8)]
+        wait_for(lambda: srv.connections() == 8)
+        mono.now = 6.0
+        with tcp_client(srv) as c:
+            c.sendall(b"<13>legit\n")
+            wait_for(lambda: sink.messages() == ["legit"])
+            assert srv.connections() == 8  # exactly one silent connection made room: the oldest
+        assert silent[0].recv(1) == b""
+        assert idle_closed(srv)["evicted"] == 1
+        for s in silent:
+            s.close()
+
+
+def test_tcp_active_connection_is_never_closed_for_idleness(sink: Sink) -> None:
+    mono = FakeClock()
+    with SyslogServer(None, "127.0.0.1:0", sink, idle_timeout_s=300, monotonic=mono) as srv:
+        active, silent = tcp_client(srv), tcp_client(srv)
+        wait_for(lambda: srv.connections() == 2)
+        for i in range(6):  # 1200 s in all, never more than 200 s between two messages
+            mono.now += 200.0
+            active.sendall(f"<13>m{i}\n".encode())
+            wait_for(lambda i=i: len(sink.items) == i + 1)  # type: ignore[misc]
+            if i == 1:  # silent for 400 s now
+                wait_for(lambda: srv.connections() == 1)
+        time.sleep(1.2)  # a sweep or two more
+        assert srv.connections() == 1 and silent.recv(1) == b""
+        active.sendall(b"<13>still open\n")
+        wait_for(lambda: len(sink.items) == 7)
+        assert sink.messages()[-1] == "still open"
+        assert idle_closed(srv) == {"timeout": 1, "evicted": 0}
+        active.close()
+        silent.close()
+
+
+def test_tcp_idle_timeout_can_be_turned_off(sink: Sink) -> None:
+    mono = FakeClock()
+    with SyslogServer(
+        None, "127.0.0.1:0", sink, max_connections=1, idle_timeout_s=None, monotonic=mono
+    ) as srv:
+        a = tcp_client(srv)
+        wait_for(lambda: srv.connections() == 1)
+        mono.now = 1e9
+        b = tcp_client(srv)
+        assert b.recv(1) == b""  # rejected: nothing is idle-closed
+        a.sendall(b"<13>kept\n")
+        wait_for(lambda: sink.messages() == ["kept"])
+        a.close()
+        b.close()
+    with pytest.raises(ValueError):
+        SyslogServer(None, "127.0.0.1:0", sink, idle_timeout_s=0)
+
+
 def test_callback_errors_are_counted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     seen: list[str] = []
 
@@ -805,6 +932,47 @@ def test_per_sender_series_are_capped(sink: Sink) -> None:
             if s.name == "vigil_syslog_sender_messages_total"
         }
     assert samples == {"127.0.0.1": 1, "127.0.0.2": 2, "other": 2}
+
+
+def test_sender_slots_expire(sink: Sink) -> None:
+    """When the sender table is full, a new address takes the slot of the sender not heard from for
+    the longest time if that is `sender_expiry_s` or more; senders heard from recently keep theirs."""
+    clock = FakeClock(1_700_000_000.0)
+    with SyslogServer("127.0.0.1:0", None, sink, max_senders=2, sender_expiry_s=100, clock=clock) as srv:
+        assert srv.udp_address is not None
+        sent = 0
+
+        def send_from(src: str, at: float) -> None:
+            nonlocal sent
+            clock.now = 1_700_000_000.0 + at
+            assert srv.udp_address is not None
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((src, 0))
+                s.sendto(b"<13>Nov 22 10:00:00 fw app: m", srv.udp_address)
+            sent += 1
+            wait_for(lambda: delivered(srv, "udp") == sent)
+
+        def senders(name: str = "vigil_syslog_sender_messages_total") -> dict[str, float]:
+            return {
+                s.labels["sender"]: s.value for fam in srv.collect() for s in fam.samples if s.name == name
+            }
+
+        send_from("127.0.0.1", 0)  # e.g. a spoofed burst at startup fills the table
+        send_from("127.0.0.2", 0)
+        send_from("127.0.0.3", 50)  # full, nobody expired: "other"
+        assert senders() == {"127.0.0.1": 1, "127.0.0.2": 1, "other": 1}
+        send_from("127.0.0.2", 80)  # .2 is heard from again
+        send_from("127.0.0.4", 120)  # .1 silent for 120 s >= 100: evicted, .4 gets its slot
+        assert senders() == {"127.0.0.2": 2, "127.0.0.4": 1, "other": 1}
+        send_from("127.0.0.5", 150)  # oldest is .2, silent 70 s only: keeps its slot
+        send_from("127.0.0.1", 150)  # the evicted one is no longer special
+        assert senders() == {"127.0.0.2": 2, "127.0.0.4": 1, "other": 3}
+        last = senders("vigil_syslog_sender_last_message_timestamp_seconds")
+        assert last == {"127.0.0.2": 1_700_000_080.0, "127.0.0.4": 1_700_000_120.0, "other": 1_700_000_150.0}
+        send_from("127.0.0.1", 185)  # now .2 (silent 105 s) is evicted; .1 starts over at 1
+        assert senders() == {"127.0.0.4": 1, "127.0.0.1": 1, "other": 3}
+    with pytest.raises(ValueError):
+        SyslogServer("127.0.0.1:0", None, sink, sender_expiry_s=0)
 
 
 def test_stamps_outside_the_calendar_fall_back_to_the_receive_time() -> None:

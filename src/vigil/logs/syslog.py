@@ -10,8 +10,12 @@ detection and events. `peer` is the sender's IP address (no port: it is the devi
 
 Nothing a sender does can stop the listener or starve other senders: one thread serves all sockets
 through a selector without blocking on any of them, each TCP connection buffers at most one message
-(`max_message_bytes`) plus one read, at most `max_connections` are open (more are closed at once), and
-oversized, empty or badly framed messages are counted and skipped. An exception from `on_message` is
+(`max_message_bytes`) plus one read, and oversized, empty or badly framed messages are counted and
+skipped. At most `max_connections` TCP connections are open, and silent ones cannot hold them: a
+connection that sent nothing for `idle_timeout_s` (default 5 minutes) is closed, and when all slots
+are taken a new connection replaces the one idle the longest (if idle at least 5 s; otherwise the new
+one is closed at once). A connection that keeps sending is never closed for idleness; a sender whose
+idle connection was closed reconnects, as syslog senders do. An exception from `on_message` is
 counted, logged once, and the next message is delivered as usual. `on_message` runs in the receiving
 thread, so it should be quick (hand the message to a queue); while it runs, nothing is read.
 
@@ -21,6 +25,8 @@ The object is a prometheus_client collector (`name = "syslog"`); label values ar
     vigil_syslog_malformed_total{transport, reason="oversized|framing|empty|decode"}
     vigil_syslog_connections                         open TCP connections
     vigil_syslog_connections_rejected_total          over max_connections
+    vigil_syslog_connections_idle_closed_total{reason="timeout|evicted"}
+                                                     closed after idle_timeout_s / for a new connection
     vigil_syslog_callback_errors_total               on_message raised
     vigil_syslog_last_message_timestamp_seconds{transport}
     vigil_syslog_sender_messages_total{sender}       per sending address, at most `max_senders`
@@ -28,7 +34,12 @@ The object is a prometheus_client collector (`name = "syslog"`); label values ar
 
 The per-sender series are what a "no syslog from the firewall for an hour" alert needs; the sender is
 the peer address, not the hostname in the message (which a device may set to anything), and their
-number is capped so a spoofed flood of UDP sources cannot create series without bound.
+number is capped so a spoofed flood of UDP sources cannot create series without bound. Slots are not
+kept forever: when the table is full and a new address sends, the sender not heard from for the
+longest time gives up its slot if that is at least `sender_expiry_s` (default 24 hours), so a burst of
+spoofed sources fills the table for a day at most, and a device added later gets its own series then.
+Only when every sender was heard from more recently does the newcomer count as sender="other". An
+evicted sender that comes back gets a slot again, with its counter starting over (a counter reset).
 
 `reason="decode"` counts messages that were not UTF-8; they are still delivered (with U+FFFD), because
 a firewall's line with one Latin-1 byte is worth more than the byte. The other reasons are not
@@ -100,13 +111,19 @@ class SyslogServer(SocketReceiver[_Conn]):
         source: str = "syslog",
         *,
         max_senders: int = 1000,
+        sender_expiry_s: float = 86400.0,
+        idle_timeout_s: float | None = 300.0,
         tz: tzinfo = UTC,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """`source` is the LogLine source name the caller uses; `tz` is the zone of sender stamps
-        without an offset (BSD stamps); `clock` is for tests."""
+        without an offset (BSD stamps); `idle_timeout_s` closes silent TCP connections (None: never);
+        `clock` (wall clock: stamps, sender expiry) and `monotonic` (connection idleness) are for tests."""
         if max_message_bytes <= 0 or max_connections <= 0:
             raise ValueError("max_message_bytes and max_connections must be positive")
+        if not sender_expiry_s > 0:
+            raise ValueError("sender_expiry_s must be positive")
         if not udp_listen and not tcp_listen:
             raise ValueError("syslog needs a UDP or a TCP listen address")
         super().__init__(
@@ -115,6 +132,8 @@ class SyslogServer(SocketReceiver[_Conn]):
             max_datagram_bytes=max_message_bytes,
             max_connections=max_connections,
             udp_rcvbuf=_UDP_RCVBUF,
+            idle_timeout_s=idle_timeout_s,
+            monotonic=monotonic,
         )
         self.on_message = on_message
         self.max_message_bytes = max_message_bytes
@@ -128,8 +147,12 @@ class SyslogServer(SocketReceiver[_Conn]):
         self._malformed = {(t, r): 0 for t in TRANSPORTS for r in MALFORMED_REASONS}
         self._last: dict[str, float] = {}
         self._max_senders = max_senders
-        self._senders: dict[str, list[float]] = {}  # peer -> [messages, last seen]
+        self._sender_expiry = sender_expiry_s
+        # peer -> [messages, last seen], least recently seen first (a message moves it to the end)
+        self._senders: dict[str, list[float]] = {}
+        self._other: list[float] | None = None  # sender="other", once a sender did not fit
         self._rejected = 0
+        self._idle_closed = {"timeout": 0, "evicted": 0}
         self._callback_errors = 0
         self._logged: set[str] = set()
 
@@ -154,6 +177,10 @@ class SyslogServer(SocketReceiver[_Conn]):
         with self._lock:
             self._rejected += 1
         self._log_once("max_connections", "syslog: max_connections reached, closing new ones")
+
+    def _on_idle_closed(self, evicted: bool) -> None:
+        with self._lock:
+            self._idle_closed["evicted" if evicted else "timeout"] += 1
 
     def _on_error(self, kind: ErrorKind, exc: Exception) -> None:
         if kind == "udp" and isinstance(exc, OSError):
@@ -181,10 +208,7 @@ class SyslogServer(SocketReceiver[_Conn]):
         with self._lock:
             self._messages[(transport, msg.format)] += 1
             self._last[transport] = now
-            sender = self._senders.get(peer)
-            if sender is None:
-                key = peer if len(self._senders) < self._max_senders else "other"
-                sender = self._senders.setdefault(key, [0.0, 0.0])
+            sender = self._sender(peer, now)
             sender[0] += 1
             sender[1] = now
             if not msg.valid_utf8:
@@ -195,6 +219,22 @@ class SyslogServer(SocketReceiver[_Conn]):
             with self._lock:
                 self._callback_errors += 1
             self._log_once("callback", "syslog: on_message failed (logged once)", exc_info=True)
+
+    def _sender(self, peer: str, now: float) -> list[float]:
+        """The [messages, last seen] of `peer`, or of "other" if the table is full. Holds _lock."""
+        sender = self._senders.pop(peer, None)
+        if sender is None:
+            if len(self._senders) >= self._max_senders and self._senders:
+                oldest, (_, seen) = next(iter(self._senders.items()))
+                if now - seen >= self._sender_expiry:
+                    del self._senders[oldest]
+            if len(self._senders) >= self._max_senders:
+                if self._other is None:
+                    self._other = [0.0, 0.0]
+                return self._other
+            sender = [0.0, 0.0]
+        self._senders[peer] = sender  # (re)inserted at the end: the most recently seen
+        return sender
 
     def _count_malformed(self, transport: str, reason: str) -> None:
         with self._lock:
@@ -220,7 +260,10 @@ class SyslogServer(SocketReceiver[_Conn]):
             malformed = dict(self._malformed)
             last = dict(self._last)
             senders = {peer: tuple(v) for peer, v in self._senders.items()}
+            if self._other is not None:
+                senders["other"] = tuple(self._other)
             rejected, callback_errors = self._rejected, self._callback_errors
+            idle_closed = dict(self._idle_closed)
         conns = len(self._conns)
 
         m = Metric("vigil_syslog_messages", "Syslog messages received and delivered.", "counter")
@@ -240,10 +283,19 @@ class SyslogServer(SocketReceiver[_Conn]):
         c.add_sample("vigil_syslog_connections", {}, float(conns))
         rej = Metric(
             "vigil_syslog_connections_rejected",
-            "Syslog TCP connections closed at once because max_connections were open.",
+            "Syslog TCP connections closed at once because max_connections were open and none idle.",
             "counter",
         )
         rej.add_sample("vigil_syslog_connections_rejected_total", {}, float(rejected))
+        idle = Metric(
+            "vigil_syslog_connections_idle_closed",
+            "Syslog TCP connections closed for idleness: silent for idle_timeout_s (reason=timeout), "
+            "or the longest idle one, closed to admit a new connection at max_connections "
+            "(reason=evicted).",
+            "counter",
+        )
+        for reason, n in idle_closed.items():
+            idle.add_sample("vigil_syslog_connections_idle_closed_total", {"reason": reason}, float(n))
         cb = Metric("vigil_syslog_callback_errors", "Syslog messages whose handler raised.", "counter")
         cb.add_sample("vigil_syslog_callback_errors_total", {}, float(callback_errors))
         ts = Metric(
@@ -264,4 +316,4 @@ class SyslogServer(SocketReceiver[_Conn]):
         for peer, (count, when) in sorted(senders.items()):
             sm.add_sample("vigil_syslog_sender_messages_total", {"sender": peer}, count)
             sl.add_sample("vigil_syslog_sender_last_message_timestamp_seconds", {"sender": peer}, when)
-        return [m, bad, c, rej, cb, ts, sm, sl]
+        return [m, bad, c, rej, idle, cb, ts, sm, sl]
