@@ -30,8 +30,16 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from vigil.config.types import Bool, OptionalPath, PositiveDuration, _integer, _Section, _show
-from vigil.model.duration import parse_duration
+from vigil.config.types import (
+    Bool,
+    OptionalPath,
+    PositiveDuration,
+    Size,
+    _integer,
+    _Section,
+    _show,
+)
+from vigil.model.duration import parse_duration, parse_size
 from vigil.model.matcher import RegexSyntaxError, translate
 
 __all__ = [
@@ -153,6 +161,9 @@ class HTTPProbeConfig(_Section):
     fail_if_not_ssl: Bool = False
     fail_if_body_matches_regexp: Regexes = ()
     fail_if_body_not_matches_regexp: Regexes = ()
+    body_size_limit: Size = parse_size("10MiB")
+    """Most bytes of body read, counted after decompression (blackbox's `body_size_limit`); a longer
+    body fails the probe. Unlike blackbox there is no 0 for "no limit": a probe's memory stays bounded."""
 
 
 class QueryResponse(_Section):

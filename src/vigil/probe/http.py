@@ -12,14 +12,24 @@ as blackbox does, so the resolve phase is measured on its own. The other phases 
 trace events: connect = TCP connect, tls = handshake, processing = connection ready until the
 response headers were parsed (httpcore does not report the first byte separately), transfer = headers
 until the body was read.
+
+The probe's timeout is a deadline for the whole probe, not per read as httpx's: a watchdog shuts the
+connection down when it passes, so a server that trickles its headers or body cannot hold the probe
+(and its last `probe_success`) past it. The body is decoded (gzip, deflate) a bounded step at a time
+and read up to `body_size_limit` decoded bytes; a longer body, or one still arriving at the deadline,
+fails the probe with the response's families kept, as blackbox does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import socket
 import ssl
+import threading
 import time
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -34,16 +44,138 @@ __all__ = ["probe_http"]
 _REDIRECTS = {301, 302, 303, 307, 308}
 _MAX_REDIRECTS = 10  # Go's http.Client default
 _DURATION = "Duration of the HTTP request by phase, summed over redirects, in seconds."
+_STEP = 64 * 1024  # most decoded bytes produced at once from a compressed body
+
+
+class _Watchdog:
+    """Shuts the connection's socket down at `deadline`, ending whatever read or write is under way.
+
+    httpx's timeout applies to each read, so a server sending a byte now and then would never hit
+    it. `watch` is given each stream as httpcore makes it (the TLS one replaces the TCP one).
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._stopped = False
+        self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, stream: object) -> None:
+        get = getattr(stream, "get_extra_info", None)
+        sock = get("socket") if callable(get) else None
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sock = sock
+                if self.fired and not self._stopped:
+                    self._shutdown()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if not self._stopped:
+                self.fired = True
+                self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            # socket.socket's own shutdown, also for an SSLSocket: the reader sees the end of the
+            # stream, and the TLS state is left to the thread using it. OSError: already closed.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        """Called before the connection is closed, so a late timer never touches a reused descriptor."""
+        with self._lock:
+            self._stopped = True
+        self._timer.cancel()
 
 
 class _Trace:
-    """httpcore trace callback: monotonic time of each event of one request."""
+    """httpcore trace callback: monotonic time of each event of one request; streams to `watchdog`."""
 
-    def __init__(self) -> None:
+    def __init__(self, watchdog: _Watchdog | None = None) -> None:
         self.at: dict[str, float] = {}
+        self.watchdog = watchdog
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
-        self.at.setdefault(event.split(".", 1)[-1], time.monotonic())
+        name = event.split(".", 1)[-1]
+        self.at.setdefault(name, time.monotonic())
+        if self.watchdog is not None and name in ("connect_tcp.complete", "start_tls.complete"):
+            self.watchdog.watch(info.get("return_value"))
+
+
+def _inflate(chunks: Iterator[bytes], wbits: int | None) -> Iterator[bytes]:
+    """zlib-decode `chunks` at most `_STEP` bytes at a time, so a small compressed body cannot expand
+    in memory past what the caller reads of it. `wbits` None is deflate: zlib-wrapped, or raw when
+    the first chunk is not (as httpx decodes it)."""
+    dec = zlib.decompressobj(zlib.MAX_WBITS if wbits is None else wbits)
+    retry_raw = wbits is None
+    for data in chunks:
+        while True:
+            try:
+                out = dec.decompress(data, _STEP)
+            except zlib.error:
+                if not retry_raw:
+                    raise
+                dec, retry_raw = zlib.decompressobj(-zlib.MAX_WBITS), False
+                continue
+            retry_raw = False
+            data = dec.unconsumed_tail
+            if out:
+                yield out
+            if not data and len(out) < _STEP:
+                break
+    if tail := dec.flush():
+        yield tail
+
+
+def _decoded(resp: httpx.Response) -> Iterator[bytes]:
+    """The body as httpx would decode it (gzip, deflate; other codings are passed through)."""
+    chunks: Iterator[bytes] = resp.iter_raw()
+    codings = [c.strip().lower() for c in resp.headers.get_list("content-encoding", split_commas=True)]
+    for coding in reversed(codings):  # listed in the order they were applied
+        if coding == "gzip":
+            chunks = _inflate(chunks, 16 + zlib.MAX_WBITS)
+        elif coding == "deflate":
+            chunks = _inflate(chunks, None)
+    return chunks
+
+
+def _read_body(
+    resp: httpx.Response, deadline: float, limit: int, keep: bool, watchdog: _Watchdog, timeout: float
+) -> tuple[bytes, int, str]:
+    """Read the decoded body: (the body if `keep`, its length, why reading it failed or "").
+
+    Stops at the deadline and past `limit` decoded bytes (blackbox's body_size_limit: a body of
+    exactly `limit` bytes passes); the length then counts what was read, as blackbox's does.
+    """
+    kept: list[bytes] = []
+    size = 0
+    late = False
+    try:
+        for chunk in _decoded(resp):
+            if size + len(chunk) > limit:
+                if keep:
+                    kept.append(chunk[: limit - size])
+                return b"".join(kept), limit, f"body larger than body_size_limit ({limit} bytes)"
+            size += len(chunk)
+            if keep:
+                kept.append(chunk)
+            if time.monotonic() >= deadline:
+                late = True
+                break
+    except httpx.HTTPError as e:
+        late = watchdog.fired or time.monotonic() >= deadline
+        problem = "" if late else f"reading the body: {e}"
+    except zlib.error as e:
+        problem = f"decoding the body: {e}"
+    else:
+        problem = ""
+    if late or watchdog.fired:  # a shut-down connection also reads as the end of a close-delimited body
+        problem = f"timeout: body still arriving after {timeout:g}s"
+    return b"".join(kept), size, problem
 
 
 def _verify_failure(e: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -115,6 +247,7 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
     method = hc.method
     body: bytes | None = hc.body.encode() if hc.body else None
     headers = {"User-Agent": f"Vigil/{__version__}", "Accept-Encoding": "gzip", **hc.headers}
+    keep = bool(hc.fail_if_body_matches_regexp or hc.fail_if_body_not_matches_regexp)
     redirects = 0
     for hop in range(_MAX_REDIRECTS + 1):
         host = url.host
@@ -138,31 +271,53 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ProbeError("timeout")
-            tr = _Trace()
+            watchdog = _Watchdog(deadline)
+            tr = _Trace(watchdog)
             ip_url = url.copy_with(host=addr.ip, port=port)
             host_header = url.netloc.decode("ascii")
             ctx = make_context(opts, verify=verified)
             try:
-                with (
-                    httpx.Client(verify=ctx, trust_env=False, timeout=remaining) as client,
-                    client.stream(
-                        method,
-                        ip_url,
-                        headers={**headers, "Host": host_header},
-                        content=body,
-                        extensions={"sni_hostname": sni, "trace": tr},
-                    ) as resp,
-                ):
-                    state: TLSState | None = None
-                    ssl_obj = resp.extensions["network_stream"].get_extra_info("ssl_object")
-                    if ssl_obj is not None:
-                        state = tls_state(ssl_obj, sni, verified)
-                        if not verified:
-                            state = TLSState(state.peer, (), state.version, False, state.hostname_valid)
-                    raw = resp.read()
-                    end = time.monotonic()
+                with httpx.Client(verify=ctx, trust_env=False, timeout=remaining) as client:
+                    try:
+                        with client.stream(
+                            method,
+                            ip_url,
+                            headers={**headers, "Host": host_header},
+                            content=body,
+                            extensions={"sni_hostname": sni, "trace": tr},
+                        ) as resp:
+                            state: TLSState | None = None
+                            ssl_obj = resp.extensions["network_stream"].get_extra_info("ssl_object")
+                            if ssl_obj is not None:
+                                state = tls_state(ssl_obj, sni, verified)
+                                if not verified:
+                                    state = TLSState(
+                                        state.peer, (), state.version, False, state.hostname_valid
+                                    )
+                            location = resp.headers.get("location")
+                            follow = (
+                                resp.status_code in _REDIRECTS
+                                and hc.follow_redirects
+                                and bool(location)
+                                and hop < _MAX_REDIRECTS
+                            )
+                            # Go's client closes a redirect's body unread, followed or not (blackbox
+                            # then reports a body length of 0).
+                            content, body_length, body_error = (
+                                (b"", 0, "")
+                                if resp.status_code in _REDIRECTS and location
+                                else _read_body(
+                                    resp, deadline, hc.body_size_limit, keep, watchdog, config.timeout_seconds
+                                )
+                            )
+                            end = time.monotonic()
+                            watchdog.stop()
+                    finally:
+                        watchdog.stop()
             except httpx.HTTPError as e:
                 _phases(result, tr, None)
+                if watchdog.fired:
+                    raise ProbeError(f"HTTP request: timeout after {config.timeout_seconds:g}s") from None
                 failure = _verify_failure(e)
                 if failure is None or not verified:
                     raise ProbeError(f"HTTP request: {e}") from None
@@ -177,8 +332,7 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
                 raise ProbeError(f"TLS verification: {failure.verify_message}") from None
             break
         _phases(result, tr, end)
-        location = resp.headers.get("location")
-        if resp.status_code in _REDIRECTS and hc.follow_redirects and location and hop < _MAX_REDIRECTS:
+        if follow and location:
             redirects += 1
             url = url.join(location)
             if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
@@ -188,7 +342,11 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
     else:  # pragma: no cover - the loop always breaks
         raise ProbeError("too many redirects")
 
-    if resp.status_code in _REDIRECTS and hc.follow_redirects and redirects >= _MAX_REDIRECTS:
+    if body_error:
+        success, error = False, body_error
+        if keep:  # blackbox's body regexps fail on a body that could not be read
+            result.set("probe_failed_due_to_regex", gauges["probe_failed_due_to_regex"], 1)
+    elif resp.status_code in _REDIRECTS and hc.follow_redirects and redirects >= _MAX_REDIRECTS:
         success = False
         error = "stopped after 10 redirects"
     elif hc.valid_status_codes:
@@ -198,7 +356,7 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
         success = 200 <= resp.status_code < 300
         error = "" if success else f"status {resp.status_code}, wanted 2xx"
     if success and (hc.fail_if_body_matches_regexp or hc.fail_if_body_not_matches_regexp):
-        text = resp.text
+        text = content.decode(resp.encoding or "utf-8", errors="replace")
         bad = [p for p in hc.fail_if_body_matches_regexp if compile_probe_regex(p).search(text)]
         missing = [p for p in hc.fail_if_body_not_matches_regexp if not compile_probe_regex(p).search(text)]
         success = not bad and not missing
@@ -231,7 +389,9 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
     decoded = resp.headers.get("content-encoding", "identity").lower() != "identity"
     length = int(announced) if announced and announced.isdigit() and not decoded else -1
     result.set("probe_http_content_length", gauges["probe_http_content_length"], length)
-    result.set("probe_http_uncompressed_body_length", gauges["probe_http_uncompressed_body_length"], len(raw))
+    result.set(
+        "probe_http_uncompressed_body_length", gauges["probe_http_uncompressed_body_length"], body_length
+    )
     result.set("probe_http_redirects", gauges["probe_http_redirects"], redirects)
     if not success and error:
         raise _Failed(error)

@@ -5,7 +5,9 @@ probe_failed_due_to_regex, and after a TLS handshake (immediate, or `starttls` i
 families of `vigil.probe.tls.emit_tls`. Module `tls` is `tcp` with `tls: true`.
 
 `query_response` steps read lines until one matches `expect`, then send `send` and a newline;
-unlike blackbox, `send` is literal (no `${1}` expansion of the match).
+unlike blackbox, `send` is literal (no `${1}` expansion of the match). The probe's timeout is a
+deadline for the whole dialogue, and a line is at most 64 KiB (blackbox's bufio.Scanner limit): a
+server streaming bytes without a newline fails the probe rather than filling memory.
 """
 
 from __future__ import annotations
@@ -22,11 +24,20 @@ from vigil.probe.tls import TLSOptions, TLSVerifyError, emit_tls, unverified_sta
 __all__ = ["probe_tcp"]
 
 _REGEX_HELP = "Whether an expected line failed to match, failing the probe (1) or not (0)."
+_MAX_LINE = 64 * 1024  # Go's bufio.MaxScanTokenSize, where blackbox's line scanner gives up
 
 
 def probe_tcp(config: ProbeConfig) -> ProbeResult:
     """Run one TCP (or TLS) probe; never raises."""
     return run_probe_step(_probe, config)
+
+
+def _left(deadline: float, doing: str) -> float:
+    """Seconds left before `deadline`; ProbeError once it has passed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise ProbeError(f"timeout {doing}")
+    return remaining
 
 
 def _connect(ip: str, family: socket.AddressFamily, port: int, timeout: float) -> socket.socket:
@@ -79,7 +90,7 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
     sock: socket.socket = _connect(addr.ip, addr.family, port, deadline - time.monotonic())
     try:
         if config.module == "tls" or config.tcp.tls:
-            sock = _handshake(result, sock, reconnect, opts, host, deadline - time.monotonic())
+            sock = _handshake(result, sock, reconnect, opts, host, _left(deadline, "before TLS"))
         buffer = b""
         for step in config.tcp.query_response:
             if step.expect:
@@ -91,9 +102,14 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
                         if pattern.search(line.rstrip(b"\r").decode("utf-8", errors="replace")):
                             break
                         continue
-                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                    if len(buffer) >= _MAX_LINE:
+                        raise ProbeError(f"reading: line longer than {_MAX_LINE} bytes")
+                    waiting = f"waiting for a line matching {step.expect!r}"
+                    sock.settimeout(_left(deadline, waiting))
                     try:
-                        chunk = sock.recv(4096)
+                        chunk = sock.recv(min(4096, _MAX_LINE - len(buffer)))
+                    except TimeoutError:
+                        raise ProbeError(f"timeout {waiting}") from None
                     except OSError as e:
                         raise ProbeError(f"reading: {e}") from None
                     if not chunk:
@@ -102,14 +118,14 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
                     buffer += chunk
                 result.set("probe_failed_due_to_regex", _REGEX_HELP, 0)
             if step.send:
-                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                sock.settimeout(_left(deadline, "before sending"))
                 try:
                     sock.sendall(step.send.encode() + b"\n")
                 except OSError as e:
                     raise ProbeError(f"sending: {e}") from None
             if step.starttls:
                 # No second connection can reach the same point of the dialogue: no chain on failure.
-                sock = _handshake(result, sock, None, opts, host, deadline - time.monotonic())
+                sock = _handshake(result, sock, None, opts, host, _left(deadline, "before STARTTLS"))
                 buffer = b""
     finally:
         sock.close()
