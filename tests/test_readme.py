@@ -1,0 +1,30 @@
+"""The README's configuration examples are valid: every `vigil.yml` snippet passes `config check`, and
+the log-rules example loads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vigil.config import config_from_yaml
+from vigil.logs.rules import parse_rules
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+BLOCKS = re.findall(r"```yaml\n(.*?)```", README, re.S)
+
+
+def test_there_are_examples() -> None:
+    assert len(BLOCKS) >= 5
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+def test_example_is_valid(block: str) -> None:
+    if block.startswith("# prometheus.yml"):
+        pytest.skip("Prometheus' own configuration")
+    if block.startswith("rules:"):
+        assert parse_rules(yaml.safe_load(block), "README.md")
+        return
+    config_from_yaml(block, "README.md")
