@@ -41,7 +41,6 @@ processor's own metrics and in events; it defaults to the metric name).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from bisect import bisect_left
@@ -55,7 +54,7 @@ import yaml
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from vigil.config.types import ConfigError
+from vigil.config.types import ConfigError, _show
 from vigil.logs.processor import LogLine
 from vigil.model.event import Event
 
@@ -117,22 +116,6 @@ class LogRule:
 
 
 # --- parsing --------------------------------------------------------------------------------------
-
-
-def _show(value: object) -> str:
-    if isinstance(value, str):
-        return json.dumps(value if len(value) <= 60 else value[:57] + "...", ensure_ascii=False)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
 
 
 class _Ctx:
