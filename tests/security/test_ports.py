@@ -213,10 +213,15 @@ def test_process_lookup_only_for_new_sockets(tmp_path: Path, monkeypatch: pytest
     c = ListeningPortsCollector(proc=_proc(tmp_path))
     first = c.listeners()
     assert c.listeners() == first
+    assert len(calls) == 1
     unowned = {i for i, names in c._owner_cache.items() if not names}
-    # The second walk, if any, only looks for the sockets whose process was not found the first time.
+    for _ in range(7):
+        c.listeners()
+    assert len(calls) == 1  # readings 2 to 9: from the cache
+    assert unowned  # the fixture has a socket no process owns
+    c.listeners()  # the tenth
+    # Sockets whose process was not found are looked for again, every tenth reading only.
     assert len(calls) == 1 + bool(unowned) and (len(calls) == 1 or calls[1] == unowned)
-    assert unowned < calls[0]
 
 
 def test_tables_read_at_most_every_interval(tmp_path: Path) -> None:
@@ -237,3 +242,199 @@ def test_tables_read_at_most_every_interval(tmp_path: Path) -> None:
     now[0] = 61.0
     c.collect()
     assert len(reads) == 2
+
+
+def _netlink_or_skip() -> None:
+    from vigil.security import ports
+
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp")
+    try:
+        ports._diag_listeners()
+    except (OSError, ValueError) as exc:
+        pytest.skip(f"no NETLINK_SOCK_DIAG here: {exc}")
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_netlink_matches_proc_for_real_sockets() -> None:
+    """Real sockets of each kind read over netlink and from /proc/net: same listeners, same inodes."""
+    from vigil.security import ports
+
+    _netlink_or_skip()
+    socks: list[socket.socket] = []
+
+    def sock(family: int, kind: int) -> socket.socket:
+        s = socket.socket(family, kind)
+        socks.append(s)
+        return s
+
+    try:
+        expected: set[tuple[str, str, int, int]] = set()  # (protocol, address, port, inode)
+        not_listeners: set[tuple[str, int]] = set()  # (protocol, port) that must not show up
+
+        def listening(proto: str, s: socket.socket) -> None:
+            addr, port = s.getsockname()[:2]
+            expected.add((proto, addr, port, os.fstat(s.fileno()).st_ino))
+
+        tcp4 = sock(socket.AF_INET, socket.SOCK_STREAM)
+        tcp4.bind(("127.0.0.1", 0))
+        tcp4.listen()
+        listening("tcp", tcp4)
+        udp4 = sock(socket.AF_INET, socket.SOCK_DGRAM)
+        udp4.bind(("127.0.0.1", 0))
+        listening("udp", udp4)
+        # A connected UDP socket (bound, with a peer) is no listener.
+        udp_conn = sock(socket.AF_INET, socket.SOCK_DGRAM)
+        udp_conn.bind(("127.0.0.1", 0))
+        udp_conn.connect(udp4.getsockname())
+        not_listeners.add(("udp", udp_conn.getsockname()[1]))
+        # A TCP connection to our listener: neither the client nor the accepted socket is a listener
+        # (the accepted one shares the listener's port: the inode check below tells them apart).
+        client = sock(socket.AF_INET, socket.SOCK_STREAM)
+        client.connect(tcp4.getsockname())
+        socks.append(tcp4.accept()[0])
+        not_listeners.add(("tcp", client.getsockname()[1]))
+        if _ipv6_loopback():
+            tcp6 = sock(socket.AF_INET6, socket.SOCK_STREAM)
+            tcp6.bind(("::1", 0))
+            tcp6.listen()
+            listening("tcp", tcp6)
+            udp6 = sock(socket.AF_INET6, socket.SOCK_DGRAM)
+            udp6.bind(("::1", 0))
+            listening("udp", udp6)
+            # An IPv6 socket bound to an IPv4-mapped address: "::ffff:127.0.0.1" both ways.
+            mapped = sock(socket.AF_INET6, socket.SOCK_STREAM)
+            mapped.bind(("::ffff:127.0.0.1", 0))
+            mapped.listen()
+            listening("tcp", mapped)
+            assert ("tcp", "::ffff:127.0.0.1", mapped.getsockname()[1]) in {e[:3] for e in expected}
+
+        ours = {(p, port) for p, _, port, _ in expected} | not_listeners
+        via_netlink = {r for r in ports._diag_listeners() if (r[0], r[2]) in ours}
+        via_proc = {r for r in ports._proc_listeners(Path("/proc")) if (r[0], r[2]) in ours}
+        assert via_netlink == via_proc == expected
+
+        # The same through the collector, both ways (the process is this one either way).
+        comm = Path("/proc/self/comm").read_text().strip()
+        want = sorted(Listener(p, a, port, comm) for p, a, port, _ in expected)
+        for use_netlink in (True, False):
+            c = ListeningPortsCollector(use_netlink=use_netlink)
+            assert [lst for lst in c.listeners() if (lst.protocol, lst.port) in ours] == want
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_netlink_is_the_default_only_for_the_real_proc(tmp_path: Path) -> None:
+    assert ListeningPortsCollector()._use_netlink is True
+    assert ListeningPortsCollector(proc=Path("/proc"), use_netlink=False)._use_netlink is False
+    assert ListeningPortsCollector(proc=_proc(tmp_path))._use_netlink is False
+
+
+def test_netlink_refused_falls_back_to_proc(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where netlink sockets are refused (EPERM, a sandbox) /proc/net is read, and netlink not tried again."""
+    from vigil.security import ports
+
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        real_socket = socket.socket
+        attempts: list[int] = []
+
+        def refusing(family: int = -1, *args: object, **kwargs: object) -> socket.socket:
+            if family == socket.AF_NETLINK:
+                attempts.append(family)
+                raise PermissionError(1, "Operation not permitted")
+            return real_socket(family, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(ports.socket, "socket", refusing)
+        c = ListeningPortsCollector()
+        with caplog.at_level("DEBUG", logger="vigil.security.ports"):
+            assert any(lst.port == port and lst.protocol == "tcp" for lst in c.listeners())
+        assert attempts == [socket.AF_NETLINK]
+        assert [r.levelname for r in caplog.records] == ["DEBUG"]
+        c.listeners()
+        assert attempts == [socket.AF_NETLINK]  # refused for good: not tried on every collection
+
+
+def test_netlink_error_reply() -> None:
+    """An NLMSG_ERROR answer (here: a protocol inet_diag has no handler for) is an OSError."""
+    from vigil.security import ports
+
+    _netlink_or_skip()
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, ports._NETLINK_SOCK_DIAG) as sock:
+        sock.settimeout(5)
+        with pytest.raises(OSError):
+            ports._diag_dump(sock, 7, "tcp", socket.AF_INET, 200, 1 << 10)
+
+
+def test_netlink_transient_failure_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.security import ports
+
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp")
+    errors: list[Exception] = [TimeoutError("timed out"), ValueError("netlink reply truncated")]
+
+    def failing() -> list[tuple[str, str, int, int]]:
+        raise errors.pop(0)
+
+    monkeypatch.setattr(ports, "_diag_listeners", failing)
+    c = ListeningPortsCollector()
+    c.listeners()
+    assert c._use_netlink
+    c.listeners()
+    assert c._use_netlink and not errors
+
+
+def test_netlink_parse_messages() -> None:
+    """Reply parsing on crafted messages: a listener, a connected UDP socket, another seq, DONE, errors."""
+    import struct
+
+    from vigil.security import ports
+
+    def msg(msg_type: int, seq: int, body: bytes) -> bytes:
+        data = struct.pack("=IHHII", 16 + len(body), msg_type, 2, seq, 0) + body
+        return data + b"\0" * (-len(data) % 4)
+
+    def diag(family: int, state: int, sport: int, dport: int, src: bytes, dst: bytes, inode: int) -> bytes:
+        return (
+            struct.pack("=BBBB", family, state, 0, 0)
+            + struct.pack(">HH", sport, dport)
+            + src.ljust(16, b"\0")
+            + dst.ljust(16, b"\0")
+            + bytes(28)
+            + struct.pack("=I", inode)
+        )
+
+    lo = socket.inet_pton(socket.AF_INET, "127.0.0.1")
+    v6 = socket.inet_pton(socket.AF_INET6, "::ffff:127.0.0.1")
+    data = (
+        msg(20, 3, diag(socket.AF_INET, 7, 5353, 0, lo, b"", 11))
+        + msg(20, 3, diag(socket.AF_INET, 1, 5354, 9, lo, lo, 12))  # connected: skipped
+        + msg(20, 2, diag(socket.AF_INET, 7, 5355, 0, lo, b"", 13))  # another request's: skipped
+        + msg(20, 3, diag(socket.AF_INET6, 7, 5356, 0, v6, b"", 14))
+    )
+    out: list[tuple[str, str, int, int]] = []
+    assert ports._diag_parse(data, 3, "udp", out) is False
+    assert out == [("udp", "127.0.0.1", 5353, 11), ("udp", "::ffff:127.0.0.1", 5356, 14)]
+    assert ports._diag_parse(msg(3, 3, struct.pack("=i", 0)), 3, "udp", out) is True
+    with pytest.raises(OSError) as err:
+        ports._diag_parse(msg(2, 3, struct.pack("=i", -1) + bytes(16)), 3, "udp", out)
+    assert err.value.errno == 1
+    with pytest.raises(OSError):
+        ports._diag_parse(msg(3, 3, struct.pack("=i", -16)), 3, "udp", out)
+    with pytest.raises(ValueError):
+        ports._diag_parse(msg(20, 3, diag(socket.AF_INET, 7, 1, 0, lo, b"", 1))[:40], 3, "udp", out)

@@ -19,6 +19,14 @@ With `learn=True` the listeners seen on the first collection are added to the ba
 them instead of learning again — otherwise whatever appeared while the agent was down would be
 learned as expected.
 
+The sockets are read over NETLINK_SOCK_DIAG (inet_diag, what `ss` uses) when `proc` is the real /proc:
+reading /proc/net/{tcp,udp}* makes the kernel walk its whole socket hash (~2 ms a file on a large host
+whatever the number of sockets), while a TCP dump restricted to state LISTEN walks only the listening
+hash. UDP sockets are asked for in state CLOSE (an unbound or disconnected UDP socket is in CLOSE, a
+connected one in ESTABLISHED; `ss -lu` asks for the same) and filtered exactly as the /proc lines are.
+Where netlink is refused (no CAP, a sandbox such as gVisor, inet_diag not built) the /proc files are
+read instead.
+
 Families: `vigil_listening_ports{protocol,port,process}` (gauge, 1 per distinct label set, capped at
 `MAX_SERIES` series) and `vigil_listening_ports_unexpected` (gauge, listeners not in the baseline).
 `new_listeners()` returns listeners that appeared since the previous collection, for events; the
@@ -27,9 +35,12 @@ first collection has no previous one, so it reports none.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import socket
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +54,9 @@ from vigil.agent.collector import CollectorUnavailable
 from vigil.agent.collectors._fs import label_safe
 from vigil.model.event import Event
 
+log = logging.getLogger(__name__)
+
+_RETRY_UNOWNED = 10
 MAX_SERIES = 1000  # ports are bounded in practice; this keeps a pathological host from blowing up cardinality
 
 _TCP_LISTEN = "0A"
@@ -52,6 +66,37 @@ _SOURCES = (
     ("udp", "udp", socket.AF_INET),
     ("udp6", "udp", socket.AF_INET6),
 )
+
+
+# NETLINK_SOCK_DIAG / inet_diag (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h).
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 0x1
+_NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
+_NLMSG_ERROR = 2
+_NLMSG_DONE = 3
+_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+# inet_diag_req_v2: family, protocol, ext, pad, states, then inet_diag_sockid (sport, dport, src[16],
+# dst[16], if, cookie[2]) all zero: no filter besides the states.
+_DIAG_REQ = struct.Struct("=BBBBI48x")
+# inet_diag_msg: family, state, timer, retrans, sockid (ports and addresses big-endian), expires,
+# rqueue, wqueue, uid, inode.
+_DIAG_MSG = struct.Struct("=BBxx2s2s16s16s28xI")
+_TCP_STATE_LISTEN = 10
+_TCP_STATE_CLOSE = 7
+# (protocol, family, IPPROTO, states); TCP asks for LISTEN alone so that the kernel skips the
+# established hash (`ss -l` also asks for CLOSE, which makes it walk that hash too).
+_DIAG_QUERIES = (
+    ("tcp", socket.AF_INET, socket.IPPROTO_TCP, 1 << _TCP_STATE_LISTEN),
+    ("tcp", socket.AF_INET6, socket.IPPROTO_TCP, 1 << _TCP_STATE_LISTEN),
+    ("udp", socket.AF_INET, socket.IPPROTO_UDP, 1 << _TCP_STATE_CLOSE),
+    ("udp", socket.AF_INET6, socket.IPPROTO_UDP, 1 << _TCP_STATE_CLOSE),
+)
+_DIAG_TIMEOUT_S = 5.0
+_TRANSIENT = (errno.EINTR, errno.EAGAIN, errno.ENOBUFS, errno.ETIMEDOUT)
+_RECV_BUFSIZE = 65536  # the kernel fills dump replies up to 32 KiB
+
+SocketRow = tuple[str, str, int, int]  # (protocol, address, port, inode)
 
 
 @dataclass(frozen=True, order=True)
@@ -145,6 +190,111 @@ def parse_net_file(text: str, protocol: str, family: int) -> list[tuple[str, int
     return out
 
 
+def _is_listener(protocol: str, state: int, lport: int, raddr: bytes, rport: int) -> bool:
+    """The /proc rule, for a socket read over netlink (addresses as raw bytes)."""
+    if lport == 0:
+        return False
+    if protocol == "tcp":
+        return state == _TCP_STATE_LISTEN
+    return rport == 0 and not any(raddr)
+
+
+def _diag_parse(data: bytes, seq: int, protocol: str, out: list[SocketRow]) -> bool:
+    """Append the listeners in one netlink datagram of a dump reply to `out`; True once NLMSG_DONE.
+
+    OSError when the kernel answered with an error, ValueError when the reply is malformed."""
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, msg_type, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size or offset + length > len(data):
+            raise ValueError(f"malformed netlink message (length {length})")
+        body = offset + _NLMSGHDR.size
+        offset += (length + 3) & ~3  # NLMSG_ALIGN
+        if msg_seq != seq:  # not the answer to our request (e.g. a late one to an earlier one)
+            continue
+        if msg_type == _NLMSG_DONE:
+            # A dump that failed midway carries the (negative) errno here.
+            if length >= _NLMSGHDR.size + 4:
+                (err,) = struct.unpack_from("=i", data, body)
+                if err < 0:
+                    raise OSError(-err, f"inet_diag dump: {os.strerror(-err)}")
+            return True
+        if msg_type == _NLMSG_ERROR:
+            if length < _NLMSGHDR.size + 4:
+                raise ValueError("truncated NLMSG_ERROR")
+            (err,) = struct.unpack_from("=i", data, body)
+            if err < 0:
+                raise OSError(-err, f"inet_diag request: {os.strerror(-err)}")
+            continue  # an ack (error 0): nothing to read
+        if msg_type != _SOCK_DIAG_BY_FAMILY or length < _NLMSGHDR.size + _DIAG_MSG.size:
+            continue
+        family, state, sport, dport, src, dst, inode = _DIAG_MSG.unpack_from(data, body)
+        lport, rport = int.from_bytes(sport, "big"), int.from_bytes(dport, "big")
+        if family == socket.AF_INET:
+            local, remote = src[:4], dst[:4]
+        elif family == socket.AF_INET6:
+            local, remote = src, dst
+        else:
+            continue
+        if _is_listener(protocol, state, lport, remote, rport):
+            out.append((protocol, socket.inet_ntop(family, local), lport, inode))
+    if offset < len(data):
+        raise ValueError("truncated netlink message")
+    return False
+
+
+def _diag_dump(
+    sock: socket.socket, seq: int, protocol: str, family: int, ipproto: int, states: int
+) -> list[SocketRow]:
+    """One SOCK_DIAG_BY_FAMILY dump request and its reply, read to NLMSG_DONE."""
+    request = _DIAG_REQ.pack(family, ipproto, 0, 0, states)
+    header = _NLMSGHDR.pack(
+        _NLMSGHDR.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST | _NLM_F_DUMP, seq, 0
+    )
+    sock.sendto(header + request, (0, 0))  # (pid, groups): to the kernel
+    out: list[SocketRow] = []
+    while True:
+        data, _anc, flags, _addr = sock.recvmsg(_RECV_BUFSIZE)
+        if flags & socket.MSG_TRUNC:
+            raise ValueError("netlink reply truncated")
+        if not data:
+            raise ValueError("netlink socket closed")
+        if _diag_parse(data, seq, protocol, out):
+            return out
+
+
+def _diag_listeners() -> list[SocketRow]:
+    """(protocol, address, port, inode) of this network namespace's listeners, over NETLINK_SOCK_DIAG.
+
+    OSError when netlink is unavailable or refused, ValueError on a reply we cannot read."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG) as sock:
+        sock.settimeout(_DIAG_TIMEOUT_S)
+        out: list[SocketRow] = []
+        for seq, (protocol, family, ipproto, states) in enumerate(_DIAG_QUERIES, start=1):
+            out += _diag_dump(sock, seq, protocol, family, ipproto, states)
+        return out
+
+
+def _proc_listeners(proc: Path) -> list[SocketRow]:
+    """(protocol, address, port, inode) of the listeners in `proc`/net/{tcp,tcp6,udp,udp6}."""
+    out: list[SocketRow] = []
+    present = 0
+    for fname, protocol, family in _SOURCES:
+        try:
+            with open(proc / "net" / fname, "rb") as f:
+                text = f.read().decode("ascii", "replace")
+        except FileNotFoundError:  # e.g. IPv6 disabled
+            continue
+        present += 1
+        out += [
+            (protocol, address, port, inode)
+            for address, port, inode in parse_net_file(text, protocol, family)
+        ]
+    if present == 0:
+        raise CollectorUnavailable(f"no {proc}/net/tcp or udp files")
+    return out
+
+
 def _socket_owners(proc: Path, inodes: set[int]) -> dict[int, set[str]]:
     """inode -> process names, from /proc/<pid>/fd symlinks; unreadable or vanished pids are skipped."""
     owners: dict[int, set[str]] = {}
@@ -193,8 +343,11 @@ class ListeningPortsCollector:
         state_file: Path | None = None,
         interval_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        use_netlink: bool | None = None,
     ) -> None:
         self._proc = proc
+        # None: netlink when `proc` is the real /proc (a fixture tree must be read as files).
+        self._use_netlink = Path(proc) == Path("/proc") if use_netlink is None else use_netlink
         self._interval_s = interval_s
         self._clock = clock
         self._read_at: float | None = None
@@ -207,6 +360,7 @@ class ListeningPortsCollector:
         self._learned_patterns = [parse_baseline_entry(s) for s in sorted(self._learned or ())]
         self._previous: set[tuple[str, str, int]] | None = None
         self._owner_cache: dict[int, set[str]] = {}
+        self._readings = 0
         self._new: list[Listener] = []
         self._current: list[Listener] = []
         self._unexpected: list[Listener] = []
@@ -229,24 +383,30 @@ class ListeningPortsCollector:
         tmp.write_text(json.dumps({"version": 1, "learned": sorted(learned)}, indent=1) + "\n")
         os.replace(tmp, path)  # atomic, so a crash never leaves half a baseline
 
+    def _sockets(self) -> list[SocketRow]:
+        if self._use_netlink:
+            try:
+                return _diag_listeners()
+            except (OSError, ValueError) as exc:
+                # Refused for good (no netlink in a sandbox, inet_diag not built, not permitted): stop
+                # trying. A timeout, an interrupted read or a malformed reply is tried again next time.
+                if (
+                    isinstance(exc, OSError)
+                    and not isinstance(exc, TimeoutError)
+                    and exc.errno not in _TRANSIENT
+                ):
+                    self._use_netlink = False
+                log.debug("listening ports: netlink sock_diag failed (%s), reading %s/net", exc, self._proc)
+        return _proc_listeners(self._proc)
+
     def listeners(self) -> list[Listener]:
         """Read the listeners now, without touching the collector's state."""
         found: dict[tuple[str, str, int], int] = {}
         inode_of: list[tuple[tuple[str, str, int], int]] = []
-        present = 0
-        for fname, protocol, family in _SOURCES:
-            try:
-                with open(self._proc / "net" / fname, "rb") as f:
-                    text = f.read().decode("ascii", "replace")
-            except FileNotFoundError:  # e.g. IPv6 disabled
-                continue
-            present += 1
-            for address, port, inode in parse_net_file(text, protocol, family):
-                key = (protocol, address, port)
-                found.setdefault(key, inode)
-                inode_of.append((key, inode))
-        if present == 0:
-            raise CollectorUnavailable(f"no {self._proc}/net/tcp or udp files")
+        for protocol, address, port, inode in self._sockets():
+            key = (protocol, address, port)
+            found.setdefault(key, inode)
+            inode_of.append((key, inode))
         owners = self._owners({inode for _, inode in inode_of if inode})
         names: dict[tuple[str, str, int], set[str]] = {key: set() for key in found}
         for key, inode in inode_of:  # SO_REUSEPORT: several sockets, maybe several processes, one key
@@ -259,8 +419,11 @@ class ListeningPortsCollector:
     def _owners(self, inodes: set[int]) -> dict[int, set[str]]:
         # Walking every process's fds costs ~10 ms on a quiet host, and a socket's owner does not change
         # while the socket lives (its inode is never reused meanwhile): look up only new inodes.
-        # Owners not found last time (a process we could not read, fd passing) are looked for again.
-        missing = {i for i in inodes if not self._owner_cache.get(i)}
+        # Owners not found (a process we cannot read, another namespace's) are looked for again, but
+        # only every `_RETRY_UNOWNED`th reading: on some hosts they are never found.
+        self._readings += 1
+        retry = self._readings % _RETRY_UNOWNED == 0
+        missing = {i for i in inodes if i not in self._owner_cache or (retry and not self._owner_cache[i])}
         if missing:
             found = _socket_owners(self._proc, missing)
             for inode in missing:
@@ -276,8 +439,9 @@ class ListeningPortsCollector:
     def collect(self) -> Iterable[Metric]:
         # Reading /proc/net/{tcp,udp}* walks the kernel's whole socket hash (~2 ms a file on a large
         # host whatever the number of sockets, which is why node_exporter's tcpstat is off by
-        # default): the listeners are re-read at most every `interval_s`, in between the last
-        # reading is reported again (and no listener is "new" twice).
+        # default; netlink is cheaper but a UDP dump still walks the UDP hash): the listeners are
+        # re-read at most every `interval_s`, in between the last reading is reported again (and no
+        # listener is "new" twice).
         now = self._clock()
         if self._read_at is not None and now - self._read_at < self._interval_s:
             self._new = []
