@@ -7,6 +7,7 @@ that address. Both processes are real (`vigil server`, `vigil agent`), on 127.0.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -223,3 +224,53 @@ agent:
     finally:
         agent.terminate()
         agent.wait(timeout=30)
+
+
+def test_unreadable_auth_log_is_one_log_line_and_an_error_series(tmp_path: Path) -> None:
+    """A real permission error (the agent runs without CAP_DAC_OVERRIDE, so root's own mode-000 file is
+    unreadable): the agent keeps collecting, says so once, and counts it per collection."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv (util-linux) to drop the capability to read any file")
+    auth_log = tmp_path / "auth.log"
+    auth_log.write_text(line(1, ATTACKER, 1))
+    auth_log.chmod(0)
+    agent_port = free_port()
+    config = tmp_path / "vigil.yml"
+    config.write_text(
+        f"""
+agent:
+  listen: 127.0.0.1:{agent_port}
+  interval: 1s
+  data_dir: {tmp_path / "agent"}
+  statsd: {{udp_listen: ""}}
+  disable: [file_integrity, updates, listening_ports]
+  logs:
+    auth: {{paths: ["{auth_log}"]}}
+"""
+    )
+    caps = "-dac_override,-dac_read_search"
+    agent = subprocess.Popen(
+        [setpriv, f"--bounding-set={caps}", sys.executable, "-m", "vigil", "agent", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{agent_port}/metrics"
+    try:
+        wait_http(url, proc=agent)
+        time.sleep(3.5)  # a few collections
+        text = httpx.get(url, timeout=10).text
+    finally:
+        agent.terminate()
+        out, _ = agent.communicate(timeout=30)
+    assert agent.returncode == 0
+    errors = [
+        ln
+        for ln in text.splitlines()
+        if ln.startswith('vigil_agent_collector_errors_total{collector="log_auth"}')
+    ]
+    assert errors and float(errors[0].split()[-1]) >= 2
+    assert 'vigil_log_files_unreadable{source="auth"} 1.0' in text
+    assert "node_load1 " in text  # everything else carries on
+    said = [ln for ln in out.decode(errors="replace").splitlines() if "auth.log" in ln]
+    assert len(said) == 1 and "EACCES" in said[0], said
