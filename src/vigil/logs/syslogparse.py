@@ -38,6 +38,8 @@ __all__ = [
     "FrameError",
     "SyslogMessage",
     "SyslogParseError",
+    "bsd_stamp_ms",
+    "iso_ms",
     "parse_message",
     "parse_structured_data",
     "to_log_line",
@@ -48,8 +50,8 @@ FORMATS = ("rfc5424", "rfc3164", "unknown")
 
 _BOM = "\ufeff"
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, 1)}
-_MON = "(?:" + "|".join(_MONTHS) + ")"
+MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, 1)}
+_MON = "(?:" + "|".join(MONTHS) + ")"
 
 # PRI is 1-3 digits, 0..191; anything else is "no PRI" (the text is delivered as it is).
 _PRI_RE = re.compile(r"<(\d{1,3})>")
@@ -111,7 +113,8 @@ class SyslogMessage:
 # --- timestamps -------------------------------------------------------------------------------
 
 
-def _iso_ms(ts: str, tz: tzinfo) -> int | None:
+def iso_ms(ts: str, tz: tzinfo) -> int | None:
+    """An RFC 3339 stamp (also rsyslog's and journalctl's forms) in ms; `tz` for one without offset."""
     ts = ts.replace(" ", "T", 1).replace("z", "Z")
     frac = re.search(r"\.(\d+)", ts)
     if frac and len(frac[1]) > 6:  # fromisoformat takes at most microseconds; RFC 5424 allows more
@@ -132,19 +135,30 @@ def _bsd_ms(m: re.Match[str], received_ms: int, tz: tzinfo) -> int | None:
     if zone and zone.upper() in _UTC_NAMES:
         tz = UTC
     micro = int((m["frac"] or "0")[:6].ljust(6, "0"))
-    fields = (_MONTHS[m["mon"]], int(m["day"]), int(m["h"]), int(m["mi"]), int(m["s"]), micro)
+    fields = (MONTHS[m["mon"]], int(m["day"]), int(m["h"]), int(m["mi"]), int(m["s"]), micro)
     if year:
-        years: tuple[int, ...] = (int(year),)
-    else:
-        # No year in RFC 3164: take the latest that does not put the stamp (much) in the future.
-        ref = datetime.fromtimestamp(received_ms / 1000, tz)
-        years = tuple(ref.year + 1 - i for i in range(6))  # several: Feb 29 needs a leap year
-    for y in years:
         try:
-            cand = datetime(y, *fields, tzinfo=tz)
+            return int(datetime(int(year), *fields, tzinfo=tz).timestamp() * 1000)
+        except ValueError:
+            return None
+    return bsd_stamp_ms(*fields, received_ms=received_ms, tz=tz)
+
+
+def bsd_stamp_ms(
+    month: int, day: int, hour: int, minute: int, second: int, micro: int, *, received_ms: int, tz: tzinfo
+) -> int | None:
+    """An RFC 3164 stamp has no year: take the latest that does not put it (much) in the future.
+
+    A week of slack lets a sender clock slightly ahead across New Year keep its year ("Jan 1" read on
+    Dec 31 is next year) while a "Dec 31" line read on Jan 1 lands in last year. None: no such date.
+    """
+    ref = datetime.fromtimestamp(received_ms / 1000, tz)
+    for y in range(ref.year + 1, ref.year - 5, -1):  # several: Feb 29 needs a leap year
+        try:
+            cand = datetime(y, month, day, hour, minute, second, micro, tzinfo=tz)
         except ValueError:
             continue
-        if year or cand.timestamp() * 1000 <= received_ms + _FUTURE_SLACK.total_seconds() * 1000:
+        if cand.timestamp() * 1000 <= received_ms + _FUTURE_SLACK.total_seconds() * 1000:
             return int(cand.timestamp() * 1000)
     return None
 
@@ -208,7 +222,7 @@ def _parse_5424(text: str, tz: tzinfo) -> _Fields5424 | None:
     if len(parts) < 6 or not all(parts[:5]):
         return None
     ts_s, host, app, procid, msgid, rest = parts
-    ts = None if ts_s == "-" else _iso_ms(ts_s, tz)
+    ts = None if ts_s == "-" else iso_ms(ts_s, tz)
     if ts_s != "-" and ts is None and not re.match(r"\d{4}-", ts_s):
         return None  # not a stamp at all: more likely an RFC 3164 message that starts with "1 "
     if rest.startswith("-"):
@@ -241,7 +255,7 @@ def _parse_bsd(text: str, received_ms: int, tz: tzinfo) -> _FieldsBSD:
     m = _TS_RE.match(rest)
     stamped = m is not None
     if m:
-        ts = _iso_ms(m["iso"], tz) if m["iso"] else _bsd_ms(m, received_ms, tz)
+        ts = iso_ms(m["iso"], tz) if m["iso"] else _bsd_ms(m, received_ms, tz)
         rest = rest[m.end() :]
     mn = _MNEMONIC_RE.match(rest)
     if mn:

@@ -47,13 +47,14 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily
 
 from vigil.logs.processor import LogLine
+from vigil.logs.syslogparse import MONTHS, bsd_stamp_ms, iso_ms
 from vigil.model.event import Event
 
 __all__ = ["METHODS", "RESULTS", "SERVICES", "AuthCounter", "AuthEvent", "AuthLogProcessor", "parse_line"]
@@ -92,13 +93,6 @@ class AuthEvent:
 
 # --- syslog header --------------------------------------------------------------------------------
 
-_MONTHS = {
-    m: i
-    for i, m in enumerate(
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
-    )
-}
-
 _PRI = r"(?:<\d{1,3}>)?"
 # Program tag "prog[pid]:" or "prog:"; tags may hold dots, dashes, slashes (e.g. "sshd-session").
 _TAG = r"(?P<prog>[^\s\[:]+)(?:\[(?P<pid>\d+)\])?:\s?"
@@ -117,55 +111,26 @@ _RFC5424 = re.compile(
 )
 
 
-# How far ahead of `now` an RFC 3164 stamp may be before it is taken to be from the previous year.
-_FUTURE_SLACK = timedelta(days=7)
-
-
 def _tz(now: datetime) -> tzinfo:
     # Naive `now` is taken as UTC: the parser must not depend on the machine's local zone.
     return now.tzinfo or UTC
 
 
 def _rfc3164_ms(m: re.Match[str], now: datetime) -> int | None:
-    """RFC 3164 has no year: take the latest year that does not put the stamp in the future.
-
-    A week of slack lets a sender clock slightly ahead across New Year keep its year ("Jan 1" read
-    on Dec 31 is next year) while a "Dec 31" line read on Jan 1 lands in last year.
-    """
     return _stamp_ms(m["mon"], m["day"], m["h"], m["m"], m["s"], now)
 
 
 @functools.lru_cache(maxsize=4096)
 def _stamp_ms(mon: str, day: str, h: str, mi: str, sec: str, now: datetime) -> int | None:
     # Memoised: building datetimes per line was a fifth of auth parsing, and a log has few distinct
-    # seconds per `now` (the time a batch of lines is read).
+    # seconds per `now` (the time a batch of lines is read). The year is inferred as for syslog.
     tz = _tz(now)
-    ref = now if now.tzinfo else now.replace(tzinfo=tz)
-    for year in (ref.year + 1, ref.year, ref.year - 1, ref.year - 2, ref.year - 3, ref.year - 4):
-        try:
-            cand = datetime(year, _MONTHS[mon], int(day), int(h), int(mi), int(sec), tzinfo=tz)
-        except ValueError:  # Feb 29 outside a leap year (try earlier years), Feb 30, hour 25...
-            continue
-        if cand <= ref + _FUTURE_SLACK:
-            return int(cand.timestamp() * 1000)
-    return None
+    ref_ms = int((now if now.tzinfo else now.replace(tzinfo=tz)).timestamp() * 1000)
+    return bsd_stamp_ms(MONTHS[mon], int(day), int(h), int(mi), int(sec), 0, received_ms=ref_ms, tz=tz)
 
 
 def _iso_ms(ts: str | None, now: datetime) -> int | None:
-    if not ts:
-        return None
-    ts = ts.replace(" ", "T", 1)
-    # fromisoformat takes at most microseconds; RFC 5424 allows more digits.
-    frac = re.search(r"\.(\d+)", ts)
-    if frac and len(frac[1]) > 6:
-        ts = ts[: frac.start(1) + 6] + ts[frac.end(1) :]
-    try:
-        dt = datetime.fromisoformat(ts)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=_tz(now))
-    return int(dt.timestamp() * 1000)
+    return iso_ms(ts, _tz(now)) if ts else None
 
 
 def _split_header(line: str, now: datetime) -> tuple[int | None, str, str, str] | None:
