@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.security.test_ports import TCP, _proc
 from vigil.agent.eventing import EventingCollector
+from vigil.agent.runner import AgentMetrics, InstrumentedCollector
 from vigil.model.event import Event
 from vigil.security.integrity import FileIntegrityCollector
 from vigil.security.ports import ListeningPortsCollector
@@ -73,12 +74,13 @@ def test_concurrent_collections_report_a_change_once(tmp_path: Path) -> None:
     for attempt in range(20):
         events: list[Event] = []
         inner = FileIntegrityCollector(["/etc/passwd"], root=tmp_path)
-        c = EventingCollector(inner, events.extend, LABELS)
+        # As the agent registers it: InstrumentedCollector is what serialises collections.
+        c = InstrumentedCollector(EventingCollector(inner, events.extend, LABELS), AgentMetrics())
         list(c.collect())
         passwd.write_text(f"changed {attempt}\n")
         start = threading.Barrier(2)
 
-        def collect(c: EventingCollector = c, start: threading.Barrier = start) -> None:
+        def collect(c: InstrumentedCollector = c, start: threading.Barrier = start) -> None:
             start.wait()
             list(c.collect())
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -40,14 +39,11 @@ class EventingCollector:
         self._emit = emit
         self._labels = labels
         self._logged = False
-        # The agent's loop and a scrape of its /metrics may collect at once: one at a time, so that
-        # a change is found once, and its events are taken by the collection that found it.
-        self._lock = threading.Lock()
 
     def collect(self) -> Iterable[Metric]:
-        with self._lock:
-            families = list(self._inner.collect())
-            found = self._inner.events()
+        # Not concurrently with itself: the agent's InstrumentedCollector serialises collections.
+        families = list(self._inner.collect())
+        found = self._inner.events()
         if found:
             instance = self._labels.get("instance", "")
             events = [

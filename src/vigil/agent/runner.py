@@ -64,9 +64,17 @@ class InstrumentedCollector:
         self.name = inner.name
         self._metrics = metrics
         self._logged: set[str] = set()
+        # The agent's loop and a scrape of its /metrics collect through the same registry: one at a
+        # time per collector, so collectors that compare with their previous collection (new
+        # listeners, changed files, their events) see each change once.
+        self._lock = threading.Lock()
         metrics.errors.labels(inner.name)  # the series exists (at 0) before the first failure
 
     def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            return self._collect()
+
+    def _collect(self) -> Iterable[Metric]:
         started = time.perf_counter()
         try:
             return list(self.inner.collect())
