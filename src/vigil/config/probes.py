@@ -34,13 +34,14 @@ from vigil.config.types import (
     Bool,
     OptionalPath,
     PositiveDuration,
+    RE2Regex,
     Size,
     _integer,
+    _re2_regex,
     _Section,
     _show,
 )
 from vigil.model.duration import parse_duration, parse_size
-from vigil.model.matcher import RegexSyntaxError, translate
 
 __all__ = [
     "DNS_QUERY_TYPES",
@@ -55,7 +56,6 @@ __all__ = [
     "Probes",
     "QueryResponse",
     "TCPProbeConfig",
-    "compile_probe_regex",
 ]
 
 MODULES = ("http", "tcp", "tls", "dns", "icmp")
@@ -65,11 +65,6 @@ DEFAULT_INTERVAL_MS = parse_duration("60s")
 DEFAULT_TIMEOUT_MS = parse_duration("10s")
 
 
-def compile_probe_regex(pattern: str) -> re.Pattern[str]:
-    """A Go/RE2 regex as a Python pattern for searching (unanchored; `.` does not match newlines)."""
-    return re.compile(translate(pattern, dot_nl=False, capture=True))
-
-
 def _one_of(choices: tuple[str, ...], *, upper: bool = False) -> BeforeValidator:
     def validate(value: object) -> str:
         if isinstance(value, str) and (value.upper() if upper else value) in choices:
@@ -77,16 +72,6 @@ def _one_of(choices: tuple[str, ...], *, upper: bool = False) -> BeforeValidator
         raise ValueError(f"expected one of {', '.join(choices)}, got {_show(value)}")
 
     return BeforeValidator(validate)
-
-
-def _regex(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a regular expression, got {_show(value)}")
-    try:
-        compile_probe_regex(value)
-    except (RegexSyntaxError, re.error) as e:
-        raise ValueError(f"expected a valid RE2 regular expression, got {_show(value)} ({e})") from None
-    return value
 
 
 def _list(what: str) -> BeforeValidator:
@@ -135,7 +120,7 @@ def _text(what: str, *, empty: bool = True) -> BeforeValidator:
     return BeforeValidator(validate)
 
 
-Regex = Annotated[str, BeforeValidator(_regex)]
+Regex = RE2Regex
 Regexes = Annotated[tuple[Regex, ...], _list("regular expressions")]
 
 
@@ -169,7 +154,7 @@ class HTTPProbeConfig(_Section):
 class QueryResponse(_Section):
     """One step of a TCP dialogue: wait for a line matching `expect`, then send `send` + newline."""
 
-    expect: Annotated[str, BeforeValidator(lambda v: "" if v is None else _regex(v))] = ""
+    expect: Annotated[str, BeforeValidator(lambda v: "" if v is None else _re2_regex(v))] = ""
     send: Annotated[str, _text("a line of text to send")] = ""
     starttls: Bool = False
 

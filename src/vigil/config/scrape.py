@@ -10,7 +10,6 @@ that job names are unique.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
@@ -20,13 +19,13 @@ from vigil.config.types import (
     LabelValue,
     OptionalPath,
     PositiveDuration,
+    RE2Regex,
     _integer,
     _Section,
     _show,
     parse_listen,
 )
 from vigil.model.labels import is_valid_label_name
-from vigil.model.matcher import RegexSyntaxError, translate
 
 __all__ = [
     "BasicAuth",
@@ -35,7 +34,6 @@ __all__ = [
     "ScrapeConfigs",
     "StaticConfig",
     "TLSConfig",
-    "compile_relabel_regex",
 ]
 
 DEFAULT_TIMEOUT_MS = 10_000
@@ -74,21 +72,6 @@ def _label_map(value: object) -> object:
     return value
 
 
-def compile_relabel_regex(pattern: str) -> re.Pattern[str]:
-    """An RE2 relabel regex as a Python pattern; relabelling anchors it fully and `.` skips newlines."""
-    return re.compile(translate(pattern, dot_nl=False, capture=True))
-
-
-def _regex(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a regular expression, got {_show(value)}")
-    try:
-        compile_relabel_regex(value)
-    except (RegexSyntaxError, re.error) as e:
-        raise ValueError(f"expected a valid RE2 regular expression, got {_show(value)} ({e})") from None
-    return value
-
-
 def _params(value: object) -> object:
     # Prometheus takes `name: [values]`; a single string is accepted as a one-value list.
     if value is None:
@@ -121,7 +104,7 @@ JobName = Annotated[str, BeforeValidator(_job_name)]
 Target = Annotated[str, BeforeValidator(_target)]
 LabelName = Annotated[str, BeforeValidator(_label_name)]
 LabelMap = Annotated[dict[LabelName, LabelValue], BeforeValidator(_label_map)]
-Regex = Annotated[str, BeforeValidator(_regex)]
+Regex = RE2Regex
 Secret = Annotated[str, BeforeValidator(_secret)]
 
 

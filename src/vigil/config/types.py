@@ -7,6 +7,7 @@ Every problem surfaces as a one-line `ConfigError` (see `vigil.config.config`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -16,6 +17,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
 
 from vigil.model.duration import parse_duration, parse_size
+from vigil.model.matcher import RegexSyntaxError, translate
 
 DEFAULT_LISTEN = "127.0.0.1:9400"
 
@@ -279,6 +281,24 @@ def _label_value(value: object) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def compile_re2(pattern: str) -> re.Pattern[str]:
+    """A Go/RE2 regex (relabel rules, probe expectations) as a Python pattern, unanchored (callers
+    anchor where Prometheus does) and with `.` not matching newlines. Cached: probes reuse theirs."""
+    return re.compile(translate(pattern, dot_nl=False, capture=True))
+
+
+def _re2_regex(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a regular expression, got {_show(value)}")
+    try:
+        compile_re2(value)
+    except (RegexSyntaxError, re.error) as e:
+        raise ValueError(f"expected a valid RE2 regular expression, got {_show(value)} ({e})") from None
+    return value
+
+
+RE2Regex = Annotated[str, BeforeValidator(_re2_regex)]
 OptionalToken = Annotated[str, BeforeValidator(_optional_token)]
 OptionalPath = Annotated[Path | None, BeforeValidator(_optional_path)]
 LabelValue = Annotated[str, BeforeValidator(_label_value)]

@@ -17,7 +17,8 @@ import ssl
 import time
 from collections.abc import Callable
 
-from vigil.config.probes import ProbeConfig, compile_probe_regex
+from vigil.config.probes import ProbeConfig
+from vigil.config.types import compile_re2
 from vigil.probe import ProbeError, ProbeResult, resolve, run_probe_step
 from vigil.probe.tls import TLSOptions, TLSVerifyError, emit_tls, unverified_state, wrap
 
@@ -94,7 +95,7 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
         buffer = b""
         for step in config.tcp.query_response:
             if step.expect:
-                pattern = compile_probe_regex(step.expect)
+                pattern = compile_re2(step.expect)
                 while True:
                     line, sep, rest = buffer.partition(b"\n")
                     if sep:

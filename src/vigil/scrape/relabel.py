@@ -9,22 +9,17 @@ after expansion leaves the set unchanged.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable
 
-from vigil.config.scrape import RelabelConfig, compile_relabel_regex
+from vigil.config.scrape import RelabelConfig
+from vigil.config.types import compile_re2
 from vigil.model.labels import is_valid_label_name
 
 __all__ = ["expand", "relabel"]
 
 # `$$`, `${name}` or `$name` (the longest run of word characters, as Go does).
 _TEMPLATE_RE = re.compile(r"\$(?:(\$)|\{(\w+)\}|(\w+))")
-
-
-@functools.lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return compile_relabel_regex(pattern)
 
 
 def expand(template: str, match: re.Match[str]) -> str:
@@ -44,7 +39,7 @@ def expand(template: str, match: re.Match[str]) -> str:
 
 
 def _apply(cfg: RelabelConfig, labels: dict[str, str]) -> dict[str, str] | None:
-    regex = _compiled(cfg.regex)
+    regex = compile_re2(cfg.regex)
     action = cfg.action
     if action == "labeldrop":
         return {k: v for k, v in labels.items() if regex.fullmatch(k) is None}
