@@ -3,7 +3,6 @@ nothing batches, query parameters and errors), then once through a real `vigil s
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import time
@@ -19,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from tests.conftest import VigilProcess
+from tests.web.asgi import Client as TestClient
 from vigil.events.store import EventStore
 from vigil.model.event import Event
 from vigil.ship import signing
@@ -28,29 +28,6 @@ from vigil.web.events_api import EventsAPI
 NOW_S = 1_700_000_000.0
 T0 = int(NOW_S * 1000) - 60_000  # a minute before "now": inside the default one-hour window
 KEY = "s3cret"
-
-
-class TestClient:
-    """Synchronous requests against the ASGI app in-process (httpx's ASGI transport)."""
-
-    __test__ = False
-
-    def __init__(self, app: Starlette) -> None:
-        self.app = app
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://vigil") as c:
-                return await c.request(method, url, **kwargs)
-
-        return asyncio.run(go())
-
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", url, **kwargs)
 
 
 def make_client(

@@ -7,7 +7,6 @@ query results end to end with the real engine once it exists.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
+from tests.web.asgi import Client
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.validate import Limits
 from vigil.model.labels import Labels
@@ -37,27 +37,6 @@ STEP = 15_000
 NOW = T0 + 3_600_000
 OLD = T0 - 86_400_000  # one day earlier: the only sample of old_metric
 JSON = "application/json"
-
-
-class Client:
-    """Synchronous requests against an ASGI app in-process (httpx's ASGI transport)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://vigil") as c:
-                return await c.request(method, url, **kwargs)
-
-        return asyncio.run(go())
-
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", url, **kwargs)
 
 
 def _append(db: DB, labels: dict[str, str], ts: np.ndarray, values: np.ndarray) -> None:
