@@ -64,29 +64,36 @@ def events_on_server(url: str, address: str) -> list[dict]:
             return out
 
 
-def test_thirty_failed_logins_become_a_counter_and_thirty_events(
-    tmp_path: Path, server: VigilProcess
-) -> None:
-    auth_log = tmp_path / "auth.log"
-    # History from before the agent started is not replayed (the agent starts at the end of the file).
-    auth_log.write_text(line(1, "198.51.100.1", 1))
-    agent_port = free_port()
-    (tmp_path / "vigil.yml").write_text(
+def agent_config(tmp_path: Path, auth_log: Path, server_url: str = "") -> tuple[Path, int]:
+    """A vigil.yml for an agent that tails `auth_log` (host collectors on, the slow security ones off)
+    and ships to `server_url` if given; returns the file and the agent's /metrics port."""
+    port = free_port()
+    ship = f"  ship:\n    url: {server_url}/api/v1/write\n" if server_url else ""
+    config = tmp_path / "vigil.yml"
+    config.write_text(
         f"""
 agent:
-  listen: 127.0.0.1:{agent_port}
+  listen: 127.0.0.1:{port}
   interval: 1s
   data_dir: {tmp_path / "agent"}
   statsd: {{udp_listen: ""}}
   disable: [file_integrity, updates, listening_ports]
   logs:
     auth: {{paths: ["{auth_log}"]}}
-  ship:
-    url: {server.url}/api/v1/write
-"""
+{ship}"""
     )
+    return config, port
+
+
+def test_thirty_failed_logins_become_a_counter_and_thirty_events(
+    tmp_path: Path, server: VigilProcess
+) -> None:
+    auth_log = tmp_path / "auth.log"
+    # History from before the agent started is not replayed (the agent starts at the end of the file).
+    auth_log.write_text(line(1, "198.51.100.1", 1))
+    config, agent_port = agent_config(tmp_path, auth_log, server.url)
     agent = subprocess.Popen(
-        [sys.executable, "-m", "vigil", "agent", "--config", str(tmp_path / "vigil.yml")],
+        [sys.executable, "-m", "vigil", "agent", "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -170,22 +177,7 @@ def test_agent_killed_while_tailing_counts_every_line_once(tmp_path: Path, serve
     exactly the number of lines written and it holds exactly one event per line."""
     auth_log = tmp_path / "auth.log"
     auth_log.write_text("")
-    agent_port = free_port()
-    config = tmp_path / "vigil.yml"
-    config.write_text(
-        f"""
-agent:
-  listen: 127.0.0.1:{agent_port}
-  interval: 1s
-  data_dir: {tmp_path / "agent"}
-  statsd: {{udp_listen: ""}}
-  disable: [file_integrity, updates, listening_ports]
-  logs:
-    auth: {{paths: ["{auth_log}"]}}
-  ship:
-    url: {server.url}/api/v1/write
-"""
-    )
+    config, agent_port = agent_config(tmp_path, auth_log, server.url)
     argv = [sys.executable, "-m", "vigil", "agent", "--config", str(config)]
 
     def start() -> subprocess.Popen[bytes]:
@@ -235,20 +227,7 @@ def test_unreadable_auth_log_is_one_log_line_and_an_error_series(tmp_path: Path)
     auth_log = tmp_path / "auth.log"
     auth_log.write_text(line(1, ATTACKER, 1))
     auth_log.chmod(0)
-    agent_port = free_port()
-    config = tmp_path / "vigil.yml"
-    config.write_text(
-        f"""
-agent:
-  listen: 127.0.0.1:{agent_port}
-  interval: 1s
-  data_dir: {tmp_path / "agent"}
-  statsd: {{udp_listen: ""}}
-  disable: [file_integrity, updates, listening_ports]
-  logs:
-    auth: {{paths: ["{auth_log}"]}}
-"""
-    )
+    config, agent_port = agent_config(tmp_path, auth_log)
     caps = "-dac_override,-dac_read_search"
     agent = subprocess.Popen(
         [setpriv, f"--bounding-set={caps}", sys.executable, "-m", "vigil", "agent", "--config", str(config)],
