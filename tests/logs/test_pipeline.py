@@ -72,22 +72,31 @@ def test_restart_resumes_counters_and_offsets(tmp_path: Path) -> None:
     assert len(events) == 7 and len({e.id for e in events}) == 7
 
 
-def test_crash_before_checkpoint_counts_every_line_once(tmp_path: Path) -> None:
-    """A crash after processing but before the checkpoint is written: the restart re-reads the lines
-    against the counters of the previous checkpoint, and re-emits the same event ids."""
+def crash_before_second_checkpoint(
+    tmp_path: Path, before: int, after: int
+) -> tuple[LogPipeline, list[Event]]:
+    """`before` lines read and checkpointed, `after` more read, then the process dies before that
+    second checkpoint reaches the disk. Returns the pipeline (as it was in memory) and its events."""
     log_file = tmp_path / "auth.log"
     state = tmp_path / "state" / "logs.json"
-    log_file.write_text(failures(4))
-    first: list[Event] = []
-    p = make(tmp_path, first)
+    log_file.write_text(failures(before))
+    events: list[Event] = []
+    p = make(tmp_path, events)
     p.poll_once()
     saved = tmp_path / "checkpoint-1.json"
     shutil.copy(state, saved)
     with log_file.open("a") as f:
-        f.write(failures(3, start=4))
+        f.write(failures(after, start=before))
     p.poll_once()
-    assert count(p, "failure") == 7
     shutil.copy(saved, state)  # the second checkpoint never reached the disk
+    return p, events
+
+
+def test_crash_before_checkpoint_counts_every_line_once(tmp_path: Path) -> None:
+    """A crash after processing but before the checkpoint is written: the restart re-reads the lines
+    against the counters of the previous checkpoint, and re-emits the same event ids."""
+    p, first = crash_before_second_checkpoint(tmp_path, 4, 3)
+    assert count(p, "failure") == 7
     replay: list[Event] = []
     again = make(tmp_path, replay)
     again.poll_once()
@@ -241,18 +250,8 @@ def test_lines_written_before_the_first_checkpoint_survive_a_crash(tmp_path: Pat
 def test_lines_read_again_after_a_rotation_keep_their_event_ids(tmp_path: Path) -> None:
     """Crash before the checkpoint, logrotate while down: the restart reads the same lines from
     auth.log.1, and their events have the ids they had (the server stores them once)."""
+    _, first = crash_before_second_checkpoint(tmp_path, 2, 3)
     log_file = tmp_path / "auth.log"
-    state = tmp_path / "state" / "logs.json"
-    log_file.write_text(failures(2))
-    first: list[Event] = []
-    p = make(tmp_path, first)
-    p.poll_once()
-    saved = tmp_path / "checkpoint-1.json"
-    shutil.copy(state, saved)
-    with log_file.open("a") as f:
-        f.write(failures(3, start=2))
-    p.poll_once()
-    shutil.copy(saved, state)  # the crash: the second checkpoint was never written
     log_file.rename(tmp_path / "auth.log.1")
     log_file.write_text("")
     replay: list[Event] = []
