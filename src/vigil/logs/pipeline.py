@@ -241,26 +241,17 @@ class LogPipeline:
                     for chunk in follower.poll_chunks():
                         self.lines_read[name] += len(chunk.lines)
                         total += len(chunk.lines)
-                        where = chunk.where
                         for text, offset in zip(chunk.lines, chunk.offsets, strict=True):
-                            line = LogLine(name, text, now_ms)
-                            for p in processors:
-                                try:
-                                    produced = p.process(line)
-                                except Exception as exc:  # one bad processor must not stop the others
-                                    self._log_once(
-                                        f"log processor {p.name} failed: {type(exc).__name__}: {exc}"
-                                    )
-                                    continue
-                                if produced:
-                                    self._identify(produced, where + str(offset), p.name, name, events)
+                            self._process(
+                                LogLine(name, text, now_ms), processors, events, chunk.where, offset
+                            )
                     self._more = self._more or follower.more
             taken: list[LogLine] = []
             for _ in range(min(len(self._pending), _MAX_BATCH)):
                 line = self._pending.popleft()
                 taken.append(line)
                 total += 1
-                self._process(line, self._syslog_processors, events)
+                self._process(line, self._syslog_processors, events, line.origin)
             ok = self._send(events) if events else True
             # The first round is saved even without lines: it is where files found at start were
             # positioned, and a restart must resume there rather than skip to the end again.
@@ -283,14 +274,24 @@ class LogPipeline:
                         self._log_once(f"log processor {p.name} housekeeping failed: {exc}")
             return total
 
-    def _process(self, line: LogLine, processors: Sequence[LineProcessor], out: list[Event]) -> None:
+    def _process(
+        self,
+        line: LogLine,
+        processors: Sequence[LineProcessor],
+        out: list[Event],
+        where: str,
+        position: int | str = "",
+    ) -> None:
+        """Run a line through its processors; its origin (`where` + `position`, for event ids) is only
+        formatted when a processor returned events: most lines have none."""
         for p in processors:
             try:
                 produced = p.process(line)
             except Exception as exc:  # one bad processor must not stop the others
                 self._log_once(f"log processor {p.name} failed: {type(exc).__name__}: {exc}")
                 continue
-            self._identify(produced, line.origin, p.name, line.source, out)
+            if produced:
+                self._identify(produced, f"{where}{position}", p.name, line.source, out)
 
     def _identify(
         self, produced: Iterable[Event], origin: str, processor: str, source: str, out: list[Event]
