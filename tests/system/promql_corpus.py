@@ -39,6 +39,8 @@ from typing import Any
 import cramjam
 import numpy as np
 
+from vigil.prompb.encode import encode_write_request
+
 INTERVAL_MS = 15_000
 SCRAPES = 240  # one hour
 STALE_NAN_BITS = 0x7FF0000000000002
@@ -320,20 +322,7 @@ def build_dataset(end_ms: int) -> Dataset:
     return ds
 
 
-# --- remote-write encoding (independent of Vigil's codec) --------------------------------------
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _ld(field_no: int, data: bytes) -> bytes:
-    return _varint(field_no << 3 | 2) + _varint(len(data)) + data
+# --- remote-write encoding ----------------------------------------------------------------------
 
 
 def write_requests(ds: Dataset, window_scrapes: int = 20) -> list[bytes]:
@@ -347,19 +336,16 @@ def write_requests(ds: Dataset, window_scrapes: int = 20) -> list[bytes]:
     for w0 in range(0, SCRAPES + 1, window_scrapes):
         lo = ds.t0_ms + w0 * INTERVAL_MS
         hi = lo + window_scrapes * INTERVAL_MS
-        body = bytearray()
+        series, samples = [], []
         for s in ds.series:
             sel = (s.timestamps >= lo) & (s.timestamps < hi)
-            if not sel.any():
-                continue
-            pairs = sorted(s.labels.items())
-            ts = b"".join(_ld(1, _ld(1, k.encode()) + _ld(2, v.encode())) for k, v in pairs)
-            raw = s.values[sel].astype("<f8").tobytes()  # keeps the stale-marker NaN bits
-            for j, t in enumerate(s.timestamps[sel].tolist()):
-                ts += _ld(2, b"\x09" + raw[8 * j : 8 * j + 8] + b"\x10" + _varint(t))
-            body += _ld(1, ts)
-        if body:
-            out.append(bytes(cramjam.snappy.compress_raw(bytes(body))))
+            if sel.any():
+                series.append(sorted(s.labels.items()))
+                # tolist() keeps the stale-marker NaN's bits, and protobuf writes doubles bit for bit.
+                samples.append(list(zip(s.timestamps[sel].tolist(), s.values[sel].tolist(), strict=True)))
+        if series:
+            # The shipper's encoder; Prometheus decoding the same bytes checks it independently.
+            out.append(bytes(cramjam.snappy.compress_raw(encode_write_request(series, samples))))
     return out
 
 
