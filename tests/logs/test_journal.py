@@ -1,7 +1,10 @@
 """Tests for vigil.logs.journal.JournalFollower.
 
-systemd-journald cannot run in the test container, so these tests run the follower against a FAKE
-journalctl: a small Python script written to tmp_path that serves a JSON-lines "journal" file. It
+Most tests run the follower against a FAKE journalctl, for what the real one cannot be made to do on
+demand (exit with a permission hint, reject a cursor, print garbage, be missing). The real peer is
+covered by `test_real_journalctl_over_real_journal_files`: systemd-journal-remote writes real journal
+files and the real journalctl reads them with -D (running journald itself would take over the host's
+/dev/log and /run/systemd/journal sockets, which a test must not do). The fake is: a small Python script written to tmp_path that serves a JSON-lines "journal" file. It
 implements the parts of journalctl the follower relies on, as systemd 252 behaves: ``-o json``
 output (all values strings, binary values as byte lists, ``__CURSOR`` / ``__REALTIME_TIMESTAMP``),
 matches (same field ORed), ``--lines=N|all``, ``--after-cursor`` (exit 1 with "Failed to seek to
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -537,3 +542,63 @@ def test_pipeline_counts_journal_auth_entries_once_across_restarts(journal: Jour
     assert failures(auth2) == 8
     assert len(events) == 8 and len({e.id for e in events}) == 8
     assert {e.fields["user"] for e in events} == {f"u{i}" for i in range(1, 9)}
+
+
+JOURNAL_REMOTE = Path("/lib/systemd/systemd-journal-remote")
+
+
+@pytest.mark.skipif(
+    shutil.which("journalctl") is None or not JOURNAL_REMOTE.exists(),
+    reason="needs journalctl and systemd-journal-remote (Debian: systemd, systemd-journal-remote)",
+)
+def test_real_journalctl_over_real_journal_files(tmp_path: Path) -> None:
+    """The real peer, without touching the host's journal: systemd-journal-remote writes real journal
+    files from export-format entries, and the real journalctl reads them (`-D`), so cursors, --follow,
+    --after-cursor and the JSON output are systemd's own."""
+    directory = tmp_path / "journal"
+    directory.mkdir()
+
+    def append(first: int, n: int) -> None:
+        export = b""
+        for i in range(first, first + n):
+            fields = {
+                "__REALTIME_TIMESTAMP": str(T0_US + i * 1_000_000),
+                "__MONOTONIC_TIMESTAMP": str(100 + i),
+                "_BOOT_ID": BOOT_ID,
+                "_HOSTNAME": "web1",
+                "SYSLOG_FACILITY": "10" if i % 2 else "4",
+                "SYSLOG_IDENTIFIER": "sshd",
+                "_PID": str(1000 + i),
+                "MESSAGE": f"Failed password for invalid user u{i} from 198.51.100.{i} port 22 ssh2",
+            }
+            export += "".join(f"{k}={v}\n" for k, v in fields.items()).encode() + b"\n"
+        (tmp_path / "in.export").write_bytes(export)
+        subprocess.run(
+            [str(JOURNAL_REMOTE), f"--output={directory / 'remote.journal'}", str(tmp_path / "in.export")],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+
+    wrapper = tmp_path / "journalctl"
+    wrapper.write_text(f'#!/bin/sh\nexec {shutil.which("journalctl")} -D {directory} "$@"\n')
+    wrapper.chmod(0o755)
+    append(1, 3)
+    f = JournalFollower(journalctl=str(wrapper), start_at_end=False)
+    try:
+        got = poll_until(f, 3)
+        append(4, 2)  # while following
+        got += poll_until(f, 2)
+        state = f.state()
+    finally:
+        f.close()
+    users = [parse_line(line, datetime.now(UTC)) for _, line, _ in got]
+    assert [u.user for u in users if u is not None] == ["u1", "u2", "u3", "u4", "u5"]
+    assert all(origin.startswith("journal:s=") for _, _, origin in got)
+    append(6, 2)  # while the agent is down
+    g = JournalFollower(journalctl=str(wrapper), state=state)
+    try:
+        again = poll_until(g, 2)
+    finally:
+        g.close()
+    assert [parse_line(line, datetime.now(UTC)).user for _, line, _ in again] == ["u6", "u7"]  # type: ignore[union-attr]
