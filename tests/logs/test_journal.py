@@ -4,15 +4,17 @@ Most tests run the follower against a FAKE journalctl, for what the real one can
 demand (exit with a permission hint, reject a cursor, print garbage, be missing). The real peer is
 covered by `test_real_journalctl_over_real_journal_files`: systemd-journal-remote writes real journal
 files and the real journalctl reads them with -D (running journald itself would take over the host's
-/dev/log and /run/systemd/journal sockets, which a test must not do). The fake is: a small Python script written to tmp_path that serves a JSON-lines "journal" file. It
-implements the parts of journalctl the follower relies on, as systemd 252 behaves: ``-o json``
-output (all values strings, binary values as byte lists, ``__CURSOR`` / ``__REALTIME_TIMESTAMP``),
-matches (same field ORed), ``--lines=N|all``, ``--after-cursor`` (exit 1 with "Failed to seek to
-cursor" on a malformed cursor), ``--follow`` (polls the file until killed, and the real quirk that
-``--follow`` implies ``--lines=10`` even after a cursor, holding later entries back until a new one
-arrives). The entries are real ones captured from journald 252 (trimmed to the usual fields), in the
-format of https://systemd.io/JOURNAL_EXPORT_FORMATS/ (JSON). Env vars make the fake print to
-stderr, exit, or emit garbage, to exercise error handling.
+/dev/log and /run/systemd/journal sockets, which a test must not do).
+
+The fake is a small Python script written to tmp_path that serves a JSON-lines "journal" file. It
+implements the parts of journalctl the follower relies on, as systemd 252 behaves: ``-o json`` output
+(all values strings, binary values as byte lists, ``__CURSOR`` / ``__REALTIME_TIMESTAMP``), matches
+(same field ORed), ``--lines=N|all``, ``--after-cursor`` (exit 1 with "Failed to seek to cursor" on a
+malformed cursor), ``--follow`` (polls the file until killed, and the real quirk that ``--follow``
+implies ``--lines=10`` even after a cursor, holding later entries back until a new one arrives). The
+entries are real ones captured from journald 252 (trimmed to the usual fields), in the format of
+https://systemd.io/JOURNAL_EXPORT_FORMATS/ (JSON). Env vars make the fake print to stderr, exit, or
+emit garbage, to exercise error handling.
 """
 
 from __future__ import annotations
