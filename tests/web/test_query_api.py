@@ -60,7 +60,7 @@ SPECIAL = {
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[DB]:
     """Ten minutes of 15s samples from T0, loaded through the storage interface."""
-    d = DB(tmp_path / "data", Options(fsync=False))
+    d = DB(tmp_path / "data", Options(fsync=False), now_ms=lambda: NOW)
     _append(d, {"__name__": "old_metric", "job": "batch"}, np.array([OLD]), np.array([7.0]))
     ts = np.arange(T0, T0 + 600_000, STEP)
     _append(d, {"__name__": "up", "job": "node", "instance": "a"}, ts, np.ones(ts.size))
