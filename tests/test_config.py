@@ -44,6 +44,7 @@ def test_defaults() -> None:
     assert cfg.limits.max_label_name_length == 256
     assert cfg.limits.max_label_value_length == 4096
     assert cfg.limits.max_samples_per_request == 1_000_000
+    assert cfg.limits.future_grace == 10 * MINUTE_MS
 
 
 FULL = """\
@@ -68,6 +69,7 @@ limits:
   max_label_name_length: 128
   max_label_value_length: 2048
   max_samples_per_request: 50000
+  future_grace: 30s
 """
 
 
@@ -91,6 +93,7 @@ def test_full_file(tmp_path: Path) -> None:
     assert cfg.limits.max_label_name_length == 128
     assert cfg.limits.max_label_value_length == 2048
     assert cfg.limits.max_samples_per_request == 50000
+    assert cfg.limits.future_grace == 30_000
     # A dump validates back to the same configuration (ints are milliseconds / bytes from Python).
     assert Config.model_validate(cfg.model_dump()) == cfg
 

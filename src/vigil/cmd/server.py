@@ -34,6 +34,7 @@ def open_db(cfg: Config, registry: CollectorRegistry | None) -> DB:
     opts = Options(
         retention_ms=st.retention,
         out_of_order_window_ms=st.out_of_order_window,
+        future_grace_ms=cfg.limits.future_grace,
         head_flush_span_ms=st.head_flush_interval,
         wal_segment_size=st.wal_segment_size,
         maintenance_interval_s=60.0,

@@ -97,10 +97,13 @@ class StorageConfig(_Section):
     path: Annotated[Path, BeforeValidator(_data_path)] = Path("data")
     """Data directory, relative to the working directory."""
     retention: PositiveDuration = parse_duration("15d")
+    """How long data is kept behind the server's clock; older samples are refused."""
     out_of_order_window: Duration = parse_duration("10m")
-    """How far behind the newest sample of a series a sample may arrive; 0 disables."""
+    """How far behind its tenant's newest sample (or the clock, if that is earlier) a sample may
+    arrive; 0 disables."""
     head_flush_interval: PositiveDuration = parse_duration("1h")
-    """Span of sample time the in-memory head covers before it is written out as a block."""
+    """Sample time, or wall-clock time across restarts, the in-memory head covers before it is
+    written out as a block."""
     wal_segment_size: Size = parse_size("64MiB")
 
 
@@ -113,6 +116,8 @@ class LimitsConfig(_Section):
     max_label_name_length: Annotated[int, _integer(minimum=1)] = 256
     max_label_value_length: Annotated[int, _integer(minimum=1)] = 4096
     max_samples_per_request: Annotated[int, _integer(minimum=1)] = 1_000_000
+    future_grace: Duration = parse_duration("10m")
+    """How far ahead of the server's clock a sample may be; later ones are refused (400) and counted."""
 
 
 class QueryConfig(_Section):

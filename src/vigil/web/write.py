@@ -25,6 +25,14 @@ from vigil.web.auth import Scope, TokenAuth
 log = logging.getLogger(__name__)
 
 
+# Why samples of a partly stored request were refused, for the 400 text (reasons from the store).
+_WHY_REJECTED = {
+    "native_histogram": "native histograms are not supported",
+    "too_old": "older than the out-of-order window or retention",
+    "too_far_in_future": "ahead of the server's clock by more than limits.future_grace",
+}
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -170,8 +178,7 @@ class WriteAPI:
             )
             return PlainTextResponse(
                 f"stored {result.accepted} samples; rejected: {detail}"
-                + (" (native histograms are not supported)" if "native_histogram" in result.rejected else "")
-                + (" (older than the out-of-order window)" if "too_old" in result.rejected else "")
+                + "".join(f" ({why})" for reason, why in _WHY_REJECTED.items() if reason in result.rejected)
                 + "\n",
                 status_code=400,
             )
