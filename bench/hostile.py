@@ -36,8 +36,13 @@ import httpx
 from bench.peers import ProcessTree, RssSampler, install_sigterm_handler, running
 from vigil.prompb.encode import encode_write_request
 
-TOKENS = {"write_a": "wa-token-0001", "read_a": "ra-token-0001", "write_b": "wb-token-0001",
-          "read_b": "rb-token-0001", "admin": "admin-token-01"}
+TOKENS = {
+    "write_a": "wa-token-0001",
+    "read_a": "ra-token-0001",
+    "write_b": "wb-token-0001",
+    "read_b": "rb-token-0001",
+    "admin": "admin-token-01",
+}
 CONFIG = f"""
 server:
   auth:
@@ -114,8 +119,9 @@ class Attacker:
             self.outcome.failures.append(f"{what}: {shown}")
 
     def query(self, token: str, q: str, **params: str) -> httpx.Response | None:
-        return self.send(f"query {q[:60]}", "GET", "/api/v1/query", params={"query": q, **params},
-                         headers=auth(token))
+        return self.send(
+            f"query {q[:60]}", "GET", "/api/v1/query", params={"query": q, **params}, headers=auth(token)
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -137,60 +143,117 @@ def run_table(a: Attacker) -> None:
     """The audit's findings, each one request (or a few) with the answer it must get."""
     t = now_ms()
     # Tenant b's data, which nothing tenant a does may block, expire or show.
-    body = remote_write_body([[("__name__", "card"), ("a", "a" * 40)], [("__name__", "b_only"), ("x", "1")]],
-                             [[(t - 1000, 1.0)], [(t - 1000, 2.0)]])
-    a.expect("b writes", a.send("b writes", "POST", "/api/v1/write", content=body,
-                                headers={**RW_HEADERS, **auth("write_b")}), _status(204))
+    body = remote_write_body(
+        [[("__name__", "card"), ("a", "a" * 40)], [("__name__", "b_only"), ("x", "1")]],
+        [[(t - 1000, 1.0)], [(t - 1000, 2.0)]],
+    )
+    a.expect(
+        "b writes",
+        a.send("b writes", "POST", "/api/v1/write", content=body, headers={**RW_HEADERS, **auth("write_b")}),
+        _status(204),
+    )
     body = remote_write_body([[("__name__", "card"), ("a", "a" * 40)]], [[(t - 1000, 1.0)]])
-    a.expect("a writes", a.send("a writes", "POST", "/api/v1/write", content=body,
-                                headers={**RW_HEADERS, **auth("write_a")}), _status(204))
+    a.expect(
+        "a writes",
+        a.send("a writes", "POST", "/api/v1/write", content=body, headers={**RW_HEADERS, **auth("write_a")}),
+        _status(204),
+    )
     # 1. A future-dated sample is refused and blocks nobody.
     body = remote_write_body([[("__name__", "future"), ("x", "1")]], [[(t + 30 * 86_400_000, 1.0)]])
-    a.expect("future sample", a.send("future sample", "POST", "/api/v1/write", content=body,
-                                     headers={**RW_HEADERS, **auth("write_a")}), _status(400))
+    a.expect(
+        "future sample",
+        a.send(
+            "future sample", "POST", "/api/v1/write", content=body, headers={**RW_HEADERS, **auth("write_a")}
+        ),
+        _status(400),
+    )
     body = remote_write_body([[("__name__", "b_only"), ("x", "1")]], [[(now_ms(), 3.0)]])
-    a.expect("b writes after a's future sample", a.send("b after future", "POST", "/api/v1/write",
-             content=body, headers={**RW_HEADERS, **auth("write_b")}), _status(204))
+    a.expect(
+        "b writes after a's future sample",
+        a.send(
+            "b after future", "POST", "/api/v1/write", content=body, headers={**RW_HEADERS, **auth("write_b")}
+        ),
+        _status(204),
+    )
     # 2. int64 min / max.
     for name, ts in (("int64 min", -(2**63)), ("int64 max", 2**63 - 1)):
         body = remote_write_body([[("__name__", "edge"), ("x", "1")]], [[(ts, 1.0)]])
-        a.expect(name, a.send(name, "POST", "/api/v1/write", content=body,
-                              headers={**RW_HEADERS, **auth("write_a")}), _status(400))
-    a.expect("compact as admin", a.send("compact", "POST", "/api/v1/admin/tsdb/compact",
-                                        headers=auth("admin")), _status(204))
+        a.expect(
+            name,
+            a.send(name, "POST", "/api/v1/write", content=body, headers={**RW_HEADERS, **auth("write_a")}),
+            _status(400),
+        )
+    a.expect(
+        "compact as admin",
+        a.send("compact", "POST", "/api/v1/admin/tsdb/compact", headers=auth("admin")),
+        _status(204),
+    )
     # 3. Nesting.
-    for what, q in (("10k parens", "(" * 10_000 + "1" + ")" * 10_000),
-                    ("5k additions", "+".join(["1"] * 5_000)),
-                    ("5k unary minus", "-" * 5_000 + "1"),
-                    ("deep function nesting", "abs(" * 3_000 + "up" + ")" * 3_000)):
+    for what, q in (
+        ("10k parens", "(" * 10_000 + "1" + ")" * 10_000),
+        ("5k additions", "+".join(["1"] * 5_000)),
+        ("5k unary minus", "-" * 5_000 + "1"),
+        ("deep function nesting", "abs(" * 3_000 + "up" + ")" * 3_000),
+    ):
         a.expect(what, a.query("read_a", q), _status(400))
     # 4. Backtracking regexes finish (RE2, linear time).
     a.expect("(a?){30}a{30}", a.query("read_a", 'card{a=~"(a?){30}a{30}"}', timeout="5s"), _status(200))
-    a.expect("label_replace (a+)+b", a.query("read_a", 'label_replace(card,"x","$1","a","(a+)+b")',
-                                              timeout="5s"), _status(200))
+    a.expect(
+        "label_replace (a+)+b",
+        a.query("read_a", 'label_replace(card,"x","$1","a","(a+)+b")', timeout="5s"),
+        _status(200),
+    )
     # 5. Subquery steps count against max_samples before they are allocated.
-    for q in ("max_over_time(vector(1)[30d:1ms])", "sum_over_time(vector(1)[1d:1ms])",
-              "max_over_time(card[1d:1ms])", "rate(card[5m])[5m:1ms]"):
+    for q in (
+        "max_over_time(vector(1)[30d:1ms])",
+        "sum_over_time(vector(1)[1d:1ms])",
+        "max_over_time(card[1d:1ms])",
+        "rate(card[5m])[5m:1ms]",
+    ):
         a.expect(q, a.query("read_a", q), _status(422, 503))
     # 6. Tenants: a never sees b, whatever it asks.
-    for q in ('{__name__=~".+"}', 'count({__name__=~".+"}) by (tenant)', "b_only or vector(1)",
-              'label_replace({tenant="b"},"tenant","a","","")', "absent(b_only)",
-              'max_over_time({__name__=~".+"}[1h:1m])', '{tenant=~"a|b"}'):
+    for q in (
+        '{__name__=~".+"}',
+        'count({__name__=~".+"}) by (tenant)',
+        "b_only or vector(1)",
+        'label_replace({tenant="b"},"tenant","a","","")',
+        "absent(b_only)",
+        'max_over_time({__name__=~".+"}[1h:1m])',
+        '{tenant=~"a|b"}',
+    ):
         r = a.query("read_a", q)
-        a.expect(f"tenant scope {q}", r, lambda r: r.status_code == 200 and not any(
-            m.get("tenant") == "b" or m.get("__name__") == "b_only" for m in _series_of(r)))
+        a.expect(
+            f"tenant scope {q}",
+            r,
+            lambda r: (
+                r.status_code == 200
+                and not any(m.get("tenant") == "b" or m.get("__name__") == "b_only" for m in _series_of(r))
+            ),
+        )
     r = a.send("label values", "GET", "/api/v1/label/tenant/values", headers=auth("read_a"))
     a.expect("label values scoped", r, lambda r: r.status_code == 200 and "b" not in r.json()["data"])
-    r = a.send("series", "GET", "/api/v1/series", params={"match[]": '{__name__=~".+"}'}, headers=auth("read_a"))
-    a.expect("series scoped", r, lambda r: r.status_code == 200 and all(
-        s.get("tenant") != "b" for s in r.json()["data"]))
-    a.expect("compact with a tenant token", a.send("compact as tenant", "POST", "/api/v1/admin/tsdb/compact",
-                                                   headers=auth("write_a")), _status(401, 403))
+    r = a.send(
+        "series", "GET", "/api/v1/series", params={"match[]": '{__name__=~".+"}'}, headers=auth("read_a")
+    )
+    a.expect(
+        "series scoped",
+        r,
+        lambda r: r.status_code == 200 and all(s.get("tenant") != "b" for s in r.json()["data"]),
+    )
+    a.expect(
+        "compact with a tenant token",
+        a.send("compact as tenant", "POST", "/api/v1/admin/tsdb/compact", headers=auth("write_a")),
+        _status(401, 403),
+    )
     # 7. A series flood stops at the limit.
     flood = [[("__name__", "flood"), ("i", str(i))] for i in range(60_000)]
-    r = a.send("60k new series", "POST", "/api/v1/write",
-               content=remote_write_body(flood, [[(now_ms(), 1.0)]] * len(flood)),
-               headers={**RW_HEADERS, **auth("write_a")})
+    r = a.send(
+        "60k new series",
+        "POST",
+        "/api/v1/write",
+        content=remote_write_body(flood, [[(now_ms(), 1.0)]] * len(flood)),
+        headers={**RW_HEADERS, **auth("write_a")},
+    )
     a.expect("series limit", r, _status(429))
     # 8. Malformed input is a 4xx.
     good = encode_write_request([[("__name__", "m"), ("x", "1")]], [[(now_ms(), 1.0)]])
@@ -199,32 +262,83 @@ def run_table(a: Attacker) -> None:
         raw = bytearray(good)
         bit = rng.randrange(len(raw) * 8)
         raw[bit // 8] ^= 1 << (bit % 8)
-        r = a.send(f"bit flip {i}", "POST", "/api/v1/write", content=bytes(cramjam.snappy.compress_raw(raw)),
-                   headers={**RW_HEADERS, **auth("write_a")})
+        r = a.send(
+            f"bit flip {i}",
+            "POST",
+            "/api/v1/write",
+            content=bytes(cramjam.snappy.compress_raw(raw)),
+            headers={**RW_HEADERS, **auth("write_a")},
+        )
         a.expect(f"bit flip {i}", r, lambda r: r.status_code < 500)
     deep = ("[" * 100_000 + "]" * 100_000).encode()
-    a.expect("JSON nested 100k deep", a.send("deep json", "POST", "/api/v1/events", content=deep,
-             headers=auth("write_a")), _status(400, 413))
+    a.expect(
+        "JSON nested 100k deep",
+        a.send("deep json", "POST", "/api/v1/events", content=deep, headers=auth("write_a")),
+        _status(400, 413),
+    )
     for q in ("ln(-1)", "ln(0)", "log2(-1)", "log10(-1)"):
         a.expect(q, a.query("read_a", q), _status(400))
     # 9. Cheap requests that would cost a lot.
-    big = remote_write_body([[("__name__", "one"), ("x", "1")]], [[(now_ms() + i, 1.0) for i in range(1_000_001)]])
-    a.expect("1 series x 1,000,001 samples", a.send("1x1M", "POST", "/api/v1/write", content=big,
-             headers={**RW_HEADERS, **auth("write_a")}), _status(400, 413, 429))
+    big = remote_write_body(
+        [[("__name__", "one"), ("x", "1")]], [[(now_ms() + i, 1.0) for i in range(1_000_001)]]
+    )
+    a.expect(
+        "1 series x 1,000,001 samples",
+        a.send("1x1M", "POST", "/api/v1/write", content=big, headers={**RW_HEADERS, **auth("write_a")}),
+        _status(400, 413, 429),
+    )
     members = gzip.compress(b"") * 200_000
-    a.expect("gzip of 200k empty members", a.send("gzip members", "POST", "/api/v1/events", content=members,
-             headers={**auth("write_a"), "Content-Encoding": "gzip"}), _status(400, 413))
-    ev = {"id": "x", "time_ms": now_ms(), "kind": "auth", "message": "m",
-          "labels": {f"l{i}": "v" for i in range(100_000)}}
-    a.expect("event with 100k labels", a.send("event labels", "POST", "/api/v1/events",
-             content=json.dumps(ev).encode(), headers=auth("write_a")), _status(400, 413))
+    a.expect(
+        "gzip of 200k empty members",
+        a.send(
+            "gzip members",
+            "POST",
+            "/api/v1/events",
+            content=members,
+            headers={**auth("write_a"), "Content-Encoding": "gzip"},
+        ),
+        _status(400, 413),
+    )
+    ev = {
+        "id": "x",
+        "time_ms": now_ms(),
+        "kind": "auth",
+        "message": "m",
+        "labels": {f"l{i}": "v" for i in range(100_000)},
+    }
+    a.expect(
+        "event with 100k labels",
+        a.send(
+            "event labels", "POST", "/api/v1/events", content=json.dumps(ev).encode(), headers=auth("write_a")
+        ),
+        _status(400, 413),
+    )
     ev = {"id": "y", "time_ms": now_ms(), "kind": "auth", "message": "m", "labels": {"big": "v" * (10 << 20)}}
-    a.expect("event with a 10 MiB label value", a.send("event big label", "POST", "/api/v1/events",
-             content=json.dumps(ev).encode(), headers=auth("write_a")), _status(400, 413))
-    ev = {"id": "z", "time_ms": now_ms(), "kind": "auth", "message": "m",
-          "fields": {f"f{i}": i for i in range(200_000)}}
-    a.expect("event with 200k fields", a.send("event fields", "POST", "/api/v1/events",
-             content=json.dumps(ev).encode(), headers=auth("write_a")), _status(400, 413))
+    a.expect(
+        "event with a 10 MiB label value",
+        a.send(
+            "event big label",
+            "POST",
+            "/api/v1/events",
+            content=json.dumps(ev).encode(),
+            headers=auth("write_a"),
+        ),
+        _status(400, 413),
+    )
+    ev = {
+        "id": "z",
+        "time_ms": now_ms(),
+        "kind": "auth",
+        "message": "m",
+        "fields": {f"f{i}": i for i in range(200_000)},
+    }
+    a.expect(
+        "event with 200k fields",
+        a.send(
+            "event fields", "POST", "/api/v1/events", content=json.dumps(ev).encode(), headers=auth("write_a")
+        ),
+        _status(400, 413),
+    )
     # b's data survived all of the above.
     r = a.query("read_b", "b_only")
     a.expect("b's data intact", r, lambda r: r.status_code == 200 and len(_series_of(r)) == 1)
@@ -232,11 +346,32 @@ def run_table(a: Attacker) -> None:
 
 # --- fuzz ---------------------------------------------------------------------------------------
 
-_FRAGMENTS = ["card", "b_only", "up", '{__name__=~".+"}', 'card{a=~"a+"}', "vector(1)", "time()", "1",
-              "rate(card[5m])", "card[5m]", "sum by (a) (card)", "topk(2, card)", "absent(nope)",
-              'label_replace(card,"x","$1","a","(.*)")', "card offset 1h", "card @ 0", "-card",
-              "histogram_quantile(0.9, card)", "predict_linear(card[5m], 60)", "card[1h:1m]",
-              "count_values(\"v\", card)", "scalar(card)", "ln(card)", "quantile(0.5, card)"]
+_FRAGMENTS = [
+    "card",
+    "b_only",
+    "up",
+    '{__name__=~".+"}',
+    'card{a=~"a+"}',
+    "vector(1)",
+    "time()",
+    "1",
+    "rate(card[5m])",
+    "card[5m]",
+    "sum by (a) (card)",
+    "topk(2, card)",
+    "absent(nope)",
+    'label_replace(card,"x","$1","a","(.*)")',
+    "card offset 1h",
+    "card @ 0",
+    "-card",
+    "histogram_quantile(0.9, card)",
+    "predict_linear(card[5m], 60)",
+    "card[1h:1m]",
+    'count_values("v", card)',
+    "scalar(card)",
+    "ln(card)",
+    "quantile(0.5, card)",
+]
 _OPS = [" + ", " * ", " / ", " or ", " and ", " unless ", " > ", " == bool ", " ^ ", " % "]
 
 
@@ -250,7 +385,11 @@ def random_promql(rng: random.Random) -> str:
         if roll < 0.8:
             fn = rng.choice(["abs", "sum", "max_over_time", "rate", "count", "sort", "ceil", "absent"])
             inner = expr(depth + 1)
-            return f"{fn}({inner}[{rng.choice(['1m', '5m', '1d'])}])" if fn.endswith("time") else f"{fn}({inner})"
+            return (
+                f"{fn}({inner}[{rng.choice(['1m', '5m', '1d'])}])"
+                if fn.endswith("time")
+                else f"{fn}({inner})"
+            )
         return f"({expr(depth + 1)})[{rng.choice(['5m', '1h', '1d'])}:{rng.choice(['1s', '1m', '1ms', ''])}]"
 
     q = expr(0)
@@ -258,7 +397,13 @@ def random_promql(rng: random.Random) -> str:
         i = rng.randrange(len(q) + 1)
         op = rng.randrange(3)
         c = rng.choice('(){}[]"=~!,.:@+-*/^%0123456789abc \\\x00é')
-        q = q[:i] + q[i + 1:] if op == 0 else q[:i] + q[i:i + 1] * 2 + q[i + 1:] if op == 1 else q[:i] + c + q[i:]
+        q = (
+            q[:i] + q[i + 1 :]
+            if op == 0
+            else q[:i] + q[i : i + 1] * 2 + q[i + 1 :]
+            if op == 1
+            else q[:i] + c + q[i:]
+        )
     return q
 
 
@@ -276,15 +421,17 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
         elif k == 2:
             raw.insert(i, rng.randrange(256))
         else:
-            raw[i:i] = raw[i:i + rng.randint(1, 16)] * rng.randint(1, 8)
+            raw[i:i] = raw[i : i + rng.randint(1, 16)] * rng.randint(1, 8)
     return bytes(raw)
 
 
 def random_write(rng: random.Random) -> tuple[str, dict[str, object]]:
     n = rng.randint(1, 20)
     t = now_ms()
-    series = [[("__name__", rng.choice(["fz", "fz_total", "a:b"])), ("i", str(rng.randrange(200)))]
-              for _ in range(n)]
+    series = [
+        [("__name__", rng.choice(["fz", "fz_total", "a:b"])), ("i", str(rng.randrange(200)))]
+        for _ in range(n)
+    ]
     samples = [[(t - rng.randrange(600_000), rng.choice([1.0, -0.0, float("nan"), 1e308]))] for _ in range(n)]
     raw = encode_write_request(series, samples)
     if rng.random() < 0.8:
@@ -292,13 +439,27 @@ def random_write(rng: random.Random) -> tuple[str, dict[str, object]]:
     body = bytes(cramjam.snappy.compress_raw(raw))
     if rng.random() < 0.1:
         body = _mutate(body, rng)
-    return "/api/v1/write", {"content": body, "headers": {**RW_HEADERS, **auth(rng.choice(["write_a", "write_b"]))}}
+    return "/api/v1/write", {
+        "content": body,
+        "headers": {**RW_HEADERS, **auth(rng.choice(["write_a", "write_b"]))},
+    }
 
 
 def random_text(rng: random.Random) -> tuple[str, dict[str, object]]:
-    lines = ["# TYPE fz_text counter", "# HELP fz_text help", f'fz_text{{i="{rng.randrange(50)}"}} 1',
-             f"fz_text_ts 2 {now_ms()}", 'fz_text{i="1",i="2"} 1', "fz_text{", "fz_text 1 2 3",
-             "fz_text{i=\"\\x\"} 1", "9bad 1", "fz_text NaN", "fz_text +Inf", 'fz_text{i="é"} 1e400']
+    lines = [
+        "# TYPE fz_text counter",
+        "# HELP fz_text help",
+        f'fz_text{{i="{rng.randrange(50)}"}} 1',
+        f"fz_text_ts 2 {now_ms()}",
+        'fz_text{i="1",i="2"} 1',
+        "fz_text{",
+        "fz_text 1 2 3",
+        'fz_text{i="\\x"} 1',
+        "9bad 1",
+        "fz_text NaN",
+        "fz_text +Inf",
+        'fz_text{i="é"} 1e400',
+    ]
     body = "\n".join(rng.choice(lines) for _ in range(rng.randint(1, 10))).encode()
     if rng.random() < 0.5:
         body = _mutate(body, rng)
@@ -316,17 +477,24 @@ def random_events(rng: random.Random) -> tuple[str, dict[str, object]]:
 
     objs = []
     for i in range(rng.randint(1, 5)):
-        obj: dict[str, object] = {"id": f"fz{rng.randrange(10**6)}-{i}", "time_ms": now_ms(),
-                                  "kind": rng.choice(["auth", "file_changed", "custom"]), "message": "m",
-                                  "labels": {"instance": "h1"}, "fields": {"n": value(0)}}
+        obj: dict[str, object] = {
+            "id": f"fz{rng.randrange(10**6)}-{i}",
+            "time_ms": now_ms(),
+            "kind": rng.choice(["auth", "file_changed", "custom"]),
+            "message": "m",
+            "labels": {"instance": "h1"},
+            "fields": {"n": value(0)},
+        }
         for key in rng.sample(list(obj), rng.randrange(3)):
             obj[key] = value(0)
         objs.append(obj)
     body = "\n".join(json.dumps(o) for o in objs).encode()
     if rng.random() < 0.4:
         body = _mutate(body, rng)
-    return "/api/v1/events", {"content": body, "headers": {**auth(rng.choice(["write_a", "write_b"])),
-                                                           "Content-Type": "application/x-ndjson"}}
+    return "/api/v1/events", {
+        "content": body,
+        "headers": {**auth(rng.choice(["write_a", "write_b"])), "Content-Type": "application/x-ndjson"},
+    }
 
 
 def run_fuzz(a: Attacker, n: int, rng: random.Random) -> None:
@@ -340,8 +508,11 @@ def run_fuzz(a: Attacker, n: int, rng: random.Random) -> None:
             if kind == 1:
                 t = time.time()
                 path = "/api/v1/query_range"
-                params.update(start=str(t - rng.choice([300, 3600, 86400])), end=str(t),
-                              step=rng.choice(["15", "1", "0.001", "60", "-1", "abc"]))
+                params.update(
+                    start=str(t - rng.choice([300, 3600, 86400])),
+                    end=str(t),
+                    step=rng.choice(["15", "1", "0.001", "60", "-1", "abc"]),
+                )
             reader = rng.choice(readers)
             r = a.send(f"fuzz {path} {q[:80]}", "GET", path, params=params, headers=auth(reader))
             if reader == "read_a" and r is not None and r.status_code == 200:
@@ -358,11 +529,22 @@ def run_fuzz(a: Attacker, n: int, rng: random.Random) -> None:
             path, kw = random_events(rng)
             a.send(f"fuzz events {i}", "POST", path, **kw)
         else:
-            path = rng.choice(["/api/v1/series", "/api/v1/labels", "/api/v1/label/tenant/values",
-                               "/api/v1/events", "/api/v1/metadata", "/api/v1/label/__name__/values"])
-            params = {rng.choice(["match[]", "start", "end", "limit", "kind", "cursor"]):
-                      rng.choice(['{__name__=~".+"}', "card", "-1", "1e30", "abc", "{", "0", "\x00"])
-                      for _ in range(rng.randrange(4))}
+            path = rng.choice(
+                [
+                    "/api/v1/series",
+                    "/api/v1/labels",
+                    "/api/v1/label/tenant/values",
+                    "/api/v1/events",
+                    "/api/v1/metadata",
+                    "/api/v1/label/__name__/values",
+                ]
+            )
+            params = {
+                rng.choice(["match[]", "start", "end", "limit", "kind", "cursor"]): rng.choice(
+                    ['{__name__=~".+"}', "card", "-1", "1e30", "abc", "{", "0", "\x00"]
+                )
+                for _ in range(rng.randrange(4))
+            }
             a.send(f"fuzz {path} {params}", "GET", path, params=params, headers=auth(rng.choice(readers)))
 
 
@@ -410,10 +592,12 @@ class Report:
     def line(self, target: str = "vigil") -> str:
         o = self.outcome
         statuses = " ".join(f"{k}={v:,}" for k, v in sorted(o.statuses.items()))
-        return (f"hostile {target}: {o.inputs:,} inputs, statuses {statuses}, {len(o.server_errors)} server "
-                f"errors, worst request {o.worst_s:.2f} s ({o.worst_what[:60]}), worst /-/ready "
-                f"{self.ready.worst_s:.2f} s ({self.ready.unanswered} of {self.ready.polls} unanswered), "
-                f"peak RSS {self.peak_rss / 2**20:.0f} MiB, {len(o.failures)} table failures")
+        return (
+            f"hostile {target}: {o.inputs:,} inputs, statuses {statuses}, {len(o.server_errors)} server "
+            f"errors, worst request {o.worst_s:.2f} s ({o.worst_what[:60]}), worst /-/ready "
+            f"{self.ready.worst_s:.2f} s ({self.ready.unanswered} of {self.ready.polls} unanswered), "
+            f"peak RSS {self.peak_rss / 2**20:.0f} MiB, {len(o.failures)} table failures"
+        )
 
 
 def attack(url: str, pid: int | None, fuzz: int, seed: int) -> Report:

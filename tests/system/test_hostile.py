@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from bench.hostile import CONFIG, attack
 from bench.peers import running
 
