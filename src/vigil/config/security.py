@@ -151,6 +151,9 @@ class ListeningPortsConfig(_Section):
 
 class FileIntegrityConfig(_Section):
     paths: Paths = DEFAULT_PATHS
+    """Files (globs) to watch. Replaces the default list (accounts, sudoers, sshd_config,
+    authorized_keys, crontabs, systemd units): list the defaults you want to keep. Files that join or
+    leave the list when it changes are learned or forgotten, not reported as created or deleted."""
 
 
 class UpdatesConfig(_Section):
