@@ -21,8 +21,8 @@ read-modify-write under the same lock. Writes are atomic (temporary file, fsync,
 
 Lines are normalised before mining: every run of ASCII digits becomes one `0` (a template never
 depends on a number), the syslog header (timestamp, host, pid) is replaced by the program name,
-and drain3 masks replace timestamps, UUIDs, IP/MAC addresses, hex strings, key-like tokens and
-numbers. Because the
+and drain3 masks replace timestamps (every common shape, weekday and month names included:
+`TIMESTAMP_SHAPES`), UUIDs, IP/MAC addresses, hex strings, key-like tokens and numbers. Because the
 masking runs on the digit-normalised line, the decision for a line is a function of that normalised
 text, so a bounded cache from it to the template id lets repeated shapes skip masking and Drain's
 tree search: most lines cost one `str.translate` and one dict lookup.
@@ -101,10 +101,36 @@ _HEADER = re.compile(
 # RFC 5424: "<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG" -> "APP: MSG".
 _HEADER_5424 = re.compile(r"<0>0 \S+ \S+ (?P<prog>\S+) \S+ \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*\])+) ?")
 
+# Timestamp shapes, on the normalised text. Digits are already one 0, so what still differs from one
+# day to the next is the names: a weekday or month left in a template makes every line of it look
+# new on the next weekday (or month), so every shape that spells them is masked whole.
+_WDAY = r"(?:Mon(?:day)?|Tue(?:sday)?|Wed(?:nesday)?|Thu(?:rsday)?|Fri(?:day)?|Sat(?:urday)?|Sun(?:day)?)"
+_MONTH_NAME = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
+_TIME_OF_DAY = r"0:0:0(?:[.,]0)?"
+# Zone names from a closed list: an open "[A-Z]{3,4}" would swallow the log level after a stamp.
+_ZONE_NAME = r"(?:UTC|GMT|[ECMPA][SD]T|CES?T|EES?T|WES?T|BST|IST|JST|KST|MSK|AES?T|NZS?T|HST)"
+_ZONE = rf"(?:Z|[+-]0(?::0)?|{_ZONE_NAME})"
+TIMESTAMP_SHAPES: tuple[str, ...] = (
+    # ISO 8601 / RFC 3339, also with a space, a zone name, a weekday before it (journalctl short-full)
+    rf"(?:\b{_WDAY},? +)?0-0-0[T ]{_TIME_OF_DAY}(?: ?{_ZONE}\b|Z)?",
+    r"\b0T0(?:[.,]0)?(?:Z|[+-]0)?\b",  # ISO 8601 basic: 20240501T120000Z
+    # RFC 1123/2822 (HTTP Date, mail: Mon, 05 Dec 2022 14:03:11 GMT), RFC 850, Tomcat (05-Dec-2022 ...)
+    rf"(?:\b{_WDAY}, +)?\b0[ -]{_MONTH_NAME}[ -]0 +{_TIME_OF_DAY}(?: +{_ZONE}\b)?",
+    # RFC 3164 and ctime with or without a weekday, Apache error logs ([Mon Dec 05 14:03:11.1 2022]),
+    # date(1) (Mon Dec  5 14:03:11 UTC 2022), java.util.logging (Dec 05, 2022 2:03:11 PM)
+    rf"(?:\b{_WDAY},? +)?\b{_MONTH_NAME} +0,? +(?:0 +)?{_TIME_OF_DAY}(?: ?[AP]M\b)?(?: +{_ZONE_NAME}\b)?"
+    r"(?: +0\b)?",
+    rf"\b0/{_MONTH_NAME}/0:{_TIME_OF_DAY}(?: +[+-]0)?",  # access logs (CLF): [05/Dec/2022:14:03:11 +0000]
+    rf"\b0/0/0[ T]{_TIME_OF_DAY}",  # nginx error logs and Go's log package: 2022/12/05 14:03:11
+    # Epoch seconds or milliseconds are plain numbers: the NUM mask below takes them.
+)
+
 # drain3 masking instructions, applied in order to the normalised text (every digit run is one 0).
 MASKS: tuple[tuple[str, str], ...] = (
-    (_ISO_TS, "TS"),
-    (rf"\b{_MONTH} +0 0:0:0\b", "TS"),
+    *((shape, "TS") for shape in TIMESTAMP_SHAPES),
     (r"(?<![\w:])0:0:0(?:[.,]0)?(?![\w:])", "TIME"),
     (r"(?<=\[)\s*0\.0(?=\])", "NUM"),  # kernel uptime, space-padded: "[    5.123]"
     (r"\b(?=[0-9a-fA-F-]*0)[0-9a-fA-F]+-[0-9a-fA-F]+-[0-9a-fA-F]+-[0-9a-fA-F]+-[0-9a-fA-F]+\b", "UUID"),
