@@ -324,18 +324,35 @@ def test_event_suppression_per_template_and_window() -> None:
     events = feed(d, flood, AFTER)
     assert len(events) == 10
     assert value(d, "vigil_log_unknown_lines_total", source="syslog") == 50
-    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog") == 40
+    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="template") == 40
+    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="source") == 0
     assert value(d, "vigil_log_templates", source="syslog", status=PENDING) == 1
     # Another new template still gets its events; the flooding one again after the window.
     assert len(feed(d, NOVEL[:1], AFTER + 100)) == 1
     assert len(feed(d, flood, AFTER + HOUR + 1000)) == 10
 
 
-def test_event_limit_per_source() -> None:
-    d = learned(max_events_per_window=3)
+def test_event_limit_per_source_is_counted_and_said_in_the_event_stream() -> None:
+    # The report: the per-source cap held lines back silently, and was neither configurable nor
+    # documented. Now it is `events_per_source`, counted under limit="source", and said as events.
+    d = learned(events_per_source=3)
     events = feed(d, NOVEL, AFTER)
-    assert len(events) == 3
-    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog") == len(NOVEL) - 3
+    assert [e.kind for e in events] == ["log_unknown"] * 3 + ["log_unknown_suppressed"]
+    notice = events[3]
+    assert notice.fields["source"] == "syslog" and notice.fields["limit"] == 3
+    assert notice.fields["line"] == NOVEL[3]  # the first line held back
+    assert notice.fields["window_end"] == "2024-05-01T13:40:00.000Z"
+    assert "events_per_source" in notice.message
+    held = len(NOVEL) - 3
+    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="source") == held
+    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="template") == 0
+    # The first line of the source after the window (a known one here) carries the count held back.
+    known = read("syslog-normal.log")[:1]
+    [report] = feed(d, known, AFTER + HOUR)
+    assert report.kind == "log_unknown_suppressed" and report.fields["suppressed"] == held
+    assert feed(d, known, AFTER + HOUR + 1) == []  # said once
+    # A new window keeps events again.
+    assert [e.kind for e in feed(d, renumber(NOVEL[:1], seed=3), AFTER + HOUR + 2)] == ["log_unknown"]
 
 
 def test_learning_period_follows_line_time() -> None:
@@ -491,7 +508,7 @@ def _tree_size(node: Any) -> int:
 
 
 def test_distinct_never_seen_lines_stay_bounded() -> None:
-    d = learned(max_pending=50, cache_size=1000, max_events_per_window=5)
+    d = learned(max_pending=50, cache_size=1000, events_per_source=5)
     rnd = random.Random(0)
     letters = "abcdefghijklmnopqrstuvwxyz"
     words = ["".join(rnd.choice(letters) for _ in range(rnd.randrange(3, 9))) for _ in range(2000)]
@@ -508,7 +525,9 @@ def test_distinct_never_seen_lines_stay_bounded() -> None:
     assert len(st.cache) + len(st.cache_old) <= 1000
     assert max(sizes) < 50 * 40  # tree nodes and leaf entries, rebuilt now and then
     assert value(d, "vigil_log_unknown_lines_total", source="syslog") == 100_000
-    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog") == 100_000 - 5
+    assert (
+        value(d, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="source") == 100_000 - 5
+    )
     series = samples(d)
     assert sum(1 for name, _ in series if name == "vigil_log_unknown_lines_total") == 1
     assert sum(1 for name, _ in series if name == "vigil_log_templates") == 3  # one per status
@@ -519,20 +538,22 @@ def test_unconfigured_source_is_ignored() -> None:
     assert list(d.process(LogLine("other", "x", T0, "o"))) == []
     assert {labels for _, labels in samples(d)} <= {(("source", "auth"),)} | {
         (("source", "auth"), ("status", s)) for s in (LEARNED, ACCEPTED, PENDING)
-    }
+    } | {(("limit", lim), ("source", "auth")) for lim in ("template", "source")}
 
 
 def test_snapshot_and_restore() -> None:
     d = learned(events_per_template=1)
     feed(d, [NOVEL[0]] * 3, AFTER)
     snap = json.loads(json.dumps(d.snapshot()))
-    assert snap == {"sources": {"syslog": {"lines": 403, "unknown": 3, "suppressed": 2}}}
+    assert snap == {
+        "sources": {"syslog": {"lines": 403, "unknown": 3, "suppressed": 2, "suppressed_by_source": 0}}
+    }
 
     d2 = UnknownLineDetector(None, sources=["syslog"], clock=Clock())
     d2.restore(snap)
     assert value(d2, "vigil_log_lines_total", source="syslog") == 403
     assert value(d2, "vigil_log_unknown_lines_total", source="syslog") == 3
-    assert value(d2, "vigil_log_unknown_events_suppressed_total", source="syslog") == 2
+    assert value(d2, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="template") == 2
     d2.process(LogLine("syslog", NOVEL[0], AFTER, "x"))
     assert value(d2, "vigil_log_lines_total", source="syslog") == 404
 

@@ -170,7 +170,9 @@ def _pipeline(
             cfg.agent.data_dir / "templates",
             sources=unknown_sources,
             settings=DetectorSettings(
-                learning_period_s=u.learning_period / 1000, events_per_template=u.events_per_template
+                learning_period_s=u.learning_period / 1000,
+                events_per_template=u.events_per_template,
+                events_per_source=u.events_per_source,
             ),
         )
         closers.append(unknown_lines.save)  # after the pipeline stopped: the counts of its last round

@@ -104,6 +104,9 @@ class UnknownLinesConfig(_Section):
     """How long a source's templates are learned before unknown lines are reported."""
     events_per_template: Annotated[int, _integer(minimum=0)] = 10
     """Events kept per new template and hour; further lines are counted only."""
+    events_per_source: Annotated[int, _integer(minimum=0)] = 100
+    """Events kept per source and hour, whatever the template (a flood of distinct new lines); further
+    lines are counted only, and a `log_unknown_suppressed` event says so (another, how many)."""
 
 
 class SyslogConfig(_Section):
