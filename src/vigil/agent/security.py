@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import itertools
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -94,6 +95,7 @@ def build_security(cfg: Config, labels: dict[str, str], emit: Emit | None) -> Se
             learn=a.listening_ports.learn,
             state_file=state / "listening_ports.json",
             interval_s=a.listening_ports.interval / 1000,
+            own_pid=os.getpid(),  # Vigil's own listeners (in `vigil up`, the server's too) are expected
         )
         out.collectors.append(EventingCollector(ports, sink, labels))
     if "file_integrity" not in a.disable:
