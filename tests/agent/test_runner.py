@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 
 import pytest
-from prometheus_client import CollectorRegistry, Metric, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, Metric, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from vigil.agent.collector import CollectorUnavailable
@@ -69,3 +69,22 @@ def test_to_batch_keeps_sample_labels_over_identity() -> None:
     series, points = to_batch([g], {"instance": "h1", "job": "x", "app": ""}, 5)
     assert series == [[("__name__", "up"), ("instance", "10.0.0.1:9100"), ("job", "x")]]
     assert points == [[(5, 1.0)]]
+
+
+def test_created_series_are_not_shipped() -> None:
+    # The report: the agent shipped prometheus_client's `*_created` series (one per child of every
+    # counter: 19 of vigil_agent_collector_errors_created), which nobody queries.
+    registry = CollectorRegistry()
+    agent = Agent([Good(), Broken(), Absent()], Identity("h1", "kvm"), "vigil-agent", registry)
+    series, _ = agent.collect_round(now_ms=1000)
+    names = [dict(s)["__name__"] for s in series]
+    assert not [n for n in names if n.endswith("_created")]
+    assert names.count("vigil_agent_collector_errors_total") == 3  # the counters themselves stay
+    # A gauge that happens to end in _created is not prometheus_client's series: it stays.
+    g = GaugeMetricFamily("app_users_created", "Users created.")
+    g.add_metric([], 7)
+    h = Histogram("app_seconds", "Latency.", registry=None)
+    h.observe(0.2)
+    batch, _ = to_batch([g, *h.collect()], {}, 5)
+    got = {dict(s)["__name__"] for s in batch}
+    assert "app_users_created" in got and "app_seconds_count" in got and "app_seconds_created" not in got

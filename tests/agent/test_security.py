@@ -156,7 +156,7 @@ def test_reserved_and_duplicate_source_names(tmp_path: Path) -> None:
 def test_unknown_lines_after_learning(tmp_path: Path) -> None:
     cfg = config_from_yaml(
         configure(tmp_path).replace("{name: app, paths:", "{name: app, unknown_lines: true, paths:")
-        + "    unknown_lines: {learning_period: 1s}\n"
+        + "    unknown_lines: {learning_period: 1s, events_per_source: 1}\n"
     )
     events: list[Event] = []
     security = build_security(cfg, LABELS, events.extend)
@@ -171,8 +171,12 @@ def test_unknown_lines_after_learning(tmp_path: Path) -> None:
     with app.open("a") as f:
         f.writelines(normal.format(pid=200 + i, n=i) for i in range(50, 60))
         f.write("Nov 22 10:00:05 web1 app[300]: spawning shell for uid 0 from 203.0.113.66\n")
+        f.write("Nov 22 10:00:06 web1 app[300]: disabling audit rules on request of uid 0\n")
     security.pipeline.poll_once()
     security.stop()
     unknown = [e for e in events if e.kind == "log_unknown"]
     assert len(unknown) == 1 and "spawning shell" in str(unknown[0].fields["line"])
+    # `events_per_source` reaches the detector: the second new line is held back, and said so.
+    [held] = [e for e in events if e.kind == "log_unknown_suppressed"]
+    assert held.fields["limit"] == 1 and "disabling audit" in str(held.fields["line"])
     assert (tmp_path / "agent" / "templates" / "app.json").exists()  # saved on stop, reviewable

@@ -379,6 +379,7 @@ def test_journalctl_missing(tmp_path: Path, journal: Journal) -> None:
     f = journal.follower(journalctl=str(missing), restart_interval_s=0.0)
     assert f.poll_with_origin() == []
     assert "cannot run" in f.errors["journal"] and "No such file" in f.errors["journal"]
+    assert f.followed() == []  # vigil_log_files_followed says 0
     assert f.poll_with_origin() == []  # retried, still failing, still no exception
     # Installed later: the next poll starts it, and entries clear the error.
     missing.parent.mkdir()
@@ -389,7 +390,7 @@ def test_journalctl_missing(tmp_path: Path, journal: Journal) -> None:
     assert f2_lines == []  # start_at_end: sshd(1) is history
     journal.add(sshd(2))
     assert len(poll_until(f, 1)) == 1
-    assert f.errors == {}
+    assert f.errors == {} and f.followed() == ["journal"]
 
 
 HINT = (
@@ -483,7 +484,7 @@ def test_non_json_output_is_reported_and_skipped(journal: Journal, monkeypatch: 
     assert any("unexpected journalctl output" in e and "this is not json" in e for e in seen)
     journal.add(sshd(2))
     assert len(poll_until(f, 1)) == 1
-    assert f.errors == {}
+    assert f.errors == {} and f.followed() == ["journal"]
 
 
 def test_invalid_state_is_reported_and_ignored(journal: Journal) -> None:

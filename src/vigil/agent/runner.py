@@ -3,6 +3,12 @@
 Each collector is wrapped so that its duration and failures become the agent's own metrics
 (`vigil_agent_collector_duration_seconds`, `vigil_agent_collector_errors_total`) and a failing
 collector is logged once per distinct error rather than on every collection.
+
+prometheus_client's own metric types (the agent's counters, the shippers') add a `<name>_created`
+series per counter, histogram and summary child: the time it was created, which no query uses and
+which doubles what is shipped of them. `to_batch` leaves those out (per family, not by switching
+off prometheus_client's global `disable_created_metrics()`, which would reach every registry in
+the process).
 """
 
 from __future__ import annotations
@@ -95,14 +101,22 @@ class InstrumentedCollector:
             self._metrics.duration.labels(self.name).set(time.perf_counter() - started)
 
 
+# Types whose families carry prometheus_client's `<name>_created` series.
+_WITH_CREATED = frozenset({"counter", "histogram", "summary"})
+
+
 def to_batch(families: Iterable[Metric], extra: dict[str, str], timestamp_ms: int) -> Batch:
-    """Samples of metric families as label sets (sorted, `__name__` included) with one point each.
+    """Samples of metric families as label sets (sorted, `__name__` included) with one point each,
+    without the `<name>_created` series of counters, histograms and summaries.
 
     `extra` labels (identity, job) are added unless the sample already has that label."""
     series: list[Series] = []
     points: list[list[tuple[int, float]]] = []
     for fam in families:
+        created = fam.name + "_created" if fam.type in _WITH_CREATED else None
         for s in fam.samples:
+            if s.name == created:
+                continue
             labels = {**extra, **s.labels, "__name__": s.name}
             series.append(sorted((k, v) for k, v in labels.items() if v != ""))
             ts = int(float(s.timestamp) * 1000) if s.timestamp is not None else timestamp_ms

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import itertools
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -94,6 +95,7 @@ def build_security(cfg: Config, labels: dict[str, str], emit: Emit | None) -> Se
             learn=a.listening_ports.learn,
             state_file=state / "listening_ports.json",
             interval_s=a.listening_ports.interval / 1000,
+            own_pid=os.getpid(),  # Vigil's own listeners (in `vigil up`, the server's too) are expected
         )
         out.collectors.append(EventingCollector(ports, sink, labels))
     if "file_integrity" not in a.disable:
@@ -170,7 +172,9 @@ def _pipeline(
             cfg.agent.data_dir / "templates",
             sources=unknown_sources,
             settings=DetectorSettings(
-                learning_period_s=u.learning_period / 1000, events_per_template=u.events_per_template
+                learning_period_s=u.learning_period / 1000,
+                events_per_template=u.events_per_template,
+                events_per_source=u.events_per_source,
             ),
         )
         closers.append(unknown_lines.save)  # after the pipeline stopped: the counts of its last round

@@ -26,10 +26,12 @@ FieldValue = str | int | float | bool | None
 # lower-case identifier, so an integration can add its own.
 KINDS = {
     "auth": "an authentication attempt (sshd, sudo, su, login, PAM): fields service, result, method, "
-    "user, source_address, line",
+    "user, source_address, line, count",
     "listener_new": "a listening socket not in the baseline: fields protocol, address, port, process",
     "file_changed": "a watched file changed: fields path, change, old_sha256, new_sha256, owner, mode",
     "log_unknown": "a log line matching no known template: fields source, line",
+    "log_unknown_suppressed": "unknown lines of a source past `events_per_source` are counted, not kept: "
+    "fields source, limit, window_start, window_end, and line or suppressed",
     "log_match": "a line matched a log rule with `event: true`: fields source, rule, line and one per "
     "named group",
 }
