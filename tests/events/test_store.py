@@ -331,6 +331,25 @@ def test_concurrent_writers_and_readers(store: EventStore) -> None:
     assert store.count() == 4 * 200
 
 
+def test_tenant_scoped_queries(store: EventStore) -> None:
+    def of(tenant: str | None, i: int) -> Event:
+        labels = {"instance": "h"} | ({"tenant": tenant} if tenant else {})
+        return Event(1_000_000 + i, "auth", "", {"user": f"u{i}"}, labels, "same-id")
+
+    assert store.append([of("acme", 1), of("beta", 2), of(None, 3)]) == 3
+    assert [e.labels.get("tenant") for e in store.query(tenant="acme")[0]] == ["acme"]
+    # Matchers narrow a tenant's answer, never widen it: the tenant is a column condition beneath them.
+    for sets in (
+        [[Matcher.eq("tenant", "beta")]],
+        [[Matcher.re("tenant", ".*")], [Matcher.eq("user", "u3")]],
+    ):
+        assert [e.fields["user"] for e in store.query(sets, tenant="acme")[0]] in ([], ["u1"])
+        assert all(e.labels.get("tenant") == "acme" for e in store.query(sets, tenant="acme")[0])
+    assert len(store.query()[0]) == 3  # no tenant: a global reader's answer
+    with pytest.raises(ValueError, match="tenant"):
+        store.query(tenant="")  # would be the untenanted rows, which are no tenant's
+
+
 def test_bad_arguments(store: EventStore) -> None:
     with pytest.raises(ValueError, match="cursor"):
         store.query(cursor="nonsense")

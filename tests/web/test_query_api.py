@@ -551,6 +551,26 @@ def test_metadata_store() -> None:
     assert md.query(limit_per_metric=0)["a"] == md.query(limit_per_metric=1)["a"]
 
 
+def test_metadata_store_is_per_tenant() -> None:
+    md = MetadataStore(max_families=2)
+    md.update("shared", "counter", "acme's", "", tenant="acme")
+    md.update("shared", "gauge", "beta's", "", tenant="beta")
+    md.update("plain", "gauge", "", "")  # untenanted
+    assert md.query(tenant="acme") == {"shared": [{"type": "counter", "help": "acme's", "unit": ""}]}
+    assert md.query(tenant="gamma") == {} and md.query(metric="plain", tenant="acme") == {}
+    assert md.get("shared", tenant="beta") == ("gauge", "beta's", "") and md.get("shared") is None
+    # A global reader sees each distinct version; identical ones once.
+    assert [m["help"] for m in md.query()["shared"]] == ["acme's", "beta's"]
+    assert [m["help"] for m in md.query(limit_per_metric=1)["shared"]] == ["acme's"]
+    md.update("shared", "counter", "acme's", "", tenant="gamma")
+    assert len(md.query()["shared"]) == 2
+    # The bound is per tenant: beta inventing names evicts beta's oldest, never acme's.
+    md.update_many([(f"spam{i}", "gauge", "", "") for i in range(50)], tenant="beta")
+    assert list(md.query(tenant="acme")) == ["shared"]
+    assert list(md.query(tenant="beta")) == ["spam48", "spam49"]
+    assert len(md) == 2 + 1 + 1 + 1
+
+
 def test_metadata_store_concurrent_updates() -> None:
     md = MetadataStore(max_families=500)
 

@@ -76,7 +76,7 @@ def build_app(
             lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000, max_samples=q.max_samples
         ),
     )
-    auth = TokenAuth(cfg.server.auth.write_tokens, cfg.server.auth.read_tokens, cfg.server.auth.tenants)
+    auth = TokenAuth.from_config(cfg.server.auth)
     return create_app(
         db,
         ingester,
@@ -165,7 +165,9 @@ def _start_local_agent(cfg: Config, server: uvicorn.Server, started: list[Any], 
             return
         time.sleep(0.05)
     url = f"http://{cfg.server.listen}/api/v1/write".replace("0.0.0.0", "127.0.0.1")
-    tokens = cfg.server.auth.write_tokens or tuple(t for _, ts in cfg.server.auth.tenants for t in ts)
+    tokens = cfg.server.auth.write_tokens or tuple(
+        t for _, tenant in cfg.server.auth.tenants for t in tenant.write_tokens
+    )
     token = tokens[0] if tokens else ""
     if with_agent:
         started.append(start_in_process(cfg, url, token))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ValidationError, ValidationInfo, model_validator
 
 from vigil.config.probes import CertificatesConfig, Probes
 from vigil.config.scrape import ScrapeConfigs
@@ -45,41 +45,153 @@ from vigil.config.types import (
     _plain_url,
     _Section,
     _show,
-    _token,
     is_loopback_listen,
     parse_duration,
     parse_size,
 )
 
 
-def _tenants(value: object) -> object:
-    # A mapping in the file; kept as sorted pairs so the frozen config stays hashable.
+class _KeyedError(ValueError):
+    """A validator's error about a key below the field it validates (`tenants.acme.read_tokens`), so
+    the one-line message can name that key rather than only the field."""
+
+    def __init__(self, subkey: str, message: str) -> None:
+        super().__init__(message)
+        self.subkey = subkey
+
+
+class TenantAuth(_Section):
+    """One tenant's tokens: `server.auth.tenants.<name>`."""
+
+    write_tokens: TokenList = ()
+    """Tokens that write as this tenant: everything written with them gets `tenant=<name>`."""
+    read_tokens: TokenList = ()
+    """Tokens that read this tenant's data and nothing else (queries, series, labels, metadata, events)."""
+    hmac_key: OptionalToken = ""
+    """When set, writes with this tenant's tokens must be signed with this key, and with no other one.
+    Required when `server.auth.hmac_key` is set, so no tenant can sign as another."""
+
+
+def _tenants(value: object, info: ValidationInfo) -> object:
+    # A mapping in the file; kept as sorted (name, TenantAuth) pairs so the frozen config stays hashable.
     if value in (None, {}):
         return ()
-    if isinstance(value, tuple):  # already normalised (a copy of a validated config)
-        return value
+    if isinstance(value, tuple) and all(isinstance(pair, tuple) and len(pair) == 2 for pair in value):
+        if all(isinstance(t, TenantAuth) for _, t in value):
+            return value  # already normalised (a copy of a validated config)
+        value = dict(value)  # (name, tokens) pairs from a Python caller
     if not isinstance(value, dict):
-        raise ValueError(f"expected a mapping of tenant name to a list of tokens, got {_show(value)}")
+        raise ValueError(f"expected a mapping of tenant name to its tokens, got {_show(value)}")
     out = []
-    for name, tokens in value.items():
+    for name, entry in value.items():
         if not isinstance(name, str) or not name:
             raise ValueError(f"expected a tenant name, got {_show(name)}")
-        if not isinstance(tokens, list) or not tokens:
-            raise ValueError(f"tenant {name!r}: expected a list of tokens, got {_show(tokens)}")
-        out.append((name, tuple(_token(t) for t in tokens)))
-    return tuple(sorted(out))
+        if isinstance(entry, list | tuple):  # the shorthand `acme: [tok]`: write tokens
+            if not entry:
+                raise _KeyedError(name, "expected a list of write tokens or a mapping, got an empty list")
+            entry = {"write_tokens": list(entry)}
+        elif isinstance(entry, TenantAuth):
+            entry = entry.model_dump()
+        elif not isinstance(entry, dict):
+            raise _KeyedError(
+                name,
+                "expected a list of write tokens or a mapping with keys "
+                f"{', '.join(TenantAuth.model_fields)}, got {_show(entry)}",
+            )
+        try:
+            tenant = TenantAuth.model_validate(entry, context=info.context)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise _KeyedError(_key_path((name, *err["loc"])), _error_message(err, TenantAuth)) from None
+        if not tenant.write_tokens and not tenant.read_tokens:
+            raise _KeyedError(name, "expected write_tokens or read_tokens, got neither")
+        out.append((name, tenant))
+    return tuple(sorted(out, key=lambda pair: pair[0]))
 
 
 class AuthConfig(_Section):
     write_tokens: TokenList = ()
-    """Bearer tokens accepted on write endpoints; empty means writes are not authenticated."""
+    """Bearer tokens accepted on write endpoints; empty means writes are not authenticated. What they
+    write has no `tenant` label. They also run admin endpoints when `admin_tokens` is empty."""
     read_tokens: TokenList = ()
-    """Bearer tokens accepted on read endpoints (query API); `/metrics` is always open."""
+    """Global readers: bearer tokens that read everything, every tenant's data included. Reads are not
+    authenticated only when no token that can read is configured anywhere; `/metrics` is always open."""
     hmac_key: OptionalToken = ""
-    """When set, write requests must carry a valid X-Vigil-Signature (HMAC-SHA256) made with this key."""
-    tenants: Annotated[tuple[tuple[str, tuple[str, ...]], ...], BeforeValidator(_tenants)] = ()
-    """Tenant name -> its write tokens. Everything written with such a token gets `tenant=<name>`; a
-    `tenant` label sent by the writer itself is never trusted (always replaced or removed)."""
+    """When set, write requests must carry a valid X-Vigil-Signature (HMAC-SHA256) made with this key;
+    a tenant's writes are signed with the tenant's own `hmac_key` instead."""
+    tenants: Annotated[tuple[tuple[str, TenantAuth], ...], BeforeValidator(_tenants)] = ()
+    """Tenant name -> `{write_tokens, read_tokens, hmac_key}`, or a list as shorthand for write tokens.
+    Everything written with a tenant's token gets `tenant=<name>` (a `tenant` label sent by the writer
+    is never trusted); a tenant's read token sees only series, metadata and events with that tenant."""
+    admin_tokens: TokenList = ()
+    """Tokens for admin endpoints (`/api/v1/admin/...`); they also read everything. Empty: admin
+    endpoints take `write_tokens` (never a tenant's)."""
+    trusted_proxy_tokens: TokenList = ()
+    """Tokens of a proxy that authenticates users itself and names their tenant in `X-Scope-OrgID`:
+    a read with such a token is scoped to that tenant (which must be configured here), and one without
+    the header is refused. `X-Scope-OrgID` is ignored with any other token."""
+
+    @model_validator(mode="after")
+    def _unambiguous(self) -> AuthConfig:
+        # A token must say who is calling: a tenant's token belongs to it alone, and a proxy token
+        # cannot also be a global reader (the one reads everything, the other one tenant).
+        owner: dict[str, str] = {}
+        for key in ("write_tokens", "read_tokens", "admin_tokens"):
+            for token in getattr(self, key):
+                owner.setdefault(token, f"server.auth.{key}")
+        for token in self.trusted_proxy_tokens:
+            if owner.get(token) in ("server.auth.read_tokens", "server.auth.admin_tokens"):
+                raise _KeyedError(
+                    "trusted_proxy_tokens",
+                    f"expected tokens not also in {owner[token]}, got one that is (value not shown)",
+                )
+            owner.setdefault(token, "server.auth.trusted_proxy_tokens")
+        for name, tenant in self.tenants:
+            for key in ("write_tokens", "read_tokens"):
+                for token in getattr(tenant, key):
+                    other = owner.get(token)
+                    if other is not None and other != f"server.auth.tenants.{name}":
+                        raise _KeyedError(
+                            f"tenants.{name}.{key}",
+                            f"expected this tenant's own tokens, got one also in {other} (value not shown)",
+                        )
+                    owner[token] = f"server.auth.tenants.{name}"
+        self._check_hmac_keys()
+        return self
+
+    def _check_hmac_keys(self) -> None:
+        # One key per signer: a key two tenants share lets either sign as the other.
+        owner = {self.hmac_key: "server.auth.hmac_key"} if self.hmac_key else {}
+        for name, tenant in self.tenants:
+            where = f"tenants.{name}.hmac_key"
+            if not tenant.hmac_key:
+                if self.hmac_key and tenant.write_tokens:
+                    raise _KeyedError(
+                        where,
+                        "expected this tenant's own key when server.auth.hmac_key is set "
+                        "(a shared key lets one tenant sign as another), got none",
+                    )
+            elif tenant.hmac_key in owner:
+                raise _KeyedError(
+                    where,
+                    f"expected a key of this tenant alone, got the same as {owner[tenant.hmac_key]} "
+                    "(value not shown)",
+                )
+            else:
+                owner[tenant.hmac_key] = f"server.auth.{where}"
+
+    @property
+    def authenticates_writes(self) -> bool:
+        return bool(self.write_tokens or any(t.write_tokens for _, t in self.tenants))
+
+    @property
+    def authenticates_reads(self) -> bool:
+        return bool(
+            self.read_tokens
+            or self.admin_tokens
+            or self.trusted_proxy_tokens
+            or any(t.read_tokens for _, t in self.tenants)
+        )
 
 
 class ServerConfig(_Section):
@@ -299,8 +411,11 @@ def _error_message(err: Any, root: type[BaseModel]) -> str:
 
 def _translate(e: ValidationError, source: str) -> ConfigError:
     err = e.errors()[0]
-    loc = tuple(err["loc"])
-    return ConfigError(_error_message(err, Config), source=source, key=_key_path(loc) or None)
+    key = _key_path(tuple(err["loc"]))
+    cause = err.get("ctx", {}).get("error")
+    if isinstance(cause, _KeyedError):  # about a key below the field the validator checks
+        key = f"{key}.{cause.subkey}" if key else cause.subkey
+    return ConfigError(_error_message(err, Config), source=source, key=key or None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,13 +488,13 @@ def load_config(path: Path | str | None) -> Config:
 def check_exposure(cfg: Config) -> None:
     """Refuse to serve beyond the local machine without authentication, unless told to.
 
-    Raises ConfigError when `server.listen` is not loopback, either token list is empty and
-    `server.insecure` is false.
+    Raises ConfigError when `server.listen` is not loopback, writes or reads would be
+    unauthenticated (no token of any kind that may do them) and `server.insecure` is false.
     """
     server = cfg.server
     if is_loopback_listen(server.listen) or server.insecure:
         return
-    if (server.auth.write_tokens or server.auth.tenants) and server.auth.read_tokens:
+    if server.auth.authenticates_writes and server.auth.authenticates_reads:
         return
     raise ConfigError(
         f"refusing to listen on {server.listen} without server.auth tokens; "

@@ -13,8 +13,9 @@ suppress another's events by sending their (guessable) ids first. A re-sent batc
 
 Queries: label matchers (`vigil.model.matcher`) apply to an event's `kind` (also as `__name__`, so
 `auth{user="root"}` works), then its labels, then its fields in string form; `tenant` only ever comes
-from the labels. Equality on kind/tenant/labels/fields is pushed into SQL as a pre-filter; every matcher
-is then checked in Python, so regexes keep their exact Prometheus semantics. Paging walks (time_ms, seq)
+from the labels. A tenant's reads are scoped by the `tenant` column itself, beneath the matchers.
+Equality on kind/tenant/labels/fields is pushed into SQL as a pre-filter; every matcher is then
+checked in Python, so regexes keep their exact Prometheus semantics. Paging walks (time_ms, seq)
 in either direction, seq being the autoincrement rowid, so equal timestamps neither repeat nor vanish
 across pages.
 
@@ -71,6 +72,8 @@ _INDEXES = """
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ms);
 CREATE INDEX IF NOT EXISTS events_kind_time ON events (kind, time_ms);
 CREATE INDEX IF NOT EXISTS events_received ON events (received_ms);
+-- A tenant's reads walk only its own rows.
+CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, time_ms);
 """
 _SCHEMA_VERSION = 1  # PRAGMA user_version: 0 = without received_ms
 
@@ -351,12 +354,16 @@ class EventStore:
         limit: int = 100,
         cursor: str | None = None,
         direction: Direction = "backward",
+        tenant: str | None = None,
     ) -> tuple[list[Event], str | None]:
         """Events with `start_ms <= time_ms <= end_ms` (their own time) that have not expired (by their
         arrival), of one of `kinds` (all if empty), matching
         `matchers` (one AND'ed list, or a list of such lists OR'ed), newest first ("backward") or
         oldest first ("forward"); at most `limit`. The second item is the cursor to pass for the
-        next page, None when there is none. ValueError for a bad cursor, limit or direction."""
+        next page, None when there is none. ValueError for a bad cursor, limit or direction.
+
+        `tenant` limits the answer to that tenant's events (by the column, so no matcher can widen
+        it); None answers for every tenant (a global reader)."""
         if limit < 1:
             raise ValueError("limit must be positive")
         if direction not in ("backward", "forward"):
@@ -365,6 +372,11 @@ class EventStore:
         # Expired (by arrival) but not yet deleted rows stay hidden.
         where = ["time_ms >= ?", "time_ms <= ?", "received_ms >= ?"]
         params: list[Any] = [start_ms, end_ms, self._now_ms() - self.retention_ms]
+        if tenant is not None:
+            if not tenant:
+                raise ValueError("tenant must be a tenant's name or None")  # "" is the untenanted rows
+            where.append("tenant = ?")
+            params.append(tenant)
         if kinds:
             where.append(f"kind IN ({','.join('?' * len(kinds))})")
             params += list(kinds)

@@ -111,7 +111,7 @@ class Ingester:
         else:
             raise StorageError("series were deleted while the request was stored; retry")
         if self._metadata is not None and decoded.metadata:
-            self._metadata.update_many(decoded.metadata)
+            self._metadata.update_many(decoded.metadata, tenant)
         rejected = dict(result.rejected)
         if decoded.histograms:
             rejected["native_histogram"] = decoded.histograms
@@ -124,7 +124,7 @@ class Ingester:
         refs = np.array([self._storage.series_ref(lb) for lb in labels], np.int64)
         result = self._append(refs[parsed.series_index], parsed.timestamps, parsed.values)
         if self._metadata is not None and parsed.metadata:
-            self._metadata.update_many((f, t, h, u) for f, (t, h, u) in parsed.metadata.items())
+            self._metadata.update_many(((f, t, h, u) for f, (t, h, u) in parsed.metadata.items()), tenant)
         self._count("import", result.accepted, result.rejected)
         return IngestResult(result.accepted, dict(result.rejected))
 

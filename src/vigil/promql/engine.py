@@ -20,7 +20,7 @@ from vigil.promql.errors import ExecutionError, ParseError, QueryTimeout, TooMan
 from vigil.promql.parser import parse
 from vigil.promql.result import QueryResult, Series
 from vigil.promql.value import I64, Matrix, Scalar, String, Value, Vector
-from vigil.storage.interface import SeriesSet, Storage
+from vigil.storage.interface import Queryable, SeriesSet
 
 STALE_NAN_BITS = 0x7FF0000000000002
 DEFAULT_SUBQUERY_STEP_MS = 60_000
@@ -35,9 +35,16 @@ class EngineOptions:
 
 
 class Engine:
-    def __init__(self, storage: Storage, options: EngineOptions | None = None) -> None:
+    def __init__(self, storage: Queryable, options: EngineOptions | None = None) -> None:
         self._storage = storage
         self.options = options or EngineOptions()
+
+    def with_storage(self, storage: Queryable) -> Engine:
+        """An engine with the same options over other storage (e.g. one tenant's view of it).
+
+        Evaluation reaches stored data only through `storage.select`, so a query run here can only
+        ever see what `storage` gives it."""
+        return Engine(storage, self.options)
 
     def instant_query(
         self, query: str, time_ms: int, lookback_delta_ms: int | None = None, timeout_s: float | None = None
@@ -90,7 +97,7 @@ class Engine:
 class Evaluator:
     def __init__(
         self,
-        storage: Storage,
+        storage: Queryable,
         start: int,
         end: int,
         lookback: int,

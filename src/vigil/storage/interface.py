@@ -19,7 +19,15 @@ from vigil.storage.errors import StaleRefError, StorageError
 
 SeriesRef = int
 
-__all__ = ["AppendResult", "SeriesRef", "SeriesSet", "StaleRefError", "Storage", "StorageError"]
+__all__ = [
+    "AppendResult",
+    "Queryable",
+    "SeriesRef",
+    "SeriesSet",
+    "StaleRefError",
+    "Storage",
+    "StorageError",
+]
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,26 @@ class SeriesSet:
         return cls([], np.zeros(1, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
 
 
-class Storage(Protocol):
+class Queryable(Protocol):
+    """The read half of a store: what PromQL evaluation and the series/label API need.
+
+    Kept apart from `Storage` so a read-only view (one tenant's series, `vigil.storage.tenant`) can
+    stand in for the store wherever reads happen without pretending to accept writes."""
+
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> SeriesSet:
+        """Series matching all matchers, with their samples in [mint, maxt] (ms, inclusive)."""
+        ...
+
+    def series(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[Labels]:
+        """Label sets of series matching all matchers that have samples in [mint, maxt]."""
+        ...
+
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
+
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
+
+
+class Storage(Queryable, Protocol):
     """A time-series store. Implementations are thread-safe; `append` returns once data is durable."""
 
     def series_ref(self, labels: Labels) -> SeriesRef:
@@ -79,17 +106,5 @@ class Storage(Protocol):
     ) -> AppendResult:
         """Store samples (one per array element); blocks until durable. Raises StorageError."""
         ...
-
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> SeriesSet:
-        """Series matching all matchers, with their samples in [mint, maxt] (ms, inclusive)."""
-        ...
-
-    def series(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[Labels]:
-        """Label sets of series matching all matchers that have samples in [mint, maxt]."""
-        ...
-
-    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
-
-    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
 
     def close(self) -> None: ...

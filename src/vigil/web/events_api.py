@@ -9,6 +9,7 @@ payload (design §2). 200 with `{"stored": n, "duplicates": m}` in the Prometheu
 
 Out: the Prometheus API's conventions (envelope, `bad_data` errors, `start`/`end` as RFC 3339 or
 Unix seconds, `match[]` selectors OR'ed), plus `kind`, `limit`, `cursor` and `direction` for paging.
+A tenant's reader gets that tenant's events only, whatever its matchers say.
 """
 
 from __future__ import annotations
@@ -194,8 +195,9 @@ class EventsAPI:
         try:
             encoding = self._encoding(request)
             body = await self._read_body(request)
-            if self._hmac_key is not None:
-                problem = signing.verify(self._hmac_key, body, request.headers, self._clock())
+            key = self._auth.signing_key(request, self._hmac_key)  # the tenant's own, if it has one
+            if key is not None:
+                problem = signing.verify(key, body, request.headers, self._clock())
                 if problem is not None:
                     raise _Refused(401, "unauthorized", f"unauthorized: {problem}")
             tenant = self._auth.tenant_of(request)
@@ -256,12 +258,12 @@ class EventsAPI:
     # -- GET -----------------------------------------------------------------------------------------
 
     async def get(self, request: Request) -> Response:
-        denied = self._auth.check(request, Scope.READ)
-        if denied is not None:
-            return denied
+        reader = self._auth.reader(request)
+        if isinstance(reader, Response):
+            return reader
         try:
             query = self._query_params(request)
-            events, cursor = await run_in_threadpool(self._query, *query)
+            events, cursor = await run_in_threadpool(self._query, *query, reader.tenant)
         except _Refused as exc:
             return exc.response()
         encoded = ",".join(e.to_json() for e in events)  # the wire format, as POST takes it
@@ -317,9 +319,11 @@ class EventsAPI:
         limit: int,
         cursor: str | None,
         direction: Direction,
+        tenant: str | None,
     ) -> tuple[list[Event], str | None]:
+        """`tenant`: the reader's (only that tenant's events), None for a global reader."""
         try:
-            return self._store.query(sets, start, end, kinds, limit, cursor, direction)
+            return self._store.query(sets, start, end, kinds, limit, cursor, direction, tenant)
         except sqlite3.Error as exc:
             log.error("event store error on query: %s", exc)
             raise _Refused(503, "unavailable", f"storage error: {exc}") from None

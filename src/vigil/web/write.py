@@ -81,8 +81,9 @@ class WriteAPI:
             return self._bad("body_too_large", f"request body exceeds {self._max_body} bytes", 413)
         except ClientDisconnect:
             return self._bad("client_disconnect", "client disconnected", 400)
-        if self._hmac_key is not None:
-            problem = signing.verify(self._hmac_key, body, request.headers, time.time())
+        key = self._auth.signing_key(request, self._hmac_key)  # the tenant's own, if it has one
+        if key is not None:
+            problem = signing.verify(key, body, request.headers, time.time())
             if problem is not None:
                 return self._bad("bad_signature", f"unauthorized: {problem}", 401)
         return body
