@@ -80,3 +80,39 @@ def test_corrupt_file_is_named_not_a_traceback(tmp_path: Path) -> None:
     r = vigil("server", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(data), cwd=tmp_path)
     assert r.returncode == 1
     assert "00000001-0-1.block" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_config_check_without_a_file_checks_the_defaults(tmp_path: Path) -> None:
+    r = vigil("config", "check", cwd=tmp_path)  # no vigil.yml: none is needed
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "no vigil.yml, the defaults: OK" and r.stderr == ""
+    r = vigil("config", "check", "missing.yml", cwd=tmp_path)  # a file named but absent is wrong
+    assert r.returncode == 2 and r.stderr.startswith("missing.yml: cannot read")
+
+
+def test_rule_glob_matching_nothing_yet_is_a_warning(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (tmp_path / "vigil.yml").write_text(f"agent:\n  logs:\n    rule_files: ['{rules}/*.yml']\n")
+    r = vigil("config", "check", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "vigil.yml: OK"
+    assert r.stderr == (
+        f"vigil.yml: agent.logs.rule_files: no file matches '{rules}/*.yml' yet, so it adds no rules\n"
+    )
+    # A plain path is not a glob: naming a file that is not there stays an error, naming it.
+    (tmp_path / "vigil.yml").write_text(f"agent:\n  logs:\n    rule_files: ['{rules}/app.yml']\n")
+    r = vigil("config", "check", cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith(f"{rules}/app.yml: cannot read")
+
+
+def test_bad_rule_regex_is_one_clean_line(tmp_path: Path) -> None:
+    (tmp_path / "rules.yml").write_text("rules:\n  - name: x_total\n    match: '(?P<x'\n")
+    (tmp_path / "vigil.yml").write_text("agent:\n  logs:\n    rule_files: [rules.yml]\n")
+    r = vigil("config", "check", cwd=tmp_path)
+    assert r.returncode == 2
+    # Only our line: nothing from RE2's own logging (absl), and RE2's message as text, not bytes.
+    assert r.stderr == (
+        "rules.yml: rules[0].match: expected a regular expression in RE2 syntax (no look-around or "
+        'back-references), got "(?P<x": invalid named capture group: (?P<x\n'
+    )
