@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,26 @@ def test_bad_rule_regex_is_one_clean_line(tmp_path: Path) -> None:
         "rules.yml: rules[0].match: expected a regular expression in RE2 syntax (no look-around or "
         'back-references), got "(?P<x": invalid named capture group: (?P<x\n'
     )
+
+
+def test_address_in_use_is_one_line_exit_2_and_creates_nothing(tmp_path: Path) -> None:
+    """The address is bound before anything else: a taken one is one line naming it, exit 2, no data
+    directory, and no "listening" claimed first."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        r = vigil("server", "--listen", busy, "--data-dir", "d", cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr == (
+            f"vigil: cannot listen on {busy} (server.listen): address already in use "
+            "(another Vigil on this host? choose another with --listen or server.listen)\n"
+        )
+        assert r.stdout == "" and not (tmp_path / "d").exists()
+        # `vigil up` binds its agent's /metrics address first too, and so does `vigil agent`.
+        (tmp_path / "vigil.yml").write_text(f"agent:\n  listen: {busy}\n  data_dir: d/agent\n")
+        r = vigil("up", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", "d", cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr.startswith(f"vigil: cannot listen on {busy} (agent.listen): address already in use")
+        r = vigil("agent", cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert f"{busy} (agent.listen): address already in use" in r.stderr and "`vigil up`" in r.stderr
+        assert not (tmp_path / "d").exists()

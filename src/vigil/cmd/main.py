@@ -9,6 +9,7 @@ from pathlib import Path
 from vigil import __version__
 from vigil.cmd import query as query_cmd
 from vigil.cmd import templates as templates_cmd
+from vigil.cmd.listen import ListenError
 from vigil.config import Config, ConfigError, load_config
 from vigil.storage.errors import StorageError
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
         setup_logging(args.log_level)
         return run_server(cfg, with_agent=args.command == "up")
-    except ConfigError as exc:
+    except (ConfigError, ListenError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     except StorageError as exc:
