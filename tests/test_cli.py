@@ -60,6 +60,10 @@ def test_data_dir_in_use(tmp_path: Path) -> None:
 
 def test_up_serves_with_defaults_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
+    # The defaults but the agent's addresses: `vigil up` binds agent.listen, and tests use free ports.
+    (tmp_path / "vigil.yml").write_text(
+        f"agent:\n  listen: 127.0.0.1:{free_port()}\n  statsd:\n    udp_listen: 127.0.0.1:{free_port()}\n"
+    )
     p = subprocess.Popen(
         [sys.executable, "-m", "vigil", "up", "--listen", f"127.0.0.1:{port}"],
         cwd=tmp_path,
