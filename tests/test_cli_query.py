@@ -218,3 +218,42 @@ def test_vigil_query_command(server: tuple[VigilProcess, float], tmp_path: Path)
         cwd=tmp_path,
     )
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "bad_data" in r.stderr
+
+
+def test_server_address_comes_from_vigil_yml(server: tuple[VigilProcess, float], tmp_path: Path) -> None:
+    """Without --url, `vigil query` asks the server `vigil up` in the same directory runs (server.listen
+    of ./vigil.yml, or of --config), not always :9400."""
+    v, now = server
+    listen = v.url.removeprefix("http://")
+    (tmp_path / "vigil.yml").write_text(f"server:\n  listen: {listen}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd, extra in ((tmp_path, []), (elsewhere, ["--config", str(tmp_path / "vigil.yml")])):
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vigil",
+                "query",
+                "count(up)",
+                "--token",
+                TOKEN,
+                "--time",
+                str(now),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=cwd,
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[1].split()[:2] == ["{}", "2"]
+
+
+def test_url_for_listen() -> None:
+    assert cli.url_for_listen("127.0.0.1:9500") == "http://127.0.0.1:9500"
+    assert cli.url_for_listen("0.0.0.0:9500") == "http://127.0.0.1:9500"
+    assert cli.url_for_listen("[::]:9500") == "http://[::1]:9500"
+    assert cli.url_for_listen("[::1]:9500") == "http://[::1]:9500"
+    assert cli.url_for_listen("localhost:9500") == "http://localhost:9500"

@@ -134,14 +134,19 @@ def test_100k_distinct_addresses_keep_series_bounded(tmp_path: Path) -> None:
     assert series_count(registry) - before < 1200
 
 
-def test_rule_file_errors_name_the_file(tmp_path: Path) -> None:
+def test_rule_file_errors_name_the_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cfg = config_from_yaml(configure(tmp_path))
     (tmp_path / "rules.yml").write_text("rules:\n  - name: x_total\n    match: '(?<=a)b'\n")
     with pytest.raises(ConfigError, match=r"rules\.yml: rules\[0\]\.match"):
         build_security(cfg, LABELS, None)
-    missing = config_from_yaml(configure(tmp_path).replace("rules.yml", "nope-*.yml"))
-    with pytest.raises(ConfigError, match="no file matches"):
+    missing = config_from_yaml(configure(tmp_path).replace("rules.yml", "nope.yml"))
+    with pytest.raises(ConfigError, match=r"nope\.yml: cannot read"):
         build_security(missing, LABELS, None)
+    # A glob matching nothing yet (an empty rules directory) is a warning: the agent still runs.
+    empty = config_from_yaml(configure(tmp_path).replace("rules.yml", "nope-*.yml"))
+    with caplog.at_level("WARNING"):
+        build_security(empty, LABELS, None).stop()
+    assert "vigil.yml: agent.logs.rule_files: no file matches" in caplog.text
 
 
 def test_reserved_and_duplicate_source_names(tmp_path: Path) -> None:

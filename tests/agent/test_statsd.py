@@ -325,3 +325,24 @@ def test_tcp_idle_connection_is_closed_and_its_last_line_kept() -> None:
             assert c.recv(1) == b""
         v = values(server)
         assert v[("idle_total", ())] == 1.0 and v[("last_total", ())] == 2.0
+
+
+def test_address_taken_is_a_warning_saying_what_to_do(caplog: pytest.LogCaptureFixture) -> None:
+    """Next to `vigil up` (or another agent) the StatsD port is taken: the agent runs on without it and
+    says why and how to choose, as a warning rather than an error with no hint."""
+    from vigil.cmd.agent import start_statsd
+    from vigil.config import config_from_yaml
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        cfg = config_from_yaml(f"agent:\n  statsd:\n    udp_listen: {listen}\n")
+        with caplog.at_level(logging.WARNING, logger="vigil.agent"):
+            assert start_statsd(cfg) is None
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        f"StatsD receiver not started on {listen}: Address already in use (another Vigil agent or "
+        "`vigil up` on this host receives StatsD there: set agent.statsd.udp_listen/tcp_listen to "
+        'another address, or to "" to turn it off)'
+    )

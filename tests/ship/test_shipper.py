@@ -596,3 +596,23 @@ def test_hmac_signed_writes(tmp_path: Path, signed_api: tuple[str, DB, Collector
     assert rejected == 7
     names = db.label_values("__name__", [], MIN_TIME, MAX_TIME)
     assert names == ["shipped_signed", "signed", "signed_text"]  # nothing unsigned or forged was stored
+
+
+def test_metadata_travels_once_in_the_first_payload(tmp_path: Path) -> None:
+    t = now_ms() - 10_000
+    series = [[("__name__", f"m{i}_total")] for i in range(6)]
+    points = [[(t, float(i))] for i in range(6)]
+    meta = [(f"m{i}_total", "counter", f"Things {i}.", "") for i in range(6)]
+    with Receiver() as rx:
+        shipper = build_shipper(directory=tmp_path / "q", url=rx.url, connections=3, max_samples=1)
+        try:
+            assert shipper.enqueue((series, points), metadata=meta) == 6
+            assert shipper.flush(10)
+        finally:
+            shipper.close()
+    sent = [m for req in rx.received for m in req.metadata]
+    assert sorted((m.metric_family_name, m.type, m.help) for m in sent) == [
+        (f"m{i}_total", 1, f"Things {i}.")
+        for i in range(6)  # 1: MetricMetadata.COUNTER
+    ]
+    assert sum(1 for req in rx.received if req.metadata) == 1

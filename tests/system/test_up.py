@@ -72,6 +72,29 @@ scrape_configs:
             "bare-metal",
         }
         assert query(url, 'count(node_cpu_seconds_total{mode="idle"})')[0]["value"][1] != "0"
+        # The agent records `up` for itself, as a Prometheus scraping it would: "is my agent alive".
+        [up] = query(url, 'up{job="vigil-agent"}')
+        assert up["value"][1] == "1" and up["metric"]["instance"] == socket.gethostname()
+        assert query(url, 'scrape_samples_scraped{job="vigil-agent"} > 100')
+        # It ships its families' TYPE and HELP, so the metadata API knows them.
+        meta = httpx.get(url + "/api/v1/metadata", params={"metric": "node_load1"}, timeout=10).json()
+        assert meta["data"]["node_load1"][0]["type"] == "gauge", meta
+        assert meta["data"]["node_load1"][0]["help"], meta
+        # Its own /metrics is served on agent.listen under `vigil up` too (OpenMetrics when asked).
+        own = httpx.get(f"http://127.0.0.1:{agent_port}/metrics", timeout=10)
+        assert own.status_code == 200 and "vigil_agent_collections_total" in own.text
+        om = httpx.get(
+            f"http://127.0.0.1:{agent_port}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+            timeout=10,
+        )
+        assert om.headers["content-type"].startswith("application/openmetrics-text") and "# EOF" in om.text
+        # A standalone agent beside it cannot have the same address: one line that says so, exit 2.
+        beside = subprocess.run(
+            [sys.executable, "-m", "vigil", "agent"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert beside.returncode == 2 and beside.stderr.count("\n") == 1, beside.stderr
+        assert f"127.0.0.1:{agent_port} (agent.listen): address already in use" in beside.stderr
         # StatsD: an application timing a function and counting logins, over UDP.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.sendto(

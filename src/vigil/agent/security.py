@@ -209,16 +209,22 @@ def _use_journal(mode: str, paths: Sequence[str]) -> bool:
     return shutil.which("journalctl") is not None and not any(glob.glob(p) for p in paths)
 
 
-def load_rule_files(patterns: Sequence[str]) -> list[LogRule]:
-    """Every rule of the files matching `patterns`, in file order; a pattern matching nothing is an
-    error (a typo must not silently turn the rules off). Raises ConfigError naming the file."""
+def load_rule_files(
+    patterns: Sequence[str], source: str = "vigil.yml", warn: Callable[[str], None] | None = None
+) -> list[LogRule]:
+    """Every rule of the files matching `patterns` (a key of `source`), in file order.
+
+    A glob matching no file yet (a rules directory still empty) is `warn`ed about (default: logged), not
+    an error: the rest of the agent is worth running. A plain path that does not exist is an error, like
+    any unreadable rule file (ConfigError naming it)."""
     from vigil.logs.rules import load_rules
 
     rules: list[LogRule] = []
     for pattern in patterns:
         paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not paths:
-            raise ConfigError(f"no file matches {pattern!r}", key="agent.logs.rule_files")
+            message = f"no file matches {pattern!r} yet, so it adds no rules"
+            (warn or log.warning)(str(ConfigError(message, source=source, key="agent.logs.rule_files")))
         for path in paths:
             rules += load_rules(path)
     return rules

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -14,6 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, Proce
 from starlette.applications import Starlette
 
 from vigil import __version__
+from vigil.cmd.listen import address, bind_tcp
 from vigil.config import Config, check_exposure, parse_listen
 from vigil.events.store import EventStore
 from vigil.ingest.ingester import Ingester, IngestMetrics
@@ -111,16 +113,26 @@ def new_registry() -> CollectorRegistry:
 
 
 def run_server(cfg: Config, with_agent: bool = False) -> int:
-    """Run until SIGINT/SIGTERM. Raises ConfigError / StorageError before listening if something is wrong.
+    """Run until SIGINT/SIGTERM. Raises ConfigError / ListenError / StorageError before listening if
+    something is wrong; the addresses are bound first, so a taken one leaves nothing behind.
 
-    `with_agent` (`vigil up`) also runs an agent for this host, shipping to this server."""
+    `with_agent` (`vigil up`) also runs an agent for this host, shipping to this server and serving its
+    own /metrics on `agent.listen`."""
     check_exposure(cfg)
-    registry = new_registry()
-    db = open_db(cfg, registry)
+    sockets = [bind_tcp(cfg.server.listen, "server.listen", "choose another with --listen or server.listen")]
     try:
-        events = open_events(cfg)
+        if with_agent:
+            sockets.append(bind_tcp(cfg.agent.listen, "agent.listen", "choose another with agent.listen"))
+        registry = new_registry()
+        db = open_db(cfg, registry)
+        try:
+            events = open_events(cfg)
+        except BaseException:
+            db.close()
+            raise
     except BaseException:
-        db.close()
+        for sock in sockets:
+            sock.close()
         raise
     host, port = parse_listen(cfg.server.listen)
     app = build_app(cfg, db, registry, events)
@@ -138,39 +150,51 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler found at start:
     # make that a no-op so a requested stop exits 0 (and the DB is closed below).
     signal.signal(signal.SIGTERM, lambda *_: None)
-    log.info("Vigil %s listening on http://%s, data in %s", __version__, cfg.server.listen, cfg.storage.path)
+    listening = address(sockets[0])  # the port actually bound, also when 0 was asked for
+    log.info("Vigil %s listening on http://%s, data in %s", __version__, listening, cfg.storage.path)
     local: list[Any] = []
     syslog = cfg.server.syslog
     if with_agent or syslog.udp_listen or syslog.tcp_listen:
+        agent_sock = sockets[1] if with_agent else None
         threading.Thread(
-            target=_start_local_agent, args=(cfg, server, local, with_agent), daemon=True
+            target=_start_local_agent, args=(cfg, listening, server, local, agent_sock), daemon=True
         ).start()
     try:
-        server.run()
+        server.run(sockets=sockets[:1])
     finally:
         for agent in local:
             agent.stop()
+        for sock in sockets:
+            sock.close()
         events.close()
         db.close()
     return 0 if server.started else 1
 
 
-def _start_local_agent(cfg: Config, server: uvicorn.Server, started: list[Any], with_agent: bool) -> None:
+def _start_local_agent(
+    cfg: Config,
+    listening: str,
+    server: uvicorn.Server,
+    started: list[Any],
+    agent_sock: socket.socket | None,
+) -> None:
     """`vigil up`: once the server listens, an agent for this host shipping to it (so its first
-    delivery does not race the server's start-up); and the server's syslog receiver, if configured."""
+    delivery does not race the server's start-up), serving its /metrics on `agent_sock`; and the
+    server's syslog receiver, if configured."""
     from vigil.cmd.agent import start_in_process, start_syslog_relay
+    from vigil.cmd.query import url_for_listen
 
     while not server.started:
         if server.should_exit:
             return
         time.sleep(0.05)
-    url = f"http://{cfg.server.listen}/api/v1/write".replace("0.0.0.0", "127.0.0.1")
+    url = url_for_listen(listening) + "/api/v1/write"
     tokens = cfg.server.auth.write_tokens or tuple(
         t for _, tenant in cfg.server.auth.tenants for t in tenant.write_tokens
     )
     token = tokens[0] if tokens else ""
-    if with_agent:
-        started.append(start_in_process(cfg, url, token))
+    if agent_sock is not None:
+        started.append(start_in_process(cfg, url, token, agent_sock))
     syslog = cfg.server.syslog
     if syslog.udp_listen or syslog.tcp_listen:
         started.append(start_syslog_relay(cfg, url, token))
