@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +97,8 @@ def _events(instance: str, user: str, labels: dict[str, str] | None = None) -> b
 class Server:
     """An application from `build_app` over its own DB and event store, with a client for it."""
 
-    def __init__(self, root: Path, config: str = CONFIG) -> None:
-        self.db = DB(root / "data", Options(fsync=False))
+    def __init__(self, root: Path, config: str = CONFIG, now_ms: Callable[[], int] | None = None) -> None:
+        self.db = DB(root / "data", Options(fsync=False), **({"now_ms": now_ms} if now_ms else {}))
         self.events = EventStore(root / "events.db", 86_400_000)
         self.client = Client(build_app(config_from_yaml(config), self.db, CollectorRegistry(), self.events))
 
@@ -128,8 +128,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
-    full = Server(tmp_path_factory.mktemp("full"))
-    acme_only = Server(tmp_path_factory.mktemp("acme_only"))
+    at_t0 = lambda: T0 + 600_000  # noqa: E731 - the store's clock: the samples are written at T0
+    full = Server(tmp_path_factory.mktemp("full"), now_ms=at_t0)
+    acme_only = Server(tmp_path_factory.mktemp("acme_only"), now_ms=at_t0)
     # beta and the untenanted writer write before and after acme, so their rows interleave with acme's.
     full.write(BETA_TEXT, "beta-w")
     full.post_events(_events("beta-db-7", "mallory"), "beta-w")
