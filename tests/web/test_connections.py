@@ -7,6 +7,7 @@ Slow clients are simulated in steps (one byte per step); assertions count steps 
 from __future__ import annotations
 
 import contextlib
+import resource
 import socket
 import threading
 import time
@@ -19,8 +20,15 @@ import pytest
 import uvicorn
 
 from tests.conftest import free_port
-from vigil.cmd.server import build_app, http_options, new_registry, open_events
-from vigil.config import config_from_dict
+from vigil.cmd.server import (
+    RESERVED_FILES,
+    build_app,
+    ensure_open_files,
+    http_options,
+    new_registry,
+    open_events,
+)
+from vigil.config import ConfigError, config_from_dict, config_from_yaml
 from vigil.tsdb.db import DB, Options
 
 STEP_S = 0.25  # pause between the bytes of a slow client
@@ -260,3 +268,49 @@ def test_by_default_a_connection_idle_for_a_batch_deadline_stays_open(serve: Cal
         assert not closed_by_server(s)
         s.sendall(HEALTHY)
         assert read_response(s).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "server:\n  read_header_timeout: 0s\n",
+            'vigil.yml: server.read_header_timeout: expected a duration greater than zero like 15d, got "0s"',
+        ),
+        (
+            "server:\n  max_connections: 0\n",
+            "vigil.yml: server.max_connections: expected an integer >= 1, got 0",
+        ),
+        (
+            "server:\n  keep_alive_timeout: 5\n",
+            "vigil.yml: server.keep_alive_timeout: expected a duration like 15d, got 5"
+            " (add a unit, e.g. 5s or 5m)",
+        ),
+    ],
+)
+def test_bad_connection_settings_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        config_from_yaml(text, "vigil.yml")
+    assert str(exc.value) == message
+
+
+def test_the_open_file_limit_is_raised_to_fit_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
+    monkeypatch.setattr(resource, "setrlimit", lambda _, limits: calls.append(limits))
+    ensure_open_files(2000 + RESERVED_FILES, 2000)
+    assert calls == [(2000 + RESERVED_FILES, 4096)]
+    calls.clear()
+    ensure_open_files(512 + RESERVED_FILES, 512)  # fits already: left alone
+    assert calls == []
+
+
+def test_a_cap_beyond_the_hard_open_file_limit_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
+    cfg = config_from_dict({"server": {"max_connections": 10_000}})
+    with pytest.raises(ConfigError) as exc:
+        http_options(cfg, None)
+    assert str(exc.value) == (
+        f"server.max_connections: expected at most {4096 - RESERVED_FILES} "
+        "(the open-file limit, ulimit -Hn, is 4096), got 10000"
+    )
