@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import socket
 import sqlite3
@@ -16,7 +17,7 @@ from starlette.applications import Starlette
 
 from vigil import __version__
 from vigil.cmd.listen import address, bind_tcp
-from vigil.config import Config, check_exposure, parse_listen
+from vigil.config import Config, ConfigError, check_exposure, parse_listen
 from vigil.events.store import EventStore
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.validate import Limits
@@ -26,6 +27,7 @@ from vigil.storage.metadata import MetadataStore
 from vigil.tsdb.db import DB, Options
 from vigil.web.app import create_app
 from vigil.web.auth import TokenAuth
+from vigil.web.connections import ConnectionLimits, ConnectionMetrics, guarded_protocol
 from vigil.web.events_api import EventsAPI
 
 log = logging.getLogger("vigil")
@@ -112,6 +114,42 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
+# Files the server holds besides its connections: blocks, WAL, SQLite (each with its -wal and -shm),
+# the listening sockets, logs, the in-process agent's queue and collectors.
+RESERVED_FILES = 256
+
+
+def http_options(cfg: Config, registry: CollectorRegistry | None) -> dict[str, Any]:
+    """uvicorn.Config arguments for `server.keep_alive_timeout`, `read_header_timeout`, `read_timeout`
+    and `max_connections` (vigil.web.connections). Raises the open-file limit so the cap is reachable."""
+    srv = cfg.server
+    ensure_open_files(srv.max_connections + RESERVED_FILES, srv.max_connections)
+    limits = ConnectionLimits(
+        keep_alive_s=srv.keep_alive_timeout / 1000,
+        read_header_s=srv.read_header_timeout / 1000,
+        read_body_s=srv.read_timeout / 1000,
+        max_connections=srv.max_connections,
+        metrics=ConnectionMetrics(registry),
+    )
+    # No WebSocket endpoints: not offering the upgrade keeps connections on the guarded protocol.
+    return {"http": guarded_protocol(limits), "ws": "none"}
+
+
+def ensure_open_files(needed: int, max_connections: int) -> None:
+    """Raise the soft open-file limit towards `needed` (as Go programs do at start); a cap the hard
+    limit cannot hold is a configuration error rather than EMFILE on the WAL under load."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConfigError(
+            f"expected at most {max(hard - RESERVED_FILES, 1)} (the open-file limit, ulimit -Hn, is {hard}), "
+            f"got {max_connections}",
+            key="server.max_connections",
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 def run_server(cfg: Config, with_agent: bool = False) -> int:
     """Run until SIGINT/SIGTERM. Raises ConfigError / ListenError / StorageError before listening if
     something is wrong; the addresses are bound first, so a taken one leaves nothing behind.
@@ -124,6 +162,7 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
         if with_agent:
             sockets.append(bind_tcp(cfg.agent.listen, "agent.listen", "choose another with agent.listen"))
         registry = new_registry()
+        http = http_options(cfg, registry)
         db = open_db(cfg, registry)
         try:
             events = open_events(cfg)
@@ -145,6 +184,7 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=10,
+        **http,
     )
     server = uvicorn.Server(config)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler found at start:

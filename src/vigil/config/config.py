@@ -203,6 +203,18 @@ class ServerConfig(_Section):
     syslog: SyslogConfig = SyslogConfig()
     """A syslog receiver in the server (for firewalls and network gear that send to it directly): lines
     go through the same auth parsing, log rules and unknown-line detection as the agent's."""
+    keep_alive_timeout: PositiveDuration = parse_duration("2m")
+    """How long an idle keep-alive connection stays open. Keep it well above the senders' send interval
+    (Prometheus' `batch_send_deadline` is 5s): a server closing just as a sender reuses the connection
+    makes the sender fail and retry that batch."""
+    read_header_timeout: PositiveDuration = parse_duration("10s")
+    """Longest a request's line and headers may take to arrive; slower clients get 408 and are closed."""
+    read_timeout: PositiveDuration = parse_duration("1m")
+    """Longest a request's body may take to arrive after its headers; slower clients get 408 and are
+    closed. Allow for the largest body (`limits.max_request_body_bytes`) over the slowest sender's link."""
+    max_connections: Annotated[int, _integer(minimum=1)] = 512
+    """Open HTTP connections at most; a request on a connection beyond it gets 503 and the connection is
+    closed. Vigil raises its open-file limit (`ulimit -n`) to fit, up to the hard limit (`ulimit -Hn`)."""
 
 
 class StorageConfig(_Section):

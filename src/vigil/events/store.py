@@ -210,6 +210,7 @@ class EventStore:
         self._migrate(self._writer)
         self._writer.executescript(_INDEXES)
         self._idle: list[sqlite3.Connection] = []  # pooled read connections
+        self._write_error: str | None = None  # why the last append failed; None once one succeeds
         self._closed = False
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
@@ -285,8 +286,8 @@ class EventStore:
         with self._lock:
             conn = self._writer
             before = conn.total_changes
-            conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
                     "INSERT OR IGNORE INTO events"
                     " (tenant, id, time_ms, kind, labels, fields, message, received_ms)"
@@ -294,11 +295,19 @@ class EventStore:
                     rows,
                 )
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
+                if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.ProgrammingError):
+                    self._write_error = f"{self.path}: {exc}"  # not a closed store: the disk or file
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self._write_error = None
             return conn.total_changes - before
+
+    @property
+    def write_error(self) -> str | None:
+        """Why the last append failed (e.g. the disk is full), or None when it succeeded: readiness."""
+        return self._write_error
 
     def apply_retention(self, now: float | None = None) -> int:
         """Delete events that arrived before `now` (clock seconds; default: the clock) minus retention,

@@ -167,6 +167,7 @@ class DB:
         self._commit_cond = threading.Condition()
         self._committing = False  # one WAL writer, also taken by the head flush
         self._queue: list[_Pending] = []
+        self._write_error: str | None = None  # why the last group commit failed; None once one succeeds
         self._maintenance = threading.Lock()  # one flush/compaction at a time
         self._flush_thread: threading.Thread | None = None
         self._closed = False
@@ -311,6 +312,12 @@ class DB:
         self._maybe_flush()
         return AppendResult(len(samples), rejected)
 
+    @property
+    def write_error(self) -> str | None:
+        """Why the last write failed (e.g. the disk is full), or None when it succeeded: readiness.
+        Cleared by the next successful commit, so it follows the disk without a probe of its own."""
+        return self._write_error
+
     def _commit(self, item: _Pending) -> None:
         """Group commit: the first waiter writes everything queued with one WAL sync."""
         with self._commit_cond:
@@ -342,6 +349,7 @@ class DB:
         with self._commit_cond:
             for p in batch:
                 p.done, p.error = True, error
+            self._write_error = None if error is None else str(error) or type(error).__name__
             self._committing = False
             self._commit_cond.notify_all()
         if item.error:

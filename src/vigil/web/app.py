@@ -50,6 +50,10 @@ def create_app(
         return PlainTextResponse("Vigil is Healthy.\n")
 
     async def ready(_: Request) -> Response:
+        # Not ready while writes cannot be stored: the last commit's error, until one succeeds.
+        problem = db.write_error or (events.write_error if events is not None else None)
+        if problem:
+            return PlainTextResponse(f"not ready: writes are failing: {problem}\n", status_code=503)
         return PlainTextResponse("Vigil is Ready.\n")
 
     async def metrics(_: Request) -> Response:

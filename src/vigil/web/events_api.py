@@ -186,6 +186,11 @@ class EventsAPI:
         self._hmac_key = hmac_key or None
         self._clock = clock
 
+    @property
+    def write_error(self) -> str | None:
+        """Why the event store's last append failed, or None: `/-/ready` reports it."""
+        return self._store.write_error
+
     # -- POST ----------------------------------------------------------------------------------------
 
     async def post(self, request: Request) -> Response:
