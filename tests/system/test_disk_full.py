@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,9 +45,12 @@ def fill(path: Path) -> None:
                     f.write(b"\0" * size)
 
 
+T0 = int(time.time() * 1000) - 60_000  # written through a real server: sample times near its clock
+
+
 def series(n: int, ts: int) -> bytes:
     """A write of `n` series, several pages of WAL: more than the slack in a file's last page."""
-    return rw(*[[("__name__", "disk_test"), ("i", str(i))] for i in range(n)], ts=ts)
+    return rw(*[[("__name__", "disk_test"), ("i", str(i))] for i in range(n)], ts=T0 + ts)
 
 
 def events(n: int, start: int) -> bytes:
@@ -85,12 +89,15 @@ def test_full_disk_makes_the_server_not_ready_until_writes_succeed_again(small_d
         assert r.status_code == 200, r.text
 
         # What was acknowledged is there; the refused write (t = 2 s) is not.
-        q = c.get("/api/v1/query", params={"query": 'count_over_time(disk_test{i="7"}[5s])', "time": "3.5"})
+        q = c.get(
+            "/api/v1/query",
+            params={"query": 'count_over_time(disk_test{i="7"}[5s])', "time": str((T0 + 3500) / 1000)},
+        )
         assert q.json()["data"]["result"][0]["value"][1] == "2"
         assert (
-            c.get("/api/v1/query", params={"query": "count(disk_test)", "time": "3"}).json()["data"][
-                "result"
-            ][0]["value"][1]
+            c.get(
+                "/api/v1/query", params={"query": "count(disk_test)", "time": str((T0 + 3000) / 1000)}
+            ).json()["data"]["result"][0]["value"][1]
             == "500"
         )
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ class DiskFull:
         monkeypatch.setattr(wal, "write", maybe_fail)
 
 
+T0 = int(time.time() * 1000) - 60_000  # sample times near the store's (wall) clock
+
+
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Client, DiskFull]]:
     cfg = config_from_dict({"storage": {"path": str(tmp_path / "data")}})
@@ -48,11 +52,12 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Clien
 def test_not_ready_while_writes_fail_and_ready_after_one_succeeds(app: tuple[Client, DiskFull]) -> None:
     c, disk = app
     assert (
-        c.post("/api/v1/write", content=rw([("__name__", "up")], ts=1000), headers=HEADERS).status_code == 204
+        c.post("/api/v1/write", content=rw([("__name__", "up")], ts=T0 + 1000), headers=HEADERS).status_code
+        == 204
     )
     assert c.get("/-/ready").status_code == 200
     disk.full = True
-    r = c.post("/api/v1/write", content=rw([("__name__", "up")], ts=2000), headers=HEADERS)
+    r = c.post("/api/v1/write", content=rw([("__name__", "up")], ts=T0 + 2000), headers=HEADERS)
     assert r.status_code == 503
     for _ in range(2):  # it stays so while nothing is written, and HEAD says the same
         r = c.get("/-/ready")
@@ -62,7 +67,8 @@ def test_not_ready_while_writes_fail_and_ready_after_one_succeeds(app: tuple[Cli
     assert c.get("/-/healthy").status_code == 200  # alive: the process is fine, its disk is not
     disk.full = False
     assert (
-        c.post("/api/v1/write", content=rw([("__name__", "up")], ts=3000), headers=HEADERS).status_code == 204
+        c.post("/api/v1/write", content=rw([("__name__", "up")], ts=T0 + 3000), headers=HEADERS).status_code
+        == 204
     )
     r = c.get("/-/ready")
     assert r.status_code == 200 and r.text == "Vigil is Ready.\n"
