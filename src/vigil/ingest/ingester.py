@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter
 from vigil.ingest.validate import InvalidSeries, Limits, validate_labels
 from vigil.model.labels import Labels
 from vigil.model.textparse import ParsedText
-from vigil.prompb.codec import DecodedWrite, DecodeError, parse_label_key
+from vigil.prompb.codec import DecodedWrite, DecodeError, OverLimit, WireLimits, parse_label_key
 from vigil.storage.interface import AppendResult, StaleRefError, Storage, StorageError
 from vigil.storage.metadata import MetadataStore
 
@@ -35,6 +35,16 @@ def with_tenant(labels: Labels, tenant: str | None) -> Labels:
 
 class _UnverifiedKey(Exception):
     """A key from the codec's unwalked fast path did not parse as a label section."""
+
+
+def _walked(decoded: DecodedWrite) -> DecodedWrite:
+    """`decoded.verified()`, its errors as InvalidSeries (the request's fault: 4xx)."""
+    try:
+        return decoded.verified()
+    except OverLimit as exc:
+        raise InvalidSeries(exc.reason, str(exc)) from None
+    except DecodeError as exc:
+        raise InvalidSeries("protobuf", f"bad protobuf body: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class Ingester:
                     decoded.label_keys, strict=decoded.unverified_body is None, tenant=tenant
                 )
             except _UnverifiedKey:
-                decoded = decoded.verified()  # a key cut without walking was not a label section
+                decoded = _walked(decoded)  # a key cut without walking was not a label section
                 if decoded.timestamps.size > self._limits.max_samples_per_request:
                     raise InvalidSeries(
                         "too_many_samples",
@@ -117,6 +127,11 @@ class Ingester:
             rejected["native_histogram"] = decoded.histograms
         self._count("remote_write", result.accepted, rejected)
         return IngestResult(result.accepted, rejected)
+
+    @property
+    def wire_limits(self) -> WireLimits:
+        """The limits a remote-write body is decoded under, so it is refused before it costs more."""
+        return WireLimits(self._limits.max_samples_per_request, self._limits.max_label_names_per_series)
 
     def write_text(self, parsed: ParsedText, tenant: str | None = None) -> IngestResult:
         """Store samples parsed from the text exposition format (`tenant` as for write_remote)."""
@@ -159,6 +174,8 @@ class Ingester:
         missing = [i for i, ref in enumerate(found) if ref is None]
         labels: list[Labels] = []
         for i in missing:
+            if not strict and len(keys[i]) > self._limits.max_label_section_bytes:
+                raise _UnverifiedKey  # too long to be labels: walk it rather than parse it whole
             try:
                 pairs = parse_label_key(keys[i])
             except DecodeError as exc:

@@ -17,12 +17,22 @@ from starlette.responses import PlainTextResponse, Response
 from vigil.ingest.ingester import Ingester, IngestResult
 from vigil.ingest.validate import InvalidSeries
 from vigil.model.textparse import TextParseError, parse_text
-from vigil.prompb.codec import DecodeError, DecompressedTooLarge, decode_snappy, decode_write_request
+from vigil.prompb.codec import (
+    DecodeError,
+    DecompressedTooLarge,
+    OverLimit,
+    decode_snappy,
+    decode_write_request,
+)
 from vigil.ship import signing
 from vigil.storage.interface import StorageError
 from vigil.web.auth import Scope, TokenAuth
 
 log = logging.getLogger(__name__)
+
+# Refusals that are not plain bad data: the request is too large, or the store is at a limit
+# (429: senders retry later; nothing of the request was stored).
+_STATUS = {"too_many_samples": 413, "too_many_series": 413}
 
 
 class BodyTooLarge(Exception):
@@ -121,7 +131,9 @@ class WriteAPI:
         except DecodeError as exc:
             return self._bad("snappy", f"bad snappy body: {exc}")
         try:
-            decoded = decode_write_request(raw)
+            decoded = decode_write_request(raw, limits=self._ingester.wire_limits)
+        except OverLimit as exc:
+            return self._bad(exc.reason, str(exc), _STATUS.get(exc.reason, 400))
         except DecodeError as exc:
             return self._bad("protobuf", f"bad protobuf body: {exc}")
         if decoded.timestamps.size > self._max_samples:
@@ -158,7 +170,7 @@ class WriteAPI:
         try:
             result = write()
         except InvalidSeries as exc:
-            return self._bad(exc.reason, str(exc), 413 if exc.reason == "too_many_samples" else 400)
+            return self._bad(exc.reason, str(exc), _STATUS.get(exc.reason, 400))
         except StorageError as exc:
             log.error("storage error on write: %s", exc)
             self._ingester.reject("storage")
