@@ -17,6 +17,7 @@ from vigil import __version__
 from vigil.config import Config, check_exposure, parse_listen
 from vigil.events.store import EventStore
 from vigil.ingest.ingester import Ingester, IngestMetrics
+from vigil.ingest.series_limit import SeriesLimiter, SeriesLimitMetrics, SeriesLimits
 from vigil.ingest.validate import Limits
 from vigil.promql.engine import Engine, EngineOptions
 from vigil.storage.errors import StorageError
@@ -57,6 +58,7 @@ def build_app(
 ) -> Starlette:
     lim = cfg.limits
     metadata = MetadataStore()
+    series_limits = SeriesLimits(lim.max_series, lim.max_series_per_tenant, lim.max_series_per_metric)
     ingester = Ingester(
         db,
         Limits(
@@ -67,6 +69,7 @@ def build_app(
         ),
         IngestMetrics(registry),
         metadata,
+        SeriesLimiter(db, series_limits, SeriesLimitMetrics(registry, series_limits)),
     )
     q = cfg.query
     engine = Engine(

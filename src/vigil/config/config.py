@@ -113,6 +113,15 @@ class LimitsConfig(_Section):
     max_label_name_length: Annotated[int, _integer(minimum=1)] = 256
     max_label_value_length: Annotated[int, _integer(minimum=1)] = 4096
     max_samples_per_request: Annotated[int, _integer(minimum=1)] = 1_000_000
+    """Samples (plus histograms and exemplars) one write may hold, and series one remote write may
+    hold; more gets 413 before the samples are decoded."""
+    max_series: Annotated[int, _integer(minimum=0)] = 1_000_000
+    """Series the store may hold (0: no limit); a write that would create more gets 429."""
+    max_series_per_tenant: Annotated[int, _integer(minimum=0)] = 200_000
+    """Series written with one tenant's tokens (`server.auth.tenants`) may reach (0: no limit);
+    untenanted writes count against `max_series` only."""
+    max_series_per_metric: Annotated[int, _integer(minimum=0)] = 100_000
+    """Series one metric name may have, per tenant (0: no limit); a label carrying ids is caught here."""
 
 
 class QueryConfig(_Section):

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter
 
+from vigil.ingest.series_limit import SeriesLimiter
 from vigil.ingest.validate import InvalidSeries, Limits, validate_labels
 from vigil.model.labels import Labels
 from vigil.model.textparse import ParsedText
@@ -83,9 +84,16 @@ class IngestMetrics:
 
 class Ingester:
     def __init__(
-        self, storage: Storage, limits: Limits, metrics: IngestMetrics, metadata: MetadataStore | None = None
+        self,
+        storage: Storage,
+        limits: Limits,
+        metrics: IngestMetrics,
+        metadata: MetadataStore | None = None,
+        series_limiter: SeriesLimiter | None = None,
     ) -> None:
         self._storage = storage
+        # Sees every batch of new series before they are created; raises to refuse the request.
+        self._admit = series_limiter.admit if series_limiter is not None else None
         self._metadata = metadata
         self._limits = limits
         self._metrics = metrics
@@ -136,7 +144,7 @@ class Ingester:
     def write_text(self, parsed: ParsedText, tenant: str | None = None) -> IngestResult:
         """Store samples parsed from the text exposition format (`tenant` as for write_remote)."""
         labels = [with_tenant(validate_labels(list(lb), self._limits), tenant) for lb in parsed.series]
-        refs = np.array([self._storage.series_ref(lb) for lb in labels], np.int64)
+        refs = np.array(self._storage.series_refs(labels, self._admit), np.int64)
         result = self._append(refs[parsed.series_index], parsed.timestamps, parsed.values)
         if self._metadata is not None and parsed.metadata:
             self._metadata.update_many((f, t, h, u) for f, (t, h, u) in parsed.metadata.items())
@@ -184,8 +192,8 @@ class Ingester:
                 raise InvalidSeries("protobuf", str(exc)) from None
             labels.append(with_tenant(validate_labels(pairs, self._limits), tenant))
         with self._create_lock:
-            for i, lb in zip(missing, labels, strict=True):
-                ref = self._storage.series_ref(lb)
+            refs = self._storage.series_refs(labels, self._admit)
+            for i, ref in zip(missing, refs, strict=True):
                 cache[keys[i]] = ref
                 found[i] = ref
             self._cached += len(missing)

@@ -30,9 +30,15 @@ from vigil.web.auth import Scope, TokenAuth
 
 log = logging.getLogger(__name__)
 
-# Refusals that are not plain bad data: the request is too large, or the store is at a limit
-# (429: senders retry later; nothing of the request was stored).
-_STATUS = {"too_many_samples": 413, "too_many_series": 413}
+# Refusals that are not plain bad data: the request is too large (413), or the store is at a
+# series limit (429: senders retry later; nothing of the request was stored).
+_STATUS = {
+    "too_many_samples": 413,
+    "too_many_series": 413,
+    "max_series": 429,
+    "max_series_per_tenant": 429,
+    "max_series_per_metric": 429,
+}
 
 
 class BodyTooLarge(Exception):
@@ -154,6 +160,16 @@ class WriteAPI:
         return await run_in_threadpool(self._store_text, body, self._auth.tenant_of(request))
 
     def _store_text(self, body: bytes, tenant: str | None) -> Response:
+        # Parsing costs far more per line than counting: refuse by an upper bound on the samples
+        # first (every line but comments and blank ones could be one).
+        lines = body.count(b"\n") + 1 - body.endswith(b"\n") - body.count(b"\n\n")
+        lines -= body.count(b"\n#") + body.startswith(b"#")
+        if lines > self._max_samples:
+            return self._bad(
+                "too_many_samples",
+                f"more than {self._max_samples} samples (lines) exceed the limit per request",
+                413,
+            )
         try:
             parsed = parse_text(body, default_timestamp_ms=int(time.time() * 1000))
         except TextParseError as exc:
