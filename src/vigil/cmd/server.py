@@ -19,6 +19,7 @@ from vigil.events.store import EventStore
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.series_limit import SeriesLimiter, SeriesLimitMetrics, SeriesLimits
 from vigil.ingest.validate import Limits
+from vigil.model.event import EventLimits
 from vigil.promql.engine import Engine, EngineOptions
 from vigil.storage.errors import StorageError
 from vigil.storage.metadata import MetadataStore
@@ -98,6 +99,14 @@ def build_app(
             hmac_key=cfg.server.auth.hmac_key,
             max_decompressed=lim.max_decompressed_bytes,
             registry=registry,
+            limits=EventLimits(
+                lim.max_label_names_per_series,
+                lim.max_label_name_length,
+                lim.max_label_value_length,
+                lim.max_event_fields,
+                lim.max_event_field_length,
+                lim.max_json_depth,
+            ),
         ),
     )
 

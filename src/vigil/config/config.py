@@ -122,6 +122,14 @@ class LimitsConfig(_Section):
     untenanted writes count against `max_series` only."""
     max_series_per_metric: Annotated[int, _integer(minimum=0)] = 100_000
     """Series one metric name may have, per tenant (0: no limit); a label carrying ids is caught here."""
+    max_event_fields: Annotated[int, _integer(minimum=1)] = 256
+    """Fields one event may carry; its labels share the series' label limits above, and field names
+    are bounded like label names."""
+    max_event_field_length: Annotated[int, _integer(minimum=1)] = 16384
+    """Characters a field value of an event may have."""
+    max_json_depth: Annotated[int, _integer(minimum=2)] = 8
+    """Deepest nesting of objects and arrays in a JSON line (events need 2); deeper lines get 400
+    before they are parsed."""
 
 
 class QueryConfig(_Section):
