@@ -11,8 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cramjam
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -160,3 +163,49 @@ def test_server_takes_event_limits_from_the_config(tmp_path: Path) -> None:
             assert ok.status_code == 200, ok.text
     finally:
         v.stop()
+
+
+_VALID = (
+    json.dumps(event(id="a", message="m", fields={"user": "bob", "n": 1, "ok": True, "x": None})).encode()
+    + b"\n"
+    + json.dumps(event(id="b", labels={"instance": "h2", "job": "node"})).encode()
+    + b"\n"
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    bits=st.lists(st.integers(0, 8 * len(_VALID) - 1), min_size=1, max_size=6),
+    encoding=st.sampled_from(["identity", "gzip", "snappy", "zstd"]),
+    after_compression=st.booleans(),
+)
+def test_flipped_event_bodies_are_200_or_4xx(
+    api: tuple[TestClient, EventStore], bits: list[int], encoding: str, after_compression: bool
+) -> None:
+    # The in-process client re-raises anything the handler lets escape, so a 500 cannot hide.
+    c, _ = api
+    compress = {
+        "identity": lambda b: b,
+        "gzip": lambda b: gzip.compress(b, mtime=0),
+        "snappy": lambda b: bytes(cramjam.snappy.compress_raw(b)),
+        "zstd": lambda b: bytes(cramjam.zstd.compress(b)),
+    }[encoding]
+    body = _flip(compress(_VALID), bits) if after_compression else compress(_flip(_VALID, bits))
+    r = post(c, body, **{"Content-Encoding": encoding})
+    assert r.status_code in (200, 400, 413), r.text
+    if r.status_code != 200:
+        assert r.json()["error"]
+
+
+def test_non_finite_numbers_are_refused(api: tuple[TestClient, EventStore]) -> None:
+    c, store = api
+    for text in ("NaN", "Infinity", "-Infinity", "1e999"):
+        line = b'{"time_ms": %d, "kind": "auth", "fields": {"x": %s}}' % (T0, text.encode())
+        refused(c, store, line, "fields.x: expected a finite number")
+
+
+def _flip(data: bytes, bits: list[int]) -> bytes:
+    out = bytearray(data)
+    for b in bits:
+        out[b // 8 % len(out)] ^= 1 << (b % 8)
+    return bytes(out)

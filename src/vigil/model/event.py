@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,6 +169,9 @@ class Event:
                 )
             if not isinstance(v, str | int | float | bool | None):
                 raise EventError(f"fields.{k}: expected a string, number, boolean or null")
+            if isinstance(v, float) and not math.isfinite(v):
+                # json.loads takes NaN, Infinity and 1e999; JSON itself (and so GET) has no such thing.
+                raise EventError(f"fields.{k}: expected a finite number, got {v}")
             if isinstance(v, str) and len(v) > limits.max_field_length:
                 raise EventError(f"fields.{k}: longer than {limits.max_field_length} characters")
         ident = raw.get("id", "")
