@@ -8,7 +8,8 @@ so a case that should be refused early shows whether it was. Cases (default size
 - `spread`: the same 200,000 samples over 1,000 series, which `one-series` should cost about as much as;
 - `over-limit`: one series x 1,000,001 samples, one past the default per-request limit (413);
 - `gzip-members`: an events body of 200,000 empty gzip members (400);
-- `json-depth`: an event line nested 100,000 arrays deep (400).
+- `json-depth`: an event line nested 100,000 arrays deep (400);
+- `series-flood`: 200,000 new series of one metric in 100 requests (429 past the per-metric limit).
 
 Usage: `python -m bench.hostile` (all), `--only one-series,over-limit`, `--samples 50000`.
 """
@@ -16,6 +17,8 @@ Usage: `python -m bench.hostile` (all), `--only one-series,over-limit`, `--sampl
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
 import contextlib
 import gzip
 import sys
@@ -23,11 +26,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cramjam
+import httpx
 import numpy as np
 from prometheus_client import CollectorRegistry
-from starlette.testclient import TestClient
 
 from vigil.cmd.server import build_app, open_db, open_events
 from vigil.config import Config
@@ -35,6 +39,21 @@ from vigil.prompb.encode import encode_write_request
 
 RW = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}
 T0 = 1_700_000_000_000
+
+
+class TestClient:
+    """Requests straight into the ASGI app (httpx's ASGI transport): no sockets, no threads."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self._app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://vigil") as c:
+                return await c.post(url, **kwargs)
+
+        return asyncio.run(go())
 
 
 @contextlib.contextmanager
@@ -45,8 +64,7 @@ def _client() -> Iterator[TestClient]:
         db = open_db(cfg, registry)
         events = open_events(cfg)
         try:
-            with TestClient(build_app(cfg, db, registry, events), raise_server_exceptions=False) as client:
-                yield client
+            yield TestClient(build_app(cfg, db, registry, events))
         finally:
             events.close()
             db.close()
@@ -59,7 +77,7 @@ def _series_body(n_series: int, per_series: int) -> bytes:
     return bytes(cramjam.snappy.compress_raw(encode_write_request(series, samples)))
 
 
-def _time(label: str, send: Callable[[], int]) -> None:
+def _time(label: str, send: Callable[[], object]) -> None:
     started = time.perf_counter()
     status = send()
     print(f"hostile {label}: {status} in {time.perf_counter() - started:.3f} s", flush=True)
@@ -105,12 +123,30 @@ def json_depth(client: TestClient, _: int) -> None:
     )
 
 
+def series_flood(client: TestClient, _: int) -> None:
+    # Finding: 200,000 random series were all accepted; the default limits.max_series_per_metric
+    # (100,000) now refuses the requests that would pass it.
+    bodies = []
+    for k in range(100):
+        series = [[("__name__", "flood"), ("id", f"{k}-{i}")] for i in range(2000)]
+        bodies.append(bytes(cramjam.snappy.compress_raw(encode_write_request(series, [[(T0, 1.0)]] * 2000))))
+    statuses: collections.Counter[int] = collections.Counter()
+
+    def send() -> str:
+        for body in bodies:
+            statuses[client.post("/api/v1/write", content=body, headers=RW).status_code] += 1
+        return ", ".join(f"{n} x {s}" for s, n in sorted(statuses.items()))
+
+    _time("200,000 new series in 100 requests", send)
+
+
 CASES: dict[str, Callable[[TestClient, int], None]] = {
     "one-series": one_series,
     "spread": spread,
     "over-limit": over_limit,
     "gzip-members": gzip_members,
     "json-depth": json_depth,
+    "series-flood": series_flood,
 }
 
 
