@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -244,3 +245,39 @@ def test_one_long_series_is_walked_in_few_numpy_rounds() -> None:
     assert calls < 2_000
     got = decode_write_request(body, tail_fast_path=False)
     assert got.timestamps.size == 100_000 and got.timestamps[-1] == 1_700_000_000_000 + 99_999
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_labels, st.one_of(_samples, _long_samples)), max_size=10),
+    st.lists(st.integers(0, 1 << 16), max_size=3),
+    st.integers(1, 400),
+    st.integers(1, 6),
+)
+def test_limited_decodes_are_exact_or_refused(series, flips, max_samples: int, max_labels: int) -> None:
+    # With limits, any body either decodes to exactly what upb sees, within the limits, or is a
+    # DecodeError (OverLimit included): never a different decode, never more than allowed.
+    body = bytearray(encode_write_request([s for s, _ in series], [p for _, p in series]))
+    for f in flips:
+        if body:
+            body[f // 8 % len(body)] ^= 1 << (f % 8)
+    lim = WireLimits(max_samples, max_labels)
+    try:
+        got = decode_write_request(bytes(body), limits=lim).verified()
+    except DecodeError:
+        return
+    try:
+        want = _decode_strict(bytes(body))
+    except DecodeError:
+        # Only label bytes are opaque to the walk: then some key is refused when it is parsed.
+        with pytest.raises(DecodeError):
+            for key in got.label_keys:
+                parse_label_key(key)
+        return
+    # Raw label bytes and upb's re-encoding of them may differ (upb moves unknown fields last),
+    # but they must be the same labels.
+    labels = [parse_label_key(k) for k in got.label_keys]
+    assert labels == [parse_label_key(k) for k in want.label_keys]
+    same(replace(got, label_keys=want.label_keys), want)
+    assert got.timestamps.size + got.histograms + got.exemplars <= max_samples
+    assert all(len(pairs) <= max_labels for pairs in labels)
