@@ -96,3 +96,45 @@ def test_tenant_comes_from_the_server_never_from_the_payload(tmp_path) -> None:
     )
     assert got == ["", "acme", "beta"]
     db.close()
+
+
+def test_bad_protobuf_only_the_walked_decode_sees_is_invalid_series(tmp_path) -> None:
+    # The tail fast path reads the last sample and takes the rest as labels; here the rest holds a
+    # field of wire type 7, so the key does not parse and the walked decode (upb) refuses the body.
+    # That refusal is the request's fault (400), not an error escaping the ingester (a 500).
+    from vigil.ingest.validate import InvalidSeries
+
+    sample = b"\x12\x0b\x09" + np.float64(1).tobytes() + b"\x10\x01"
+    ts = b"\x0a\x0c\x0a\x08__name__\x12\x00" + b"\x0f" + sample
+    body = b"\x0a" + bytes([len(ts)]) + ts
+    db = DB(tmp_path, Options(fsync=False))
+    ing = Ingester(db, Limits(), IngestMetrics(CollectorRegistry()))
+    decoded = decode_write_request(body)
+    assert decoded.unverified_body is not None  # the shape this test is about
+    with pytest.raises(InvalidSeries, match="bad protobuf body") as exc:
+        ing.write_remote(decoded)
+    assert exc.value.reason == "protobuf"
+    assert db.stats()["series"] == 0
+    db.close()
+
+
+def test_key_too_long_to_be_labels_is_walked_not_parsed(tmp_path, monkeypatch) -> None:
+    # One series x 5,000 samples: unwalked, all but the last sample look like its "labels". Such a
+    # key is longer than any label set the limits allow, so it goes to the walk (and its limit)
+    # without being parsed whole first.
+    import vigil.ingest.ingester as ingester_module
+    from vigil.ingest.validate import InvalidSeries
+
+    limits = Limits(2, 8, 8, max_samples_per_request=4_000)
+    db = DB(tmp_path, Options(fsync=False))
+    ing = Ingester(db, limits, IngestMetrics(CollectorRegistry()))
+    body = encode_write_request([[("__name__", "m")]], [[(t, 1.0) for t in range(5_000)]])
+    decoded = decode_write_request(body, limits=ing.wire_limits)
+    assert len(decoded.label_keys[0]) > limits.max_label_section_bytes
+    parsed: list[bytes] = []
+    real = ingester_module.parse_label_key
+    monkeypatch.setattr(ingester_module, "parse_label_key", lambda key: parsed.append(key) or real(key))
+    with pytest.raises(InvalidSeries, match="more than 4000 samples"):
+        ing.write_remote(decoded)
+    assert parsed == []
+    db.close()

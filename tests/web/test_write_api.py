@@ -39,6 +39,7 @@ limits:
   max_label_names_per_series: 8
   max_label_name_length: 32
   max_label_value_length: 64
+  max_samples_per_request: 2000
 """
 
 
@@ -251,3 +252,53 @@ def test_tenant_tokens(tmp_path: Path) -> None:
             for lb, _, _ in db.select([Matcher.re("__name__", "m|n")], MIN_TIME, MAX_TIME)
         )
     assert got == [("m", ""), ("m", "acme"), ("n", "acme")]
+
+
+def test_series_limits_are_429_naming_the_limit(tmp_path: Path) -> None:
+    cfg = tmp_path / "vigil.yml"
+    cfg.write_text(
+        "server:\n  auth:\n    write_tokens: [plain]\n    tenants:\n      acme: [acme-token]\n"
+        "limits:\n  max_series: 6\n  max_series_per_tenant: 2\n  max_series_per_metric: 3\n"
+    )
+    v = VigilProcess(tmp_path / "data", extra_args=["--config", str(cfg)]).start()
+    plain = HEADERS | {"Authorization": "Bearer plain"}
+    acme = HEADERS | {"Authorization": "Bearer acme-token"}
+    ids = [[("__name__", "m"), ("id", str(i))] for i in range(4)]
+    try:
+        with httpx.Client(base_url=v.url, timeout=10) as c:
+            assert c.post("/api/v1/write", content=rw(*ids[:3]), headers=plain).status_code == 204
+            r = c.post("/api/v1/write", content=rw(ids[3]), headers=plain)
+            assert r.status_code == 429 and "limits.max_series_per_metric is 3" in r.text, r.text
+            assert "nothing of the request was stored" in r.text
+            assert c.post("/api/v1/write", content=rw(*ids[:2]), headers=acme).status_code == 204
+            r = c.post("/api/v1/write", content=rw(ids[2]), headers=acme)
+            assert r.status_code == 429 and "limits.max_series_per_tenant is 2" in r.text, r.text
+            r = c.post("/api/v1/import/prometheus", content=b"other 1\nmore 1\n", headers=plain)
+            assert r.status_code == 429 and "limits.max_series is 6" in r.text, r.text
+            # Writes to series that exist go on.
+            assert c.post("/api/v1/write", content=rw(*ids[:3], ts=2000), headers=plain).status_code == 204
+            metrics = c.get("/metrics").text
+        for limit, n in (("max_series", 2), ("max_series_per_tenant", 1), ("max_series_per_metric", 1)):
+            assert f'vigil_ingest_series_rejected_total{{limit="{limit}"}} {n}.0' in metrics
+            assert f'vigil_ingest_requests_rejected_total{{reason="{limit}"}} 1.0' in metrics
+        assert 'vigil_ingest_series_limit{limit="max_series"} 6.0' in metrics
+    finally:
+        v.stop()
+    with DB(v.data_dir) as db:
+        assert db.stats()["series"] == 5
+
+
+def test_one_long_series_over_the_sample_limit_is_413(server: VigilProcess) -> None:
+    # max_samples_per_request is 2,000 here: one series of 2,001 samples is refused while walking
+    # (counted, not decoded), one of 2,000 is stored.
+    def one_series(n: int) -> bytes:
+        return snappy(encode_write_request([GOOD], [[(1000 + i, 1.0) for i in range(n)]]))
+
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        r = c.post("/api/v1/write", content=one_series(2001), headers=HEADERS)
+        assert r.status_code == 413 and "more than 2000 samples" in r.text, r.text
+        assert c.post("/api/v1/write", content=one_series(2000), headers=HEADERS).status_code == 204
+        r = c.post("/api/v1/import/prometheus", content=b"x 1\n" * 2001)
+        assert r.status_code == 413 and "more than 2000 samples" in r.text, r.text
+        ok = b"# HELP x X.\n# TYPE x gauge\n\n" + b"".join(b'x{i="%d"} 1 5000\n' % i for i in range(2000))
+        assert c.post("/api/v1/import/prometheus", content=ok).status_code == 204

@@ -20,7 +20,9 @@ from vigil.cmd.listen import address, bind_tcp
 from vigil.config import Config, ConfigError, check_exposure, parse_listen
 from vigil.events.store import EventStore
 from vigil.ingest.ingester import Ingester, IngestMetrics
+from vigil.ingest.series_limit import SeriesLimiter, SeriesLimitMetrics, SeriesLimits
 from vigil.ingest.validate import Limits
+from vigil.model.event import EventLimits
 from vigil.promql.engine import Engine, EngineOptions
 from vigil.storage.errors import StorageError
 from vigil.storage.metadata import MetadataStore
@@ -62,6 +64,7 @@ def build_app(
 ) -> Starlette:
     lim = cfg.limits
     metadata = MetadataStore()
+    series_limits = SeriesLimits(lim.max_series, lim.max_series_per_tenant, lim.max_series_per_metric)
     ingester = Ingester(
         db,
         Limits(
@@ -72,6 +75,7 @@ def build_app(
         ),
         IngestMetrics(registry),
         metadata,
+        SeriesLimiter(db, series_limits, SeriesLimitMetrics(registry, series_limits)),
     )
     q = cfg.query
     engine = Engine(
@@ -100,6 +104,14 @@ def build_app(
             hmac_key=cfg.server.auth.hmac_key,
             max_decompressed=lim.max_decompressed_bytes,
             registry=registry,
+            limits=EventLimits(
+                lim.max_label_names_per_series,
+                lim.max_label_name_length,
+                lim.max_label_value_length,
+                lim.max_event_fields,
+                lim.max_event_field_length,
+                lim.max_json_depth,
+            ),
         ),
     )
 

@@ -240,6 +240,23 @@ class LimitsConfig(_Section):
     max_label_name_length: Annotated[int, _integer(minimum=1)] = 256
     max_label_value_length: Annotated[int, _integer(minimum=1)] = 4096
     max_samples_per_request: Annotated[int, _integer(minimum=1)] = 1_000_000
+    """Samples (plus histograms and exemplars) one write may hold, and series one remote write may
+    hold; more gets 413 before the samples are decoded."""
+    max_series: Annotated[int, _integer(minimum=0)] = 1_000_000
+    """Series the store may hold (0: no limit); a write that would create more gets 429."""
+    max_series_per_tenant: Annotated[int, _integer(minimum=0)] = 200_000
+    """Series written with one tenant's tokens (`server.auth.tenants`) may reach (0: no limit);
+    untenanted writes count against `max_series` only."""
+    max_series_per_metric: Annotated[int, _integer(minimum=0)] = 100_000
+    """Series one metric name may have, per tenant (0: no limit); a label carrying ids is caught here."""
+    max_event_fields: Annotated[int, _integer(minimum=1)] = 256
+    """Fields one event may carry; its labels share the series' label limits above, and field names
+    are bounded like label names."""
+    max_event_field_length: Annotated[int, _integer(minimum=1)] = 16384
+    """Characters a field value of an event may have."""
+    max_json_depth: Annotated[int, _integer(minimum=2)] = 8
+    """Deepest nesting of objects and arrays in a JSON line (events need 2); deeper lines get 400
+    before they are parsed."""
     future_grace: Duration = parse_duration("10m")
     """How far ahead of the server's clock a sample may be; later ones are refused (400) and counted."""
 

@@ -6,7 +6,7 @@ float64 values), never as a Python object per sample.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -91,6 +91,17 @@ class Storage(Queryable, Protocol):
 
     def series_ref(self, labels: Labels) -> SeriesRef:
         """The ref of the series with these (already validated) labels, creating it if new."""
+        ...
+
+    def series_refs(
+        self, labels: Sequence[Labels], admit: Callable[[list[Labels]], None] | None = None
+    ) -> list[SeriesRef]:
+        """Refs of these label sets, creating missing ones. `admit` sees the distinct new ones
+        first, atomically with their creation, and may raise to create none."""
+        ...
+
+    def count_series(self, by: Sequence[str]) -> dict[tuple[str, ...], int]:
+        """Series in the store counted by their values of the labels `by` ("" where absent)."""
         ...
 
     @property

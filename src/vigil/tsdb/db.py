@@ -281,6 +281,26 @@ class DB:
                 self._tenants.add_series(ref, labels)
             return ref
 
+    def series_refs(
+        self, labels: Sequence[Labels], admit: Callable[[list[Labels]], None] | None = None
+    ) -> list[SeriesRef]:
+        """Refs of these label sets, creating the missing ones. `admit` first sees the distinct
+        label sets that would be created, under the same lock as their creation, and may raise
+        to create none of them."""
+        with self._lock:
+            if admit is not None:
+                lookup = self._index.lookup
+                new = list(dict.fromkeys(lb for lb in labels if lookup(lb) is None))
+                if new:
+                    admit(new)
+            create = self._index.get_or_create
+            return [create(lb)[0] for lb in labels]
+
+    def count_series(self, by: Sequence[str]) -> dict[tuple[str, ...], int]:
+        """Series in the index counted by their values of the labels `by` ("" where absent)."""
+        with self._lock:
+            return self._index.count_by(by)
+
     def append(
         self, refs: npt.NDArray[np.int64], timestamps: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
     ) -> AppendResult:

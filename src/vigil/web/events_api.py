@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from vigil.events.store import Direction, EventStore, check_storable, decode_cursor
-from vigil.model.event import KINDS, Event, EventError
+from vigil.model.event import KINDS, Event, EventError, EventLimits
 from vigil.model.matcher import Matcher
 from vigil.prompb.codec import DecodeError, DecompressedTooLarge, decode_snappy
 from vigil.promql.errors import ParseError
@@ -43,9 +43,12 @@ __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "EventsAPI"]
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
+_DEFAULT_LIMITS = EventLimits()
 MAX_LIMIT = 10_000
 DEFAULT_RANGE_MS = 3_600_000  # `start` defaults to one hour before `end`, as in Grafana's default view
 ENCODINGS = ("identity", "gzip", "snappy", "zstd")
+MAX_GZIP_MEMBERS = 1024  # concatenated gzip members one body may hold (each costs a fresh inflater)
+_GZIP_SLICE = 1 << 16
 
 
 class _Refused(Exception):
@@ -92,19 +95,30 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 def _gzip(body: bytes, limit: int) -> bytes:
-    out, rest = b"", body
-    while rest:  # one gzip member after another, as gunzip reads them
+    """Gzip members one after another, as gunzip reads them, fed in bounded slices so neither the
+    input nor the output is copied again per member; at most MAX_GZIP_MEMBERS members."""
+    out: list[bytes] = []
+    size = pos = members = 0
+    view = memoryview(body)
+    while pos < len(body):
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise _bad(f"bad gzip body: more than {MAX_GZIP_MEMBERS} gzip members")
         inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            out += inflater.decompress(rest, limit + 1 - len(out))  # bounded: a bomb stays small
-        except zlib.error as exc:
-            raise _bad(f"bad gzip body: {exc}") from None
-        if len(out) > limit:
-            break
-        if not inflater.eof:
-            raise _bad("bad gzip body: truncated stream")
-        rest = inflater.unused_data
-    return out
+        while not inflater.eof:
+            chunk = view[pos : pos + _GZIP_SLICE]
+            if not chunk:
+                raise _bad("bad gzip body: truncated stream")
+            try:
+                piece = inflater.decompress(chunk, limit + 1 - size)  # bounded: a bomb stays small
+            except zlib.error as exc:
+                raise _bad(f"bad gzip body: {exc}") from None
+            out.append(piece)
+            size += len(piece)
+            if size > limit:
+                return b"".join(out)  # the caller refuses it as too large
+            pos += len(chunk) - len(inflater.unused_data) - len(inflater.unconsumed_tail)
+    return b"".join(out)
 
 
 def _zstd(body: bytes, limit: int) -> bytes:
@@ -125,7 +139,7 @@ def _zstd(body: bytes, limit: int) -> bytes:
         return bytes(buf[:n])
 
 
-def parse_lines(body: bytes, tenant: str | None) -> list[Event]:
+def parse_lines(body: bytes, tenant: str | None, limits: EventLimits = _DEFAULT_LIMITS) -> list[Event]:
     """The events of an NDJSON body, each with the server's `tenant` label; blank lines are skipped.
     Raises _Refused (400) naming the first bad line."""
     events = []
@@ -133,7 +147,7 @@ def parse_lines(body: bytes, tenant: str | None) -> list[Event]:
         if not line.strip():
             continue
         try:
-            ev = Event.from_json(line)
+            ev = Event.from_json(line, limits)
             check_storable(ev)
         except EventError as exc:
             raise _bad(f"line {number}: {exc}") from None
@@ -176,8 +190,10 @@ class EventsAPI:
         max_decompressed: int | None = None,
         clock: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,
+        limits: EventLimits = _DEFAULT_LIMITS,
     ) -> None:
         self._metrics = EventsMetrics(registry)
+        self._limits = limits
         self._store = store
         self._auth = auth
         self._max_body = max_body
@@ -242,7 +258,7 @@ class EventsAPI:
         return b"".join(chunks)
 
     def _store_body(self, body: bytes, encoding: str, tenant: str | None) -> tuple[int, int]:
-        events = parse_lines(decompress(body, encoding, self._max_decompressed), tenant)
+        events = parse_lines(decompress(body, encoding, self._max_decompressed), tenant, self._limits)
         try:
             stored = self._store.append(events)
         except sqlite3.Error as exc:

@@ -17,12 +17,28 @@ from starlette.responses import PlainTextResponse, Response
 from vigil.ingest.ingester import Ingester, IngestResult
 from vigil.ingest.validate import InvalidSeries
 from vigil.model.textparse import TextParseError, parse_text
-from vigil.prompb.codec import DecodeError, DecompressedTooLarge, decode_snappy, decode_write_request
+from vigil.prompb.codec import (
+    DecodeError,
+    DecompressedTooLarge,
+    OverLimit,
+    decode_snappy,
+    decode_write_request,
+)
 from vigil.ship import signing
 from vigil.storage.interface import StorageError
 from vigil.web.auth import Scope, TokenAuth
 
 log = logging.getLogger(__name__)
+
+# Refusals that are not plain bad data: the request is too large (413), or the store is at a
+# series limit (429: senders retry later; nothing of the request was stored).
+_STATUS = {
+    "too_many_samples": 413,
+    "too_many_series": 413,
+    "max_series": 429,
+    "max_series_per_tenant": 429,
+    "max_series_per_metric": 429,
+}
 
 
 # Why samples of a partly stored request were refused, for the 400 text (reasons from the store).
@@ -130,7 +146,9 @@ class WriteAPI:
         except DecodeError as exc:
             return self._bad("snappy", f"bad snappy body: {exc}")
         try:
-            decoded = decode_write_request(raw)
+            decoded = decode_write_request(raw, limits=self._ingester.wire_limits)
+        except OverLimit as exc:
+            return self._bad(exc.reason, str(exc), _STATUS.get(exc.reason, 400))
         except DecodeError as exc:
             return self._bad("protobuf", f"bad protobuf body: {exc}")
         if decoded.timestamps.size > self._max_samples:
@@ -151,6 +169,16 @@ class WriteAPI:
         return await run_in_threadpool(self._store_text, body, self._auth.tenant_of(request))
 
     def _store_text(self, body: bytes, tenant: str | None) -> Response:
+        # Parsing costs far more per line than counting: refuse by an upper bound on the samples
+        # first (every line but comments and blank ones could be one).
+        lines = body.count(b"\n") + 1 - body.endswith(b"\n") - body.count(b"\n\n")
+        lines -= body.count(b"\n#") + body.startswith(b"#")
+        if lines > self._max_samples:
+            return self._bad(
+                "too_many_samples",
+                f"more than {self._max_samples} samples (lines) exceed the limit per request",
+                413,
+            )
         try:
             parsed = parse_text(body, default_timestamp_ms=int(time.time() * 1000))
         except TextParseError as exc:
@@ -167,7 +195,7 @@ class WriteAPI:
         try:
             result = write()
         except InvalidSeries as exc:
-            return self._bad(exc.reason, str(exc), 413 if exc.reason == "too_many_samples" else 400)
+            return self._bad(exc.reason, str(exc), _STATUS.get(exc.reason, 400))
         except StorageError as exc:
             log.error("storage error on write: %s", exc)
             self._ingester.reject("storage")
