@@ -295,7 +295,7 @@ def test_maintenance_thread_expires_and_stops(tmp_path: Path) -> None:
     store.append([ev(1, t=int(NOW_S * 1000))])
     now[0] += 10
     store.start_maintenance(0.01)
-    deadline = 200
+    deadline = 3000  # polls of 10 ms: generous on a loaded machine
     while store.count() and deadline:
         threading.Event().wait(0.01)
         deadline -= 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.tsdb.clock import FakeClock
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.series_limit import SeriesLimiter, SeriesLimitExceeded, SeriesLimitMetrics, SeriesLimits
 from vigil.ingest.validate import Limits
@@ -17,6 +18,10 @@ from vigil.model.textparse import parse_text
 from vigil.prompb.codec import decode_write_request
 from vigil.prompb.encode import encode_write_request
 from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME, Options
+
+
+def AT_10S() -> int:
+    return 10_000
 
 
 def _ingester(db: DB, limits: SeriesLimits, registry: CollectorRegistry | None = None) -> Ingester:
@@ -39,7 +44,7 @@ def _stored(db: DB) -> dict[tuple[str, str, str], list[int]]:
 
 def test_global_limit_refuses_the_whole_request(tmp_path: Path) -> None:
     registry = CollectorRegistry()
-    with DB(tmp_path, Options(fsync=False)) as db:
+    with DB(tmp_path, Options(fsync=False), now_ms=AT_10S) as db:
         ing = _ingester(db, SeriesLimits(max_series=3), registry)
         _write(ing, "a", "b", "c")
         with pytest.raises(SeriesLimitExceeded, match=r"limits\.max_series is 3") as exc:
@@ -57,7 +62,7 @@ def test_global_limit_refuses_the_whole_request(tmp_path: Path) -> None:
 
 
 def test_per_tenant_limit(tmp_path: Path) -> None:
-    with DB(tmp_path, Options(fsync=False)) as db:
+    with DB(tmp_path, Options(fsync=False), now_ms=AT_10S) as db:
         ing = _ingester(db, SeriesLimits(max_series_per_tenant=2))
         _write(ing, "a", "b", tenant="acme")
         with pytest.raises(SeriesLimitExceeded, match="tenant 'acme'") as exc:
@@ -69,7 +74,7 @@ def test_per_tenant_limit(tmp_path: Path) -> None:
 
 
 def test_per_metric_limit_per_tenant(tmp_path: Path) -> None:
-    with DB(tmp_path, Options(fsync=False)) as db:
+    with DB(tmp_path, Options(fsync=False), now_ms=AT_10S) as db:
         ing = _ingester(db, SeriesLimits(max_series_per_metric=2))
         _write(ing, "a", "b", metric="http_requests_total")
         with pytest.raises(SeriesLimitExceeded, match="metric 'http_requests_total'") as exc:
@@ -82,7 +87,7 @@ def test_per_metric_limit_per_tenant(tmp_path: Path) -> None:
 
 
 def test_text_import_is_limited_too(tmp_path: Path) -> None:
-    with DB(tmp_path, Options(fsync=False)) as db:
+    with DB(tmp_path, Options(fsync=False), now_ms=AT_10S) as db:
         ing = _ingester(db, SeriesLimits(max_series=2))
         ing.write_text(parse_text(b'm{id="a"} 1 1000\nm{id="b"} 1 1000\n', 0))
         with pytest.raises(SeriesLimitExceeded):
@@ -93,13 +98,13 @@ def test_text_import_is_limited_too(tmp_path: Path) -> None:
 @pytest.mark.parametrize("flush", [False, True], ids=["series-from-wal", "series-from-index"])
 def test_counts_survive_a_restart(tmp_path: Path, flush: bool) -> None:
     limits = SeriesLimits(max_series=5, max_series_per_tenant=2, max_series_per_metric=2)
-    with DB(tmp_path, Options(fsync=False)) as db:
+    with DB(tmp_path, Options(fsync=False), now_ms=AT_10S) as db:
         ing = _ingester(db, limits)
         _write(ing, "a", "b", tenant="acme")
         _write(ing, "x", metric="n")
         if flush:
             db.flush_head()
-    with DB(tmp_path, Options(fsync=False)) as db:
+    with DB(tmp_path, Options(fsync=False), now_ms=AT_10S) as db:
         ing = _ingester(db, limits)
         with pytest.raises(SeriesLimitExceeded, match="max_series_per_tenant"):
             _write(ing, "c", tenant="acme")
@@ -113,10 +118,12 @@ def test_counts_survive_a_restart(tmp_path: Path, flush: bool) -> None:
 
 
 def test_series_deleted_by_retention_free_their_place(tmp_path: Path) -> None:
-    with DB(tmp_path, Options(fsync=False, retention_ms=1000, out_of_order_window_ms=0)) as db:
+    clock = FakeClock(500)
+    with DB(tmp_path, Options(fsync=False, retention_ms=1000, out_of_order_window_ms=0), now_ms=clock) as db:
         ing = _ingester(db, SeriesLimits(max_series=2))
         _write(ing, "old", t=0)
         db.flush_head()
+        clock.now = 10_500
         _write(ing, "new", t=10_000)
         with pytest.raises(SeriesLimitExceeded):
             _write(ing, "third", t=10_001)
@@ -127,7 +134,7 @@ def test_series_deleted_by_retention_free_their_place(tmp_path: Path) -> None:
 
 
 def test_count_series_from_the_index(tmp_path: Path) -> None:
-    with DB(tmp_path, Options(fsync=False)) as db:
+    with DB(tmp_path, Options(fsync=False), now_ms=AT_10S) as db:
         for pairs in (
             [("__name__", "a")],
             [("__name__", "a"), ("tenant", "t1")],

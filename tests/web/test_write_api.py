@@ -276,7 +276,7 @@ def test_series_limits_are_429_naming_the_limit(tmp_path: Path) -> None:
             r = c.post("/api/v1/import/prometheus", content=b"other 1\nmore 1\n", headers=plain)
             assert r.status_code == 429 and "limits.max_series is 6" in r.text, r.text
             # Writes to series that exist go on.
-            assert c.post("/api/v1/write", content=rw(*ids[:3], ts=2000), headers=plain).status_code == 204
+            assert c.post("/api/v1/write", content=rw(*ids[:3], ts=T0 + 2000), headers=plain).status_code == 204
             metrics = c.get("/metrics").text
         for limit, n in (("max_series", 2), ("max_series_per_tenant", 1), ("max_series_per_metric", 1)):
             assert f'vigil_ingest_series_rejected_total{{limit="{limit}"}} {n}.0' in metrics
@@ -292,7 +292,7 @@ def test_one_long_series_over_the_sample_limit_is_413(server: VigilProcess) -> N
     # max_samples_per_request is 2,000 here: one series of 2,001 samples is refused while walking
     # (counted, not decoded), one of 2,000 is stored.
     def one_series(n: int) -> bytes:
-        return snappy(encode_write_request([GOOD], [[(1000 + i, 1.0) for i in range(n)]]))
+        return snappy(encode_write_request([GOOD], [[(T0 + i, 1.0) for i in range(n)]]))
 
     with httpx.Client(base_url=server.url, timeout=10) as c:
         r = c.post("/api/v1/write", content=one_series(2001), headers=HEADERS)
@@ -300,5 +300,5 @@ def test_one_long_series_over_the_sample_limit_is_413(server: VigilProcess) -> N
         assert c.post("/api/v1/write", content=one_series(2000), headers=HEADERS).status_code == 204
         r = c.post("/api/v1/import/prometheus", content=b"x 1\n" * 2001)
         assert r.status_code == 413 and "more than 2000 samples" in r.text, r.text
-        ok = b"# HELP x X.\n# TYPE x gauge\n\n" + b"".join(b'x{i="%d"} 1 5000\n' % i for i in range(2000))
+        ok = b"# HELP x X.\n# TYPE x gauge\n\n" + b"".join(b'x{i="%d"} 1 %d\n' % (i, T0) for i in range(2000))
         assert c.post("/api/v1/import/prometheus", content=ok).status_code == 204

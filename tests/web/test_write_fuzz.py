@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import http.client
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from vigil.prompb import WriteRequest
 from vigil.prompb.encode import encode_write_request
 
 HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}
-T0 = 1_700_000_000_000
+T0 = int(time.time() * 1000) - 600_000  # sent to a real server: sample times near its clock
 
 
 def _with_exemplar_and_histogram() -> bytes:

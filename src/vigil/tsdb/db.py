@@ -293,8 +293,13 @@ class DB:
                 new = list(dict.fromkeys(lb for lb in labels if lookup(lb) is None))
                 if new:
                     admit(new)
-            create = self._index.get_or_create
-            return [create(lb)[0] for lb in labels]
+            refs = []
+            for lb in labels:
+                ref, created = self._index.get_or_create(lb)
+                if created:
+                    self._tenants.add_series(ref, lb)  # the time bounds need every series' tenant
+                refs.append(ref)
+            return refs
 
     def count_series(self, by: Sequence[str]) -> dict[tuple[str, ...], int]:
         """Series in the index counted by their values of the labels `by` ("" where absent)."""
