@@ -276,7 +276,9 @@ def test_series_limits_are_429_naming_the_limit(tmp_path: Path) -> None:
             r = c.post("/api/v1/import/prometheus", content=b"other 1\nmore 1\n", headers=plain)
             assert r.status_code == 429 and "limits.max_series is 6" in r.text, r.text
             # Writes to series that exist go on.
-            assert c.post("/api/v1/write", content=rw(*ids[:3], ts=T0 + 2000), headers=plain).status_code == 204
+            assert (
+                c.post("/api/v1/write", content=rw(*ids[:3], ts=T0 + 2000), headers=plain).status_code == 204
+            )
             metrics = c.get("/metrics").text
         for limit, n in (("max_series", 2), ("max_series_per_tenant", 1), ("max_series_per_metric", 1)):
             assert f'vigil_ingest_series_rejected_total{{limit="{limit}"}} {n}.0' in metrics
