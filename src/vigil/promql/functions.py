@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vigil.model.labels import METRIC_NAME, Labels, is_valid_label_name
-from vigil.model.matcher import RegexSyntaxError, translate
+from vigil.model.matcher import RegexMatch, RegexSyntaxError, compile_regex
 from vigil.promql import ast
 from vigil.promql.errors import ExecutionError
 from vigil.promql.functions_util import (
@@ -252,7 +252,7 @@ def _sort_by_label(args: list[Value], desc: bool) -> Vector:
     return v.take(order)
 
 
-def _expand(template: str, m: re.Match[str]) -> str:
+def _expand(template: str, m: RegexMatch) -> str:
     # Go's Regexp.ExpandString: $1, ${1}, $name, ${name}; $$ is a literal $; unknown -> "".
     def sub(t: re.Match[str]) -> str:
         if t.group(0) == "$$":
@@ -273,8 +273,8 @@ def _label_replace(args: list[Value]) -> Vector:
     strs = [a.value for a in (dst, repl, src, regex)]  # type: ignore[union-attr]
     dst_s, repl_s, src_s, regex_s = strs
     try:
-        rx = re.compile(translate(regex_s, capture=True))
-    except (RegexSyntaxError, re.error) as exc:
+        rx = compile_regex(regex_s, dot_nl=True)  # linear time: the values are not ours to trust
+    except RegexSyntaxError as exc:
         raise ExecutionError(f"invalid regular expression in label_replace(): {regex_s}: {exc}") from None
     if not is_valid_label_name(dst_s) and dst_s != METRIC_NAME:
         raise ExecutionError(f"invalid destination label name in label_replace(): {dst_s}")
