@@ -93,7 +93,7 @@ def test_batches_retries_and_order(tmp_path: Path, receiver: EventReceiver) -> N
     )
     try:
         shipper.send(events(1200))
-        assert shipper.flush(10)
+        assert shipper.flush(60)
         assert registry.get_sample_value("vigil_agent_events_ship_events_total") == 1200
         assert registry.get_sample_value("vigil_agent_events_ship_retries_total") == 1
     finally:
