@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require_binary
 from vigil.logs.journal import JournalFollower, render_entry
 from vigil.security.authlog import parse_line
 
@@ -549,14 +550,13 @@ def test_pipeline_counts_journal_auth_entries_once_across_restarts(journal: Jour
 JOURNAL_REMOTE = Path("/lib/systemd/systemd-journal-remote")
 
 
-@pytest.mark.skipif(
-    shutil.which("journalctl") is None or not JOURNAL_REMOTE.exists(),
-    reason="needs journalctl and systemd-journal-remote (Debian: systemd, systemd-journal-remote)",
-)
+@pytest.mark.peer
 def test_real_journalctl_over_real_journal_files(tmp_path: Path) -> None:
     """The real peer, without touching the host's journal: systemd-journal-remote writes real journal
     files from export-format entries, and the real journalctl reads them (`-D`), so cursors, --follow,
     --after-cursor and the JSON output are systemd's own."""
+    require_binary("journalctl")
+    require_binary(str(JOURNAL_REMOTE))
     directory = tmp_path / "journal"
     directory.mkdir()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import socket
 import subprocess
 import threading
@@ -20,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
+from tests.conftest import require_binary
 from tests.waiting import returns
 from vigil import receiver
 from vigil.logs.syslog import SyslogServer
@@ -888,11 +888,8 @@ def test_stop_is_prompt_and_idempotent(sink: Sink, monkeypatch: pytest.MonkeyPat
 
 # --- a real peer: util-linux logger ---------------------------------------------------------------
 
-LOGGER = shutil.which("logger")
-
 
 @pytest.mark.peer
-@pytest.mark.skipif(LOGGER is None, reason="util-linux logger not installed")
 @pytest.mark.parametrize(
     ("args", "transport", "fmt"),
     [
@@ -906,12 +903,13 @@ LOGGER = shutil.which("logger")
     ],
 )
 def test_logger_peer(server: SyslogServer, sink: Sink, args: list[str], transport: str, fmt: str) -> None:
+    logger = require_binary("logger")
     address = server.udp_address if transport == "udp" else server.tcp_address
-    assert address is not None and LOGGER is not None
+    assert address is not None
     texts = ["Failed password for root from 198.51.100.7 port 4242 ssh2", "second message"]
     for text in texts:
         subprocess.run(
-            [LOGGER, "-n", address[0], "-P", str(address[1]), *args, "-t", "sshd", "-p", "auth.info", text],
+            [logger, "-n", address[0], "-P", str(address[1]), *args, "-t", "sshd", "-p", "auth.info", text],
             check=True,
             timeout=5,
         )

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import VigilProcess, free_port, wait_http
+from tests.conftest import VigilProcess, free_port, require_binary, wait_http
 
 ATTACKER = "203.0.113.50"
 # Stamped now (RFC 3339, as rsyslog writes): events older than the retention would be expired at once.
@@ -127,9 +127,7 @@ def test_thirty_failed_logins_become_a_counter_and_thirty_events(
 def test_server_syslog_receiver_counts_and_keeps_auth_lines(tmp_path: Path) -> None:
     """`server.syslog`: a firewall or host sending straight to the server. Debian's logger(1) sends
     sshd failures over TCP with octet counting (RFC 5424) and over UDP (RFC 3164)."""
-    logger = shutil.which("logger")
-    if logger is None:
-        pytest.skip("logger (bsdutils) is not installed")
+    logger = require_binary("logger")
     udp, tcp = free_port(), free_port()
     config = tmp_path / "vigil.yml"
     config.write_text(f"server:\n  syslog: {{udp_listen: 127.0.0.1:{udp}, tcp_listen: 127.0.0.1:{tcp}}}\n")
