@@ -554,14 +554,14 @@ def signed_api(tmp_path: Path) -> Iterator[tuple[str, DB, CollectorRegistry]]:
     thread = threading.Thread(target=server.run)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while not server.started:
             assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
             time.sleep(0.01)
         yield f"http://127.0.0.1:{port}", db, registry
     finally:
         server.should_exit = True
-        thread.join(10)
+        thread.join(60)
         db.close()
 
 
