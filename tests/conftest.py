@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+# Loaded here so that the controller of a pytest-xdist run (which collects nothing) has it too.
+pytest_plugins = ["tests.promql.summary"]
+
 
 def free_port() -> int:
     with socket.socket() as s:

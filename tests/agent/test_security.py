@@ -101,6 +101,7 @@ def test_sources_processors_syslog_and_events(tmp_path: Path) -> None:
     assert syslog.fields["source_address"] == "192.0.2.9"
 
 
+@pytest.mark.slow
 def test_100k_distinct_addresses_keep_series_bounded(tmp_path: Path) -> None:
     """No collector creates an unbounded label set: 100,000 distinct client addresses through auth
     parsing, access logs and a rule that labels by address (capped at 1000 series + "other")."""

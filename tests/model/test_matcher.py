@@ -418,6 +418,7 @@ def _regex_tree() -> st.SearchStrategy[str]:
     return st.recursive(atoms, extend, max_leaves=6)
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(
     _regex_tree(),

@@ -521,6 +521,7 @@ def payloads(draw: st.DrawFn) -> tuple[str, list[Drawn], bool]:
     return text, drawn, openmetrics
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(payloads())
 def test_round_trip(payload: tuple[str, list[Drawn], bool]) -> None:
@@ -565,6 +566,7 @@ def test_pathological_lines_fail() -> None:
     assert out.strip() == "[]", f"accepted: {out}"
 
 
+@pytest.mark.slow
 def test_long_lines_of_repeated_fragments_stay_linear() -> None:
     # Guards against regexes that backtrack quadratically: 832 lines of 200 kB each.
     out = run_python("from tests.model.pathological import parse_repeated_fragments as f; print(f(200_000))")

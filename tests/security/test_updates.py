@@ -413,6 +413,7 @@ def test_bad_arguments() -> None:
         UpdatesCollector(manager="apt", interval_s=0)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get (Debian/Ubuntu)")
 def test_real_apt_get_on_this_machine() -> None:
     c = UpdatesCollector(manager="auto")

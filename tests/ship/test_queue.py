@@ -181,6 +181,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_kill9_loses_no_acknowledged_append(tmp_path: Path) -> None:
     directory = tmp_path / "q"
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(directory)], stdout=subprocess.PIPE, text=True)

@@ -243,6 +243,7 @@ def test_close_is_prompt_during_an_outage_and_keeps_the_queue(tmp_path: Path) ->
 # -- a real Vigil server, with an outage and an agent restart --------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("connections", [None, 3], ids=["single", "sharded3"])
 def test_outage_and_agent_restart_deliver_every_sample_exactly_once(
     tmp_path: Path, connections: int | None
@@ -312,6 +313,7 @@ def test_outage_and_agent_restart_deliver_every_sample_exactly_once(
 # -- sharding across connections -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sharded_delivery_exactly_once_in_order_and_balanced(tmp_path: Path) -> None:
     vigil = VigilProcess(tmp_path / "vigil").start()
     registry = CollectorRegistry()

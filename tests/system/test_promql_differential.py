@@ -29,7 +29,7 @@ import pytest
 from tests.conftest import VigilProcess, free_port, require_binary, wait_http
 from tests.system import promql_corpus as corpus
 
-pytestmark = [pytest.mark.peer, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.peer, pytest.mark.slow, pytest.mark.timeout(240)]
 
 WRITE_HEADERS = {
     "Content-Encoding": "snappy",

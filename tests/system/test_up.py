@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from tests.conftest import free_port, wait_http
+
+pytestmark = pytest.mark.slow
 
 
 def query(url: str, q: str) -> list[dict]:
