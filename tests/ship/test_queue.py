@@ -187,16 +187,26 @@ def test_kill9_loses_no_acknowledged_append(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(directory)], stdout=subprocess.PIPE, text=True)
     appended: list[int] = []
     acked = -1
+
+    def record(line: str) -> None:
+        nonlocal acked
+        kind, num = line.split()
+        if kind == "A":
+            appended.append(int(num))
+        else:
+            acked = int(num)
+
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
         while len(appended) < 600 and time.monotonic() < deadline:
-            kind, num = proc.stdout.readline().split()
-            if kind == "A":
-                appended.append(int(num))
-            else:
-                acked = int(num)
+            record(proc.stdout.readline())
         os.kill(proc.pid, signal.SIGKILL)  # mid-loop: possibly inside an append or an ack
+        proc.wait()
+        # What it reported before it died but this side had not read yet (on a loaded machine the
+        # child runs ahead of the reader by hundreds of lines): the last report is in the pipe.
+        for line in proc.stdout:
+            record(line)
     finally:
         proc.kill()
         proc.wait()
