@@ -33,9 +33,13 @@ peers:
 	    || echo "warning: could not install$$missing; tests needing them will be skipped"; \
 	fi
 
+# The whole suite, slow tests included, on every core: one pytest-xdist worker per CPU, each test
+# file on one worker (module fixtures such as the PromQL conformance sessions are built once).
+# `make test PYTEST_WORKERS=0` runs it serially; `pytest -m "not slow"` is the quick loop.
+PYTEST_WORKERS ?= auto
 test: $(STAMP) peers
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -75,7 +75,7 @@ def test_sources_processors_syslog_and_events(tmp_path: Path) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"<38>" + auth_line("192.0.2.9").encode().rstrip(), ("127.0.0.1", udp))
         assert security.pipeline is not None
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while len(events) < 3 and time.monotonic() < deadline:
             security.pipeline.poll_once()
             time.sleep(0.02)
@@ -101,6 +101,7 @@ def test_sources_processors_syslog_and_events(tmp_path: Path) -> None:
     assert syslog.fields["source_address"] == "192.0.2.9"
 
 
+@pytest.mark.slow
 def test_100k_distinct_addresses_keep_series_bounded(tmp_path: Path) -> None:
     """No collector creates an unbounded label set: 100,000 distinct client addresses through auth
     parsing, access logs and a rule that labels by address (capped at 1000 series + "other")."""

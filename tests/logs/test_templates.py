@@ -507,6 +507,7 @@ def _tree_size(node: Any) -> int:
     return n + sum(_tree_size(c) for c in node.key_to_child_node.values())
 
 
+@pytest.mark.slow
 def test_distinct_never_seen_lines_stay_bounded() -> None:
     d = learned(max_pending=50, cache_size=1000, events_per_source=5)
     rnd = random.Random(0)

@@ -10,11 +10,14 @@ from pathlib import Path
 import cramjam
 import httpx
 import numpy as np
+import pytest
 
 from tests.conftest import VigilProcess
 from vigil.model.matcher import Matcher
 from vigil.prompb.encode import encode_write_request
 from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME
+
+pytestmark = pytest.mark.slow
 
 SERIES = 200
 STEP_MS = 60_000  # one batch per simulated minute, so head flushes (10m) happen during the run

@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from tests.conftest import free_port, wait_http
+
+pytestmark = pytest.mark.slow
 
 
 def query(url: str, q: str) -> list[dict]:
@@ -52,7 +55,7 @@ scrape_configs:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/-/ready", proc=p)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         result: list[dict] = []
         while time.monotonic() < deadline and not result:
             result = query(url, 'node_load1{job="vigil-agent"}')
@@ -100,7 +103,7 @@ scrape_configs:
             udp.sendto(
                 b"shop.logins:1|c|#app:shop\ncheckout:250|ms|#function:pay", ("127.0.0.1", statsd_port)
             )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         scraped = statsd = []
         while time.monotonic() < deadline and not (scraped and statsd):
             scraped = query(url, 'checkout_errors_total{job="shop"}')

@@ -23,6 +23,7 @@ from tests.web.asgi import Client
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.validate import Limits
 from vigil.model.labels import Labels
+from vigil.promql.engine import Engine, EngineOptions
 from vigil.promql.errors import ExecutionError, ParseError, QueryTimeout, TooManySamples
 from vigil.promql.result import QueryResult, Series
 from vigil.storage.interface import StorageError
@@ -624,11 +625,8 @@ def test_read_token_required(db: DB, method: str, url: str) -> None:
 
 
 @pytest.fixture
-def engine(db: DB) -> Any:
-    mod = pytest.importorskip("vigil.promql.engine")
-    return mod.Engine(
-        db, mod.EngineOptions(lookback_delta_ms=300_000, timeout_s=120.0, max_samples=50_000_000)
-    )
+def engine(db: DB) -> Engine:
+    return Engine(db, EngineOptions(lookback_delta_ms=300_000, timeout_s=120.0, max_samples=50_000_000))
 
 
 def test_instant_query_end_to_end(db: DB, engine: Any) -> None:
