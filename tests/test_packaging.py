@@ -32,7 +32,15 @@ def test_install_is_not_silent() -> None:
 def test_make_run_passes_args_to_vigil_up() -> None:
     # -n: print, do not run; -o: take the install as done.
     r = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "run", "ARGS=--listen 127.0.0.1:9555"],
+        [
+            "make",
+            "--no-print-directory",
+            "-n",
+            "-o",
+            ".venv/.installed",
+            "run",
+            "ARGS=--listen 127.0.0.1:9555",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
