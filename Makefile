@@ -1,19 +1,23 @@
 # Vigil: `make run` starts everything on this host; `make test` runs the whole suite.
+# `make run ARGS='--listen 127.0.0.1:9500'` passes flags to `vigil up` (see `vigil up --help`).
 PYTHON ?= python3
+ARGS ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint peers bench clean
 
+# Not quiet: the first install takes about a minute, and pip's lines show it getting on.
 $(STAMP): pyproject.toml
+	@echo "installing Vigil and its test tools into $(VENV) (about a minute the first time)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[test]'
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/vigil up
+	$(BIN)/vigil up $(ARGS)
 
 # Debian peers the tests run against; installed only when missing (root on the CI machine).
 PEERS := prometheus:prometheus victoria-metrics:victoria-metrics prometheus-node-exporter:prometheus-node-exporter \
@@ -29,9 +33,13 @@ peers:
 	    || echo "warning: could not install$$missing; tests needing them will be skipped"; \
 	fi
 
+# The whole suite, slow tests included, on every core: one pytest-xdist worker per CPU, each test
+# file on one worker (module fixtures such as the PromQL conformance sessions are built once).
+# `make test PYTEST_WORKERS=0` runs it serially; `pytest -m "not slow"` is the quick loop.
+PYTEST_WORKERS ?= auto
 test: $(STAMP) peers
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

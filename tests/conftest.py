@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+# Loaded here so that the controller of a pytest-xdist run (which collects nothing) has it too.
+pytest_plugins = ["tests.promql.summary"]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -23,7 +26,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

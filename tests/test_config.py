@@ -44,6 +44,7 @@ def test_defaults() -> None:
     assert cfg.limits.max_label_name_length == 256
     assert cfg.limits.max_label_value_length == 4096
     assert cfg.limits.max_samples_per_request == 1_000_000
+    assert cfg.limits.future_grace == 10 * MINUTE_MS
 
 
 FULL = """\
@@ -68,6 +69,7 @@ limits:
   max_label_name_length: 128
   max_label_value_length: 2048
   max_samples_per_request: 50000
+  future_grace: 30s
 """
 
 
@@ -91,6 +93,7 @@ def test_full_file(tmp_path: Path) -> None:
     assert cfg.limits.max_label_name_length == 128
     assert cfg.limits.max_label_value_length == 2048
     assert cfg.limits.max_samples_per_request == 50000
+    assert cfg.limits.future_grace == 30_000
     # A dump validates back to the same configuration (ints are milliseconds / bytes from Python).
     assert Config.model_validate(cfg.model_dump()) == cfg
 
@@ -162,7 +165,7 @@ BAD: list[tuple[str, str]] = [
     (
         "server:\n  auth:\n    tokens: [a]\n",
         "vigil.yml: server.auth.tokens: unknown key "
-        "(expected one of: write_tokens, read_tokens, hmac_key, tenants)",
+        "(expected one of: write_tokens, read_tokens, hmac_key, tenants, admin_tokens, trusted_proxy_tokens)",
     ),
     (
         "1: x\n",
@@ -460,6 +463,19 @@ EXPOSED = (
         ({"listen": "0.0.0.0:9400", "auth": {"read_tokens": ["r"]}}, True),
         ({"listen": "0.0.0.0:9400", "auth": {"write_tokens": ["w"], "read_tokens": ["r"]}}, False),
         ({"listen": "0.0.0.0:9400", "insecure": True}, False),
+        # Tenants: writes by tenant tokens count, and so do reads by tenant, admin or proxy tokens.
+        ({"listen": "0.0.0.0:9400", "auth": {"tenants": {"acme": ["w"]}}}, True),
+        ({"listen": "0.0.0.0:9400", "auth": {"tenants": {"acme": ["w"]}, "read_tokens": ["r"]}}, False),
+        (
+            {
+                "listen": "0.0.0.0:9400",
+                "auth": {"tenants": {"acme": {"write_tokens": ["w"], "read_tokens": ["r"]}}},
+            },
+            False,
+        ),
+        ({"listen": "0.0.0.0:9400", "auth": {"tenants": {"acme": {"read_tokens": ["r"]}}}}, True),
+        ({"listen": "0.0.0.0:9400", "auth": {"write_tokens": ["w"], "admin_tokens": ["a"]}}, False),
+        ({"listen": "0.0.0.0:9400", "auth": {"write_tokens": ["w"], "trusted_proxy_tokens": ["p"]}}, False),
     ],
 )
 def test_check_exposure(server: dict[str, Any], refused: bool) -> None:
@@ -483,3 +499,108 @@ def test_config_error_pickles() -> None:
     err = ConfigError("invalid YAML: oops", source="vigil.yml", line=3, column=5)
     assert str(err) == "vigil.yml:3:5: invalid YAML: oops"
     assert str(pickle.loads(pickle.dumps(err))) == str(err)
+
+
+# -- server.auth.tenants ------------------------------------------------------------------------------
+
+
+def test_tenants_shorthand_and_full_form() -> None:
+    auth = config_from_yaml(
+        "server:\n  auth:\n    admin_tokens: [adm]\n    trusted_proxy_tokens: [px]\n    tenants:\n"
+        "      zeta: [z1, z2]\n"
+        "      acme: {write_tokens: [aw], read_tokens: [ar], hmac_key: ak}\n"
+        "      ro: {read_tokens: [rr]}\n"
+    ).server.auth
+    assert [name for name, _ in auth.tenants] == ["acme", "ro", "zeta"]  # sorted
+    tenants = dict(auth.tenants)
+    assert tenants["zeta"].write_tokens == ("z1", "z2") and tenants["zeta"].read_tokens == ()  # shorthand
+    assert (tenants["acme"].write_tokens, tenants["acme"].read_tokens) == (("aw",), ("ar",))
+    assert tenants["acme"].hmac_key == "ak" and tenants["zeta"].hmac_key == ""
+    assert tenants["ro"].write_tokens == ()
+    assert auth.admin_tokens == ("adm",) and auth.trusted_proxy_tokens == ("px",)
+    cfg = config_from_yaml("server:\n  auth:\n    tenants:\n      acme: [a]\n")
+    assert hash(cfg) == hash(config_from_yaml("server:\n  auth:\n    tenants: {acme: {write_tokens: [a]}}\n"))
+    assert cfg.model_copy() == cfg
+    # Python callers may pass (name, tokens) pairs: the shorthand again.
+    assert Config.model_validate({"server": {"auth": {"tenants": (("acme", ("a",)),)}}}) == cfg
+
+
+T = "server:\n  auth:\n    "
+TENANT_ERRORS = [
+    (
+        T + "tenants: [a]\n",
+        "server.auth.tenants: expected a mapping of tenant name to its tokens, got a list",
+    ),
+    (
+        T + "tenants:\n      acme: []\n",
+        "server.auth.tenants.acme: expected a list of write tokens or a mapping, got an empty list",
+    ),
+    (
+        T + "tenants:\n      acme: {}\n",
+        "server.auth.tenants.acme: expected write_tokens or read_tokens, got neither",
+    ),
+    (
+        T + "tenants:\n      acme: 5\n",
+        "server.auth.tenants.acme: expected a list of write tokens or a mapping with keys "
+        "write_tokens, read_tokens, hmac_key, got 5",
+    ),
+    (
+        T + "tenants:\n      acme: {write_token: [a]}\n",
+        "server.auth.tenants.acme.write_token: unknown key "
+        "(expected one of: write_tokens, read_tokens, hmac_key)",
+    ),
+    (
+        T + "tenants:\n      acme: {read_tokens: secret1}\n",
+        "server.auth.tenants.acme.read_tokens: expected a list of tokens, "
+        "got a single value (value not shown)",
+    ),
+    (
+        T + "tenants:\n      acme: {read_tokens: ['']}\n",
+        'server.auth.tenants.acme.read_tokens[0]: expected a non-empty token, got ""',
+    ),
+    (T + "tenants:\n      '': [a]\n", 'server.auth.tenants: expected a tenant name, got ""'),
+    (
+        T + "tenants:\n      acme: [secret1]\n      beta: {read_tokens: [secret1]}\n",
+        "server.auth.tenants.beta.read_tokens: expected this tenant's own tokens, "
+        "got one also in server.auth.tenants.acme (value not shown)",
+    ),
+    (
+        T + "read_tokens: [secret1]\n    tenants:\n      acme: [secret1]\n",
+        "server.auth.tenants.acme.write_tokens: expected this tenant's own tokens, "
+        "got one also in server.auth.read_tokens (value not shown)",
+    ),
+    (
+        T + "read_tokens: [secret1]\n    trusted_proxy_tokens: [secret1]\n",
+        "server.auth.trusted_proxy_tokens: expected tokens not also in server.auth.read_tokens, "
+        "got one that is (value not shown)",
+    ),
+    (
+        T + "hmac_key: secret1\n    tenants:\n      acme: [a]\n",
+        "server.auth.tenants.acme.hmac_key: expected this tenant's own key when server.auth.hmac_key is set "
+        "(a shared key lets one tenant sign as another), got none",
+    ),
+    (
+        T + "hmac_key: secret1\n    tenants:\n      acme: {write_tokens: [a], hmac_key: secret1}\n",
+        "server.auth.tenants.acme.hmac_key: expected a key of this tenant alone, "
+        "got the same as server.auth.hmac_key (value not shown)",
+    ),
+    (
+        T + "tenants:\n      a: {write_tokens: [a], hmac_key: secret1}\n"
+        "      b: {write_tokens: [b], hmac_key: secret1}\n",
+        "server.auth.tenants.b.hmac_key: expected a key of this tenant alone, "
+        "got the same as server.auth.tenants.a.hmac_key (value not shown)",
+    ),
+    (
+        T + "admin_tokens: secret1\n",
+        "server.auth.admin_tokens: expected a list of tokens, got a single value (value not shown)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), TENANT_ERRORS)
+def test_tenant_config_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        config_from_yaml(text, "vigil.yml")
+    assert str(exc.value) == "vigil.yml: " + message
+    assert exc.value.key == message.partition(":")[0]
+    assert "secret1" not in str(exc.value)

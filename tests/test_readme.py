@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vigil.cmd.main import main
 from vigil.config import config_from_yaml
 from vigil.logs.rules import parse_rules
 
@@ -28,3 +29,17 @@ def test_example_is_valid(block: str) -> None:
         assert parse_rules(yaml.safe_load(block), "README.md")
         return
     config_from_yaml(block, "README.md")
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+def test_example_passes_config_check(
+    block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As a user would try it: `vigil config check` on the snippet as written (rule files it names that
+    do not exist yet are a warning, not a failure)."""
+    if block.startswith(("# prometheus.yml", "rules:")):
+        pytest.skip("not a vigil.yml")
+    (tmp_path / "vigil.yml").write_text(block)
+    monkeypatch.chdir(tmp_path)
+    assert main(["config", "check"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out == "vigil.yml: OK\n"

@@ -75,7 +75,7 @@ def test_sources_processors_syslog_and_events(tmp_path: Path) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.sendto(b"<38>" + auth_line("192.0.2.9").encode().rstrip(), ("127.0.0.1", udp))
         assert security.pipeline is not None
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while len(events) < 3 and time.monotonic() < deadline:
             security.pipeline.poll_once()
             time.sleep(0.02)
@@ -101,6 +101,7 @@ def test_sources_processors_syslog_and_events(tmp_path: Path) -> None:
     assert syslog.fields["source_address"] == "192.0.2.9"
 
 
+@pytest.mark.slow
 def test_100k_distinct_addresses_keep_series_bounded(tmp_path: Path) -> None:
     """No collector creates an unbounded label set: 100,000 distinct client addresses through auth
     parsing, access logs and a rule that labels by address (capped at 1000 series + "other")."""
@@ -134,14 +135,19 @@ def test_100k_distinct_addresses_keep_series_bounded(tmp_path: Path) -> None:
     assert series_count(registry) - before < 1200
 
 
-def test_rule_file_errors_name_the_file(tmp_path: Path) -> None:
+def test_rule_file_errors_name_the_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cfg = config_from_yaml(configure(tmp_path))
     (tmp_path / "rules.yml").write_text("rules:\n  - name: x_total\n    match: '(?<=a)b'\n")
     with pytest.raises(ConfigError, match=r"rules\.yml: rules\[0\]\.match"):
         build_security(cfg, LABELS, None)
-    missing = config_from_yaml(configure(tmp_path).replace("rules.yml", "nope-*.yml"))
-    with pytest.raises(ConfigError, match="no file matches"):
+    missing = config_from_yaml(configure(tmp_path).replace("rules.yml", "nope.yml"))
+    with pytest.raises(ConfigError, match=r"nope\.yml: cannot read"):
         build_security(missing, LABELS, None)
+    # A glob matching nothing yet (an empty rules directory) is a warning: the agent still runs.
+    empty = config_from_yaml(configure(tmp_path).replace("rules.yml", "nope-*.yml"))
+    with caplog.at_level("WARNING"):
+        build_security(empty, LABELS, None).stop()
+    assert "vigil.yml: agent.logs.rule_files: no file matches" in caplog.text
 
 
 def test_reserved_and_duplicate_source_names(tmp_path: Path) -> None:
@@ -156,7 +162,7 @@ def test_reserved_and_duplicate_source_names(tmp_path: Path) -> None:
 def test_unknown_lines_after_learning(tmp_path: Path) -> None:
     cfg = config_from_yaml(
         configure(tmp_path).replace("{name: app, paths:", "{name: app, unknown_lines: true, paths:")
-        + "    unknown_lines: {learning_period: 1s}\n"
+        + "    unknown_lines: {learning_period: 1s, events_per_source: 1}\n"
     )
     events: list[Event] = []
     security = build_security(cfg, LABELS, events.extend)
@@ -171,8 +177,12 @@ def test_unknown_lines_after_learning(tmp_path: Path) -> None:
     with app.open("a") as f:
         f.writelines(normal.format(pid=200 + i, n=i) for i in range(50, 60))
         f.write("Nov 22 10:00:05 web1 app[300]: spawning shell for uid 0 from 203.0.113.66\n")
+        f.write("Nov 22 10:00:06 web1 app[300]: disabling audit rules on request of uid 0\n")
     security.pipeline.poll_once()
     security.stop()
     unknown = [e for e in events if e.kind == "log_unknown"]
     assert len(unknown) == 1 and "spawning shell" in str(unknown[0].fields["line"])
+    # `events_per_source` reaches the detector: the second new line is held back, and said so.
+    [held] = [e for e in events if e.kind == "log_unknown_suppressed"]
+    assert held.fields["limit"] == 1 and "disabling audit" in str(held.fields["line"])
     assert (tmp_path / "agent" / "templates" / "app.json").exists()  # saved on stop, reviewable

@@ -1,10 +1,12 @@
 """EventStore: round trip, idempotent ids, paging without gaps or repeats, matchers on kind/labels/
-fields, retention by wall clock, reopening, concurrency and durability of acknowledged appends."""
+fields, retention by arrival (shown by event time), schema migration, reopening, concurrency and
+durability of acknowledged appends."""
 
 from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -162,14 +164,15 @@ def test_matchers_on_kind_labels_and_fields(store: EventStore) -> None:
     assert ids(got) == ["1"]
 
 
-def test_retention_by_wall_clock(tmp_path: Path) -> None:
+def test_retention_by_arrival(tmp_path: Path) -> None:
     now = [NOW_S]
     with EventStore(tmp_path / "e.db", 10_000, clock=lambda: now[0]) as store:
-        t0 = int(NOW_S * 1000)
-        store.append([ev(i, t=t0 + i * 1000) for i in range(20)])
-        now[0] = NOW_S + 15  # events 0..4 are now older than 10 s
-        got, _ = store.query(direction="forward")
-        assert ids(got)[0] == "id5"  # hidden at once, before any deletion
+        for i in range(20):  # one a second, with event times that say nothing about arrival
+            now[0] = NOW_S + i
+            store.append([ev(i, t=(1_000 if i % 2 else 9_000_000_000_000) + i)])
+        now[0] = NOW_S + 15  # events 0..4 arrived more than 10 s ago
+        got, _ = store.query(direction="forward", limit=100)
+        assert sorted(ids(got)) == sorted(f"id{i}" for i in range(5, 20))  # hidden at once
         assert store.count() == 20
         assert store.apply_retention() == 5
         assert store.count() == 15
@@ -177,6 +180,101 @@ def test_retention_by_wall_clock(tmp_path: Path) -> None:
         now[0] = NOW_S + 1000
         store.maintain()
         assert store.count() == 0
+
+
+def test_backlog_older_than_retention_is_shown_by_its_own_time(tmp_path: Path) -> None:
+    # The report: auth events carry the log line's time; a backlog read 20 days late was stored but
+    # never shown, because expiry went by event time. Shown by event time, expired by arrival.
+    now = [NOW_S + 100 * DAY_MS / 1000]
+    now_ms = int(now[0] * 1000)
+    with EventStore(tmp_path / "e.db", 15 * DAY_MS, clock=lambda: now[0]) as store:
+        assert store.append([ev(1, t=now_ms - 20 * DAY_MS), ev(2, t=now_ms)]) == 2
+        got, _ = store.query(start_ms=now_ms - 21 * DAY_MS, end_ms=now_ms - 19 * DAY_MS)
+        assert ids(got) == ["id1"]  # found where it happened
+        got, _ = store.query(direction="forward")
+        assert ids(got) == ["id1", "id2"]  # and ordered by event time
+        assert store.apply_retention() == 0  # nothing arrived 15 days ago
+        now[0] += 15 * DAY_MS / 1000 + 1
+        assert store.query()[0] == []  # both arrived more than 15 days ago
+        assert store.apply_retention() == 2
+
+
+OLD_SCHEMA = """
+CREATE TABLE events (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant  TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    labels  TEXT NOT NULL,
+    fields  TEXT NOT NULL,
+    message TEXT NOT NULL,
+    UNIQUE (tenant, id)
+);
+CREATE INDEX events_time ON events (time_ms);
+CREATE INDEX events_kind_time ON events (kind, time_ms);
+"""
+
+
+def _old_file(path: Path, times: list[int]) -> None:
+    """An events.db as stores before `received_ms` wrote it."""
+    conn = sqlite3.connect(path)
+    conn.executescript(OLD_SCHEMA)
+    conn.executemany(
+        "INSERT INTO events (tenant, id, time_ms, kind, labels, fields, message)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [("", f"old{i}", t, "auth", '{"job":"node"}', '{"n":1}', "old") for i, t in enumerate(times)],
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_file_of_the_old_schema_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    now_ms = int(NOW_S * 1000)
+    _old_file(path, [now_ms - 2000, now_ms - 1000, now_ms + 10 * DAY_MS])  # the last from the future
+    now = [NOW_S]
+    with EventStore(path, 5000, clock=lambda: now[0]) as store:
+        assert store.count() == 3
+        got, _ = store.query(direction="forward")
+        assert ids(got) == ["old0", "old1", "old2"]
+        assert store.append([ev(0, t=now_ms), Event(1, "auth", "x", {}, {}, "old0")]) == 1  # ids kept
+        now[0] = NOW_S + 4.5  # old0 and old1 expire as they did (their time), old2 from now, ev0 too
+        assert sorted(ids(store.query()[0])) == ["id0", "old2"]
+        assert store.apply_retention() == 2
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        arrival = dict(conn.execute("SELECT id, received_ms FROM events").fetchall())
+        assert arrival == {"old2": now_ms, "id0": now_ms}
+        assert "events_received" in {r[1] for r in conn.execute("PRAGMA index_list(events)")}
+    finally:
+        conn.close()
+    with EventStore(path, 5000, clock=lambda: NOW_S) as store:  # reopening: nothing to migrate
+        assert store.count() == 2
+
+
+def test_migration_by_two_stores_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    _old_file(path, [1_000_000 + i for i in range(100)])
+    stores: list[EventStore] = []
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            stores.append(EventStore(path, 30 * DAY_MS, clock=lambda: NOW_S))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(stores) == 2
+    for store in stores:
+        assert store.count() == 100
+        store.close()
 
 
 def test_reopen_keeps_data(tmp_path: Path) -> None:
@@ -197,7 +295,7 @@ def test_maintenance_thread_expires_and_stops(tmp_path: Path) -> None:
     store.append([ev(1, t=int(NOW_S * 1000))])
     now[0] += 10
     store.start_maintenance(0.01)
-    deadline = 200
+    deadline = 3000  # polls of 10 ms: generous on a loaded machine
     while store.count() and deadline:
         threading.Event().wait(0.01)
         deadline -= 1
@@ -231,6 +329,25 @@ def test_concurrent_writers_and_readers(store: EventStore) -> None:
         t.join()
     assert not errors
     assert store.count() == 4 * 200
+
+
+def test_tenant_scoped_queries(store: EventStore) -> None:
+    def of(tenant: str | None, i: int) -> Event:
+        labels = {"instance": "h"} | ({"tenant": tenant} if tenant else {})
+        return Event(1_000_000 + i, "auth", "", {"user": f"u{i}"}, labels, "same-id")
+
+    assert store.append([of("acme", 1), of("beta", 2), of(None, 3)]) == 3
+    assert [e.labels.get("tenant") for e in store.query(tenant="acme")[0]] == ["acme"]
+    # Matchers narrow a tenant's answer, never widen it: the tenant is a column condition beneath them.
+    for sets in (
+        [[Matcher.eq("tenant", "beta")]],
+        [[Matcher.re("tenant", ".*")], [Matcher.eq("user", "u3")]],
+    ):
+        assert [e.fields["user"] for e in store.query(sets, tenant="acme")[0]] in ([], ["u1"])
+        assert all(e.labels.get("tenant") == "acme" for e in store.query(sets, tenant="acme")[0])
+    assert len(store.query()[0]) == 3  # no tenant: a global reader's answer
+    with pytest.raises(ValueError, match="tenant"):
+        store.query(tenant="")  # would be the untenanted rows, which are no tenant's
 
 
 def test_bad_arguments(store: EventStore) -> None:

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from vigil.agent.identity import Identity
 from vigil.agent.runner import Agent
 from vigil.logs import tail
-from vigil.logs.pipeline import FileSource, LogPipeline
+from vigil.logs.pipeline import FileSource, JournalSource, LogPipeline
 from vigil.logs.processor import LogLine
 from vigil.model.event import Event
 from vigil.security.authlog import AuthLogProcessor
@@ -259,3 +259,43 @@ def test_lines_read_again_after_a_rotation_keep_their_event_ids(tmp_path: Path) 
     again.poll_once()
     assert count(again, "failure") == 5
     assert [e.id for e in replay] == [e.id for e in first[2:]]
+
+
+def test_sources_say_what_they_read_and_a_missing_log_is_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The report: on a host without auth.log, zero-config auth monitoring gave no series, no error
+    # and no log line. Now the source, what it reads and that it reads nothing are all visible.
+    source = FileSource("auth", [str(tmp_path / "auth.log"), str(tmp_path / "secure")], [AuthLogProcessor()])
+    p = LogPipeline([source], tmp_path / "logs.json", labels=LABELS)
+    registry = CollectorRegistry()
+    for c in p.collectors():
+        registry.register(c)
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        p.poll_once()
+    assert registry.get_sample_value("vigil_log_source_info", {"source": "auth", "kind": "file"}) == 1
+    assert registry.get_sample_value("vigil_log_files_followed", {"source": "auth"}) == 0
+    assert registry.get_sample_value("vigil_log_lines_read_total", {"source": "auth"}) == 0
+    said = [r.getMessage() for r in caplog.records if "log source auth" in r.getMessage()]
+    assert len(said) == 1 and "no file matches" in said[0] and "auth.log" in said[0] and "secure" in said[0]
+
+    (tmp_path / "secure").write_text(failures(2))
+    p.poll_once()
+    p.poll_once()
+    assert registry.get_sample_value("vigil_log_files_followed", {"source": "auth"}) == 1
+    assert registry.get_sample_value("vigil_log_lines_read_total", {"source": "auth"}) == 2
+    said = [r.getMessage() for r in caplog.records if "log source auth" in r.getMessage()]
+    assert said[1:] == [f"log source auth: reading {tmp_path / 'secure'}"]
+
+
+def test_journal_source_kind(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-journalctl")  # a journalctl that cannot start: follows nothing
+    p = LogPipeline([JournalSource("auth", journalctl=missing)], tmp_path / "logs.json", labels=LABELS)
+    registry = CollectorRegistry()
+    for c in p.collectors():
+        registry.register(c)
+    p.poll_once()
+    assert registry.get_sample_value("vigil_log_source_info", {"source": "auth", "kind": "journal"}) == 1
+    assert registry.get_sample_value("vigil_log_files_followed", {"source": "auth"}) == 0
+    p.stop()

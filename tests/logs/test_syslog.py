@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import socket
 import subprocess
 import threading
@@ -20,6 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
+from tests.conftest import require_binary
+from tests.waiting import returns
+from vigil import receiver
 from vigil.logs.syslog import SyslogServer
 from vigil.logs.syslogparse import (
     FrameDecoder,
@@ -540,7 +542,7 @@ class Sink:
             return [m.message for m, _ in self.items]
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
@@ -666,13 +668,22 @@ def test_tcp_max_connections(sink: Sink) -> None:
 
 
 class FakeClock:
-    """A clock the test moves by hand (the receiver's `monotonic` or `clock` seam)."""
+    """A clock the test moves by hand (the receiver's `monotonic` or `clock` seam); counts its reads,
+    so a test can wait for the receiver's idle sweeps to have looked at it."""
 
     def __init__(self, now: float = 0.0) -> None:
         self.now = now
+        self.reads = 0
 
     def __call__(self) -> float:
+        self.reads += 1
         return self.now
+
+    def wait_reads(self, n: int) -> None:
+        """Until `n` more reads: with nothing sent meanwhile, each is one idle sweep, so the first of
+        them has finished (closed what it closes) when the second starts."""
+        target = self.reads + n
+        wait_for(lambda: self.reads >= target)
 
 
 def idle_closed(srv: SyslogServer) -> dict[str, float]:
@@ -684,9 +695,13 @@ def idle_closed(srv: SyslogServer) -> dict[str, float]:
     }
 
 
-def test_tcp_idle_connections_are_closed_after_the_timeout(sink: Sink) -> None:
+def test_tcp_idle_connections_are_closed_after_the_timeout(
+    sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Silent connections cannot hold the `max_connections` slots: after `idle_timeout_s` the selector
-    loop (which wakes at least once a second) closes them, flushing a partial LF frame like EOF."""
+    loop (which wakes at least once a second; here every 20 ms) closes them, flushing a partial LF
+    frame like EOF."""
+    monkeypatch.setattr(receiver, "_POLL_S", 0.02)
     mono = FakeClock()
     with SyslogServer(
         None, "127.0.0.1:0", sink, max_connections=2, idle_timeout_s=300, monotonic=mono
@@ -695,7 +710,7 @@ def test_tcp_idle_connections_are_closed_after_the_timeout(sink: Sink) -> None:
         wait_for(lambda: srv.connections() == 2)
         a.sendall(b"<13>unterminated")
         mono.now = 299.0
-        time.sleep(1.2)  # at least one sweep: not idle long enough yet
+        mono.wait_reads(2)  # at least one whole sweep: not idle long enough yet
         assert srv.connections() == 2 and idle_closed(srv) == {"timeout": 0, "evicted": 0}
         mono.now = 600.0  # both silent for 300 s or more
         wait_for(lambda: srv.connections() == 0)
@@ -753,7 +768,10 @@ def test_tcp_cap_full_of_silent_connections_does_not_lock_senders_out(sink: Sink
             s.close()
 
 
-def test_tcp_active_connection_is_never_closed_for_idleness(sink: Sink) -> None:
+def test_tcp_active_connection_is_never_closed_for_idleness(
+    sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(receiver, "_POLL_S", 0.02)
     mono = FakeClock()
     with SyslogServer(None, "127.0.0.1:0", sink, idle_timeout_s=300, monotonic=mono) as srv:
         active, silent = tcp_client(srv), tcp_client(srv)
@@ -764,7 +782,7 @@ def test_tcp_active_connection_is_never_closed_for_idleness(sink: Sink) -> None:
             wait_for(lambda i=i: len(sink.items) == i + 1)  # type: ignore[misc]
             if i == 1:  # silent for 400 s now
                 wait_for(lambda: srv.connections() == 1)
-        time.sleep(1.2)  # a sweep or two more
+        mono.wait_reads(3)  # a sweep or two more
         assert srv.connections() == 1 and silent.recv(1) == b""
         active.sendall(b"<13>still open\n")
         wait_for(lambda: len(sink.items) == 7)
@@ -856,25 +874,22 @@ def test_bad_listen_address(sink: Sink, listen: str) -> None:
         SyslogServer(listen, None, sink).start()
 
 
-def test_stop_is_prompt_and_idempotent(sink: Sink) -> None:
+def test_stop_is_prompt_and_idempotent(sink: Sink, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The selector's fallback wake-up is an hour away, so only stop()'s wake can end the loop in time.
+    monkeypatch.setattr(receiver, "_POLL_S", 3600.0)
     srv = SyslogServer("127.0.0.1:0", "127.0.0.1:0", sink)
     srv.start()
     c = tcp_client(srv)
     c.sendall(b"<13>partial")
-    t0 = time.monotonic()
-    srv.stop()
-    srv.stop()
-    assert time.monotonic() - t0 < 1.0
+    returns(srv.stop, what="stop()")
+    returns(srv.stop, what="a second stop()")
     c.close()
 
 
 # --- a real peer: util-linux logger ---------------------------------------------------------------
 
-LOGGER = shutil.which("logger")
-
 
 @pytest.mark.peer
-@pytest.mark.skipif(LOGGER is None, reason="util-linux logger not installed")
 @pytest.mark.parametrize(
     ("args", "transport", "fmt"),
     [
@@ -888,12 +903,13 @@ LOGGER = shutil.which("logger")
     ],
 )
 def test_logger_peer(server: SyslogServer, sink: Sink, args: list[str], transport: str, fmt: str) -> None:
+    logger = require_binary("logger")
     address = server.udp_address if transport == "udp" else server.tcp_address
-    assert address is not None and LOGGER is not None
+    assert address is not None
     texts = ["Failed password for root from 198.51.100.7 port 4242 ssh2", "second message"]
     for text in texts:
         subprocess.run(
-            [LOGGER, "-n", address[0], "-P", str(address[1]), *args, "-t", "sshd", "-p", "auth.info", text],
+            [logger, "-n", address[0], "-P", str(address[1]), *args, "-t", "sshd", "-p", "auth.info", text],
             check=True,
             timeout=5,
         )

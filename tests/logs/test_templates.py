@@ -324,18 +324,35 @@ def test_event_suppression_per_template_and_window() -> None:
     events = feed(d, flood, AFTER)
     assert len(events) == 10
     assert value(d, "vigil_log_unknown_lines_total", source="syslog") == 50
-    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog") == 40
+    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="template") == 40
+    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="source") == 0
     assert value(d, "vigil_log_templates", source="syslog", status=PENDING) == 1
     # Another new template still gets its events; the flooding one again after the window.
     assert len(feed(d, NOVEL[:1], AFTER + 100)) == 1
     assert len(feed(d, flood, AFTER + HOUR + 1000)) == 10
 
 
-def test_event_limit_per_source() -> None:
-    d = learned(max_events_per_window=3)
+def test_event_limit_per_source_is_counted_and_said_in_the_event_stream() -> None:
+    # The report: the per-source cap held lines back silently, and was neither configurable nor
+    # documented. Now it is `events_per_source`, counted under limit="source", and said as events.
+    d = learned(events_per_source=3)
     events = feed(d, NOVEL, AFTER)
-    assert len(events) == 3
-    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog") == len(NOVEL) - 3
+    assert [e.kind for e in events] == ["log_unknown"] * 3 + ["log_unknown_suppressed"]
+    notice = events[3]
+    assert notice.fields["source"] == "syslog" and notice.fields["limit"] == 3
+    assert notice.fields["line"] == NOVEL[3]  # the first line held back
+    assert notice.fields["window_end"] == "2024-05-01T13:40:00.000Z"
+    assert "events_per_source" in notice.message
+    held = len(NOVEL) - 3
+    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="source") == held
+    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="template") == 0
+    # The first line of the source after the window (a known one here) carries the count held back.
+    known = read("syslog-normal.log")[:1]
+    [report] = feed(d, known, AFTER + HOUR)
+    assert report.kind == "log_unknown_suppressed" and report.fields["suppressed"] == held
+    assert feed(d, known, AFTER + HOUR + 1) == []  # said once
+    # A new window keeps events again.
+    assert [e.kind for e in feed(d, renumber(NOVEL[:1], seed=3), AFTER + HOUR + 2)] == ["log_unknown"]
 
 
 def test_learning_period_follows_line_time() -> None:
@@ -490,8 +507,9 @@ def _tree_size(node: Any) -> int:
     return n + sum(_tree_size(c) for c in node.key_to_child_node.values())
 
 
+@pytest.mark.slow
 def test_distinct_never_seen_lines_stay_bounded() -> None:
-    d = learned(max_pending=50, cache_size=1000, max_events_per_window=5)
+    d = learned(max_pending=50, cache_size=1000, events_per_source=5)
     rnd = random.Random(0)
     letters = "abcdefghijklmnopqrstuvwxyz"
     words = ["".join(rnd.choice(letters) for _ in range(rnd.randrange(3, 9))) for _ in range(2000)]
@@ -508,7 +526,9 @@ def test_distinct_never_seen_lines_stay_bounded() -> None:
     assert len(st.cache) + len(st.cache_old) <= 1000
     assert max(sizes) < 50 * 40  # tree nodes and leaf entries, rebuilt now and then
     assert value(d, "vigil_log_unknown_lines_total", source="syslog") == 100_000
-    assert value(d, "vigil_log_unknown_events_suppressed_total", source="syslog") == 100_000 - 5
+    assert (
+        value(d, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="source") == 100_000 - 5
+    )
     series = samples(d)
     assert sum(1 for name, _ in series if name == "vigil_log_unknown_lines_total") == 1
     assert sum(1 for name, _ in series if name == "vigil_log_templates") == 3  # one per status
@@ -519,20 +539,22 @@ def test_unconfigured_source_is_ignored() -> None:
     assert list(d.process(LogLine("other", "x", T0, "o"))) == []
     assert {labels for _, labels in samples(d)} <= {(("source", "auth"),)} | {
         (("source", "auth"), ("status", s)) for s in (LEARNED, ACCEPTED, PENDING)
-    }
+    } | {(("limit", lim), ("source", "auth")) for lim in ("template", "source")}
 
 
 def test_snapshot_and_restore() -> None:
     d = learned(events_per_template=1)
     feed(d, [NOVEL[0]] * 3, AFTER)
     snap = json.loads(json.dumps(d.snapshot()))
-    assert snap == {"sources": {"syslog": {"lines": 403, "unknown": 3, "suppressed": 2}}}
+    assert snap == {
+        "sources": {"syslog": {"lines": 403, "unknown": 3, "suppressed": 2, "suppressed_by_source": 0}}
+    }
 
     d2 = UnknownLineDetector(None, sources=["syslog"], clock=Clock())
     d2.restore(snap)
     assert value(d2, "vigil_log_lines_total", source="syslog") == 403
     assert value(d2, "vigil_log_unknown_lines_total", source="syslog") == 3
-    assert value(d2, "vigil_log_unknown_events_suppressed_total", source="syslog") == 2
+    assert value(d2, "vigil_log_unknown_events_suppressed_total", source="syslog", limit="template") == 2
     d2.process(LogLine("syslog", NOVEL[0], AFTER, "x"))
     assert value(d2, "vigil_log_lines_total", source="syslog") == 404
 
@@ -572,3 +594,66 @@ def test_memory_of_a_known_stream_does_not_grow() -> None:
 def test_normalisation_and_masks(line: str, content: str) -> None:
     masker = LogMasker([MaskingInstruction(p, m) for p, m in MASKS], "<", ">")
     assert masker.mask(_content(normalise(line))) == content
+
+
+# Each timestamp shape, as written on two different days (weekday, month, day, time and year all
+# differ): both lines must mask to one content, with the whole stamp one token.
+TIMESTAMP_PAIRS = {
+    "rfc3164": ("Dec  5 14:03:11 backup started", "Jan 16 09:59:01 backup started"),  # (headers: stripped)
+    "rfc3164_in_message": ("backup of Dec  5 14:03:11 done", "backup of Mar 30 01:00:00 done"),
+    "ctime": ("Mon Dec  5 14:03:11 2022 backup done", "Tue Jan 16 09:59:01 2024 backup done"),
+    "date1": ("Mon Dec  5 14:03:11 UTC 2022 backup done", "Sat Mar 30 09:59:01 CEST 2024 backup done"),
+    "apache_error": (
+        "[Mon Dec 05 14:03:11.123456 2022] [core:error] [pid 1234:tid 5678] [client 1.2.3.4:5678] AH00126: "
+        "Invalid URI in request",
+        "[Tue Jan 16 09:59:01.000001 2024] [core:error] [pid 9:tid 8] [client 10.9.8.7:1] AH00126: "
+        "Invalid URI in request",
+    ),
+    "nginx_error": (
+        "2022/12/05 14:03:11 [error] 1234#1234: *5 open() failed",
+        "2024/01/16 09:59:01 [error] 77#77: *123 open() failed",
+    ),
+    "access_clf": (
+        '1.2.3.4 - - [05/Dec/2022:14:03:11 +0000] "GET / HTTP/1.1" 200 612',
+        '5.6.7.8 - - [16/Jan/2024:09:59:01 -0500] "GET / HTTP/1.1" 404 1',
+    ),
+    "iso8601": ("2022-12-05T14:03:11.123Z app started", "2024-01-16T09:59:01+01:00 app started"),
+    "iso8601_space_zone": (
+        "2022-12-05 14:03:11,123 UTC INFO app started",
+        "2024-01-16 09:59:01 GMT INFO app started",
+    ),
+    "iso8601_weekday": ("Mon 2022-12-05 14:03:11 UTC app started", "Tue 2024-01-16 09:59:01 UTC app started"),
+    "iso8601_basic": ("20221205T140311Z build started", "20240116T095901Z build started"),
+    "rfc1123": ("Date: Mon, 05 Dec 2022 14:03:11 GMT", "Date: Tue, 16 Jan 2024 09:59:01 GMT"),
+    "rfc850": ("expires Monday, 05-Dec-22 14:03:11 GMT", "expires Tuesday, 16-Jan-24 09:59:01 GMT"),
+    "tomcat": ("05-Dec-2022 14:03:11.123 INFO [main] started", "16-Jan-2024 09:59:01.9 INFO [main] started"),
+    "java_util_logging": ("Dec 05, 2022 2:03:11 PM Catalina start", "Jan 16, 2024 9:59:01 AM Catalina start"),
+    "epoch": ("ts=1670249191 level=info msg=ok", "ts=1705395541 level=info msg=ok"),
+    "epoch_ms": ("[1670249191123] job ok", "[1705395541000] job ok"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(TIMESTAMP_PAIRS))
+def test_every_timestamp_shape_is_masked(shape: str) -> None:
+    masker = LogMasker([MaskingInstruction(p, m) for p, m in MASKS], "<", ">")
+    first, second = (masker.mask(_content(normalise(line))) for line in TIMESTAMP_PAIRS[shape])
+    assert first == second
+    assert not any(day in first for day in ("Mon", "Tue", "Sat", "Dec", "Jan", "Mar"))
+    assert ("<NUM>" if shape.startswith("epoch") else "<TS>") in first
+
+
+def test_known_apache_error_line_stays_known_on_the_next_weekday() -> None:
+    # The report: "[Mon Dec 05 …]" kept the weekday, so every template was new again on Tuesday.
+    s = DetectorSettings(learning_period_s=3600)
+    d = UnknownLineDetector(None, sources=["apache"], settings=s, clock=Clock())
+    monday = [
+        f"[Mon Dec 05 14:{m:02d}:11.123456 2022] [authz_core:error] [pid {m}] [client 10.0.0.{m}:5{m}] "
+        "AH01630: client denied by server configuration: /var/www/private"
+        for m in range(30)
+    ]
+    assert feed(d, monday, T0, source="apache") == []
+    tuesday = [line.replace("Mon Dec 05", "Tue Dec 06") for line in monday]
+    january = [line.replace("Mon Dec 05", "Sun Jan 01").replace("2022", "2023") for line in monday]
+    assert feed(d, tuesday + january, AFTER, source="apache") == []
+    assert not d.learning("apache")
+    assert value(d, "vigil_log_unknown_lines_total", source="apache") == 0

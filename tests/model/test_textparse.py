@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import pickle
-import time
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
+from tests.waiting import run_python
 from vigil.model.labels import Labels
 from vigil.model.textparse import ParsedText, TextParseError, parse_text
 
@@ -521,6 +521,7 @@ def payloads(draw: st.DrawFn) -> tuple[str, list[Drawn], bool]:
     return text, drawn, openmetrics
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(payloads())
 def test_round_trip(payload: tuple[str, list[Drawn], bool]) -> None:
@@ -558,36 +559,18 @@ def test_near_miss_input_parses_or_raises_text_parse_error(data: str) -> None:
 # --- robustness -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "line",
-    [
-        "foo{" + 'a="b",' * 20_000,  # unclosed, many pairs: must not backtrack badly
-        "foo{" + " " * 50_000 + "1",
-        "foo " + "1" * 50_000 + "x",
-        "f" * 50_000 + "{",
-        'foo{a="' + "\\\\" * 25_000,
-    ],
-)
-def test_pathological_lines_fail_quickly(line: str) -> None:
-    start = time.perf_counter()
-    with pytest.raises(TextParseError):
-        parse_text(line + "\n", D)
-    assert time.perf_counter() - start < 2.0
+# Linear time is checked without a clock: see tests/model/pathological.py for why the inputs are big
+# and why they run in a child process (a runaway `re` holds the GIL; no thread could stop it).
+def test_pathological_lines_fail() -> None:
+    out = run_python("from tests.model.pathological import parse_pathological as f; print(f())")
+    assert out.strip() == "[]", f"accepted: {out}"
 
 
+@pytest.mark.slow
 def test_long_lines_of_repeated_fragments_stay_linear() -> None:
-    # Guards against regexes that backtrack quadratically (a ~20 kB line must take milliseconds).
-    prefixes = ["", "foo", "foo{", "foo ", "foo 1 ", 'foo{a="', "# HELP foo ", "foo 1 # {"]
-    fragments = ["a", "1", "1.", "e1", " ", 'a="', 'a="b",', 'a="b", ', "\\", '"', ",", "#", " 1"]
-    for prefix in prefixes:
-        for fragment in fragments:
-            for suffix in ["", "x", " 1", "}"]:
-                for eof in ("", "\n# EOF"):
-                    data = prefix + fragment * (20_000 // len(fragment)) + suffix + eof + "\n"
-                    start = time.perf_counter()
-                    with contextlib.suppress(TextParseError):
-                        parse_text(data, D)
-                    assert time.perf_counter() - start < 0.5, (prefix, fragment, suffix, eof)
+    # Guards against regexes that backtrack quadratically: 832 lines of 200 kB each.
+    out = run_python("from tests.model.pathological import parse_repeated_fragments as f; print(f(200_000))")
+    assert out.split() == ["832"]
 
 
 def test_large_payload_mixes_paths_and_keeps_order() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 
+from tests.waiting import wait_until
 from vigil.config.config import _error_message, _key_path
 from vigil.config.probes import CertificatesConfig, ProbeConfig, Probes
 from vigil.probe import fnv32a
@@ -269,11 +269,17 @@ def test_collector_labels_and_background_schedule(tmp_path: Path, caplog: pytest
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     collector = ProbesCollector([down], CertificatesConfig(files=[f"{tmp_path}/*.pem"]))
     assert _render(collector) == ""  # nothing before the first run
+    recorded = [0]  # runs of "down" whose outcome was recorded (and logged, or not)
+    record = collector._record
+
+    def counting(job: Any, outcome: Any) -> None:
+        record(job, outcome)
+        recorded[0] += job.key == "down"
+
+    collector._record = counting  # type: ignore[method-assign]
     with caplog.at_level(logging.INFO), collector:
-        deadline = time.monotonic() + 5
-        while "probe_success" not in _render(collector) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.35)  # a few more runs: the failure is logged once, not every run
+        # Several runs, counted rather than slept for: the failure is logged once, not every run.
+        wait_until(lambda: recorded[0] >= 4, what="four runs of the probe")
     text = _render(collector)
     assert f'probe_success{{probe="down",target="{down.target}"}} 0.0' in text
     assert 'vigil_cert_file_valid{path="' in text

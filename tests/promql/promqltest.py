@@ -1,8 +1,8 @@
 """Prometheus' PromQL conformance DSL (`promqltest`): a parser for its `*.test` files and a runner.
 
-The files come from prometheus/prometheus `promql/promqltest/testdata/` (copied to
-`/work/shared/peers/promql-testdata/`, or wherever `VIGIL_PROMQL_TESTDATA` points). Their meaning is
-defined by `promql/promqltest/test.go`; this module follows it line by line:
+The files come from prometheus/prometheus `promql/promqltest/testdata/` (copied to the team's
+`shared/peers/promql-testdata/`, beside the checkout or in /work, or wherever `VIGIL_PROMQL_TESTDATA`
+points). Their meaning is defined by `promql/promqltest/test.go`; this module follows it line by line:
 
     load <step>              series lines `metric{a="b"} 1+2x3 _ stale`, sample i at i*step ms
     load_with_nhcb <step>    the same (classic histograms are also turned into native ones upstream)
@@ -69,7 +69,17 @@ from vigil.promql.result import QueryResult
 from vigil.storage.interface import Storage
 from vigil.tsdb.db import DB, Options
 
-TESTDATA_DIR = Path(os.environ.get("VIGIL_PROMQL_TESTDATA", "/work/shared/peers/promql-testdata"))
+
+def _testdata_dir() -> Path:
+    """`VIGIL_PROMQL_TESTDATA`, else the team's shared/ copy: beside the checkout (where CI lays it)
+    or at /work/shared."""
+    if env := os.environ.get("VIGIL_PROMQL_TESTDATA"):
+        return Path(env)
+    beside = Path(__file__).resolve().parents[3] / "shared" / "peers" / "promql-testdata"
+    return beside if beside.is_dir() else Path("/work/shared/peers/promql-testdata")
+
+
+TESTDATA_DIR = _testdata_dir()
 NATIVE_HISTOGRAMS = "native histograms are not supported"
 
 # Prometheus' test engine (promqltest.NewTestEngine): 5m lookback, 10000 samples, 100s timeout.
@@ -796,6 +806,20 @@ def parse_file(path: Path | str) -> Script:
 
 def testdata_files(directory: Path = TESTDATA_DIR) -> list[Path]:
     return sorted(directory.glob("*.test"))
+
+
+def require_testdata() -> list[Path]:
+    """The test files; without them a module skips, except on CI (`CI` set), where it fails: there
+    the data is always laid out, so missing files are a broken setup, not a reason to run nothing."""
+    import pytest  # here: the module is also a command-line runner
+
+    files = testdata_files()
+    if not files:
+        message = f"no *.test files in {TESTDATA_DIR} (set VIGIL_PROMQL_TESTDATA)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+    return files
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,12 +3,11 @@
 Ids are `<file>.test:<line of the eval>`. Storage per file is built lazily and shared by the cases
 of that file (see promqltest.FileSession), so an eval sees exactly the loads and clears before it.
 Cases in `xfail.XFAIL` are strict xfails; native-histogram cases are xfailed without running.
-Skipped as a whole until `vigil.promql.engine` exists or when the test data is missing.
+Without the test data the module is skipped, except on CI, where that fails (see require_testdata).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,14 +17,7 @@ from tests.promql import promqltest as dsl
 from tests.promql.unsupported import reason
 from tests.promql.xfail import XFAIL
 
-# find_spec rather than importorskip: skip while the module is absent, but let a broken engine
-# module fail loudly instead of silently skipping the whole suite.
-if importlib.util.find_spec("vigil.promql.engine") is None:
-    pytest.skip("vigil.promql.engine does not exist yet", allow_module_level=True)
-if not dsl.testdata_files():
-    pytest.skip(f"no *.test files in {dsl.TESTDATA_DIR}", allow_module_level=True)
-
-SCRIPTS = {p.name: dsl.parse_file(p) for p in dsl.testdata_files()}
+SCRIPTS = {p.name: dsl.parse_file(p) for p in dsl.require_testdata()}
 
 
 def _params() -> Iterator[object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from tests.isolated import run_isolated
 from vigil.config.scrape import RelabelConfig, ScrapeConfig
 from vigil.scrape.relabel import relabel
 
@@ -106,6 +107,33 @@ def test_dot_does_not_match_newline() -> None:
     cfg = rc(source_labels=["v"], regex="a.b", action="keep")
     assert relabel({"__name__": "m", "v": "a\nb"}, [cfg]) is None
     assert relabel({"__name__": "m", "v": "axb"}, [cfg]) is not None
+
+
+def test_dot_nl_flag_is_honoured() -> None:
+    # (?s) turns `.` matching newlines back on; the Python spelling once lost it without DOTALL.
+    cfg = rc(source_labels=["v"], regex="(?s)a.b", action="keep")
+    assert relabel({"__name__": "m", "v": "a\nb"}, [cfg]) is not None
+
+
+def test_hostile_label_values_match_in_linear_time() -> None:
+    # A scraped target picks its label values; with Python's re, `(a+)+b` over 40 a's would hold
+    # the GIL (every scrape and query of the server) for about 2^40 steps. The child process makes
+    # a regression a failed test, not a hung suite.
+    outcome = run_isolated(
+        """
+        from vigil.config.scrape import RelabelConfig
+        from vigil.config.types import compile_re2
+        from vigil.scrape.relabel import relabel
+        cfg = RelabelConfig.model_validate(
+            {"source_labels": ["v"], "regex": "(a+)+b", "target_label": "x", "replacement": "$1"}
+        )
+        hostile = {"__name__": "m", "v": "a" * 40}
+        print(relabel(hostile, [cfg]) == hostile, relabel({"__name__": "m", "v": "aab"}, [cfg])["x"])
+        print(compile_re2("(a+)+b").engine)
+        """
+    )
+    assert outcome.ok, outcome.stderr
+    assert outcome.stdout.split() == ["True", "aa", "re2"]
 
 
 @pytest.mark.parametrize(

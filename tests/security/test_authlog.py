@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigil.security.authlog import METHODS, RESULTS, SERVICES, AuthCounter, AuthEvent, parse_line
+from vigil.logs.processor import LogLine
+from vigil.security.authlog import (
+    METHODS,
+    RESULTS,
+    SERVICES,
+    AuthCounter,
+    AuthEvent,
+    AuthLogProcessor,
+    parse_line,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "crowdsec"
 NOW = datetime(2024, 6, 15, 12, 0, 0, tzinfo=UTC)
@@ -140,16 +149,6 @@ TABLE = [
         ("sshd", "failure", "preauth", "root", "10.0.0.6"),
     ),
     (
-        f"{H} sshd[1]: error: maximum authentication attempts exceeded for root from 10.0.0.7 port 4 ssh2 "
-        "[preauth]",
-        ("sshd", "failure", "other", "root", "10.0.0.7"),
-    ),
-    (
-        f"{H} sshd[1]: error: maximum authentication attempts exceeded for invalid user oracle from 10.0.0.7 "
-        "port 4 ssh2 [preauth]",
-        ("sshd", "failure", "other", "oracle", "10.0.0.7"),
-    ),
-    (
         f"{H} sshd[1]: PAM 2 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser= "
         "rhost=10.0.0.8  user=root",
         ("sshd", "failure", "pam", "root", "10.0.0.8"),
@@ -267,6 +266,17 @@ NOT_AUTH = [
     f"{H} kernel: [1.0] Invalid user x from 10.0.0.1",
     "Failed password for root from 10.0.0.1 port 5 ssh2",  # no syslog header
     "x" * 10_000 + f"{H} sshd[1]: Invalid user a from 10.0.0.1",
+    # Consequences of attempts already counted, one line each: not attempts themselves.
+    f"{H} sshd[1]: error: maximum authentication attempts exceeded for root from 10.0.0.7 port 4 ssh2 "
+    "[preauth]",
+    f"{H} sshd[1]: error: maximum authentication attempts exceeded for invalid user oracle from 10.0.0.7 "
+    "port 4 ssh2 [preauth]",
+    # Folded repeats of non-auth lines, and repeat counts rsyslog does not write.
+    f"{H} sshd[1]: message repeated 3 times: [ Connection closed by 10.0.0.1 port 5]",
+    f"{H} sshd[1]: message repeated 1234567 times: [ Failed password for root from 10.0.0.1 port 5 ssh2]",
+    f"{H} sshd[1]: message repeated 0 times: [ Failed password for root from 10.0.0.1 port 5 ssh2]",
+    f"{H} sshd[1]: message repeated 5 times: Failed password for root from 10.0.0.1 port 5 ssh2",
+    f"{H} myapp[3]: message repeated 5 times: [ Failed password for root from 10.0.0.1 port 5 ssh2]",
 ]
 
 
@@ -288,6 +298,45 @@ def test_event_fields() -> None:
         source="10.0.0.1",
         message=line,
     )
+
+
+def test_rsyslog_folded_repeats_are_each_an_attempt() -> None:
+    # rsyslog's repeat filter (on by default on Debian/Ubuntu) folds a brute-force burst into one line.
+    line = f"{H} sshd[4711]: message repeated 5 times: [ Failed password for root from 1.2.3.4 port 22 ssh2]"
+    ev = parse_line(line, NOW)
+    assert ev is not None
+    assert (ev.service, ev.result, ev.method, ev.user, ev.source, ev.count) == (
+        "sshd",
+        "failure",
+        "password",
+        "root",
+        "1.2.3.4",
+        5,
+    )
+    assert ev.message == line
+    sudo = parse_line(
+        f"{H} sudo: message repeated 2 times: [ bob : user NOT in sudoers ; TTY=pts/1 ; PWD=/tmp ; "
+        "USER=root ; COMMAND=/bin/sh]",
+        NOW,
+    )
+    assert sudo is not None and (sudo.method, sudo.user, sudo.count) == ("not_in_sudoers", "bob", 2)
+    one = parse_line(f"{H} sshd[1]: Failed password for root from 1.2.3.4 port 22 ssh2", NOW)
+    assert one is not None and one.count == 1
+    counter = AuthCounter()
+    counter.add(ev)
+    counter.add(one)
+    (fam,) = counter.collect()
+    assert [(s.labels["method"], s.value) for s in fam.samples] == [("password", 6.0)]
+
+
+def test_processor_event_carries_the_repeat_count() -> None:
+    proc = AuthLogProcessor()
+    text = f"{H} sshd[4711]: message repeated 5 times: [ Failed password for root from 1.2.3.4 port 22 ssh2]"
+    [event] = proc.process(LogLine("auth", text, int(NOW.timestamp() * 1000)))
+    assert event.fields["count"] == 5 and event.fields["source_address"] == "1.2.3.4"
+    assert event.message.endswith("from 1.2.3.4, 5 times")
+    [single] = proc.process(LogLine("auth", f"{H} sshd[1]: Invalid user a from 10.0.0.1", 0))
+    assert single.fields["count"] == 1
 
 
 def _ts(line: str, now: datetime) -> datetime:

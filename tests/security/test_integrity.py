@@ -209,6 +209,62 @@ def test_restart_with_state(root: Path, tmp_path: Path) -> None:
     assert c4.changes() == []
 
 
+def test_watch_list_change_is_not_a_file_change(root: Path, tmp_path: Path) -> None:
+    # The report: `paths: [/tmp/x/watched.txt]` after the defaults gave "deleted /etc/shadow" etc.,
+    # and going back gave "created /etc/passwd" etc., for files that never changed.
+    state = tmp_path / "fim.json"
+    (root / "tmp/x").mkdir(parents=True)
+    (root / "tmp/x/watched.txt").write_text("v1\n")
+    c = FileIntegrityCollector(root=root, state_file=state)
+    c.collect()
+    narrow = ("/tmp/x/watched.txt", "/etc/cron.d/*")
+    c2 = FileIntegrityCollector(narrow, root=root, state_file=state)
+    fams = _families(c2)
+    assert c2.changes() == [] and not any(_counts(fams).values())
+    assert set(json.loads(state.read_text())["files"]) == {"/tmp/x/watched.txt", "/etc/cron.d/e2scrub_all"}
+    (root / "tmp/x/watched.txt").write_text("v2\n")  # what the new list watches is watched
+    c2.collect()
+    assert _kinds(c2.changes()) == {"/tmp/x/watched.txt": "modified"}
+
+    (root / "etc/cron.d/new-job").write_text("* * * * * root /tmp/x\n")  # while the agent is down
+    (root / "tmp/x/watched.txt").unlink()
+    c3 = FileIntegrityCollector(DEFAULT_PATHS, root=root, state_file=state)  # back to the defaults
+    fams = _families(c3)
+    # Joined: passwd, shadow, ... learned silently. Selected by both lists: created and deleted are
+    # real. Left the list and deleted meanwhile: not watched any more, so not reported either.
+    assert _kinds(c3.changes()) == {"/etc/cron.d/new-job": "created"}
+    assert _counts(fams)["passwd"] == _counts(fams)["shadow"] == 0
+    (root / "etc/shadow").write_text("root:$6$x:19000:0:99999:7:::\n")
+    (root / "etc/cron.d/e2scrub_all").unlink()
+    c3.collect()
+    assert _kinds(c3.changes()) == {"/etc/shadow": "modified", "/etc/cron.d/e2scrub_all": "deleted"}
+
+
+def test_state_file_without_watch_list(root: Path, tmp_path: Path) -> None:
+    # State files written before the list was saved: a path the current list does not select left
+    # it; a new file the current list selects cannot be told from a created one, and is reported.
+    state = tmp_path / "fim.json"
+    FileIntegrityCollector(root=root, state_file=state).collect()
+    data = json.loads(state.read_text())
+    del data["paths"]
+    data["version"] = 1
+    state.write_text(json.dumps(data))
+    (root / "etc/sudoers.d/90-new").write_text("x ALL=(ALL) ALL\n")
+    c = FileIntegrityCollector(("/etc/passwd", "/etc/sudoers.d/*"), root=root, state_file=state)
+    c.collect()
+    assert _kinds(c.changes()) == {"/etc/sudoers.d/90-new": "created"}
+    assert json.loads(state.read_text())["paths"] == ["/etc/passwd", "/etc/sudoers.d/*"]
+
+
+def test_selects_has_glob_semantics() -> None:
+    pats = ("/etc/cron.d/*", "home/*/.ssh/authorized_keys", "/etc/./passwd")
+    assert integrity.selects(pats, "/etc/cron.d/.hidden")  # hidden names included, as globbed
+    assert integrity.selects(pats, "/home/alice/.ssh/authorized_keys")
+    assert integrity.selects(pats, "/etc/passwd")
+    assert not integrity.selects(pats, "/etc/cron.d/sub/job")  # `*` stays within one component
+    assert not integrity.selects(pats, "/etc/shadow")
+
+
 def test_corrupt_state_relearns(root: Path, tmp_path: Path) -> None:
     state = tmp_path / "fim.json"
     state.write_text("{not json")

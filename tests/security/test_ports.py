@@ -177,6 +177,53 @@ def test_baseline_syntax_errors(entry: str) -> None:
         parse_baseline_entry(entry)
 
 
+def test_own_listeners_are_expected(tmp_path: Path) -> None:
+    # The report: Vigil's own syslog port showed up as "new udp listener ... (vigil), not in the
+    # baseline". What the agent's process holds is its own, listed or learned or not.
+    proc = _proc(tmp_path)
+    c = ListeningPortsCollector(proc=proc, baseline=["tcp/2024", "udp/127.0.0.1:*"], learn=False, own_pid=200)
+    fams = list(c.collect())
+    assert c.unexpected_listeners() == [Listener("udp", "::1", 0xE57E, "")]  # vigil's tcp ::1 is expected
+    assert _unexpected(fams) == 1
+    # Vigil opens a syslog port after the first collection (vigil up: the server's receiver), and
+    # another process a port of its own.
+    (proc / "net" / "udp").write_text(
+        UDP
+        + "  900: 00000000:15BA 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 7001 2 0 0\n"
+        + "  901: 00000000:15BB 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 7002 2 0 0\n"
+    )
+    os.symlink("socket:[7001]", proc / "200" / "fd" / "20")
+    os.symlink("socket:[7002]", proc / "300" / "fd" / "20")
+    fams = list(c.collect())
+    by_port = {e.fields["port"]: e for e in c.events()}
+    assert by_port[5562].fields["expected"] is True and "not in the baseline" not in by_port[5562].message
+    assert by_port[5563].fields["expected"] is False and "not in the baseline" in by_port[5563].message
+    assert _unexpected(fams) == 2
+    # A socket sharing vigil's key (SO_REUSEPORT) but held by another process: not all ours.
+    (proc / "net" / "udp").write_text(
+        UDP
+        + "  900: 00000000:15BA 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 7001 2 0 0\n"
+        + "  902: 00000000:15BA 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 7003 2 0 0\n"
+    )
+    os.symlink("socket:[7003]", proc / "300" / "fd" / "21")
+    list(c.collect())
+    assert Listener("udp", "0.0.0.0", 5562, "dnsmasq,vigil") in c.unexpected_listeners()
+
+
+def test_own_real_socket_is_expected() -> None:
+    if not Path("/proc/net/udp").exists():
+        pytest.skip("no /proc/net/udp")
+    c = ListeningPortsCollector(learn=False, own_pid=os.getpid())
+    list(c.collect())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        list(c.collect())
+        [event] = [e for e in c.events() if e.fields["port"] == port and e.fields["protocol"] == "udp"]
+        assert event.fields["expected"] is True
+        assert all(lst.port != port for lst in c.unexpected_listeners())
+
+
 def test_real_listening_socket() -> None:
     if not Path("/proc/net/tcp").exists():
         pytest.skip("no /proc/net/tcp")

@@ -93,7 +93,7 @@ def test_batches_retries_and_order(tmp_path: Path, receiver: EventReceiver) -> N
     )
     try:
         shipper.send(events(1200))
-        assert shipper.flush(10)
+        assert shipper.flush(60)
         assert registry.get_sample_value("vigil_agent_events_ship_events_total") == 1200
         assert registry.get_sample_value("vigil_agent_events_ship_retries_total") == 1
     finally:
@@ -117,7 +117,7 @@ def test_queued_events_survive_a_restart(tmp_path: Path) -> None:
     try:
         second = EventShipper(tmp_path / "q", late.url, min_backoff_s=0.01)
         second.send(events(5, start=10))
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while len(late.events) < 15 and time.monotonic() < deadline:
             time.sleep(0.02)
         second.close()

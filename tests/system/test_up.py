@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from tests.conftest import free_port, wait_http
+
+pytestmark = pytest.mark.slow
 
 
 def query(url: str, q: str) -> list[dict]:
@@ -52,7 +55,7 @@ scrape_configs:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/-/ready", proc=p)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         result: list[dict] = []
         while time.monotonic() < deadline and not result:
             result = query(url, 'node_load1{job="vigil-agent"}')
@@ -72,12 +75,35 @@ scrape_configs:
             "bare-metal",
         }
         assert query(url, 'count(node_cpu_seconds_total{mode="idle"})')[0]["value"][1] != "0"
+        # The agent records `up` for itself, as a Prometheus scraping it would: "is my agent alive".
+        [up] = query(url, 'up{job="vigil-agent"}')
+        assert up["value"][1] == "1" and up["metric"]["instance"] == socket.gethostname()
+        assert query(url, 'scrape_samples_scraped{job="vigil-agent"} > 100')
+        # It ships its families' TYPE and HELP, so the metadata API knows them.
+        meta = httpx.get(url + "/api/v1/metadata", params={"metric": "node_load1"}, timeout=10).json()
+        assert meta["data"]["node_load1"][0]["type"] == "gauge", meta
+        assert meta["data"]["node_load1"][0]["help"], meta
+        # Its own /metrics is served on agent.listen under `vigil up` too (OpenMetrics when asked).
+        own = httpx.get(f"http://127.0.0.1:{agent_port}/metrics", timeout=10)
+        assert own.status_code == 200 and "vigil_agent_collections_total" in own.text
+        om = httpx.get(
+            f"http://127.0.0.1:{agent_port}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+            timeout=10,
+        )
+        assert om.headers["content-type"].startswith("application/openmetrics-text") and "# EOF" in om.text
+        # A standalone agent beside it cannot have the same address: one line that says so, exit 2.
+        beside = subprocess.run(
+            [sys.executable, "-m", "vigil", "agent"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert beside.returncode == 2 and beside.stderr.count("\n") == 1, beside.stderr
+        assert f"127.0.0.1:{agent_port} (agent.listen): address already in use" in beside.stderr
         # StatsD: an application timing a function and counting logins, over UDP.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.sendto(
                 b"shop.logins:1|c|#app:shop\ncheckout:250|ms|#function:pay", ("127.0.0.1", statsd_port)
             )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         scraped = statsd = []
         while time.monotonic() < deadline and not (scraped and statsd):
             scraped = query(url, 'checkout_errors_total{job="shop"}')

@@ -128,6 +128,7 @@ def groups(draw: st.DrawFn) -> Group:
     return refs, offsets, timestamps, values
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(groups())
 def test_round_trip_hypothesis(group: Group) -> None:

@@ -12,12 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.tsdb.clock import FakeClock
 from vigil.model.labels import Labels
 from vigil.model.matcher import Matcher
 from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME, DataDirError, Options
 
 STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 HOUR = 3_600_000
+# The samples here are from the first minutes of 1970; the clock says the sender is live then.
+LIVE = FakeClock(600_000)
 
 
 def bits(a: np.ndarray) -> list[int]:
@@ -44,7 +47,7 @@ def test_round_trip_exact_including_stale_markers(tmp_path: Path) -> None:
     a = Labels.from_dict({"__name__": "up", "job": "node", "instance": "h1:9100"})
     b = Labels.from_dict({"__name__": "up", "job": "node", "instance": "h2:9100"})
     pts_a = [(1000, 1.0), (2000, STALE), (3000, -0.0), (4000, math.inf), (5000, 1e-300)]
-    with DB(tmp_path) as db:
+    with DB(tmp_path, now_ms=LIVE) as db:
         put(db, a, pts_a)
         put(db, b, [(1500, 0.1)])
         got = read_all(db)
@@ -61,13 +64,13 @@ def test_round_trip_exact_including_stale_markers(tmp_path: Path) -> None:
             "job",
         ]
         assert db.series([Matcher.eq("job", "node")], 1400, 1600) == [b]
-    with DB(tmp_path) as db:  # WAL replay
+    with DB(tmp_path, now_ms=LIVE) as db:  # WAL replay
         assert read_all(db)[a] == [(t, bits([v])[0]) for t, v in pts_a]
 
 
 def test_duplicates_last_write_wins_everywhere(tmp_path: Path) -> None:
     s = Labels.from_dict({"__name__": "m"})
-    with DB(tmp_path) as db:
+    with DB(tmp_path, now_ms=LIVE) as db:
         put(db, s, [(1000, 1.0), (2000, 2.0)])
         put(db, s, [(2000, 20.0)])
         assert read_all(db)[s] == [(1000, bits([1.0])[0]), (2000, bits([20.0])[0])]
@@ -77,13 +80,13 @@ def test_duplicates_last_write_wins_everywhere(tmp_path: Path) -> None:
         db.flush_head()
         db.compact(force=True)
         assert read_all(db)[s] == [(1000, bits([10.0])[0]), (2000, bits([20.0])[0])]
-    with DB(tmp_path) as db:
+    with DB(tmp_path, now_ms=LIVE) as db:
         assert read_all(db)[s] == [(1000, bits([10.0])[0]), (2000, bits([20.0])[0])]
 
 
 def test_out_of_order_window(tmp_path: Path) -> None:
     s = Labels.from_dict({"__name__": "m"})
-    with DB(tmp_path, Options(out_of_order_window_ms=60_000)) as db:
+    with DB(tmp_path, Options(out_of_order_window_ms=60_000), now_ms=LIVE) as db:
         ref = db.series_ref(s)
         db.append(np.array([ref]), np.array([10 * 60_000]), np.array([1.0]))
         r = db.append(np.array([ref, ref]), np.array([9 * 60_000 + 1, 8 * 60_000]), np.array([2.0, 3.0]))
@@ -94,10 +97,11 @@ def test_out_of_order_window(tmp_path: Path) -> None:
 def test_flush_compaction_retention_and_reopen(tmp_path: Path) -> None:
     opts = Options(retention_ms=6 * HOUR, out_of_order_window_ms=0, head_flush_span_ms=HOUR)
     series = [Labels.from_dict({"__name__": "node_load1", "instance": f"h{i}"}) for i in range(50)]
-    with DB(tmp_path, opts) as db:
+    clock = FakeClock()
+    with DB(tmp_path, opts, now_ms=clock) as db:
         refs = np.array([db.series_ref(lb) for lb in series])
-        for k in range(12 * 60):  # 12 h at one sample per minute
-            t = k * 60_000
+        for k in range(12 * 60):  # 12 h at one sample per minute, sent live
+            t = clock.now = k * 60_000
             db.append(refs, np.full(refs.size, t), np.round(np.sin(refs + k) * 100, 2))
             if db._flush_thread:
                 db._flush_thread.join()
@@ -106,32 +110,32 @@ def test_flush_compaction_retention_and_reopen(tmp_path: Path) -> None:
         db.apply_retention()
         st_ = db.stats()
         assert st_["blocks"] >= 1
-        # Retention is relative to the newest sample: nothing older than 6 h survives whole blocks.
+        # Retention is relative to the clock: nothing older than 6 h survives whole blocks.
         oldest = min(
             int(ts.min())
             for _, ts, _ in db.select([Matcher.eq("__name__", "node_load1")], MIN_TIME, MAX_TIME)
         )
         assert oldest >= (12 * 60 - 1) * 60_000 - 6 * HOUR - 2 * HOUR
         before = read_all(db)
-    with DB(tmp_path, opts) as db:
+    with DB(tmp_path, opts, now_ms=clock) as db:
         assert read_all(db) == before
         assert not list((tmp_path / "blocks").glob("*.tmp"))
 
 
 def test_corrupt_block_is_named(tmp_path: Path) -> None:
     s = Labels.from_dict({"__name__": "m"})
-    with DB(tmp_path) as db:
+    with DB(tmp_path, now_ms=LIVE) as db:
         put(db, s, [(1000, 1.0)])
         db.flush_head()
     (block,) = (tmp_path / "blocks").glob("*.block")
     block.write_bytes(block.read_bytes()[:-5])
     with pytest.raises(DataDirError, match=str(block)):
-        DB(tmp_path)
+        DB(tmp_path, now_ms=LIVE)
 
 
 def test_second_process_is_refused(tmp_path: Path) -> None:
-    with DB(tmp_path), pytest.raises(DataDirError, match="in use"):
-        DB(tmp_path)
+    with DB(tmp_path, now_ms=LIVE), pytest.raises(DataDirError, match="in use"):
+        DB(tmp_path, now_ms=LIVE)
 
 
 # -- model-based: the DB behaves like a dict {(labels, ts): last value written} -------------------
@@ -162,7 +166,7 @@ def test_matches_dict_model(tmp_path_factory: pytest.TempPathFactory, ops: list)
     opts = Options(out_of_order_window_ms=10**12, block_ranges=(10, 40))
     model: dict[tuple[Labels, int], int] = {}
     names = [Labels.from_dict({"__name__": "m", "i": str(i)}) for i in range(6)]
-    db = DB(path, opts)
+    db = DB(path, opts, now_ms=LIVE)
     try:
         for kind, arg in ops:
             if kind == "append":
@@ -176,7 +180,7 @@ def test_matches_dict_model(tmp_path_factory: pytest.TempPathFactory, ops: list)
                 db.compact(force=True)
             else:
                 db.close()
-                db = DB(path, opts)
+                db = DB(path, opts, now_ms=LIVE)
         got = {(lb, t): v for lb, pts in read_all(db).items() for t, v in pts}
         assert got == model
     finally:
@@ -186,9 +190,12 @@ def test_matches_dict_model(tmp_path_factory: pytest.TempPathFactory, ops: list)
 def test_idle_head_is_flushed_by_the_maintenance_timer(tmp_path: Path) -> None:
     s = Labels.from_dict({"__name__": "m"})
     opts = Options(head_flush_span_ms=200, maintenance_interval_s=0.05)
-    with DB(tmp_path, opts) as db:
+    clock = FakeClock(1000)
+    with DB(tmp_path, opts, now_ms=clock) as db:
         put(db, s, [(1000, 1.0)])  # a head spanning no time: only its wall-clock age can flush it
-        deadline = time.monotonic() + 10
+        assert db.stats()["blocks"] == 0
+        clock.now += 200
+        deadline = time.monotonic() + 60
         while db.stats()["blocks"] == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert db.stats()["blocks"] == 1 and db.stats()["head_samples"] == 0

@@ -202,6 +202,7 @@ ops = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops, st.lists(st.lists(matchers(), max_size=3), min_size=1, max_size=5))
 def test_select_agrees_with_brute_force(

@@ -23,6 +23,7 @@ from tests.web.asgi import Client
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.validate import Limits
 from vigil.model.labels import Labels
+from vigil.promql.engine import Engine, EngineOptions
 from vigil.promql.errors import ExecutionError, ParseError, QueryTimeout, TooManySamples
 from vigil.promql.result import QueryResult, Series
 from vigil.storage.interface import StorageError
@@ -60,7 +61,7 @@ SPECIAL = {
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[DB]:
     """Ten minutes of 15s samples from T0, loaded through the storage interface."""
-    d = DB(tmp_path / "data", Options(fsync=False))
+    d = DB(tmp_path / "data", Options(fsync=False), now_ms=lambda: NOW)
     _append(d, {"__name__": "old_metric", "job": "batch"}, np.array([OLD]), np.array([7.0]))
     ts = np.arange(T0, T0 + 600_000, STEP)
     _append(d, {"__name__": "up", "job": "node", "instance": "a"}, ts, np.ones(ts.size))
@@ -551,6 +552,26 @@ def test_metadata_store() -> None:
     assert md.query(limit_per_metric=0)["a"] == md.query(limit_per_metric=1)["a"]
 
 
+def test_metadata_store_is_per_tenant() -> None:
+    md = MetadataStore(max_families=2)
+    md.update("shared", "counter", "acme's", "", tenant="acme")
+    md.update("shared", "gauge", "beta's", "", tenant="beta")
+    md.update("plain", "gauge", "", "")  # untenanted
+    assert md.query(tenant="acme") == {"shared": [{"type": "counter", "help": "acme's", "unit": ""}]}
+    assert md.query(tenant="gamma") == {} and md.query(metric="plain", tenant="acme") == {}
+    assert md.get("shared", tenant="beta") == ("gauge", "beta's", "") and md.get("shared") is None
+    # A global reader sees each distinct version; identical ones once.
+    assert [m["help"] for m in md.query()["shared"]] == ["acme's", "beta's"]
+    assert [m["help"] for m in md.query(limit_per_metric=1)["shared"]] == ["acme's"]
+    md.update("shared", "counter", "acme's", "", tenant="gamma")
+    assert len(md.query()["shared"]) == 2
+    # The bound is per tenant: beta inventing names evicts beta's oldest, never acme's.
+    md.update_many([(f"spam{i}", "gauge", "", "") for i in range(50)], tenant="beta")
+    assert list(md.query(tenant="acme")) == ["shared"]
+    assert list(md.query(tenant="beta")) == ["spam48", "spam49"]
+    assert len(md) == 2 + 1 + 1 + 1
+
+
 def test_metadata_store_concurrent_updates() -> None:
     md = MetadataStore(max_families=500)
 
@@ -604,11 +625,8 @@ def test_read_token_required(db: DB, method: str, url: str) -> None:
 
 
 @pytest.fixture
-def engine(db: DB) -> Any:
-    mod = pytest.importorskip("vigil.promql.engine")
-    return mod.Engine(
-        db, mod.EngineOptions(lookback_delta_ms=300_000, timeout_s=120.0, max_samples=50_000_000)
-    )
+def engine(db: DB) -> Engine:
+    return Engine(db, EngineOptions(lookback_delta_ms=300_000, timeout_s=120.0, max_samples=50_000_000))
 
 
 def test_instant_query_end_to_end(db: DB, engine: Any) -> None:

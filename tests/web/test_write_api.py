@@ -10,18 +10,28 @@ import cramjam
 import httpx
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from tests.conftest import VigilProcess
+from tests.web.asgi import Client as TestClient
+from vigil.ingest.ingester import Ingester, IngestMetrics
+from vigil.ingest.validate import Limits
 from vigil.model.matcher import Matcher
 from vigil.prompb import WriteRequest
 from vigil.prompb.encode import encode_write_request
-from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME
+from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME, Options
+from vigil.web.auth import TokenAuth
+from vigil.web.write import WriteAPI
 
 HEADERS = {
     "Content-Encoding": "snappy",
     "Content-Type": "application/x-protobuf",
     "X-Prometheus-Remote-Write-Version": "0.1.0",
 }
+# Samples are written an hour behind the server's clock and later: within retention, not ahead.
+T0 = int(time.time() * 1000) - 3_600_000
 CONFIG = """
 limits:
   max_request_body_bytes: 64KiB
@@ -29,6 +39,7 @@ limits:
   max_label_names_per_series: 8
   max_label_name_length: 32
   max_label_value_length: 64
+  max_samples_per_request: 2000
 """
 
 
@@ -36,7 +47,7 @@ def snappy(b: bytes) -> bytes:
     return bytes(cramjam.snappy.compress_raw(b))
 
 
-def rw(*series: list[tuple[str, str]], ts: int = 1000) -> bytes:
+def rw(*series: list[tuple[str, str]], ts: int = T0 + 1000) -> bytes:
     return snappy(encode_write_request(list(series), [[(ts, 1.0)] for _ in series]))
 
 
@@ -97,7 +108,8 @@ def test_bad_requests_are_refused_and_server_keeps_serving(server: VigilProcess)
             assert fragment in r.text, (name, r.text)
             # Still serving, and still storing valid data.
             assert c.get("/-/healthy").status_code == 200
-            assert c.post("/api/v1/write", content=rw(GOOD, ts=ts * 1000), headers=HEADERS).status_code == 204
+            good = rw(GOOD, ts=T0 + ts * 1000)
+            assert c.post("/api/v1/write", content=good, headers=HEADERS).status_code == 204
         assert c.get("/api/v1/write").status_code == 405
         r = c.post("/api/v1/import/prometheus", content=b'good{job="x"} not-a-number\n')
         assert r.status_code == 400 and "line 1" in r.text
@@ -109,13 +121,14 @@ def test_bad_requests_are_refused_and_server_keeps_serving(server: VigilProcess)
         names = db.label_values("__name__", [], MIN_TIME, MAX_TIME)
         assert names == ["good"]  # nothing of any refused request was stored
         ((_, ts, _),) = db.select([Matcher.eq("__name__", "good")], MIN_TIME, MAX_TIME)
-        assert ts.tolist() == [k * 1000 for k in range(1, len(BAD_REQUESTS) + 1)]
+        assert ts.tolist() == [T0 + k * 1000 for k in range(1, len(BAD_REQUESTS) + 1)]
 
 
 def test_partial_write_of_too_old_and_histogram_samples(server: VigilProcess) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as c:
-        assert c.post("/api/v1/write", content=rw(GOOD, ts=3_600_000), headers=HEADERS).status_code == 204
-        r = c.post("/api/v1/write", content=rw(GOOD, ts=1000), headers=HEADERS)  # 1 h behind, window 10 m
+        newest = rw(GOOD, ts=T0 + 3_600_000)
+        assert c.post("/api/v1/write", content=newest, headers=HEADERS).status_code == 204
+        r = c.post("/api/v1/write", content=rw(GOOD), headers=HEADERS)  # 1 h behind, window 10 m
         assert r.status_code == 400 and "too old" in r.text
         req = WriteRequest()
         ts = req.timeseries.add()
@@ -123,6 +136,56 @@ def test_partial_write_of_too_old_and_histogram_samples(server: VigilProcess) ->
         ts.histograms.append(b"\x08\x01")
         r = c.post("/api/v1/write", content=snappy(req.SerializeToString()), headers=HEADERS)
         assert r.status_code == 400 and "native histograms" in r.text
+
+
+def test_samples_outside_the_time_bounds_get_400_counted_and_the_rest_stored(server: VigilProcess) -> None:
+    now, day = int(time.time() * 1000), 86_400_000
+    points = [(now - 16 * day, 2.0), (now, 3.0), (now + 11 * 60_000, 4.0), (now + 30 * day, 5.0)]
+    body = snappy(encode_write_request([GOOD], [points]))
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        r = c.post("/api/v1/write", content=body, headers=HEADERS)
+        assert r.status_code == 400, r.text
+        assert "stored 1 samples; rejected: 2 too far in future, 1 too old" in r.text
+        assert "future_grace" in r.text and "retention" in r.text
+        metrics = c.get("/metrics").text
+        assert 'vigil_ingest_samples_rejected_total{reason="too_far_in_future"} 2.0' in metrics
+        assert 'vigil_ingest_samples_rejected_total{reason="too_old"} 1.0' in metrics
+        # The server still takes current data.
+        assert c.post("/api/v1/write", content=rw(GOOD, ts=now + 1), headers=HEADERS).status_code == 204
+    server.stop()
+    with DB(server.data_dir) as db:
+        ((_, ts, _),) = db.select([Matcher.eq("__name__", "good")], MIN_TIME, MAX_TIME)
+        assert ts.tolist() == [now, now + 1]
+
+
+def test_int64_extreme_timestamps_get_400(tmp_path: Path) -> None:
+    # In process, with a fake clock and no flush by span: if the extremes got in, a flush would hand
+    # them to the compaction planner (tested on its own, under a memory cap).
+    now = 1_700_000_000_000
+    registry = CollectorRegistry()
+    db = DB(tmp_path / "data", Options(fsync=False, head_flush_span_ms=2**62), now_ms=lambda: now)
+    api = WriteAPI(
+        Ingester(db, Limits(), IngestMetrics(registry)),
+        TokenAuth([], []),
+        max_body=1 << 20,
+        max_decompressed=1 << 24,
+        max_samples=10**6,
+    )
+    client = TestClient(Starlette(routes=[Route("/api/v1/write", api.remote_write, methods=["POST"])]))
+    try:
+        points = [(-(2**63), 1.0), (now, 2.0), (2**63 - 1, 3.0)]
+        r = client.post(
+            "/api/v1/write", content=snappy(encode_write_request([GOOD], [points])), headers=HEADERS
+        )
+        assert r.status_code == 400
+        assert r.text.startswith("stored 1 samples; rejected: 1 too far in future, 1 too old"), r.text
+        rejected = "vigil_ingest_samples_rejected_total"
+        assert registry.get_sample_value(rejected, {"reason": "too_far_in_future"}) == 1
+        assert registry.get_sample_value(rejected, {"reason": "too_old"}) == 1
+        ((_, ts, _),) = db.select([Matcher.eq("__name__", "good")], MIN_TIME, MAX_TIME)
+        assert ts.tolist() == [now]
+    finally:
+        db.close()
 
 
 def test_text_import(server: VigilProcess) -> None:
@@ -189,3 +252,55 @@ def test_tenant_tokens(tmp_path: Path) -> None:
             for lb, _, _ in db.select([Matcher.re("__name__", "m|n")], MIN_TIME, MAX_TIME)
         )
     assert got == [("m", ""), ("m", "acme"), ("n", "acme")]
+
+
+def test_series_limits_are_429_naming_the_limit(tmp_path: Path) -> None:
+    cfg = tmp_path / "vigil.yml"
+    cfg.write_text(
+        "server:\n  auth:\n    write_tokens: [plain]\n    tenants:\n      acme: [acme-token]\n"
+        "limits:\n  max_series: 6\n  max_series_per_tenant: 2\n  max_series_per_metric: 3\n"
+    )
+    v = VigilProcess(tmp_path / "data", extra_args=["--config", str(cfg)]).start()
+    plain = HEADERS | {"Authorization": "Bearer plain"}
+    acme = HEADERS | {"Authorization": "Bearer acme-token"}
+    ids = [[("__name__", "m"), ("id", str(i))] for i in range(4)]
+    try:
+        with httpx.Client(base_url=v.url, timeout=10) as c:
+            assert c.post("/api/v1/write", content=rw(*ids[:3]), headers=plain).status_code == 204
+            r = c.post("/api/v1/write", content=rw(ids[3]), headers=plain)
+            assert r.status_code == 429 and "limits.max_series_per_metric is 3" in r.text, r.text
+            assert "nothing of the request was stored" in r.text
+            assert c.post("/api/v1/write", content=rw(*ids[:2]), headers=acme).status_code == 204
+            r = c.post("/api/v1/write", content=rw(ids[2]), headers=acme)
+            assert r.status_code == 429 and "limits.max_series_per_tenant is 2" in r.text, r.text
+            r = c.post("/api/v1/import/prometheus", content=b"other 1\nmore 1\n", headers=plain)
+            assert r.status_code == 429 and "limits.max_series is 6" in r.text, r.text
+            # Writes to series that exist go on.
+            assert (
+                c.post("/api/v1/write", content=rw(*ids[:3], ts=T0 + 2000), headers=plain).status_code == 204
+            )
+            metrics = c.get("/metrics").text
+        for limit, n in (("max_series", 2), ("max_series_per_tenant", 1), ("max_series_per_metric", 1)):
+            assert f'vigil_ingest_series_rejected_total{{limit="{limit}"}} {n}.0' in metrics
+            assert f'vigil_ingest_requests_rejected_total{{reason="{limit}"}} 1.0' in metrics
+        assert 'vigil_ingest_series_limit{limit="max_series"} 6.0' in metrics
+    finally:
+        v.stop()
+    with DB(v.data_dir) as db:
+        assert db.stats()["series"] == 5
+
+
+def test_one_long_series_over_the_sample_limit_is_413(server: VigilProcess) -> None:
+    # max_samples_per_request is 2,000 here: one series of 2,001 samples is refused while walking
+    # (counted, not decoded), one of 2,000 is stored.
+    def one_series(n: int) -> bytes:
+        return snappy(encode_write_request([GOOD], [[(T0 + i, 1.0) for i in range(n)]]))
+
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        r = c.post("/api/v1/write", content=one_series(2001), headers=HEADERS)
+        assert r.status_code == 413 and "more than 2000 samples" in r.text, r.text
+        assert c.post("/api/v1/write", content=one_series(2000), headers=HEADERS).status_code == 204
+        r = c.post("/api/v1/import/prometheus", content=b"x 1\n" * 2001)
+        assert r.status_code == 413 and "more than 2000 samples" in r.text, r.text
+        ok = b"# HELP x X.\n# TYPE x gauge\n\n" + b"".join(b'x{i="%d"} 1 %d\n' % (i, T0) for i in range(2000))
+        assert c.post("/api/v1/import/prometheus", content=ok).status_code == 204

@@ -3,6 +3,18 @@
 Each collector is wrapped so that its duration and failures become the agent's own metrics
 (`vigil_agent_collector_duration_seconds`, `vigil_agent_collector_errors_total`) and a failing
 collector is logged once per distinct error rather than on every collection.
+
+prometheus_client's own metric types (the agent's counters, the shippers') add a `<name>_created`
+series per counter, histogram and summary child: the time it was created, which no query uses and
+which doubles what is shipped of them. `to_batch` leaves those out (per family, not by switching
+off prometheus_client's global `disable_created_metrics()`, which would reach every registry in
+the process).
+
+A round is to the agent what a scrape of its /metrics is to Prometheus, so it adds what such a scrape
+would record: `up` (1: "is my agent alive" is `up{job="vigil-agent"}`, and `absent(...)` when it is
+not), `scrape_duration_seconds` and `scrape_samples_scraped`, with the agent's job and identity labels;
+and it ships its families' TYPE/HELP/UNIT as remote-write metadata, when they change and every
+`METADATA_INTERVAL_S` (the server keeps metadata in memory only, as Prometheus' senders assume).
 """
 
 from __future__ import annotations
@@ -10,7 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Metric
 
@@ -22,6 +35,20 @@ log = logging.getLogger(__name__)
 Series = list[tuple[str, str]]
 # (series label sets, samples per series) — the shape the shipper's enqueue takes.
 Batch = tuple[list[Series], list[list[tuple[int, float]]]]
+# (family name, type, help, unit), as remote write's MetricMetadata carries them.
+MetricMetadata = tuple[str, str, str, str]
+
+METADATA_INTERVAL_S = 60.0  # as Prometheus' remote write sends metadata (metadata_config.send_interval)
+# The text format (what /metrics serves by default, so what a Prometheus scraping it records) names
+# some families differently from prometheus_client's OpenMetrics-style family names.
+_TEXT_SUFFIX = {"counter": "_total", "info": "_info"}
+_TEXT_TYPE = {"info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram"}
+
+
+class Sink(Protocol):
+    """Where rounds go: the shipper's `enqueue` (metadata rides in the round's first payload)."""
+
+    def __call__(self, batch: Batch, metadata: Sequence[MetricMetadata] = ...) -> object: ...
 
 
 class AgentMetrics:
@@ -95,19 +122,37 @@ class InstrumentedCollector:
             self._metrics.duration.labels(self.name).set(time.perf_counter() - started)
 
 
+# Types whose families carry prometheus_client's `<name>_created` series.
+_WITH_CREATED = frozenset({"counter", "histogram", "summary"})
+
+
 def to_batch(families: Iterable[Metric], extra: dict[str, str], timestamp_ms: int) -> Batch:
-    """Samples of metric families as label sets (sorted, `__name__` included) with one point each.
+    """Samples of metric families as label sets (sorted, `__name__` included) with one point each,
+    without the `<name>_created` series of counters, histograms and summaries.
 
     `extra` labels (identity, job) are added unless the sample already has that label."""
     series: list[Series] = []
     points: list[list[tuple[int, float]]] = []
     for fam in families:
+        created = fam.name + "_created" if fam.type in _WITH_CREATED else None
         for s in fam.samples:
+            if s.name == created:
+                continue
             labels = {**extra, **s.labels, "__name__": s.name}
             series.append(sorted((k, v) for k, v in labels.items() if v != ""))
             ts = int(float(s.timestamp) * 1000) if s.timestamp is not None else timestamp_ms
             points.append([(ts, float(s.value))])
     return series, points
+
+
+def to_metadata(families: Iterable[Metric]) -> list[MetricMetadata]:
+    """Each family's name, type, help and unit as the text exposition of it states them (counters as
+    `x_total`, info as a gauge `x_info`), one entry per family name, in collection order."""
+    out: dict[str, MetricMetadata] = {}
+    for fam in families:
+        name = fam.name + _TEXT_SUFFIX.get(fam.type, "")
+        out.setdefault(name, (name, _TEXT_TYPE.get(fam.type, fam.type), fam.documentation, fam.unit))
+    return list(out.values())
 
 
 class Agent:
@@ -118,7 +163,8 @@ class Agent:
         job: str,
         registry: CollectorRegistry,
         interval_s: float = 10.0,
-        sink: Callable[[Batch], None] | None = None,
+        sink: Sink | None = None,
+        metadata_interval_s: float = METADATA_INTERVAL_S,
     ) -> None:
         """`registry` gets the collectors and the agent's own metrics; `sink` receives each round."""
         self.metrics = AgentMetrics()
@@ -138,6 +184,7 @@ class Agent:
         self.job = job
         self.interval_s = interval_s
         self._sink = sink
+        self._metadata_interval = metadata_interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -145,25 +192,47 @@ class Agent:
         return {**self.identity.labels(), "job": self.job}
 
     def collect_round(self, now_ms: int | None = None) -> Batch:
+        return self.collect(now_ms)[0]
+
+    def collect(self, now_ms: int | None = None) -> tuple[Batch, list[MetricMetadata]]:
+        """One round: every collector's samples plus the round's own `up`, `scrape_duration_seconds`
+        and `scrape_samples_scraped`, all at `now_ms`; and the collected families' metadata."""
         started = time.perf_counter()
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        batch = to_batch(self.registry.collect(), self.extra_labels(), now_ms)
+        families = list(self.registry.collect())
+        extra = self.extra_labels()
+        series, points = to_batch(families, extra, now_ms)
+        scraped = len(series)
         self.metrics.collections.inc()
-        self.metrics.series.set(len(batch[0]))
-        self.metrics.round_duration.set(time.perf_counter() - started)
-        return batch
+        self.metrics.series.set(scraped)
+        duration = time.perf_counter() - started
+        self.metrics.round_duration.set(duration)
+        for name, value in (
+            ("up", 1.0),
+            ("scrape_duration_seconds", duration),
+            ("scrape_samples_scraped", float(scraped)),
+        ):
+            series.append(sorted((k, v) for k, v in {**extra, "__name__": name}.items() if v != ""))
+            points.append([(now_ms, value)])
+        return (series, points), to_metadata(families)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="agent-collect", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
+        sent: list[MetricMetadata] | None = None
+        next_metadata = 0.0
         # Rounds are aligned to the interval, so timestamps are regular (and compress well).
         while not self._stop.is_set():
-            batch = self.collect_round()
+            batch, metadata = self.collect()
             if self._sink is not None:
                 try:
-                    self._sink(batch)
+                    if metadata != sent or time.monotonic() >= next_metadata:
+                        self._sink(batch, metadata=metadata)
+                        sent, next_metadata = metadata, time.monotonic() + self._metadata_interval
+                    else:
+                        self._sink(batch)
                 except Exception:
                     log.exception("could not queue a collection round for shipping")
             delay = self.interval_s - (time.time() % self.interval_s)

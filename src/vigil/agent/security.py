@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import itertools
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -94,6 +95,7 @@ def build_security(cfg: Config, labels: dict[str, str], emit: Emit | None) -> Se
             learn=a.listening_ports.learn,
             state_file=state / "listening_ports.json",
             interval_s=a.listening_ports.interval / 1000,
+            own_pid=os.getpid(),  # Vigil's own listeners (in `vigil up`, the server's too) are expected
         )
         out.collectors.append(EventingCollector(ports, sink, labels))
     if "file_integrity" not in a.disable:
@@ -170,7 +172,9 @@ def _pipeline(
             cfg.agent.data_dir / "templates",
             sources=unknown_sources,
             settings=DetectorSettings(
-                learning_period_s=u.learning_period / 1000, events_per_template=u.events_per_template
+                learning_period_s=u.learning_period / 1000,
+                events_per_template=u.events_per_template,
+                events_per_source=u.events_per_source,
             ),
         )
         closers.append(unknown_lines.save)  # after the pipeline stopped: the counts of its last round
@@ -205,16 +209,22 @@ def _use_journal(mode: str, paths: Sequence[str]) -> bool:
     return shutil.which("journalctl") is not None and not any(glob.glob(p) for p in paths)
 
 
-def load_rule_files(patterns: Sequence[str]) -> list[LogRule]:
-    """Every rule of the files matching `patterns`, in file order; a pattern matching nothing is an
-    error (a typo must not silently turn the rules off). Raises ConfigError naming the file."""
+def load_rule_files(
+    patterns: Sequence[str], source: str = "vigil.yml", warn: Callable[[str], None] | None = None
+) -> list[LogRule]:
+    """Every rule of the files matching `patterns` (a key of `source`), in file order.
+
+    A glob matching no file yet (a rules directory still empty) is `warn`ed about (default: logged), not
+    an error: the rest of the agent is worth running. A plain path that does not exist is an error, like
+    any unreadable rule file (ConfigError naming it)."""
     from vigil.logs.rules import load_rules
 
     rules: list[LogRule] = []
     for pattern in patterns:
         paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not paths:
-            raise ConfigError(f"no file matches {pattern!r}", key="agent.logs.rule_files")
+            message = f"no file matches {pattern!r} yet, so it adds no rules"
+            (warn or log.warning)(str(ConfigError(message, source=source, key="agent.logs.rule_files")))
         for path in paths:
             rules += load_rules(path)
     return rules

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import sys
 import threading
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 
 from vigil.agent.collector import Collector
 from vigil.agent.collectors import default_collectors, optional_collectors
@@ -17,6 +21,7 @@ from vigil.agent.identity import Identity, detect
 from vigil.agent.runner import Agent
 from vigil.agent.security import SECURITY_COLLECTORS, Security, build_security
 from vigil.agent.statsd import StatsdServer
+from vigil.cmd.listen import address, bind_tcp
 from vigil.config import Config, ConfigError
 
 log = logging.getLogger("vigil.agent")
@@ -57,8 +62,16 @@ def start_statsd(cfg: Config) -> StatsdServer | None:
     try:
         server.start()
     except (OSError, ValueError) as exc:
-        # The rest of the agent is worth running without it; say so once.
-        log.error("StatsD receiver not started on %s: %s", st.udp_listen or st.tcp_listen, exc)
+        # The rest of the agent is worth running without it; say so once, and how to fix it.
+        where = st.udp_listen or st.tcp_listen
+        hint = (
+            " (another Vigil agent or `vigil up` on this host receives StatsD there: set"
+            ' agent.statsd.udp_listen/tcp_listen to another address, or to "" to turn it off)'
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
+            else ""
+        )
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        log.warning("StatsD receiver not started on %s: %s%s", where, reason, hint)
         return None
     return server
 
@@ -122,30 +135,54 @@ def build_shipper(cfg: Config, registry: CollectorRegistry, url: str, token: str
 
 
 def run_agent(cfg: Config) -> int:
-    """Run until SIGINT/SIGTERM: collect, ship, and serve /metrics (prometheus_client's small server,
-    which negotiates OpenMetrics too and keeps the agent free of the server's web stack)."""
-    from prometheus_client import start_http_server
-
-    from vigil.config import parse_listen
-
-    running = start_agent(cfg, cfg.agent.ship.url)
-    host, port = parse_listen(cfg.agent.listen)
-    httpd, _ = start_http_server(port, addr=host, registry=running.registry)
+    """Run until SIGINT/SIGTERM: collect, ship, and serve /metrics on `agent.listen` (bound before
+    anything starts: a taken address is one line and exit 2, see `vigil.cmd.listen`)."""
+    sock = bind_tcp(cfg.agent.listen, "agent.listen", "`vigil up` serves its agent's there; set agent.listen")
+    try:
+        running = start_agent(cfg, cfg.agent.ship.url, metrics_socket=sock)
+    except BaseException:
+        sock.close()
+        raise
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info(
         "Vigil agent collecting every %ss, /metrics on http://%s, shipping to %s",
         cfg.agent.interval / 1000,
-        cfg.agent.listen,
+        address(sock),
         cfg.agent.ship.url or "nowhere",
     )
     try:
         stop.wait()
     finally:
-        httpd.shutdown()
         running.stop()
     return 0
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in flight does not hold up the agent's exit
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # scrapes are not worth a log line each
+        pass
+
+
+def serve_metrics(sock: socket.socket, registry: CollectorRegistry) -> WSGIServer:
+    """The agent's /metrics on an already bound socket, in a thread: prometheus_client's exposition
+    app (Prometheus text, OpenMetrics when asked, gzip) on the standard library's small threaded server,
+    which keeps the agent free of the server's web stack."""
+    server_cls = type("_MetricsServer", (_ThreadingWSGIServer,), {"address_family": sock.family})
+    httpd = server_cls(sock.getsockname()[:2], _QuietHandler, bind_and_activate=False)
+    httpd.socket.close()
+    httpd.socket = sock
+    # What server_bind() would have recorded for the WSGI environ (without its reverse DNS lookup).
+    httpd.server_address = sock.getsockname()
+    httpd.server_name, httpd.server_port = str(httpd.server_address[0]), int(httpd.server_address[1])
+    httpd.setup_environ()
+    httpd.set_app(make_wsgi_app(registry))
+    threading.Thread(target=httpd.serve_forever, name="agent-metrics", daemon=True).start()
+    return httpd
 
 
 def start_scrapes(cfg: Config, registry: CollectorRegistry, sink: Any) -> Any:
@@ -180,9 +217,16 @@ def build_event_shipper(cfg: Config, registry: CollectorRegistry, url: str, toke
     )
 
 
-def start_agent(cfg: Config, url: str, token: str = "", host_collectors: bool = True) -> RunningAgent:
+def start_agent(
+    cfg: Config,
+    url: str,
+    token: str = "",
+    host_collectors: bool = True,
+    metrics_socket: socket.socket | None = None,
+) -> RunningAgent:
     """Everything the agent runs, started: collection, shipping (samples and events), StatsD,
-    scrapes and the security side. `url` is where to ship ("" ships nowhere)."""
+    scrapes, the security side and, on `metrics_socket`, its /metrics. `url` is where to ship ("" ships
+    nowhere)."""
     registry = CollectorRegistry()
     a = cfg.agent
     identity = detect(cluster=a.cluster, app=a.app, instance=a.instance)
@@ -198,12 +242,16 @@ def start_agent(cfg: Config, url: str, token: str = "", host_collectors: bool = 
     security.start()
     agent.start()
     scrapes = start_scrapes(cfg, registry, sink)
-    return RunningAgent(registry, agent, shipper, events, statsd, scrapes, security)
+    http = serve_metrics(metrics_socket, registry) if metrics_socket is not None else None
+    return RunningAgent(registry, agent, shipper, events, statsd, scrapes, security, http)
 
 
-def start_in_process(cfg: Config, server_url: str, token: str) -> RunningAgent:
-    """`vigil up`: the agent runs beside the server, shipping to it through the same durable path."""
-    return start_agent(cfg, cfg.agent.ship.url or server_url, token)
+def start_in_process(
+    cfg: Config, server_url: str, token: str, metrics_socket: socket.socket | None = None
+) -> RunningAgent:
+    """`vigil up`: the agent runs beside the server, shipping to it through the same durable path and
+    serving its /metrics (on `metrics_socket`, bound to `agent.listen`) as a standalone agent does."""
+    return start_agent(cfg, cfg.agent.ship.url or server_url, token, metrics_socket=metrics_socket)
 
 
 def start_syslog_relay(cfg: Config, server_url: str, token: str) -> RunningAgent:
@@ -246,11 +294,15 @@ class RunningAgent:
         statsd: StatsdServer | None,
         scrapes: Any,
         security: Security,
+        http: WSGIServer | None = None,
     ) -> None:
         self.registry, self.agent, self.shipper, self.events = registry, agent, shipper, events
-        self.statsd, self.scrapes, self.security = statsd, scrapes, security
+        self.statsd, self.scrapes, self.security, self.http = statsd, scrapes, security, http
 
     def stop(self) -> None:
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
         self.agent.stop()
         self.security.stop()
         for part in (self.scrapes, self.statsd):

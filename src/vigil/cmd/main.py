@@ -9,6 +9,7 @@ from pathlib import Path
 from vigil import __version__
 from vigil.cmd import query as query_cmd
 from vigil.cmd import templates as templates_cmd
+from vigil.cmd.listen import ListenError
 from vigil.config import Config, ConfigError, load_config
 from vigil.storage.errors import StorageError
 
@@ -66,6 +67,25 @@ def _server_config(args: argparse.Namespace) -> Config:
     )
 
 
+def _config_check(path: Path | None) -> int:
+    """`vigil config check [FILE]`: the file (default ./vigil.yml) and the rule files it names; with no
+    file at all, the defaults Vigil would run with (no file is needed)."""
+    from vigil.agent.security import load_rule_files
+
+    if path is None and not Path("vigil.yml").exists():
+        checked, name = Config(), "no vigil.yml, the defaults"
+    else:
+        path = path or Path("vigil.yml")
+        checked, name = load_config(path), str(path)
+    load_rule_files(  # the log rules it names are part of it
+        checked.agent.logs.rule_files,
+        source=str(path or "vigil.yml"),
+        warn=lambda w: print(w, file=sys.stderr),
+    )
+    print(f"{name}: OK")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -81,20 +101,14 @@ def main(argv: list[str] | None = None) -> int:
             setup_logging(args.log_level)
             return agent_cmd.print_once(cfg) if args.once else agent_cmd.run_agent(cfg)
         if args.command == "config":
-            path = args.file or args.config_flag or Path("vigil.yml")
-            checked = load_config(path)
-            from vigil.agent.security import load_rule_files
-
-            load_rule_files(checked.agent.logs.rule_files)  # the log rules it names are part of it
-            print(f"{path}: OK")
-            return 0
+            return _config_check(args.file or args.config_flag)
         cfg = _server_config(args)
         from vigil.cmd.logs import setup_logging
         from vigil.cmd.server import run_server  # heavy imports only when serving
 
         setup_logging(args.log_level)
         return run_server(cfg, with_agent=args.command == "up")
-    except ConfigError as exc:
+    except (ConfigError, ListenError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     except StorageError as exc:

@@ -5,6 +5,8 @@
     vigil query 'sum(up)' --start now-1h --step 1m                     range query up to now
     vigil query 'up' --json                                            the server's JSON as is
 
+The server is the one `vigil up` in this directory would run: `server.listen` of `./vigil.yml` (or
+`--config`), else 127.0.0.1:9400; `--url` names any other.
 Times are RFC 3339, Unix seconds, `now`, or relative to now (`now-1h`, `-30m`); steps are float
 seconds or durations (`1m`). Results print as an aligned table; an error prints as one line on
 stderr and the exit code is 1.
@@ -17,10 +19,12 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from vigil.config import load_config, parse_listen
 from vigil.model.duration import parse_duration
 
 DEFAULT_URL = "http://127.0.0.1:9400"
@@ -44,13 +48,36 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--start", help="range query start (RFC 3339, Unix seconds, now-1h)")
     p.add_argument("--end", help="range query end (default: now)")
     p.add_argument("--step", help="range query step, e.g. 15s or 15 (default: about 250 points)")
-    p.add_argument("--url", default=DEFAULT_URL, help=f"server URL (default: {DEFAULT_URL})")
+    p.add_argument(
+        "--url", help=f"server URL (default: server.listen of ./vigil.yml if present, else {DEFAULT_URL})"
+    )
+    p.add_argument("--config", "-c", type=Path, help="vigil.yml whose server.listen to query")
     p.add_argument("--token", help="bearer token for servers with read tokens configured")
     p.add_argument("--json", action="store_true", help="print the server's JSON response")
     return p
 
 
+def url_for_listen(listen: str) -> str:
+    """The URL a client on this host uses for a server listening on `listen` (a wildcard address is
+    reached through loopback)."""
+    host, port = parse_listen(listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def server_url(args: argparse.Namespace) -> str:
+    """`--url`, else the server configured in `--config` / ./vigil.yml, else the default address.
+    Raises ConfigError when the file is wrong."""
+    if args.url:
+        return str(args.url)
+    path = args.config
+    if path is None and Path("vigil.yml").exists():
+        path = Path("vigil.yml")
+    return DEFAULT_URL if path is None else url_for_listen(load_config(path).server.listen)
+
+
 def run(args: argparse.Namespace) -> int:
+    args.url = server_url(args)
     try:
         body, raw = _request(args)
     except QueryError as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ValidationError, ValidationInfo, model_validator
 
 from vigil.config.probes import CertificatesConfig, Probes
 from vigil.config.scrape import ScrapeConfigs
@@ -45,41 +45,153 @@ from vigil.config.types import (
     _plain_url,
     _Section,
     _show,
-    _token,
     is_loopback_listen,
     parse_duration,
     parse_size,
 )
 
 
-def _tenants(value: object) -> object:
-    # A mapping in the file; kept as sorted pairs so the frozen config stays hashable.
+class _KeyedError(ValueError):
+    """A validator's error about a key below the field it validates (`tenants.acme.read_tokens`), so
+    the one-line message can name that key rather than only the field."""
+
+    def __init__(self, subkey: str, message: str) -> None:
+        super().__init__(message)
+        self.subkey = subkey
+
+
+class TenantAuth(_Section):
+    """One tenant's tokens: `server.auth.tenants.<name>`."""
+
+    write_tokens: TokenList = ()
+    """Tokens that write as this tenant: everything written with them gets `tenant=<name>`."""
+    read_tokens: TokenList = ()
+    """Tokens that read this tenant's data and nothing else (queries, series, labels, metadata, events)."""
+    hmac_key: OptionalToken = ""
+    """When set, writes with this tenant's tokens must be signed with this key, and with no other one.
+    Required when `server.auth.hmac_key` is set, so no tenant can sign as another."""
+
+
+def _tenants(value: object, info: ValidationInfo) -> object:
+    # A mapping in the file; kept as sorted (name, TenantAuth) pairs so the frozen config stays hashable.
     if value in (None, {}):
         return ()
-    if isinstance(value, tuple):  # already normalised (a copy of a validated config)
-        return value
+    if isinstance(value, tuple) and all(isinstance(pair, tuple) and len(pair) == 2 for pair in value):
+        if all(isinstance(t, TenantAuth) for _, t in value):
+            return value  # already normalised (a copy of a validated config)
+        value = dict(value)  # (name, tokens) pairs from a Python caller
     if not isinstance(value, dict):
-        raise ValueError(f"expected a mapping of tenant name to a list of tokens, got {_show(value)}")
+        raise ValueError(f"expected a mapping of tenant name to its tokens, got {_show(value)}")
     out = []
-    for name, tokens in value.items():
+    for name, entry in value.items():
         if not isinstance(name, str) or not name:
             raise ValueError(f"expected a tenant name, got {_show(name)}")
-        if not isinstance(tokens, list) or not tokens:
-            raise ValueError(f"tenant {name!r}: expected a list of tokens, got {_show(tokens)}")
-        out.append((name, tuple(_token(t) for t in tokens)))
-    return tuple(sorted(out))
+        if isinstance(entry, list | tuple):  # the shorthand `acme: [tok]`: write tokens
+            if not entry:
+                raise _KeyedError(name, "expected a list of write tokens or a mapping, got an empty list")
+            entry = {"write_tokens": list(entry)}
+        elif isinstance(entry, TenantAuth):
+            entry = entry.model_dump()
+        elif not isinstance(entry, dict):
+            raise _KeyedError(
+                name,
+                "expected a list of write tokens or a mapping with keys "
+                f"{', '.join(TenantAuth.model_fields)}, got {_show(entry)}",
+            )
+        try:
+            tenant = TenantAuth.model_validate(entry, context=info.context)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise _KeyedError(_key_path((name, *err["loc"])), _error_message(err, TenantAuth)) from None
+        if not tenant.write_tokens and not tenant.read_tokens:
+            raise _KeyedError(name, "expected write_tokens or read_tokens, got neither")
+        out.append((name, tenant))
+    return tuple(sorted(out, key=lambda pair: pair[0]))
 
 
 class AuthConfig(_Section):
     write_tokens: TokenList = ()
-    """Bearer tokens accepted on write endpoints; empty means writes are not authenticated."""
+    """Bearer tokens accepted on write endpoints; empty means writes are not authenticated. What they
+    write has no `tenant` label. They also run admin endpoints when `admin_tokens` is empty."""
     read_tokens: TokenList = ()
-    """Bearer tokens accepted on read endpoints (query API); `/metrics` is always open."""
+    """Global readers: bearer tokens that read everything, every tenant's data included. Reads are not
+    authenticated only when no token that can read is configured anywhere; `/metrics` is always open."""
     hmac_key: OptionalToken = ""
-    """When set, write requests must carry a valid X-Vigil-Signature (HMAC-SHA256) made with this key."""
-    tenants: Annotated[tuple[tuple[str, tuple[str, ...]], ...], BeforeValidator(_tenants)] = ()
-    """Tenant name -> its write tokens. Everything written with such a token gets `tenant=<name>`; a
-    `tenant` label sent by the writer itself is never trusted (always replaced or removed)."""
+    """When set, write requests must carry a valid X-Vigil-Signature (HMAC-SHA256) made with this key;
+    a tenant's writes are signed with the tenant's own `hmac_key` instead."""
+    tenants: Annotated[tuple[tuple[str, TenantAuth], ...], BeforeValidator(_tenants)] = ()
+    """Tenant name -> `{write_tokens, read_tokens, hmac_key}`, or a list as shorthand for write tokens.
+    Everything written with a tenant's token gets `tenant=<name>` (a `tenant` label sent by the writer
+    is never trusted); a tenant's read token sees only series, metadata and events with that tenant."""
+    admin_tokens: TokenList = ()
+    """Tokens for admin endpoints (`/api/v1/admin/...`); they also read everything. Empty: admin
+    endpoints take `write_tokens` (never a tenant's)."""
+    trusted_proxy_tokens: TokenList = ()
+    """Tokens of a proxy that authenticates users itself and names their tenant in `X-Scope-OrgID`:
+    a read with such a token is scoped to that tenant (which must be configured here), and one without
+    the header is refused. `X-Scope-OrgID` is ignored with any other token."""
+
+    @model_validator(mode="after")
+    def _unambiguous(self) -> AuthConfig:
+        # A token must say who is calling: a tenant's token belongs to it alone, and a proxy token
+        # cannot also be a global reader (the one reads everything, the other one tenant).
+        owner: dict[str, str] = {}
+        for key in ("write_tokens", "read_tokens", "admin_tokens"):
+            for token in getattr(self, key):
+                owner.setdefault(token, f"server.auth.{key}")
+        for token in self.trusted_proxy_tokens:
+            if owner.get(token) in ("server.auth.read_tokens", "server.auth.admin_tokens"):
+                raise _KeyedError(
+                    "trusted_proxy_tokens",
+                    f"expected tokens not also in {owner[token]}, got one that is (value not shown)",
+                )
+            owner.setdefault(token, "server.auth.trusted_proxy_tokens")
+        for name, tenant in self.tenants:
+            for key in ("write_tokens", "read_tokens"):
+                for token in getattr(tenant, key):
+                    other = owner.get(token)
+                    if other is not None and other != f"server.auth.tenants.{name}":
+                        raise _KeyedError(
+                            f"tenants.{name}.{key}",
+                            f"expected this tenant's own tokens, got one also in {other} (value not shown)",
+                        )
+                    owner[token] = f"server.auth.tenants.{name}"
+        self._check_hmac_keys()
+        return self
+
+    def _check_hmac_keys(self) -> None:
+        # One key per signer: a key two tenants share lets either sign as the other.
+        owner = {self.hmac_key: "server.auth.hmac_key"} if self.hmac_key else {}
+        for name, tenant in self.tenants:
+            where = f"tenants.{name}.hmac_key"
+            if not tenant.hmac_key:
+                if self.hmac_key and tenant.write_tokens:
+                    raise _KeyedError(
+                        where,
+                        "expected this tenant's own key when server.auth.hmac_key is set "
+                        "(a shared key lets one tenant sign as another), got none",
+                    )
+            elif tenant.hmac_key in owner:
+                raise _KeyedError(
+                    where,
+                    f"expected a key of this tenant alone, got the same as {owner[tenant.hmac_key]} "
+                    "(value not shown)",
+                )
+            else:
+                owner[tenant.hmac_key] = f"server.auth.{where}"
+
+    @property
+    def authenticates_writes(self) -> bool:
+        return bool(self.write_tokens or any(t.write_tokens for _, t in self.tenants))
+
+    @property
+    def authenticates_reads(self) -> bool:
+        return bool(
+            self.read_tokens
+            or self.admin_tokens
+            or self.trusted_proxy_tokens
+            or any(t.read_tokens for _, t in self.tenants)
+        )
 
 
 class ServerConfig(_Section):
@@ -91,16 +203,31 @@ class ServerConfig(_Section):
     syslog: SyslogConfig = SyslogConfig()
     """A syslog receiver in the server (for firewalls and network gear that send to it directly): lines
     go through the same auth parsing, log rules and unknown-line detection as the agent's."""
+    keep_alive_timeout: PositiveDuration = parse_duration("2m")
+    """How long an idle keep-alive connection stays open. Keep it well above the senders' send interval
+    (Prometheus' `batch_send_deadline` is 5s): a server closing just as a sender reuses the connection
+    makes the sender fail and retry that batch."""
+    read_header_timeout: PositiveDuration = parse_duration("10s")
+    """Longest a request's line and headers may take to arrive; slower clients get 408 and are closed."""
+    read_timeout: PositiveDuration = parse_duration("1m")
+    """Longest a request's body may take to arrive after its headers; slower clients get 408 and are
+    closed. Allow for the largest body (`limits.max_request_body_bytes`) over the slowest sender's link."""
+    max_connections: Annotated[int, _integer(minimum=1)] = 512
+    """Open HTTP connections at most; a request on a connection beyond it gets 503 and the connection is
+    closed. Vigil raises its open-file limit (`ulimit -n`) to fit, up to the hard limit (`ulimit -Hn`)."""
 
 
 class StorageConfig(_Section):
     path: Annotated[Path, BeforeValidator(_data_path)] = Path("data")
     """Data directory, relative to the working directory."""
     retention: PositiveDuration = parse_duration("15d")
+    """How long data is kept behind the server's clock; older samples are refused."""
     out_of_order_window: Duration = parse_duration("10m")
-    """How far behind the newest sample of a series a sample may arrive; 0 disables."""
+    """How far behind its tenant's newest sample (or the clock, if that is earlier) a sample may
+    arrive; 0 disables."""
     head_flush_interval: PositiveDuration = parse_duration("1h")
-    """Span of sample time the in-memory head covers before it is written out as a block."""
+    """Sample time, or wall-clock time across restarts, the in-memory head covers before it is
+    written out as a block."""
     wal_segment_size: Size = parse_size("64MiB")
 
 
@@ -113,6 +240,25 @@ class LimitsConfig(_Section):
     max_label_name_length: Annotated[int, _integer(minimum=1)] = 256
     max_label_value_length: Annotated[int, _integer(minimum=1)] = 4096
     max_samples_per_request: Annotated[int, _integer(minimum=1)] = 1_000_000
+    """Samples (plus histograms and exemplars) one write may hold, and series one remote write may
+    hold; more gets 413 before the samples are decoded."""
+    max_series: Annotated[int, _integer(minimum=0)] = 1_000_000
+    """Series the store may hold (0: no limit); a write that would create more gets 429."""
+    max_series_per_tenant: Annotated[int, _integer(minimum=0)] = 200_000
+    """Series written with one tenant's tokens (`server.auth.tenants`) may reach (0: no limit);
+    untenanted writes count against `max_series` only."""
+    max_series_per_metric: Annotated[int, _integer(minimum=0)] = 100_000
+    """Series one metric name may have, per tenant (0: no limit); a label carrying ids is caught here."""
+    max_event_fields: Annotated[int, _integer(minimum=1)] = 256
+    """Fields one event may carry; its labels share the series' label limits above, and field names
+    are bounded like label names."""
+    max_event_field_length: Annotated[int, _integer(minimum=1)] = 16384
+    """Characters a field value of an event may have."""
+    max_json_depth: Annotated[int, _integer(minimum=2)] = 8
+    """Deepest nesting of objects and arrays in a JSON line (events need 2); deeper lines get 400
+    before they are parsed."""
+    future_grace: Duration = parse_duration("10m")
+    """How far ahead of the server's clock a sample may be; later ones are refused (400) and counted."""
 
 
 class QueryConfig(_Section):
@@ -294,8 +440,11 @@ def _error_message(err: Any, root: type[BaseModel]) -> str:
 
 def _translate(e: ValidationError, source: str) -> ConfigError:
     err = e.errors()[0]
-    loc = tuple(err["loc"])
-    return ConfigError(_error_message(err, Config), source=source, key=_key_path(loc) or None)
+    key = _key_path(tuple(err["loc"]))
+    cause = err.get("ctx", {}).get("error")
+    if isinstance(cause, _KeyedError):  # about a key below the field the validator checks
+        key = f"{key}.{cause.subkey}" if key else cause.subkey
+    return ConfigError(_error_message(err, Config), source=source, key=key or None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,13 +517,13 @@ def load_config(path: Path | str | None) -> Config:
 def check_exposure(cfg: Config) -> None:
     """Refuse to serve beyond the local machine without authentication, unless told to.
 
-    Raises ConfigError when `server.listen` is not loopback, either token list is empty and
-    `server.insecure` is false.
+    Raises ConfigError when `server.listen` is not loopback, writes or reads would be
+    unauthenticated (no token of any kind that may do them) and `server.insecure` is false.
     """
     server = cfg.server
     if is_loopback_listen(server.listen) or server.insecure:
         return
-    if (server.auth.write_tokens or server.auth.tenants) and server.auth.read_tokens:
+    if server.auth.authenticates_writes and server.auth.authenticates_reads:
         return
     raise ConfigError(
         f"refusing to listen on {server.listen} without server.auth tokens; "

@@ -104,6 +104,9 @@ class UnknownLinesConfig(_Section):
     """How long a source's templates are learned before unknown lines are reported."""
     events_per_template: Annotated[int, _integer(minimum=0)] = 10
     """Events kept per new template and hour; further lines are counted only."""
+    events_per_source: Annotated[int, _integer(minimum=0)] = 100
+    """Events kept per source and hour, whatever the template (a flood of distinct new lines); further
+    lines are counted only, and a `log_unknown_suppressed` event says so (another, how many)."""
 
 
 class SyslogConfig(_Section):
@@ -151,6 +154,9 @@ class ListeningPortsConfig(_Section):
 
 class FileIntegrityConfig(_Section):
     paths: Paths = DEFAULT_PATHS
+    """Files (globs) to watch. Replaces the default list (accounts, sudoers, sshd_config,
+    authorized_keys, crontabs, systemd units): list the defaults you want to keep. Files that join or
+    leave the list when it changes are learned or forgotten, not reported as created or deleted."""
 
 
 class UpdatesConfig(_Section):

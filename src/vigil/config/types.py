@@ -7,7 +7,6 @@ Every problem surfaces as a one-line `ConfigError` (see `vigil.config.config`).
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 import re
@@ -17,7 +16,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
 
 from vigil.model.duration import parse_duration, parse_size
-from vigil.model.matcher import RegexSyntaxError, translate
+from vigil.model.matcher import Regex, RegexSyntaxError, compile_regex
 
 DEFAULT_LISTEN = "127.0.0.1:9400"
 
@@ -281,11 +280,11 @@ def _label_value(value: object) -> str:
     return value
 
 
-@functools.lru_cache(maxsize=1024)
-def compile_re2(pattern: str) -> re.Pattern[str]:
-    """A Go/RE2 regex (relabel rules, probe expectations) as a Python pattern, unanchored (callers
-    anchor where Prometheus does) and with `.` not matching newlines. Cached: probes reuse theirs."""
-    return re.compile(translate(pattern, dot_nl=False, capture=True))
+def compile_re2(pattern: str) -> Regex:
+    """A Go/RE2 regex (relabel rules, probe expectations) with `.` not matching newlines; callers
+    `fullmatch` where Prometheus anchors and `search` where it does not. Matching takes linear time
+    in the value (scraped labels and probed bodies are not ours to trust). Cached."""
+    return compile_regex(pattern, dot_nl=False)
 
 
 def _re2_regex(value: object) -> str:
@@ -293,7 +292,7 @@ def _re2_regex(value: object) -> str:
         raise ValueError(f"expected a regular expression, got {_show(value)}")
     try:
         compile_re2(value)
-    except (RegexSyntaxError, re.error) as e:
+    except RegexSyntaxError as e:
         raise ValueError(f"expected a valid RE2 regular expression, got {_show(value)} ({e})") from None
     return value
 

@@ -13,11 +13,19 @@ suppress another's events by sending their (guessable) ids first. A re-sent batc
 
 Queries: label matchers (`vigil.model.matcher`) apply to an event's `kind` (also as `__name__`, so
 `auth{user="root"}` works), then its labels, then its fields in string form; `tenant` only ever comes
-from the labels. Equality on kind/tenant/labels/fields is pushed into SQL as a pre-filter; every matcher
-is then checked in Python, so regexes keep their exact Prometheus semantics. Paging walks (time_ms, seq)
+from the labels. A tenant's reads are scoped by the `tenant` column itself, beneath the matchers.
+Equality on kind/tenant/labels/fields is pushed into SQL as a pre-filter; every matcher is then
+checked in Python, so regexes keep their exact Prometheus semantics. Paging walks (time_ms, seq)
 in either direction, seq being the autoincrement rowid, so equal timestamps neither repeat nor vanish
-across pages. Retention is by wall clock: events older than `now - retention` are hidden from queries
-at once and deleted by `maintain()`.
+across pages.
+
+Two times, one rule each: an event is *shown* by its own time (`time_ms`, when it happened: the log
+line's stamp), and *expires* by its arrival (`received_ms`, the store's clock when it was stored).
+Expiring by event time made a backlog vanish: auth events carry the log line's time, so lines read
+15 days late were stored and never shown. An event whose arrival is older than `now - retention` is
+hidden from queries at once and deleted by `maintain()`, whatever its own time. Files written before
+`received_ms` existed are migrated on open (in one transaction): their events get the arrival
+`min(time_ms, now)`, which keeps each stored event's expiry as it was.
 """
 
 from __future__ import annotations
@@ -54,12 +62,20 @@ CREATE TABLE IF NOT EXISTS events (
     labels  TEXT NOT NULL,
     fields  TEXT NOT NULL,
     message TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
     UNIQUE (tenant, id)
 );
+"""
+# After the migration (an index on received_ms needs the column).
+_INDEXES = """
 -- SQLite appends the rowid (seq) to every index, so these also order ties by seq for paging.
 CREATE INDEX IF NOT EXISTS events_time ON events (time_ms);
 CREATE INDEX IF NOT EXISTS events_kind_time ON events (kind, time_ms);
+CREATE INDEX IF NOT EXISTS events_received ON events (received_ms);
+-- A tenant's reads walk only its own rows.
+CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, time_ms);
 """
+_SCHEMA_VERSION = 1  # PRAGMA user_version: 0 = without received_ms
 
 _COLUMNS = "seq, time_ms, id, kind, labels, fields, message"
 _KIND_NAMES = frozenset({"kind", "__name__"})
@@ -168,7 +184,7 @@ class _Row:
 
 
 class EventStore:
-    """Events in `path` (an SQLite file), kept for `retention_ms` of wall-clock time.
+    """Events in `path` (an SQLite file), kept for `retention_ms` after they arrived.
 
     Thread-safe: writes go through one connection under a lock (SQLite has one writer anyway); reads
     take a pooled connection of their own, so queries run beside writes (WAL).
@@ -191,10 +207,34 @@ class EventStore:
         self._lock = threading.Lock()
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
+        self._migrate(self._writer)
+        self._writer.executescript(_INDEXES)
         self._idle: list[sqlite3.Connection] = []  # pooled read connections
+        self._write_error: str | None = None  # why the last append failed; None once one succeeds
         self._closed = False
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring a file of an older schema up to date; another process may be doing the same, hence
+        the check again inside the write transaction."""
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) >= _SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+            if "received_ms" not in columns:
+                conn.execute("ALTER TABLE events ADD COLUMN received_ms INTEGER NOT NULL DEFAULT 0")
+                # The arrival of what is already stored is unknown: its own time (never later than
+                # now) keeps the expiry each event had when it was stored.
+                conn.execute("UPDATE events SET received_ms = MIN(time_ms, ?)", (self._now_ms(),))
+                log.info("%s: events migrated to schema %d (arrival times)", self.path, _SCHEMA_VERSION)
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
@@ -233,40 +273,52 @@ class EventStore:
         already stored for the same tenant is skipped). Raises EventError before storing anything
         if one of them cannot be stored."""
         rows = []
+        received = self._now_ms()
         for ev in events:
             check_storable(ev)
             labels = json.dumps(ev.labels, sort_keys=True, separators=(",", ":"))
             fields = json.dumps(ev.fields, separators=(",", ":"))  # ASCII-escaped: always storable
             ident = ev.id or event_id("content", ev.time_ms, ev.kind, labels, fields, ev.message)
-            rows.append((ev.labels.get("tenant", ""), ident, ev.time_ms, ev.kind, labels, fields, ev.message))
+            tenant = ev.labels.get("tenant", "")
+            rows.append((tenant, ident, ev.time_ms, ev.kind, labels, fields, ev.message, received))
         if not rows:
             return 0
         with self._lock:
             conn = self._writer
             before = conn.total_changes
-            conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
-                    "INSERT OR IGNORE INTO events (tenant, id, time_ms, kind, labels, fields, message)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO events"
+                    " (tenant, id, time_ms, kind, labels, fields, message, received_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
+                if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.ProgrammingError):
+                    self._write_error = f"{self.path}: {exc}"  # not a closed store: the disk or file
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self._write_error = None
             return conn.total_changes - before
 
+    @property
+    def write_error(self) -> str | None:
+        """Why the last append failed (e.g. the disk is full), or None when it succeeded: readiness."""
+        return self._write_error
+
     def apply_retention(self, now: float | None = None) -> int:
-        """Delete events older than `now` (clock seconds; default: the clock) minus retention."""
+        """Delete events that arrived before `now` (clock seconds; default: the clock) minus retention,
+        whatever their own time."""
         cutoff = int((self._clock() if now is None else now) * 1000) - self.retention_ms
         deleted = 0
         while True:
             # In batches, so a large expiry does not hold the write lock against ingest for long.
             with self._lock:
                 cur = self._writer.execute(
-                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE time_ms < ? LIMIT ?)",
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE received_ms < ? LIMIT ?)",
                     (cutoff, _DELETE_BATCH),
                 )
             deleted += cur.rowcount
@@ -311,19 +363,29 @@ class EventStore:
         limit: int = 100,
         cursor: str | None = None,
         direction: Direction = "backward",
+        tenant: str | None = None,
     ) -> tuple[list[Event], str | None]:
-        """Events with `start_ms <= time_ms <= end_ms`, of one of `kinds` (all if empty), matching
+        """Events with `start_ms <= time_ms <= end_ms` (their own time) that have not expired (by their
+        arrival), of one of `kinds` (all if empty), matching
         `matchers` (one AND'ed list, or a list of such lists OR'ed), newest first ("backward") or
         oldest first ("forward"); at most `limit`. The second item is the cursor to pass for the
-        next page, None when there is none. ValueError for a bad cursor, limit or direction."""
+        next page, None when there is none. ValueError for a bad cursor, limit or direction.
+
+        `tenant` limits the answer to that tenant's events (by the column, so no matcher can widen
+        it); None answers for every tenant (a global reader)."""
         if limit < 1:
             raise ValueError("limit must be positive")
         if direction not in ("backward", "forward"):
             raise ValueError(f"direction must be 'backward' or 'forward', got {direction!r}")
         sets = _matcher_sets(matchers)
-        start_ms = max(start_ms, self._now_ms() - self.retention_ms)  # expired but not yet deleted
-        where = ["time_ms >= ?", "time_ms <= ?"]
-        params: list[Any] = [start_ms, end_ms]
+        # Expired (by arrival) but not yet deleted rows stay hidden.
+        where = ["time_ms >= ?", "time_ms <= ?", "received_ms >= ?"]
+        params: list[Any] = [start_ms, end_ms, self._now_ms() - self.retention_ms]
+        if tenant is not None:
+            if not tenant:
+                raise ValueError("tenant must be a tenant's name or None")  # "" is the untenanted rows
+            where.append("tenant = ?")
+            params.append(tenant)
         if kinds:
             where.append(f"kind IN ({','.join('?' * len(kinds))})")
             params += list(kinds)

@@ -14,10 +14,11 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter
 
+from vigil.ingest.series_limit import SeriesLimiter
 from vigil.ingest.validate import InvalidSeries, Limits, validate_labels
 from vigil.model.labels import Labels
 from vigil.model.textparse import ParsedText
-from vigil.prompb.codec import DecodedWrite, DecodeError, parse_label_key
+from vigil.prompb.codec import DecodedWrite, DecodeError, OverLimit, WireLimits, parse_label_key
 from vigil.storage.interface import AppendResult, StaleRefError, Storage, StorageError
 from vigil.storage.metadata import MetadataStore
 
@@ -35,6 +36,16 @@ def with_tenant(labels: Labels, tenant: str | None) -> Labels:
 
 class _UnverifiedKey(Exception):
     """A key from the codec's unwalked fast path did not parse as a label section."""
+
+
+def _walked(decoded: DecodedWrite) -> DecodedWrite:
+    """`decoded.verified()`, its errors as InvalidSeries (the request's fault: 4xx)."""
+    try:
+        return decoded.verified()
+    except OverLimit as exc:
+        raise InvalidSeries(exc.reason, str(exc)) from None
+    except DecodeError as exc:
+        raise InvalidSeries("protobuf", f"bad protobuf body: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -73,9 +84,16 @@ class IngestMetrics:
 
 class Ingester:
     def __init__(
-        self, storage: Storage, limits: Limits, metrics: IngestMetrics, metadata: MetadataStore | None = None
+        self,
+        storage: Storage,
+        limits: Limits,
+        metrics: IngestMetrics,
+        metadata: MetadataStore | None = None,
+        series_limiter: SeriesLimiter | None = None,
     ) -> None:
         self._storage = storage
+        # Sees every batch of new series before they are created; raises to refuse the request.
+        self._admit = series_limiter.admit if series_limiter is not None else None
         self._metadata = metadata
         self._limits = limits
         self._metrics = metrics
@@ -95,7 +113,7 @@ class Ingester:
                     decoded.label_keys, strict=decoded.unverified_body is None, tenant=tenant
                 )
             except _UnverifiedKey:
-                decoded = decoded.verified()  # a key cut without walking was not a label section
+                decoded = _walked(decoded)  # a key cut without walking was not a label section
                 if decoded.timestamps.size > self._limits.max_samples_per_request:
                     raise InvalidSeries(
                         "too_many_samples",
@@ -111,20 +129,25 @@ class Ingester:
         else:
             raise StorageError("series were deleted while the request was stored; retry")
         if self._metadata is not None and decoded.metadata:
-            self._metadata.update_many(decoded.metadata)
+            self._metadata.update_many(decoded.metadata, tenant)
         rejected = dict(result.rejected)
         if decoded.histograms:
             rejected["native_histogram"] = decoded.histograms
         self._count("remote_write", result.accepted, rejected)
         return IngestResult(result.accepted, rejected)
 
+    @property
+    def wire_limits(self) -> WireLimits:
+        """The limits a remote-write body is decoded under, so it is refused before it costs more."""
+        return WireLimits(self._limits.max_samples_per_request, self._limits.max_label_names_per_series)
+
     def write_text(self, parsed: ParsedText, tenant: str | None = None) -> IngestResult:
         """Store samples parsed from the text exposition format (`tenant` as for write_remote)."""
         labels = [with_tenant(validate_labels(list(lb), self._limits), tenant) for lb in parsed.series]
-        refs = np.array([self._storage.series_ref(lb) for lb in labels], np.int64)
+        refs = np.array(self._storage.series_refs(labels, self._admit), np.int64)
         result = self._append(refs[parsed.series_index], parsed.timestamps, parsed.values)
         if self._metadata is not None and parsed.metadata:
-            self._metadata.update_many((f, t, h, u) for f, (t, h, u) in parsed.metadata.items())
+            self._metadata.update_many(((f, t, h, u) for f, (t, h, u) in parsed.metadata.items()), tenant)
         self._count("import", result.accepted, result.rejected)
         return IngestResult(result.accepted, dict(result.rejected))
 
@@ -159,6 +182,8 @@ class Ingester:
         missing = [i for i, ref in enumerate(found) if ref is None]
         labels: list[Labels] = []
         for i in missing:
+            if not strict and len(keys[i]) > self._limits.max_label_section_bytes:
+                raise _UnverifiedKey  # too long to be labels: walk it rather than parse it whole
             try:
                 pairs = parse_label_key(keys[i])
             except DecodeError as exc:
@@ -167,8 +192,8 @@ class Ingester:
                 raise InvalidSeries("protobuf", str(exc)) from None
             labels.append(with_tenant(validate_labels(pairs, self._limits), tenant))
         with self._create_lock:
-            for i, lb in zip(missing, labels, strict=True):
-                ref = self._storage.series_ref(lb)
+            refs = self._storage.series_refs(labels, self._admit)
+            for i, ref in zip(missing, refs, strict=True):
                 cache[keys[i]] = ref
                 found[i] = ref
             self._cached += len(missing)

@@ -15,6 +15,13 @@ class Limits:
     max_label_value_length: int = 4096
     max_samples_per_request: int = 1_000_000
 
+    @property
+    def max_label_section_bytes(self) -> int:
+        """The most bytes a valid series' labels can take on the wire (limits count characters,
+        which are up to 4 bytes in UTF-8; a label adds at most 11 bytes of tags and lengths)."""
+        per_label = 4 * (self.max_label_name_length + self.max_label_value_length) + 11
+        return self.max_label_names_per_series * per_label
+
 
 class InvalidSeries(ValueError):
     """A series cannot be stored; `reason` is a short metric label, str() the message for the sender."""

@@ -312,6 +312,10 @@ class JournalFollower:
             Chunk(_PATH, "journal:", [line for _, line, _ in entries], [o[prefix:] for _, _, o in entries])
         ]
 
+    def followed(self) -> list[str]:
+        """`["journal"]` while a journalctl runs without a reported failure, else nothing."""
+        return [_PATH] if self._proc is not None and not self._failure else []
+
     @property
     def more(self) -> bool:
         """Entries are waiting beyond what one poll returns."""

@@ -14,6 +14,11 @@ sees are never ahead of the checkpoint either: processing and checkpointing happ
 Events from re-read lines get the same ids (derived from the line's file, inode and offset), so
 the server stores them once.
 
+Which inputs each source reads is exposed (`vigil_log_source_info{source,kind}`,
+`vigil_log_files_followed{source}`, beside `vigil_log_lines_read_total{source}`), and a file source
+matching no file is said once in the log (and again when one appears): zero-config auth monitoring on
+a host without auth.log must not look like a quiet host.
+
 Syslog lines have no offsets: those received but not yet processed when the agent dies are lost, as
 with any syslog relay. The push queue is bounded; overflow is counted, never blocks the receiver.
 """
@@ -68,6 +73,8 @@ class Follower(Protocol):
 
     @property
     def more(self) -> bool: ...
+
+    def followed(self) -> list[str]: ...
 
     def poll_chunks(self) -> list[Chunk]: ...
 
@@ -137,6 +144,7 @@ class LogPipeline:
         self.rounds_retried = 0
         self.checkpoint_errors = 0
         self._logged: set[str] = set()
+        self._missing: set[str] = set()  # file sources said to match no file (until one appears)
         self._checkpointed = False
         self._more = False  # a file had more to read than one round takes: go again at once
 
@@ -219,6 +227,30 @@ class LogPipeline:
             out.update(follower.errors)
         return out
 
+    def followed(self, source: str) -> list[str]:
+        """What `source` reads now: its files, or "journal"."""
+        return [path for _, follower in self._followers[source] for path in follower.followed()]
+
+    def _say_missing(self) -> None:
+        """Say once that a file source matches no file (and when it does again): without it, a
+        host without the expected log looks the same as a quiet one."""
+        for s in self._sources:
+            if isinstance(s, JournalSource):
+                continue  # journalctl failures are reported as the source's errors
+            found = self.followed(s.name)
+            if not found and not self.errors(s.name) and s.name not in self._missing:
+                self._missing.add(s.name)
+                log.warning(
+                    "log source %s: no file matches %s, so nothing is read from it until one appears "
+                    "(vigil_log_files_followed{source=%r} is 0)",
+                    s.name,
+                    ", ".join(s.paths),
+                    s.name,
+                )
+            elif found and s.name in self._missing:
+                self._missing.discard(s.name)
+                log.info("log source %s: reading %s", s.name, ", ".join(found))
+
     def push(self, line: LogLine) -> None:
         """Queue a line from the syslog receiver (any thread); dropped and counted when full."""
         if len(self._pending) >= self._max_pending:
@@ -265,6 +297,7 @@ class LogPipeline:
                 self._pending.extendleft(reversed(taken))
                 self._more = False
                 return 0
+            self._say_missing()
             for p in self.processors():
                 tick = getattr(p, "tick", None)  # periodic housekeeping (saving learned templates)
                 if tick is not None:
@@ -420,11 +453,26 @@ class _PipelineMetrics:
         failing = GaugeMetricFamily(
             "vigil_log_files_unreadable", "Files of a log source that cannot be read now.", labels=["source"]
         )
+        followed = GaugeMetricFamily(
+            "vigil_log_files_followed",
+            "Files a log source reads now (for the journal: 1 while journalctl runs); 0: nothing is read.",
+            labels=["source"],
+        )
+        info = GaugeMetricFamily(
+            "vigil_log_source_info",
+            "The log sources followed, by what they read (file or journal); always 1.",
+            labels=["source", "kind"],
+        )
         for name in sorted(p._followers):
             failing.add_metric([name], len(p.errors(name)))
+            followed.add_metric([name], len(p.followed(name)))
+        for s in sorted(p._sources, key=lambda s: s.name):
+            info.add_metric([s.name, "journal" if isinstance(s, JournalSource) else "file"], 1)
         return [
             read,
             failing,
+            followed,
+            info,
             CounterMetricFamily(
                 "vigil_log_syslog_lines_dropped",
                 "Syslog lines dropped because the pipeline's queue was full.",

@@ -92,6 +92,20 @@ _EVENT_FIELDS = frozenset({"source", "rule", "line"})
 _UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
 
 
+def _re2_options() -> Any:
+    """RE2's defaults, except that a pattern that does not parse is not also logged by RE2 itself: that
+    goes through absl to stderr (with absl's "before InitializeLog" banner), beside our own one line."""
+    options = re2.Options()
+    options.log_errors = False
+    return options
+
+
+def _re2_message(exc: Exception) -> str:
+    """The text of a re2.error, which carries RE2's message as bytes."""
+    arg = exc.args[0] if exc.args else exc
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+
+
 @dataclass(frozen=True, slots=True)
 class LogRule:
     """One validated rule; build these with `parse_rules` / `load_rules`."""
@@ -147,12 +161,12 @@ def _compile(ctx: _Ctx, raw: object) -> Any:
     if not isinstance(raw, str):
         raise ctx.error("match", f"expected a regular expression (RE2 syntax), got {_show(raw)}")
     try:
-        return re2.compile(raw)
+        return re2.compile(raw, _re2_options())
     except re2.error as e:
         raise ctx.error(
             "match",
             f"expected a regular expression in RE2 syntax (no look-around or back-references), "
-            f"got {_show(raw)}: {e}",
+            f"got {_show(raw)}: {_re2_message(e)}",
         ) from None
 
 
@@ -442,7 +456,7 @@ class RuleProcessor:
 
     @staticmethod
     def _compile(rule: LogRule) -> _State:
-        regexp = re2.compile(rule.match)
+        regexp = re2.compile(rule.match, _re2_options())
         index = regexp.groupindex
         label_idx = tuple(index[g] for g in rule.label_groups)
         value_idx = index[rule.value] if rule.value else -1
@@ -461,7 +475,7 @@ class RuleProcessor:
         states = tuple(s for s in self._states if s.rule.sources is None or source in s.rule.sources)
         rset = None
         if len(states) > 1 or (states and not states[0].needs_spans):
-            rset = re2.Set.SearchSet()
+            rset = re2.Set.SearchSet(_re2_options())
             for s in states:
                 rset.Add(s.rule.match)
             rset.Compile()

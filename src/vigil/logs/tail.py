@@ -196,6 +196,10 @@ class FileFollower:
             self._saved.clear()  # whatever was not found is gone
         return out
 
+    def followed(self) -> list[str]:
+        """The files followed now (matching the pattern and opened), in path order."""
+        return sorted(f.path for f in self._files.values())
+
     def state(self) -> dict[str, Any]:
         """The offsets of all lines returned so far, as JSON-able data (what `commit` writes).
 

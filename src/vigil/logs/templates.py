@@ -10,8 +10,14 @@ This is the "non-whitelisted log lines" signal. Per configured log source:
   `vigil_log_unknown_lines_total{source}` and kept as a `log_unknown` event carrying the line; its
   shape is mined into a separate tree of `pending` templates, so a flood of one new message is one
   pending template, reported in at most `events_per_template` events per `event_window` (the rest
-  counted in `vigil_log_unknown_events_suppressed_total`). `vigil logs templates accept` turns a
-  pending template into an accepted one; `reject` drops it.
+  counted in `vigil_log_unknown_events_suppressed_total{limit="template"}`, and in the template's
+  count). `vigil logs templates accept` turns a pending template into an accepted one; `reject`
+  drops it.
+* **the per-source limit**: at most `events_per_source` events per source and `event_window`, however
+  many templates (a flood of distinct new lines). Past it lines are counted
+  (`vigil_log_unknown_events_suppressed_total{limit="source"}`) and the event stream says so, never
+  silently: a `log_unknown_suppressed` event when the limit is reached (with the first line held
+  back), and another with the number held back at the first line of the source after the window.
 
 The baseline of a source is a JSON file `<directory>/<source>.json` meant to be read by people
 (template text, count, first/last seen, status). The agent and the CLI share it under an `flock` on
@@ -21,8 +27,8 @@ read-modify-write under the same lock. Writes are atomic (temporary file, fsync,
 
 Lines are normalised before mining: every run of ASCII digits becomes one `0` (a template never
 depends on a number), the syslog header (timestamp, host, pid) is replaced by the program name,
-and drain3 masks replace timestamps, UUIDs, IP/MAC addresses, hex strings, key-like tokens and
-numbers. Because the
+and drain3 masks replace timestamps (every common shape, weekday and month names included:
+`TIMESTAMP_SHAPES`), UUIDs, IP/MAC addresses, hex strings, key-like tokens and numbers. Because the
 masking runs on the digit-normalised line, the decision for a line is a function of that normalised
 text, so a bounded cache from it to the template id lets repeated shapes skip masking and Drain's
 tree search: most lines cost one `str.translate` and one dict lookup.
@@ -101,10 +107,36 @@ _HEADER = re.compile(
 # RFC 5424: "<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG" -> "APP: MSG".
 _HEADER_5424 = re.compile(r"<0>0 \S+ \S+ (?P<prog>\S+) \S+ \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*\])+) ?")
 
+# Timestamp shapes, on the normalised text. Digits are already one 0, so what still differs from one
+# day to the next is the names: a weekday or month left in a template makes every line of it look
+# new on the next weekday (or month), so every shape that spells them is masked whole.
+_WDAY = r"(?:Mon(?:day)?|Tue(?:sday)?|Wed(?:nesday)?|Thu(?:rsday)?|Fri(?:day)?|Sat(?:urday)?|Sun(?:day)?)"
+_MONTH_NAME = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
+_TIME_OF_DAY = r"0:0:0(?:[.,]0)?"
+# Zone names from a closed list: an open "[A-Z]{3,4}" would swallow the log level after a stamp.
+_ZONE_NAME = r"(?:UTC|GMT|[ECMPA][SD]T|CES?T|EES?T|WES?T|BST|IST|JST|KST|MSK|AES?T|NZS?T|HST)"
+_ZONE = rf"(?:Z|[+-]0(?::0)?|{_ZONE_NAME})"
+TIMESTAMP_SHAPES: tuple[str, ...] = (
+    # ISO 8601 / RFC 3339, also with a space, a zone name, a weekday before it (journalctl short-full)
+    rf"(?:\b{_WDAY},? +)?0-0-0[T ]{_TIME_OF_DAY}(?: ?{_ZONE}\b|Z)?",
+    r"\b0T0(?:[.,]0)?(?:Z|[+-]0)?\b",  # ISO 8601 basic: 20240501T120000Z
+    # RFC 1123/2822 (HTTP Date, mail: Mon, 05 Dec 2022 14:03:11 GMT), RFC 850, Tomcat (05-Dec-2022 ...)
+    rf"(?:\b{_WDAY}, +)?\b0[ -]{_MONTH_NAME}[ -]0 +{_TIME_OF_DAY}(?: +{_ZONE}\b)?",
+    # RFC 3164 and ctime with or without a weekday, Apache error logs ([Mon Dec 05 14:03:11.1 2022]),
+    # date(1) (Mon Dec  5 14:03:11 UTC 2022), java.util.logging (Dec 05, 2022 2:03:11 PM)
+    rf"(?:\b{_WDAY},? +)?\b{_MONTH_NAME} +0,? +(?:0 +)?{_TIME_OF_DAY}(?: ?[AP]M\b)?(?: +{_ZONE_NAME}\b)?"
+    r"(?: +0\b)?",
+    rf"\b0/{_MONTH_NAME}/0:{_TIME_OF_DAY}(?: +[+-]0)?",  # access logs (CLF): [05/Dec/2022:14:03:11 +0000]
+    rf"\b0/0/0[ T]{_TIME_OF_DAY}",  # nginx error logs and Go's log package: 2022/12/05 14:03:11
+    # Epoch seconds or milliseconds are plain numbers: the NUM mask below takes them.
+)
+
 # drain3 masking instructions, applied in order to the normalised text (every digit run is one 0).
 MASKS: tuple[tuple[str, str], ...] = (
-    (_ISO_TS, "TS"),
-    (rf"\b{_MONTH} +0 0:0:0\b", "TS"),
+    *((shape, "TS") for shape in TIMESTAMP_SHAPES),
     (r"(?<![\w:])0:0:0(?:[.,]0)?(?![\w:])", "TIME"),
     (r"(?<=\[)\s*0\.0(?=\])", "NUM"),  # kernel uptime, space-padded: "[    5.123]"
     (r"\b(?=[0-9a-fA-F-]*0)[0-9a-fA-F]+-[0-9a-fA-F]+-[0-9a-fA-F]+-[0-9a-fA-F]+-[0-9a-fA-F]+\b", "UUID"),
@@ -140,6 +172,10 @@ def _content(key: bytes) -> str:
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _duration(ms: int) -> str:
+    return f"{ms // 3_600_000}h" if ms % 3_600_000 == 0 else f"{ms / 1000:g}s"
 
 
 def _ms(text: object, where: str) -> int:
@@ -330,8 +366,9 @@ class DetectorSettings:
     """How long after a source's first line its templates are learned (no saved baseline)."""
     events_per_template: int = 10
     """Events kept per pending template per `event_window_s`; further lines are only counted."""
-    max_events_per_window: int = 100
-    """Events kept per source per `event_window_s`, whatever the template (many distinct new lines)."""
+    events_per_source: int = 100
+    """Events kept per source per `event_window_s`, whatever the template (many distinct new lines);
+    past it one `log_unknown_suppressed` event says so, and another how many were held back."""
     event_window_s: float = 3600.0
     max_templates: int = 5000
     """Known templates per source; learning stops early when it is reached."""
@@ -378,7 +415,9 @@ class _Source:
         self.window_ms = int(settings.event_window_s * 1000)
         self.lines = 0
         self.unknown = 0
-        self.suppressed = 0
+        self.suppressed = 0  # by either limit
+        self.suppressed_by_source = 0  # of those, by the per-source limit
+        self.held_back = 0  # by the per-source limit in the current window, not yet reported
         self.lines_at_save = -1
         self.urgent = False  # save at the next tick, not the next save interval
         self.file_sig: tuple[int, int, int] | None = None  # the file as we last wrote or read it
@@ -422,6 +461,8 @@ class _Source:
         return not self.baseline.learning_done
 
     def process(self, line: LogLine) -> tuple[Event, ...]:
+        if self.held_back and line.time_ms - self.source_window[0] >= self.window_ms:
+            return (self._held_back_report(line), *self.process(line))  # held_back is 0 by then
         self.lines += 1
         t = line.time_ms
         b = self.baseline
@@ -507,8 +548,15 @@ class _Source:
         sw = self.source_window
         if t - sw[0] >= self.window_ms:
             sw[0], sw[1] = t, 0
-        if w[1] >= self.s.events_per_template or sw[1] >= self.s.max_events_per_window:
+        if w[1] >= self.s.events_per_template:
             self.suppressed += 1
+            return ()
+        if sw[1] >= self.s.events_per_source:
+            self.suppressed += 1
+            self.suppressed_by_source += 1
+            self.held_back += 1
+            if self.held_back == 1:
+                return (self._limit_reached(line, entry),)
             return ()
         w[1] += 1
         sw[1] += 1
@@ -525,6 +573,42 @@ class _Source:
                     "template_id": entry.id,
                 },
             ),
+        )
+
+    def _limit_reached(self, line: LogLine, entry: Template) -> Event:
+        until = self.source_window[0] + self.window_ms
+        return Event(
+            time_ms=line.time_ms,
+            kind="log_unknown_suppressed",
+            message=f"{self.name}: {self.s.events_per_source} unknown-line events within "
+            f"{_duration(self.window_ms)} (events_per_source): further unknown lines until {_iso(until)} are "
+            "counted, not kept as events",
+            fields={
+                "source": self.name,
+                "limit": self.s.events_per_source,
+                "window_start": _iso(self.source_window[0]),
+                "window_end": _iso(until),
+                "line": line.text[:_MAX_EVENT_LINE],  # the first line held back
+                "template": entry.template,
+                "template_id": entry.id,
+            },
+        )
+
+    def _held_back_report(self, line: LogLine) -> Event:
+        n, self.held_back = self.held_back, 0
+        start, end = _iso(self.source_window[0]), _iso(self.source_window[0] + self.window_ms)
+        return Event(
+            time_ms=line.time_ms,
+            kind="log_unknown_suppressed",
+            message=f"{self.name}: {n} unknown lines between {start} and {end} were counted but not kept "
+            "as events (events_per_source)",
+            fields={
+                "source": self.name,
+                "limit": self.s.events_per_source,
+                "window_start": start,
+                "window_end": end,
+                "suppressed": n,
+            },
         )
 
     def _evict_pending(self) -> None:
@@ -638,8 +722,9 @@ class UnknownLineDetector:
         )
         suppressed = CounterMetricFamily(
             "vigil_log_unknown_events_suppressed",
-            "Unknown log lines counted but not kept as events (per-template or per-source event limit).",
-            labels=["source"],
+            "Unknown log lines counted but not kept as events, by the limit that held them back "
+            "(events_per_template or events_per_source).",
+            labels=["source", "limit"],
         )
         templates = GaugeMetricFamily(
             "vigil_log_templates",
@@ -654,7 +739,8 @@ class UnknownLineDetector:
         for name, st in sorted(self._sources.items()):
             lines.add_metric([name], st.lines)
             unknown.add_metric([name], st.unknown)
-            suppressed.add_metric([name], st.suppressed)
+            suppressed.add_metric([name, "template"], st.suppressed - st.suppressed_by_source)
+            suppressed.add_metric([name, "source"], st.suppressed_by_source)
             for status, n in st.baseline.counts().items():
                 templates.add_metric([name, status], n)
             learning.add_metric([name], 1 if st.learning else 0)
@@ -663,7 +749,12 @@ class UnknownLineDetector:
     def snapshot(self) -> dict[str, Any]:
         return {
             "sources": {
-                name: {"lines": st.lines, "unknown": st.unknown, "suppressed": st.suppressed}
+                name: {
+                    "lines": st.lines,
+                    "unknown": st.unknown,
+                    "suppressed": st.suppressed,
+                    "suppressed_by_source": st.suppressed_by_source,
+                }
                 for name, st in self._sources.items()
             }
         }
@@ -676,6 +767,8 @@ class UnknownLineDetector:
             st.lines = int(counters.get("lines", 0))
             st.unknown = int(counters.get("unknown", 0))
             st.suppressed = int(counters.get("suppressed", 0))
+            # Checkpoints from before the split have the total only: counted under "template".
+            st.suppressed_by_source = min(st.suppressed, int(counters.get("suppressed_by_source", 0)))
 
     # -- baselines
 

@@ -1,11 +1,20 @@
-"""PromQL label matchers (`=`, `!=`, `=~`, `!~`) with Prometheus 3 semantics.
+"""PromQL label matchers (`=`, `!=`, `=~`, `!~`) with Prometheus 3 semantics, and RE2 regexes.
 
 Users write regexes in RE2 syntax (what Prometheus accepts), fully anchored, with `.` matching
-newlines. We run them on Python's `re`, which is an order of magnitude faster per match from Python
-than the google-re2 binding. `translate` parses an RE2 pattern into a small syntax tree, rejecting
-what RE2 rejects (lookaround, backreferences, possessive quantifiers, ...), and prints an equivalent
-Python pattern; the same tree drives the shortcuts Prometheus also takes: `.*`, `.+`, literal sets,
-prefix/suffix/substring checks.
+newlines. Patterns and the values they run on come from requests, so matching must take linear
+time whatever either holds: a backtracking engine can take exponential time (`(a?){30}a{30}`,
+`(a+)+b`), and Python's `re` holds the GIL while it does, freezing every thread of the server.
+
+`_Parser` parses an RE2 pattern into a small syntax tree, rejecting what RE2 rejects (lookaround,
+backreferences, possessive quantifiers, ...). The tree decides how a pattern runs:
+- the shortcuts Prometheus also takes: `.*`, `.+`, literal sets, prefix/suffix/substring checks;
+- shapes that are linear on a backtracking engine, checked structurally by
+  `_linear_on_backtracking` (at most one ambiguous repetition, of a single character, and only
+  fixed-cost items after it, such as `[a-z]+_total` or `node_(cpu|mem)_.+`): Python's `re`, an
+  order of magnitude faster per match from Python than the google-re2 binding;
+- everything else: google-re2, from the tree printed back as RE2 syntax (`_emit_re2`), so both
+  engines run the language our parser defines. There is no fallback to backtracking.
+`compile_regex` gives the same choice, with capture groups, to `label_replace` and relabelling.
 
 Divergences from Go's regexp (what Prometheus uses), all deliberate:
 - Unicode classes: `\\p{...}` is translated for the general categories (`\\pL`, `\\p{Lu}`, also by
@@ -13,25 +22,37 @@ Divergences from Go's regexp (what Prometheus uses), all deliberate:
   Python's `unicodedata` (whose Unicode version may lag Go's). Scripts such as `\\p{Greek}` are
   rejected with an error: Python has no script data to translate them from.
 - Nesting is limited to 100 groups (Go allows 1000): our parser and Python's are recursive.
-- Go rejects regexes that compile to over ~3 million instructions; we do not check that.
-
-Patterns on which a backtracking engine could take exponential or high-polynomial time (nested
-repetition such as `(a+)+`, many `.*`) run on google-re2 instead: linear time, slower per match.
+- Go rejects regexes that compile to over ~3 million instructions; RE2's limit is its 8 MiB
+  program memory, reported as an invalid regex.
+- A lone surrogate in a value (no valid UTF-8 has one) is matched by RE2 as U+FFFD.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
+import itertools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
+
+import re2
 
 from vigil.model.labels import is_valid_label_name
 
-__all__ = ["InvalidMatcherError", "MatchType", "Matcher", "RegexSyntaxError", "translate"]
+__all__ = [
+    "InvalidMatcherError",
+    "MatchType",
+    "Matcher",
+    "Regex",
+    "RegexMatch",
+    "RegexSyntaxError",
+    "compile_regex",
+    "translate",
+]
 
 
 class MatchType(enum.Enum):
@@ -795,52 +816,255 @@ def _case_sensitive_lit(node: _Node) -> str | None:
     return None
 
 
-def _backtracking_risk(node: _Node, in_repeat: bool = False) -> int:
-    """How dangerous `node` is for a backtracking engine: 1000 for nested repetition (exponential
-    time on some inputs, e.g. `(a+)+b`), otherwise the number of unbounded repetitions (the degree
-    of the worst-case polynomial, e.g. `.*a.*a.*a.*b`)."""
-    if isinstance(node, _Repeat):
-        repeats = node.max is None or node.max > 1
-        if in_repeat and repeats:
-            return 1000
-        return (node.max is None) + _backtracking_risk(node.sub, in_repeat or repeats)
-    if isinstance(node, _Alt):
-        if in_repeat:
-            return 1000
-        return max(_backtracking_risk(b, in_repeat) for b in node.branches)
+# ---------------------------------------------------------------------------------------------
+# Engines: Python's re for shapes proven linear on it, RE2 for everything else
+
+
+def _items(node: _Node) -> list[_Node]:
+    """The top-level sequence of a pattern: concatenations and capture groups opened up (neither
+    changes how a backtracking engine explores the items)."""
     if isinstance(node, _Concat):
-        return sum(_backtracking_risk(s, in_repeat) for s in node.items)
+        return [x for item in node.items for x in _items(item)]
     if isinstance(node, _Capture):
-        return _backtracking_risk(node.sub, in_repeat)
-    return 0
+        return _items(node.sub)
+    return [node]
 
 
-_MAX_RISK = 3
+def _single(node: _Node) -> bool:
+    """Whether `node` matches exactly one character, in exactly one way."""
+    return isinstance(node, _Class | _Any) or (isinstance(node, _Lit) and len(node.text) == 1)
 
 
-def _full_matcher(pattern: str, tree: _Node) -> Callable[[str], Any]:
-    """A fullmatch function for the whole pattern: Python's re, or RE2 when backtracking could
-    take exponential or high-polynomial time (label values and patterns come from users)."""
-    py = re.compile(_emit(tree, False), re.DOTALL).fullmatch
-    if _backtracking_risk(tree) <= _MAX_RISK:
-        return py
+def _charset(node: _Node) -> _R | None:
+    """The characters a single-character node can match, or None when unknown (any, folded)."""
+    if isinstance(node, _Lit) and not (node.fold and _cased(node.text)):
+        return [(ord(node.text[0]),) * 2]
+    if isinstance(node, _Class) and not node.fold:
+        return _complement(node.ranges) if node.negated else node.ranges
+    return None
+
+
+def _literal_alt(node: _Node) -> list[str] | None:
+    """The branches of an alternation of case-sensitive, non-empty literals none of which is a
+    prefix of another: at any position at most one branch matches, and in one way only."""
+    if not isinstance(node, _Alt):
+        return None
+    words = [_case_sensitive_lit(b) for b in node.branches]
+    if not all(words):
+        return None
+    texts = sorted(w for w in words if w)
+    if any(b.startswith(a) for a, b in itertools.pairwise(texts)):  # sorted: enough to check neighbours
+        return None
+    return texts
+
+
+def _fixed(node: _Node) -> bool:
+    """Whether `node` matches at most one way at a given position, at a cost bounded by its size."""
+    if isinstance(node, _Lit | _Assert) or _single(node):
+        return True
+    if isinstance(node, _Repeat) and node.min == node.max and _single(node.sub):
+        return True
+    return _literal_alt(node) is not None
+
+
+def _first_chars(node: _Node) -> _R | None:
+    """Characters a non-empty match of `node` must start with, or None when unknown."""
+    if isinstance(node, _Lit):
+        return _charset(_Lit(node.text[0], node.fold))
+    if _single(node):
+        return _charset(node)
+    if isinstance(node, _Repeat) and node.min > 0 and _single(node.sub):
+        return _charset(node.sub)
+    words = _literal_alt(node)
+    return None if words is None else _normalize((ord(w[0]),) * 2 for w in words)
+
+
+def _disjoint(a: _R, b: _R) -> bool:
+    return all(hi1 < lo2 or hi2 < lo1 for lo1, hi1 in a for lo2, hi2 in b)
+
+
+def _linear_on_backtracking(tree: _Node) -> bool:
+    """Whether a backtracking engine's full match of `tree` takes time linear in the value
+    (O(value length x pattern length), RE2's own bound), proven from the pattern's shape.
+
+    The items of the top-level sequence may be fixed (literals, single characters, counted
+    repeats of one, assertions, alternations of prefix-free literals: one way to match each) or
+    repetitions of a single character. A repetition is unambiguous when what follows cannot start
+    with a character it repeats (`[a-z]+_`, or at the end): it gives back characters only to fail
+    at once. At most one may be ambiguous (the choice point: `.*`, `a*a`), and after it only fixed
+    items, so that each of its O(n) choices costs O(pattern). Everything else goes to RE2:
+    repetitions of groups (`(a?){30}`, `(a+)+`), two ambiguous repetitions (`.*a.*b`), ...
+    """
+    items = _items(tree)
+    choice = False  # seen the ambiguous repetition
+    for i, item in enumerate(items):
+        if _fixed(item):
+            continue
+        if not (isinstance(item, _Repeat) and _single(item.sub)) or choice:
+            return False
+        if i + 1 == len(items):
+            continue
+        repeated, following = _charset(item.sub), _first_chars(items[i + 1])
+        if repeated is None or following is None or not _disjoint(repeated, following):
+            choice = True
+    return True
+
+
+def _group_names_ok_for_re(tree: _Node) -> bool:
+    """Whether Python's re keeps every group name (unique identifiers; Go also allows `1a`, and
+    repeats, which only RE2 keeps as Go does)."""
+    names: list[str] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _Capture):
+            if node.name is not None:
+                names.append(node.name)
+            stack.append(node.sub)
+        elif isinstance(node, _Concat):
+            stack.extend(node.items)
+        elif isinstance(node, _Alt):
+            stack.extend(node.branches)
+        elif isinstance(node, _Repeat):
+            stack.append(node.sub)
+    return all(n.isidentifier() for n in names) and len(set(names)) == len(names)
+
+
+# RE2 syntax printer. Everything non-alphanumeric is spelled \x{...}: no escaping rules to get
+# wrong, and no pattern text to re-encode. Folding, \b and \B are RE2's own (what Go does).
+_RE2_ASSERTS = {"bot": "\\A", "eot": "\\z", "bol": "(?m:^)", "eol": "(?m:$)", "wb": "\\b", "nwb": "\\B"}
+
+
+def _re2_char(cp: int) -> str:
+    return chr(cp) if cp < 0x80 and chr(cp).isalnum() else f"\\x{{{cp:x}}}"
+
+
+def _emit_re2(node: _Node, capture: bool) -> str:
+    if isinstance(node, _Lit):
+        s = "".join(_re2_char(ord(c)) for c in node.text)
+        return f"(?i:{s})" if node.fold and _cased(node.text) else s
+    if isinstance(node, _Class):
+        ranges, negated = node.ranges, node.negated
+        if not ranges:  # an empty class: the complement of everything
+            ranges, negated = [(0, _MAX_RUNE)], not negated
+        body = "".join(_re2_char(lo) if lo == hi else f"{_re2_char(lo)}-{_re2_char(hi)}" for lo, hi in ranges)
+        s = f"[{'^' if negated else ''}{body}]"
+        return f"(?i:{s})" if node.fold else s
+    if isinstance(node, _Any):
+        return "(?s:.)" if node.nl else "(?-s:.)"
+    if isinstance(node, _Assert):
+        return _RE2_ASSERTS[node.kind]
+    if isinstance(node, _Concat):
+        return "".join(
+            f"(?:{_emit_re2(s, capture)})" if isinstance(s, _Alt) else _emit_re2(s, capture)
+            for s in node.items
+        )
+    if isinstance(node, _Alt):
+        return "|".join(_emit_re2(b, capture) for b in node.branches)
+    if isinstance(node, _Capture):
+        sub = _emit_re2(node.sub, capture)
+        if not capture:
+            return f"(?:{sub})"
+        return f"(?P<{node.name}>{sub})" if node.name is not None else f"({sub})"
+    lo, hi = node.min, node.max
+    quant = f"{{{lo}}}" if hi == lo else f"{{{lo},{'' if hi is None else hi}}}"
+    return f"(?:{_emit_re2(node.sub, capture)}){quant}{'' if node.greedy else '?'}"
+
+
+def _re2_options(capture: bool) -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False
+    options.never_capture = not capture  # a match/no-match answer then takes RE2's DFA only
+    return options
+
+
+def _compile_re2(tree: _Node, capture: bool) -> Any:
     try:
-        import re2
+        return re2.compile(_emit_re2(tree, capture), _re2_options(capture))
+    except re2.error as e:  # e.g. a program over RE2's memory budget
+        raise RegexSyntaxError(f"RE2 cannot compile it: {e}") from None
 
-        options = re2.Options()
-        options.log_errors = False
-        options.dot_nl = True
-        linear = re2.compile(pattern, options).fullmatch
-    except Exception:  # RE2 missing, or a spelling only Go accepts: backtracking it is
-        return py
 
-    def match(value: str) -> Any:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_surrogates(value: str) -> str:
+    """`value` with each lone surrogate (which UTF-8, and so RE2, cannot hold) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", value)
+
+
+def _utf8(value: str) -> bytes:
+    try:
+        return value.encode()
+    except UnicodeEncodeError:
+        return _no_surrogates(value).encode()
+
+
+_ANCHOR_BOTH = re2._re2.RE2.Anchor.ANCHOR_BOTH
+
+
+def _full_matcher(tree: _Node) -> tuple[Callable[[str], Any], str]:
+    """A fullmatch test for the whole pattern and the engine it runs on ("re" or "re2")."""
+    if _linear_on_backtracking(tree):
+        return re.compile(_emit(tree, False), re.DOTALL).fullmatch, "re"
+    regexp = _compile_re2(tree, capture=False)._regexp  # the low-level RE2: no per-call wrapper
+
+    def match(value: str) -> bool:
+        data = _utf8(value)
+        return bool(regexp.Match(_ANCHOR_BOTH, data, 0, len(data))[0][0] >= 0)
+
+    return match, "re2"
+
+
+class RegexMatch(Protocol):
+    """What a successful match gives: groups by number or name (IndexError for unknown ones)."""
+
+    def group(self, group: int | str, /) -> str | Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Regex:
+    """A compiled RE2 pattern with capture groups, for label_replace and relabelling; build it
+    with `compile_regex`. `engine` says what runs `fullmatch`; `search` always runs on RE2 (an
+    unanchored search on a backtracking engine retries every start: quadratic even for `a*b`)."""
+
+    pattern: str
+    engine: str  # "re" or "re2"
+    _full: Callable[[str], RegexMatch | None]
+    _re2: Any
+
+    def fullmatch(self, value: str) -> RegexMatch | None:
+        """The match of the whole of `value`, or None."""
+        return self._full(value)
+
+    def search(self, value: str) -> RegexMatch | None:
+        """The leftmost match anywhere in `value`, or None."""
         try:
-            return linear(value)
-        except UnicodeEncodeError:  # lone surrogates cannot go to RE2 as UTF-8
-            return py(value)
+            return self._re2.search(value)  # type: ignore[no-any-return]
+        except UnicodeEncodeError:
+            return self._re2.search(_no_surrogates(value))  # type: ignore[no-any-return]
 
-    return match
+
+@functools.lru_cache(maxsize=1024)
+def compile_regex(pattern: str, *, dot_nl: bool = False) -> Regex:
+    """Compile an RE2 pattern with its capture groups, matching in linear time whatever the value.
+
+    `dot_nl` starts with flag s on (PromQL matchers); relabelling and label_replace leave it off,
+    as Prometheus anchors them as `^(?:re)$`. Raises RegexSyntaxError for what RE2 rejects.
+    """
+    tree = _parse(pattern, dot_nl)
+    linear = _compile_re2(tree, capture=True)
+    if _linear_on_backtracking(tree) and _group_names_ok_for_re(tree):
+        with contextlib.suppress(re.error):  # should not happen; RE2 then, which always can
+            return Regex(pattern, "re", re.compile(_emit(tree, True), re.DOTALL).fullmatch, linear)
+
+    def full(value: str) -> RegexMatch | None:
+        try:
+            return linear.fullmatch(value)  # type: ignore[no-any-return]
+        except UnicodeEncodeError:
+            return linear.fullmatch(_no_surrogates(value))  # type: ignore[no-any-return]
+
+    return Regex(pattern, "re2", full, linear)
 
 
 @dataclass(frozen=True, slots=True)
@@ -848,6 +1072,7 @@ class _Compiled:
     fn: Callable[[str], Any]  # truthy when the pattern matches the whole string
     strings: frozenset[str] | None  # exactly the strings matched, when that is a small set
     all_non_empty: bool  # matches every non-empty string
+    engine: str = "shortcut"  # what runs when no shortcut decides: "re", "re2", or nothing
 
 
 def _true(_: str) -> bool:
@@ -867,14 +1092,16 @@ def _compile(pattern: str) -> _Compiled:
         return _Compiled(_true, None, True)
     if _is_dot_repeat(node, 1):
         return _Compiled(bool, None, True)  # bool(s): non-empty
-    full = _full_matcher(pattern, tree)
+    full, engine = _full_matcher(tree)
 
     folded = _strings(node, fold=True)
     if folded is not None:
         lowered = frozenset(folded)
         # ASCII values can be folded with lower(); others may match through Unicode folding
         # (K matches KELVIN SIGN), which only the regex knows.
-        return _Compiled(lambda v: v.lower() in lowered if v.isascii() else full(v) is not None, None, False)
+        return _Compiled(
+            lambda v: v.lower() in lowered if v.isascii() else bool(full(v)), None, False, engine
+        )
 
     items = node.items if isinstance(node, _Concat) else [node]
     prefix = _case_sensitive_lit(items[0]) or ""
@@ -886,6 +1113,7 @@ def _compile(pattern: str) -> _Compiled:
         return v.startswith(prefix) and v.endswith(suffix)
 
     fn: Callable[[str], Any]
+    uses_full = False
     if len(middle) == 1 and _is_dot_repeat(middle[0], 0):  # foo.*, .*foo, foo.*bar
         if not suffix:
             fn = lambda v: v.startswith(prefix)  # noqa: E731
@@ -907,10 +1135,11 @@ def _compile(pattern: str) -> _Compiled:
             m = n + len(inner)
             fn = lambda v: len(v) >= m and affixed(v) and inner in v[len(prefix) : len(v) - len(suffix)]  # noqa: E731
     elif n:
-        fn = lambda v: affixed(v) and full(v) is not None  # noqa: E731  # cheap reject first
+        fn = lambda v: affixed(v) and bool(full(v))  # noqa: E731  # cheap reject first
+        uses_full = True
     else:
-        fn = full
-    return _Compiled(fn, None, False)
+        fn, uses_full = full, True
+    return _Compiled(fn, None, False, engine if uses_full else "shortcut")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -949,6 +1178,7 @@ class Matcher:
     _matches_empty: bool = field(init=False, repr=False, compare=False)
     _pattern_set: frozenset[str] | None = field(init=False, repr=False, compare=False)
     _all_non_empty: bool = field(init=False, repr=False, compare=False)
+    _engine: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         mtype = MatchType(self.type)  # also accepts "=~" and friends
@@ -979,6 +1209,7 @@ class Matcher:
         object.__setattr__(self, "_matches_empty", bool(fn("")))
         object.__setattr__(self, "_pattern_set", strings)
         object.__setattr__(self, "_all_non_empty", all_non_empty)
+        object.__setattr__(self, "_engine", compiled.engine)
 
     @classmethod
     def eq(cls, name: str, value: str) -> Matcher:
@@ -1021,6 +1252,12 @@ class Matcher:
         values up instead of scanning them all.
         """
         return self._pattern_set
+
+    @property
+    def engine(self) -> str:
+        """What decides the values no shortcut does: "re" (a shape proven linear on Python's re),
+        "re2", or "shortcut" (string tests only: sets, prefixes, suffixes, ...)."""
+        return self._engine
 
     @property
     def matches_all_non_empty(self) -> bool:

@@ -37,6 +37,17 @@ _SCHEMA: list[tuple[str, list[tuple[str, int, int, int, str | None]]]] = [
         ],
     ),
     (
+        # What the strict decoder parses a TimeSeries as: exemplars stay opaque (they are only
+        # counted), so a hostile exemplar cannot make upb build a Python-visible object per label.
+        "CountedTimeSeries",
+        [
+            ("labels", 1, _F.TYPE_MESSAGE, _REP, "Label"),
+            ("samples", 2, _F.TYPE_MESSAGE, _REP, "Sample"),
+            ("exemplars", 3, _F.TYPE_BYTES, _REP, None),
+            ("histograms", 4, _F.TYPE_BYTES, _REP, None),
+        ],
+    ),
+    (
         "MetricMetadata",
         [
             ("type", 1, _F.TYPE_INT32, _OPT, None),
@@ -81,12 +92,14 @@ _CLASSES = _build()
 Label = _CLASSES["Label"]
 Sample = _CLASSES["Sample"]
 TimeSeries = _CLASSES["TimeSeries"]
+CountedTimeSeries = _CLASSES["CountedTimeSeries"]
 MetricMetadata = _CLASSES["MetricMetadata"]
 WriteRequest = _CLASSES["WriteRequest"]
 RawWriteRequest = _CLASSES["RawWriteRequest"]
 
 __all__ = [
     "METRIC_TYPES",
+    "CountedTimeSeries",
     "Label",
     "MetricMetadata",
     "RawWriteRequest",

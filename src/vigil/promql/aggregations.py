@@ -8,6 +8,7 @@ from vigil.model.labels import METRIC_NAME, Labels
 from vigil.promql import ast
 from vigil.promql.errors import ExecutionError
 from vigil.promql.functions_util import format_go_float, kahan_inc, quantile_sorted, sort_for_quantile
+from vigil.promql.limits import QueryLimits
 from vigil.promql.value import F64, I64, Scalar, String, Value, Vector
 
 
@@ -30,7 +31,7 @@ def _param_values(param: Value | None, n: int, name: str) -> F64:
     return param.values
 
 
-def evaluate(e: ast.Aggregate, v: Value, param: Value | None, steps: np.ndarray) -> Vector:
+def evaluate(e: ast.Aggregate, v: Value, param: Value | None, steps: np.ndarray, lim: QueryLimits) -> Vector:
     if not isinstance(v, Vector):
         raise ExecutionError(f"expected an instant vector in aggregation {e.op}")
     n = steps.size
@@ -41,7 +42,7 @@ def evaluate(e: ast.Aggregate, v: Value, param: Value | None, steps: np.ndarray)
     if e.op == "count_values":
         if not isinstance(param, String):
             raise ExecutionError("expected a string parameter for count_values")
-        return _count_values(e, v, param.value, n)
+        return _count_values(e, v, param.value, n, lim)
     if not len(v):
         return Vector.empty(n)
     groups, gid = _groups(v, e)
@@ -155,7 +156,7 @@ def _topk(e: ast.Aggregate, v: Vector, kparam: F64) -> Vector:
     return out
 
 
-def _count_values(e: ast.Aggregate, v: Vector, label: str, n: int) -> Vector:
+def _count_values(e: ast.Aggregate, v: Vector, label: str, n: int, lim: QueryLimits) -> Vector:
     from vigil.model.labels import is_valid_label_name
 
     if not is_valid_label_name(label):
@@ -166,7 +167,9 @@ def _count_values(e: ast.Aggregate, v: Vector, label: str, n: int) -> Vector:
     out: dict[Labels, F64] = {}
     rows, cols = np.nonzero(v.present)
     text: dict[float, str] = {}
-    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+    for done, (r, c) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
+        if not done % 1024:
+            lim.tick()
         val = float(v.values[r, c])
         s = text.get(val) if val == val else "NaN"
         if s is None:
@@ -174,6 +177,7 @@ def _count_values(e: ast.Aggregate, v: Vector, label: str, n: int) -> Vector:
         lb = Labels.from_dict({**glabels[r].to_dict(), label: s})
         arr = out.get(lb)
         if arr is None:
+            lim.charge(n)  # every distinct value is a series of its own, as long as the query
             arr = out[lb] = np.zeros(n)
         arr[c] += 1
     labels = list(out)

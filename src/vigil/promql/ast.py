@@ -132,4 +132,7 @@ def value_type(e: Expr) -> ValueType:
     raise TypeError(f"not an expression: {e!r}")
 
 
-FUNCTION_RETURNS: dict[str, ValueType] = {"time": "scalar", "scalar": "scalar", "pi": "scalar"}
+# The functions returning a scalar; every other one returns an instant vector.
+FUNCTION_RETURNS: dict[str, ValueType] = dict.fromkeys(
+    ("time", "scalar", "pi", "step", "range", "start", "end", "min_of", "max_of"), "scalar"
+)

@@ -7,6 +7,7 @@ import numpy as np
 from vigil.model.labels import METRIC_NAME, Labels
 from vigil.promql import ast
 from vigil.promql.errors import ExecutionError
+from vigil.promql.limits import QueryLimits
 from vigil.promql.value import F64, Bool, Scalar, Value, Vector, merge_duplicates
 
 ARITHMETIC = {"+", "-", "*", "/", "%", "^", "atan2"}
@@ -52,7 +53,7 @@ def negate(v: Value) -> Value:
     raise ExecutionError("unary minus is only defined on scalars and instant vectors")
 
 
-def evaluate(e: ast.Binary, lhs: Value, rhs: Value, steps: np.ndarray) -> Value:
+def evaluate(e: ast.Binary, lhs: Value, rhs: Value, steps: np.ndarray, lim: QueryLimits) -> Value:
     op = e.op
     if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
         return Scalar(apply(op, lhs.values, rhs.values))
@@ -67,7 +68,7 @@ def evaluate(e: ast.Binary, lhs: Value, rhs: Value, steps: np.ndarray) -> Value:
     if isinstance(lhs, Scalar) and isinstance(rhs, Vector):
         return _vector_scalar(op, rhs, lhs.values[None, :], drop_name, e.return_bool, scalar_right=False)
     assert isinstance(lhs, Vector) and isinstance(rhs, Vector)
-    return _vector_vector(e, lhs, rhs, drop_name, n)
+    return _vector_vector(e, lhs, rhs, drop_name, n, lim)
 
 
 def _vector_scalar(
@@ -152,7 +153,9 @@ def _result_labels(many: Labels, one: Labels, matching: ast.VectorMatching, drop
     return lb
 
 
-def _vector_vector(e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool, n: int) -> Vector:
+def _vector_vector(
+    e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool, n: int, lim: QueryLimits
+) -> Vector:
     matching = e.matching or ast.VectorMatching("one-to-one", False, (), ())
     if matching.card == "many-to-many":
         raise ExecutionError("many-to-many only allowed for set operators")
@@ -172,6 +175,10 @@ def _vector_vector(e: ast.Binary, lhs: Vector, rhs: Vector, drop_name: bool, n: 
                 dup = [one.labels[r] for r in rows if one.present[r, int(np.argmax(both))]][:2]
                 raise _duplicate_error(s, "left" if swapped else "right", dup)
     many_sigs = [signature(lb, matching) for lb in many.labels]
+    # Matching pairs can be many x one (one-side series with one signature, present at different
+    # steps): charged before they are listed.
+    lim.charge(sum(len(one_index.get(sig, ())) for sig in many_sigs) * n)
+    lim.tick()
     pairs_m, pairs_o = [], []
     for i, sig in enumerate(many_sigs):
         for j in one_index.get(sig, ()):

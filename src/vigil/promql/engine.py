@@ -2,13 +2,15 @@
 
 Evaluation is vectorised over steps: every node is evaluated once for all the steps of a range
 query (an instant query is a range query of one step), so the cost is a fixed number of numpy
-calls per node rather than per step or per sample.
+calls per node rather than per step or per sample. What a query may spend is bounded by its
+QueryLimits (see limits.py): every grid of points is charged to the sample budget before it is
+allocated, and the deadline is checked at every node and in every per-series or per-step loop.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,11 +18,12 @@ import numpy as np
 from vigil.model.labels import Labels
 from vigil.model.matcher import Matcher, MatchType
 from vigil.promql import aggregations, ast, binops, functions
-from vigil.promql.errors import ExecutionError, ParseError, QueryTimeout, TooManySamples
+from vigil.promql.errors import ExecutionError, ParseError
+from vigil.promql.limits import QueryLimits
 from vigil.promql.parser import parse
 from vigil.promql.result import QueryResult, Series
 from vigil.promql.value import I64, Matrix, Scalar, String, Value, Vector
-from vigil.storage.interface import SeriesSet, Storage
+from vigil.storage.interface import Queryable, SeriesSet
 
 STALE_NAN_BITS = 0x7FF0000000000002
 DEFAULT_SUBQUERY_STEP_MS = 60_000
@@ -35,15 +38,29 @@ class EngineOptions:
 
 
 class Engine:
-    def __init__(self, storage: Storage, options: EngineOptions | None = None) -> None:
+    def __init__(
+        self,
+        storage: Queryable,
+        options: EngineOptions | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._storage = storage
         self.options = options or EngineOptions()
+        self._clock = clock  # for the query deadline
+
+    def with_storage(self, storage: Queryable) -> Engine:
+        """An engine with the same options over other storage (e.g. one tenant's view of it).
+
+        Evaluation reaches stored data only through `storage.select`, so a query run here can only
+        ever see what `storage` gives it."""
+        return Engine(storage, self.options, self._clock)
 
     def instant_query(
         self, query: str, time_ms: int, lookback_delta_ms: int | None = None, timeout_s: float | None = None
     ) -> QueryResult:
         expr = parse(query)
         ev = self._evaluator(time_ms, time_ms, lookback_delta_ms, timeout_s)
+        ev.limits.charge(1)
         steps = np.array([time_ms], np.int64)
         ev.step = 0
         return _instant_result(ev.eval(expr, steps), time_ms)
@@ -68,52 +85,46 @@ class Engine:
             raise ParseError(
                 f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector'
             )
-        steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
         ev = self._evaluator(start_ms, end_ms, lookback_delta_ms, timeout_s)
+        ev.limits.charge((end_ms - start_ms) // step_ms + 1)  # the steps, before they exist
+        steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
         ev.step = step_ms
         return _range_result(ev.eval(expr, steps), steps)
 
     def _evaluator(self, start: int, end: int, lookback: int | None, timeout_s: float | None) -> Evaluator:
         o = self.options
         timeout = o.timeout_s if timeout_s is None else min(timeout_s, o.timeout_s)
+        limits = QueryLimits(o.max_samples, self._clock() + timeout, self._clock)
         return Evaluator(
-            self._storage,
-            start,
-            end,
-            lookback or o.lookback_delta_ms,
-            time.monotonic() + timeout,
-            o.max_samples,
-            o.default_subquery_step_ms,
+            self._storage, start, end, lookback or o.lookback_delta_ms, limits, o.default_subquery_step_ms
         )
 
 
 class Evaluator:
     def __init__(
         self,
-        storage: Storage,
+        storage: Queryable,
         start: int,
         end: int,
         lookback: int,
-        deadline: float,
-        max_samples: int,
+        limits: QueryLimits,
         default_step: int,
     ) -> None:
         self.storage = storage
         self.start = start
         self.end = end
         self.lookback = lookback
-        self.deadline = deadline
-        self.max_samples = max_samples
+        self.limits = limits
         self.default_step = default_step
         self.step = 0  # the query's step (0 for an instant query), for step()
-        self.samples_loaded = 0
-
-    def check_deadline(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise QueryTimeout()
 
     def eval(self, e: ast.Expr, steps: I64) -> Value:
-        self.check_deadline()
+        self.limits.tick()
+        value = self._eval(e, steps)
+        self.limits.tick()  # a node that ran past the deadline must not hand on its result
+        return value
+
+    def _eval(self, e: ast.Expr, steps: I64) -> Value:
         match e:
             case ast.NumberLiteral(value=v):
                 return Scalar(np.full(steps.size, v))
@@ -130,10 +141,11 @@ class Evaluator:
             case ast.Subquery():
                 return self.subquery(e, steps)
             case ast.Binary():
-                return binops.evaluate(e, self.eval(e.lhs, steps), self.eval(e.rhs, steps), steps)
+                lhs, rhs = self.eval(e.lhs, steps), self.eval(e.rhs, steps)
+                return binops.evaluate(e, lhs, rhs, steps, self.limits)
             case ast.Aggregate():
                 param = self.eval(e.param, steps) if e.param is not None else None
-                return aggregations.evaluate(e, self.eval(e.expr, steps), param, steps)
+                return aggregations.evaluate(e, self.eval(e.expr, steps), param, steps, self.limits)
             case ast.Call():
                 return functions.call(self, e, steps)
         raise ExecutionError(f"unsupported expression {e!r}")
@@ -146,18 +158,33 @@ class Evaluator:
         base = {"time": at.time_ms, "start": self.start, "end": self.end}[at.kind]
         return np.full(steps.size, base - offset, np.int64)
 
-    def _select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> SeriesSet:
+    def _select(self, matchers: Sequence[Matcher], mint: int, maxt: int, grid_steps: int) -> SeriesSet:
+        """The series, with their samples charged, and the series x `grid_steps` grid to fill."""
         ss = self.storage.select(matchers, mint, maxt)
-        self.samples_loaded += int(ss.timestamps.size)
-        if self.samples_loaded > self.max_samples:
-            raise TooManySamples(self.max_samples)
-        self.check_deadline()
+        self.limits.charge(int(ss.timestamps.size) + len(ss) * grid_steps)
+        self.limits.tick()
         return ss
+
+    def windows(
+        self,
+        labels: list[Labels],
+        offsets: I64,
+        ts: I64,
+        vals: np.ndarray,
+        end: I64,
+        range_ms: int,
+        selector_labels: Labels | None = None,
+    ) -> Matrix:
+        """`windows`, its series x steps bounds charged first. The points inside the windows are
+        not copied (range functions reduce over the samples, already charged); the functions that
+        do copy them into padded arrays charge those."""
+        self.limits.charge(len(labels) * end.size)
+        return windows(labels, offsets, ts, vals, end, range_ms, selector_labels)
 
     def vector_selector(self, e: ast.VectorSelector, steps: I64) -> Vector:
         t = self.effective_times(steps, e.offset_ms, e.at)
         # Prometheus 3: the lookback window is left-open, (t - lookback, t].
-        ss = self._select(e.matchers, int(t.min()) - self.lookback + 1, int(t.max()))
+        ss = self._select(e.matchers, int(t.min()) - self.lookback + 1, int(t.max()), steps.size)
         n, k = steps.size, len(ss)
         if k == 0:
             return Vector.empty(n)
@@ -175,7 +202,7 @@ class Evaluator:
     def matrix_selector(self, e: ast.MatrixSelector, steps: I64) -> Matrix:
         vs = e.selector
         t = self.effective_times(steps, vs.offset_ms, vs.at)
-        ss = self._select(vs.matchers, int(t.min()) - e.range_ms + 1, int(t.max()))
+        ss = self._select(vs.matchers, int(t.min()) - e.range_ms + 1, int(t.max()), 0)
         # Stale markers only end a series for instant selectors; range functions never see them.
         keep = ss.values.view(np.int64) != STALE_NAN_BITS
         if not keep.all():
@@ -185,7 +212,7 @@ class Evaluator:
             counts[np.diff(ss.offsets) == 0] = 0
             offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             ss = SeriesSet(ss.labels, offsets, ss.timestamps[keep], ss.values[keep])
-        return windows(
+        return self.windows(
             list(ss.labels),
             ss.offsets,
             ss.timestamps,
@@ -200,7 +227,10 @@ class Evaluator:
         t = self.effective_times(steps, e.offset_ms, e.at)
         lo_t = int(t.min()) - e.range_ms
         first = (lo_t // step + 1) * step  # first aligned step strictly after the window start
-        inner_steps = np.arange(first, int(t.max()) + 1, step, dtype=np.int64)
+        last = int(t.max())
+        # The inner steps are charged before they exist: `[30d:1ms]` is 2.6e9 of them.
+        self.limits.charge(max(0, (last - first) // step + 1))
+        inner_steps = np.arange(first, last + 1, step, dtype=np.int64)
         if inner_steps.size == 0:
             return windows([], np.zeros(1, np.int64), np.empty(0, np.int64), np.empty(0), t, e.range_ms)
         inner = self.eval(e.expr, inner_steps)
@@ -214,7 +244,7 @@ class Evaluator:
         rows, cols = np.nonzero(inner.present)  # row-major: per series, ascending time
         ts = inner_steps[cols]
         vals = inner.values[rows, cols]
-        return windows(inner.labels, offsets, ts, vals, t, e.range_ms)
+        return self.windows(inner.labels, offsets, ts, vals, t, e.range_ms)
 
 
 def _composite_keys(offsets: I64, ts: I64) -> tuple[I64, int, int]:

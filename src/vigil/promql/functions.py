@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vigil.model.labels import METRIC_NAME, Labels, is_valid_label_name
-from vigil.model.matcher import RegexSyntaxError, translate
+from vigil.model.matcher import RegexMatch, RegexSyntaxError, compile_regex
 from vigil.promql import ast
 from vigil.promql.errors import ExecutionError
 from vigil.promql.functions_util import (
@@ -24,18 +24,23 @@ from vigil.promql.functions_util import (
     quantile_sorted,
     sort_for_quantile,
 )
+from vigil.promql.limits import QueryLimits
 from vigil.promql.value import F64, I64, Matrix, Scalar, String, Value, Vector, merge_duplicates
 
 if TYPE_CHECKING:
     from vigil.promql.engine import Evaluator
 
+# A range function: the matrix argument, all the arguments, the steps, the query's limits.
+RangeFunction = Callable[[Matrix, list[Value], I64, QueryLimits], Vector]
+
 
 def call(ev: Evaluator, e: ast.Call, steps: I64) -> Value:
     f = e.func
     args = [ev.eval(a, steps) for a in e.args]
+    lim = ev.limits
     if f in _RANGE:
         m = next(a for a in args if isinstance(a, Matrix))
-        return _RANGE[f](m, args, steps)
+        return _RANGE[f](m, args, steps, lim)
     if f in _MATH:
         return _map(args[0], _MATH[f])
     if f in _DATE:
@@ -86,20 +91,22 @@ def call(ev: Evaluator, e: ast.Call, steps: I64) -> Value:
         case "sort" | "sort_desc":
             return _sort(args[0], desc=f == "sort_desc")
         case "label_replace":
-            return _label_replace(args)
+            return _label_replace(args, lim)
         case "label_join":
-            return _label_join(args)
+            return _label_join(args, lim)
         case "absent":
             return _absent(args[0], e.args[0], steps)
         case "histogram_quantile":
-            return _histogram_quantile(args[0], args[1])
+            return _histogram_quantile(args[0], args[1], lim)
         case "histogram_quantiles":
-            return _histogram_quantiles(args)
+            return _histogram_quantiles(args, lim)
         case "histogram_fraction":
             lo, hi = args[0], args[1]
             assert isinstance(lo, Scalar) and isinstance(hi, Scalar)
             return _classic_histograms(
-                args[2], lambda j, up, c: _bucket_fraction(float(lo.values[j]), float(hi.values[j]), up, c)
+                args[2],
+                lambda j, up, c: _bucket_fraction(float(lo.values[j]), float(hi.values[j]), up, c),
+                lim,
             )
     raise ExecutionError(f"function {f!r} is not supported")
 
@@ -252,7 +259,7 @@ def _sort_by_label(args: list[Value], desc: bool) -> Vector:
     return v.take(order)
 
 
-def _expand(template: str, m: re.Match[str]) -> str:
+def _expand(template: str, m: RegexMatch) -> str:
     # Go's Regexp.ExpandString: $1, ${1}, $name, ${name}; $$ is a literal $; unknown -> "".
     def sub(t: re.Match[str]) -> str:
         if t.group(0) == "$$":
@@ -267,19 +274,20 @@ def _expand(template: str, m: re.Match[str]) -> str:
     return re.sub(r"\$\$|\$\{(\w+)\}|\$(\w+)", sub, template)
 
 
-def _label_replace(args: list[Value]) -> Vector:
+def _label_replace(args: list[Value], lim: QueryLimits) -> Vector:
     v, dst, repl, src, regex = args
     assert isinstance(v, Vector)
     strs = [a.value for a in (dst, repl, src, regex)]  # type: ignore[union-attr]
     dst_s, repl_s, src_s, regex_s = strs
     try:
-        rx = re.compile(translate(regex_s, capture=True))
-    except (RegexSyntaxError, re.error) as exc:
+        rx = compile_regex(regex_s, dot_nl=True)  # linear time: the values are not ours to trust
+    except RegexSyntaxError as exc:
         raise ExecutionError(f"invalid regular expression in label_replace(): {regex_s}: {exc}") from None
     if not is_valid_label_name(dst_s) and dst_s != METRIC_NAME:
         raise ExecutionError(f"invalid destination label name in label_replace(): {dst_s}")
     labels = []
     for lb in v.labels:
+        lim.tick()
         m = rx.fullmatch(lb.get(src_s))
         if m is None:
             labels.append(lb)
@@ -290,7 +298,7 @@ def _label_replace(args: list[Value]) -> Vector:
     return merge_duplicates(Vector(labels, v.values, v.present, v.sample_ts))
 
 
-def _label_join(args: list[Value]) -> Vector:
+def _label_join(args: list[Value], lim: QueryLimits) -> Vector:
     v, dst, sep, *srcs = args
     assert isinstance(v, Vector)
     dst_s, sep_s = dst.value, sep.value  # type: ignore[union-attr]
@@ -299,6 +307,7 @@ def _label_join(args: list[Value]) -> Vector:
     names = [s.value for s in srcs]  # type: ignore[union-attr]
     labels = []
     for lb in v.labels:
+        lim.tick()
         d = lb.to_dict()
         d[dst_s] = sep_s.join(lb.get(n) for n in names)
         labels.append(Labels.from_dict(d))
@@ -317,12 +326,12 @@ def _absent(v: Value, arg: ast.Expr, steps: I64) -> Vector:
     return Vector([labels], np.ones((1, n)), ~any_present[None, :])
 
 
-def _histogram_quantile(q: Value, v: Value) -> Vector:
+def _histogram_quantile(q: Value, v: Value, lim: QueryLimits) -> Vector:
     assert isinstance(q, Scalar)
-    return _classic_histograms(v, lambda j, up, c: _bucket_quantile(float(q.values[j]), up, c))
+    return _classic_histograms(v, lambda j, up, c: _bucket_quantile(float(q.values[j]), up, c), lim)
 
 
-def _histogram_quantiles(args: list[Value]) -> Vector:
+def _histogram_quantiles(args: list[Value], lim: QueryLimits) -> Vector:
     """histogram_quantiles(v, "label", q1, q2, ...): one series per quantile, labelled with it."""
     v, label, *qs = args
     assert isinstance(label, String)
@@ -331,7 +340,7 @@ def _histogram_quantiles(args: list[Value]) -> Vector:
     parts = []
     for q in qs:
         assert isinstance(q, Scalar)
-        part = _histogram_quantile(q, v)
+        part = _histogram_quantile(q, v, lim)
         text = format_go_float(float(q.values[0]))
         if text.lstrip("-").isdigit():
             text += ".0"  # OpenMetrics float text, as Prometheus writes these labels: "1.0", "0.25"
@@ -347,7 +356,7 @@ def _histogram_quantiles(args: list[Value]) -> Vector:
     )
 
 
-def _classic_histograms(v: Value, per_step: Callable[[int, F64, F64], float]) -> Vector:
+def _classic_histograms(v: Value, per_step: Callable[[int, F64, F64], float], lim: QueryLimits) -> Vector:
     """Group `_bucket` series by their labels without `le` and apply `per_step(step, upper bounds,
     cumulative counts)` to each group at each step where it has buckets."""
     assert isinstance(v, Vector)
@@ -375,6 +384,7 @@ def _classic_histograms(v: Value, per_step: Callable[[int, F64, F64], float]) ->
         res = np.full(n, np.nan)
         anyp = pres.any(axis=0)
         for j in np.flatnonzero(anyp).tolist():
+            lim.tick()
             m = pres[:, j]
             res[j] = per_step(j, uppers[m], counts[m, j])
         labels.append(lb.without(METRIC_NAME))
@@ -457,10 +467,12 @@ def _wreduce(ufunc: np.ufunc, arr: np.ndarray, m: Matrix, fill: float = 0.0) -> 
     return np.where(m.count > 0, r, fill)
 
 
-def _windows(m: Matrix) -> tuple[F64, np.ndarray]:
-    """All windows as a padded (series, steps, longest) array, NaN beyond each window's end."""
-    width = int(m.count.max()) if m.count.size else 0
-    _, vals, mask = _padded(m, slice(None), max(width, 1))
+def _windows(m: Matrix, lim: QueryLimits) -> tuple[F64, np.ndarray]:
+    """All windows as a padded (series, steps, longest) array, NaN beyond each window's end.
+    Charged whole (one dense window makes every other as wide) before it is allocated."""
+    width = max(int(m.count.max()) if m.count.size else 0, 1)
+    lim.charge(m.count.size * width)
+    _, vals, mask = _padded(m, slice(None), width)
     return np.where(mask, vals, np.nan), mask
 
 
@@ -566,7 +578,7 @@ def _row_chunks(m: Matrix) -> tuple[int, list[slice]]:
     return width, [slice(a, a + step) for a in range(0, k, step)]
 
 
-def _regression(m: Matrix, intercept_at: I64) -> tuple[F64, F64]:
+def _regression(m: Matrix, intercept_at: I64, lim: QueryLimits) -> tuple[F64, F64]:
     """Least-squares slope (per second) and value at `intercept_at` (series × steps) for every
     window, computed as Prometheus' linearRegression does (x from `intercept_at`, compensated
     sums), so results agree to the last bit, including the exact zeros alerts compare against."""
@@ -581,6 +593,7 @@ def _regression(m: Matrix, intercept_at: I64) -> tuple[F64, F64]:
             shape = mask.shape[:-1]
             sx, cx, sy, cy, sxy, cxy, sx2, cx2 = (np.zeros(shape) for _ in range(8))
             for i in range(width):
+                lim.tick()
                 on = mask[..., i]
                 xi, yi = x[..., i], ys[..., i]
                 for acc, inc in ((0, xi), (1, yi), (2, xi * yi), (3, xi * xi)):
@@ -602,7 +615,7 @@ def _regression(m: Matrix, intercept_at: I64) -> tuple[F64, F64]:
     return slope, intercept
 
 
-def _welford(m: Matrix) -> F64:
+def _welford(m: Matrix, lim: QueryLimits) -> F64:
     """Population variance per window with Prometheus' compensated Welford updates."""
     k, n = m.lo.shape
     out = np.zeros((k, n))
@@ -613,6 +626,7 @@ def _welford(m: Matrix) -> F64:
             shape = mask.shape[:-1]
             count, mean, cmean, aux, caux = (np.zeros(shape) for _ in range(5))
             for i in range(width):
+                lim.tick()
                 on = mask[..., i]
                 f = ys[..., i]
                 cnt = np.where(on, count + 1, count)
@@ -626,7 +640,7 @@ def _welford(m: Matrix) -> F64:
     return out
 
 
-def _sum_windows(m: Matrix) -> F64:
+def _sum_windows(m: Matrix, lim: QueryLimits) -> F64:
     """Plain sums per window, redone with compensation where they show heavy cancellation."""
     plain = _wreduce(np.add, m.vals, m)
     with np.errstate(all="ignore"):
@@ -639,24 +653,25 @@ def _sum_windows(m: Matrix) -> F64:
         [m.labels[i] for i in rows], m.offsets, m.ts, m.vals, m.lo[rows], m.hi[rows], m.end, m.range_ms
     )
     width, _ = _row_chunks(sub)
+    lim.charge(sub.count.size * width)
     _, ys, mask = _padded(sub, slice(None), width)
     exact = kahan_sum(ys, mask)
     plain[rows] = np.where(suspect[rows], exact, plain[rows])
     return plain
 
 
-def _deriv(m: Matrix, args: list[Value], steps: I64) -> Vector:
+def _deriv(m: Matrix, args: list[Value], steps: I64, lim: QueryLimits) -> Vector:
     # Prometheus measures x from each window's first sample here ("near the values in use").
     first = m.ts[np.minimum(m.lo, max(m.ts.size - 1, 0))] if m.ts.size else np.zeros(m.lo.shape, np.int64)
-    slope, _ = _regression(m, first)
+    slope, _ = _regression(m, first, lim)
     return _out(m, slope, m.count >= 2)
 
 
-def _predict_linear(m: Matrix, args: list[Value], steps: I64) -> Vector:
+def _predict_linear(m: Matrix, args: list[Value], steps: I64, lim: QueryLimits) -> Vector:
     t = args[1]
     assert isinstance(t, Scalar)
     # The intercept is at the evaluation time itself, not the @/offset-shifted window end.
-    slope, intercept = _regression(m, np.broadcast_to(steps, m.lo.shape))
+    slope, intercept = _regression(m, np.broadcast_to(steps, m.lo.shape), lim)
     return _out(m, slope * t.values[None, :] + intercept, m.count >= 2)
 
 
@@ -673,19 +688,19 @@ def _changes(m: Matrix, resets: bool) -> Vector:
     return _out(m, (cum[last_i] - cum[lo]).astype(np.float64), m.count > 0)
 
 
-def _over_time(kind: str) -> Callable[[Matrix, list[Value], I64], Vector]:
-    def fn(m: Matrix, args: list[Value], steps: I64) -> Vector:
+def _over_time(kind: str) -> RangeFunction:
+    def fn(m: Matrix, args: list[Value], steps: I64, lim: QueryLimits) -> Vector:
         cnt = m.count
         ok = cnt > 0
         with np.errstate(all="ignore"):
             match kind:
                 case "sum":
-                    r = _sum_windows(m)
+                    r = _sum_windows(m, lim)
                 case "avg":
-                    r = _sum_windows(m) / cnt
+                    r = _sum_windows(m, lim) / cnt
                     bad = np.isinf(r) & ok
                     if bad.any():  # overflowed sum: mean of pre-divided values instead
-                        w, _ = _windows(m)
+                        w, _ = _windows(m, lim)
                         alt = np.nansum(w / cnt[..., None], axis=-1)
                         r = np.where(bad, alt, r)
                 case "count":
@@ -704,24 +719,24 @@ def _over_time(kind: str) -> Callable[[Matrix, list[Value], I64], Vector]:
                 case "ts_of_first":
                     r = _first(m)[1] / 1000.0
                 case "ts_of_min" | "ts_of_max":
-                    w, mask = _windows(m)
+                    w, mask = _windows(m, lim)
                     fill = np.inf if kind == "ts_of_min" else -np.inf
                     key = np.where(mask & ~np.isnan(w), w, fill)
                     pos = key.argmin(axis=-1) if kind == "ts_of_min" else key.argmax(axis=-1)
                     r = np.append(m.ts, 0)[np.minimum(m.lo + pos, m.ts.size)] / 1000.0
                 case "mad":  # median absolute deviation from the median
-                    w, mask = _windows(m)
+                    w, mask = _windows(m, lim)
                     r = _window_median(np.abs(w - _window_median(w, mask)[..., None]), mask)
                 case "present":
                     r = np.ones(cnt.shape)
                 case "stddev" | "stdvar":
-                    r = _welford(m)
+                    r = _welford(m, lim)
                     if kind == "stddev":
                         r = np.sqrt(r)
                 case "quantile":
                     q = args[0]
                     assert isinstance(q, Scalar)
-                    w, mask = _windows(m)
+                    w, mask = _windows(m, lim)
                     srt = sort_for_quantile(w, mask, axis=-1)
                     k, n, width = srt.shape
                     flat = srt.reshape(k * n, width).T
@@ -734,7 +749,7 @@ def _over_time(kind: str) -> Callable[[Matrix, list[Value], I64], Vector]:
     return fn
 
 
-def _double_exponential_smoothing(m: Matrix, args: list[Value]) -> Vector:
+def _double_exponential_smoothing(m: Matrix, args: list[Value], lim: QueryLimits) -> Vector:
     """Holt's linear smoothing of each window, following Prometheus' update order."""
     sf_v, tf_v = args[1], args[2]
     assert isinstance(sf_v, Scalar) and isinstance(tf_v, Scalar)
@@ -753,6 +768,7 @@ def _double_exponential_smoothing(m: Matrix, args: list[Value]) -> Vector:
             b = ys[..., 1] - ys[..., 0] if width > 1 else np.zeros(s1.shape)
             s0 = np.zeros(s1.shape)
             for i in range(1, width):
+                lim.tick()
                 on = mask[..., i]
                 x = sf * ys[..., i]
                 nb = b if i == 1 else tf * (s1 - s0) + (1 - tf) * b
@@ -762,25 +778,25 @@ def _double_exponential_smoothing(m: Matrix, args: list[Value]) -> Vector:
     return _out(m, out, m.count >= 2)
 
 
-def _absent_over_time(m: Matrix, args: list[Value], steps: I64) -> Vector:
+def _absent_over_time(m: Matrix, args: list[Value], steps: I64, lim: QueryLimits) -> Vector:
     n = m.end.size
     any_present = np.asarray((m.count > 0).any(axis=0)) if m.labels else np.zeros(n, bool)
     labels = m.selector_labels if m.selector_labels is not None else Labels()
     return Vector([labels], np.ones((1, n)), ~any_present[None, :])
 
 
-_RANGE: dict[str, Callable[[Matrix, list[Value], I64], Vector]] = {
-    "rate": lambda m, a, s: _extrapolated(m, counter=True, rate=True),
-    "increase": lambda m, a, s: _extrapolated(m, counter=True, rate=False),
-    "delta": lambda m, a, s: _extrapolated(m, counter=False, rate=False),
-    "irate": lambda m, a, s: _instant_rate(m, counter=True),
-    "idelta": lambda m, a, s: _instant_rate(m, counter=False),
+_RANGE: dict[str, RangeFunction] = {
+    "rate": lambda m, a, s, lim: _extrapolated(m, counter=True, rate=True),
+    "increase": lambda m, a, s, lim: _extrapolated(m, counter=True, rate=False),
+    "delta": lambda m, a, s, lim: _extrapolated(m, counter=False, rate=False),
+    "irate": lambda m, a, s, lim: _instant_rate(m, counter=True),
+    "idelta": lambda m, a, s, lim: _instant_rate(m, counter=False),
     "deriv": _deriv,
     "predict_linear": _predict_linear,
-    "changes": lambda m, a, s: _changes(m, resets=False),
-    "resets": lambda m, a, s: _changes(m, resets=True),
+    "changes": lambda m, a, s, lim: _changes(m, resets=False),
+    "resets": lambda m, a, s, lim: _changes(m, resets=True),
     "absent_over_time": _absent_over_time,
-    "double_exponential_smoothing": lambda m, a, s: _double_exponential_smoothing(m, a),
+    "double_exponential_smoothing": lambda m, a, s, lim: _double_exponential_smoothing(m, a, lim),
     **{
         f"{k}_over_time": _over_time(k)
         for k in (

@@ -2,11 +2,19 @@
 
 The package does the grammar and type checks; this module maps its nodes, anchors regexes through
 Vigil's Matcher, puts the metric name among the matchers, and turns every failure into ParseError.
+
+Queries come from requests, and the extension's cost grows faster than linearly with nesting (about
+quadratic memory, 2 GiB at 5,000 parentheses; 10,000 crash the process with a stack overflow that
+no exception handler sees), as does the recursion of `_convert` and the evaluator. So before the
+extension sees a query, `check_size` bounds its length and its nesting depth with a linear scan
+(`nesting_depth`): the depth it computes is an upper bound of the syntax tree's, so a query that
+passes cannot nest deeper than MAX_DEPTH in any of them.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -41,10 +49,85 @@ class _ConvertError(Exception):
         self.near = near
 
 
+# Deep enough for any real query (dashboards rarely pass 20), shallow enough for every recursion
+# that walks the tree, three Python frames a level at most, to fit in the default limit of 1000.
+MAX_DEPTH = 200
+# Grafana's multi-value variables make long `=~"a|b|..."` matchers: 5,000 host names fit. Parsing
+# and compiling a query this long takes about a second.
+MAX_LENGTH = 131_072
+
+# What nesting depends on: comments and strings (skipped whole), brackets, operators. A `[` counts
+# as an operator too, since a range or subquery wraps the expression before it in a new node.
+_DEPTH_TOKENS = re.compile(
+    r"""\#[^\n]*|"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|`[^`]*`?"""
+    r"|[(\[{]|[)\]}]|[=!<>]=|[-+*/%^<>=!]|\b(?:and|or|unless|atan2)\b",
+    re.DOTALL | re.IGNORECASE,
+)
+
+
+def nesting_depth(query: str, limit: int = MAX_DEPTH) -> tuple[int, int]:
+    """An upper bound of the depth of `query`'s syntax tree, and the offset where it first passed
+    `limit` (-1 if it did not). Linear and without recursion, for any text, valid PromQL or not.
+
+    Each bracketed group is one level above what it holds, and inside a group (or at the top) the
+    operators, however they associate, add at most one level each over its deepest operand. Inside
+    braces (label matchers) operators are matchers and add nothing. Groups left open at the end
+    count as closed there."""
+    # Per group: its opening character, its operator count, the depth of its deepest subgroup.
+    stack: list[list[Any]] = [["", 0, 0]]
+    inner = 0  # levels the open groups add along the current path: sum of 1 + operators
+    where = -1
+    for m in _DEPTH_TOKENS.finditer(query):
+        tok = m.group()
+        frame = stack[-1]
+        if tok in "([{":
+            if tok == "[":
+                frame[1] += 1
+                inner += len(stack) > 1
+            stack.append([tok, 0, 0])
+            inner += 1
+        elif tok in ")]}":
+            if len(stack) == 1:
+                continue
+            stack.pop()
+            inner -= 1 + frame[1]
+            stack[-1][2] = max(stack[-1][2], 1 + frame[1] + frame[2])
+        elif tok[0] not in "#\"'`" and frame[0] != "{":
+            frame[1] += 1
+            inner += len(stack) > 1
+        else:
+            continue
+        # A lower bound of the final depth, which it equals once every group is closed.
+        if where < 0 and inner + stack[0][1] + stack[-1][2] > limit:
+            where = m.start()
+    while len(stack) > 1:
+        frame = stack.pop()
+        stack[-1][2] = max(stack[-1][2], 1 + frame[1] + frame[2])
+    depth = stack[0][1] + stack[0][2]
+    if where < 0 and depth > limit:
+        where = max(len(query) - 1, 0)
+    return depth, where
+
+
+def check_size(query: str) -> None:
+    """Raise ParseError (400) for a query too long or too deeply nested to parse safely."""
+    if len(query) > MAX_LENGTH:
+        raise ParseError(
+            f"1:1: parse error: query is {len(query)} characters long; at most {MAX_LENGTH} are accepted"
+        )
+    _, where = nesting_depth(query)
+    if where >= 0:
+        raise ParseError(
+            f"{_position(query, where)}: parse error: expression nests too deeply: more than "
+            f"{MAX_DEPTH} levels of parentheses, calls, brackets and operators"
+        )
+
+
 def parse(query: str) -> ast.Expr:
     """Parse a PromQL expression. Raises ParseError as Prometheus words it: `line:col: parse error: …`."""
     if not query.strip():
         raise ParseError("1:1: parse error: no expression found in input")
+    check_size(query)
     message = _parse_failure(query)
     if message is not None:
         raise ParseError(f"{_position(query, _error_offset(query, message))}: parse error: {message}")
@@ -137,6 +220,19 @@ def _selector(vs: Any) -> ast.VectorSelector:
     return ast.VectorSelector(tuple(matchers), _ms(vs.offset), _at(vs.at))
 
 
+def _check_arg_types(func: Any, args: tuple[ast.Expr, ...]) -> None:
+    """Check argument types against the function's signature. The extension does, except that it
+    lets a non-positive or non-finite number through to ln, log2, log10 and exp (`ln(-1)`)."""
+    types = [str(t).rsplit(".", 1)[-1].lower() for t in func.arg_types]
+    for i, arg in enumerate(args):
+        want = types[min(i, len(types) - 1)]
+        got = ast.value_type(arg)
+        if got != want:
+            raise _ConvertError(
+                f"expected type {want} in call to function '{func.name}', got {got}", f"{func.name}("
+            )
+
+
 def _convert(n: Any) -> ast.Expr:
     match type(n).__name__:
         case "NumberLiteral":
@@ -165,7 +261,9 @@ def _convert(n: Any) -> ast.Expr:
                     "(native histograms and experimental functions are not implemented)",
                     name,
                 )
-            return ast.Call(name, tuple(_convert(a) for a in n.args))
+            args = tuple(_convert(a) for a in n.args)
+            _check_arg_types(n.func, args)
+            return ast.Call(name, args)
         case "AggregateExpr":
             op = str(n.op)
             if op in _UNSUPPORTED_FUNCS:

@@ -1,6 +1,7 @@
 """`metric_relabel_configs`: rewrite or drop a scraped sample's label set, with Prometheus' semantics.
 
-Regexes are RE2, fully anchored, and `.` does not match a newline. The source value is the source
+Regexes are RE2, fully anchored, and `.` does not match a newline; they match in linear time
+(`compile_re2`), since label values come from the scraped target. The source value is the source
 labels' values (missing ones as "") joined by the separator. `replacement` expands `$1`, `${1}`,
 `$name`, `${name}` and `$$` like Go's `Regexp.Expand`: an unknown group expands to "". A `replace`
 that yields an empty value deletes the target label; a target name that is not a valid label name
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from vigil.config.scrape import RelabelConfig
 from vigil.config.types import compile_re2
 from vigil.model.labels import is_valid_label_name
+from vigil.model.matcher import RegexMatch
 
 __all__ = ["expand", "relabel"]
 
@@ -22,7 +24,7 @@ __all__ = ["expand", "relabel"]
 _TEMPLATE_RE = re.compile(r"\$(?:(\$)|\{(\w+)\}|(\w+))")
 
 
-def expand(template: str, match: re.Match[str]) -> str:
+def expand(template: str, match: RegexMatch) -> str:
     """`template` with group references filled from `match`, Go-style."""
 
     def sub(m: re.Match[str]) -> str:

@@ -6,7 +6,10 @@ authentication attempt); `AuthCounter` aggregates events into `vigil_auth_attemp
 Accepted headers: RFC 3164 (`Mon DD HH:MM:SS host prog[pid]: msg`, year inferred from `now`),
 RFC 3339 / rsyslog high-precision (`2023-11-14T00:20:42.738197+01:00 host prog[pid]: msg`,
 also journalctl `-o short-iso`) and RFC 5424 (`<PRI>1 TIMESTAMP host app procid msgid SD msg`).
-An optional `<PRI>` prefix is ignored.
+An optional `<PRI>` prefix is ignored. rsyslog's repeat filter (`$RepeatedMsgReduction`, on by default
+on Debian/Ubuntu) folds identical consecutive lines into `message repeated N times: [ <message>]`:
+that is N attempts, exactly the bursts a brute-force counter exists for, so the folded message is
+parsed and the event carries `count` N (counted N times).
 
 Label sets are closed so a hostile log cannot blow up cardinality:
 
@@ -24,8 +27,7 @@ Label sets are closed so a hostile log cannot blow up cardinality:
     - `pam`: a PAM module reported the failure ("authentication failure; ... user=X",
       "PAM N more authentication failures", sshd "error: PAM: Authentication failure for X from H");
     - `other`: anything else that is still an auth attempt (sshd AllowUsers/DenyUsers refusals,
-      "maximum authentication attempts exceeded", obfuscated-handshake probes, hostbased/gssapi/none
-      methods, su, login(1) "FAILED LOGIN").
+      obfuscated-handshake probes, hostbased/gssapi/none methods, su, login(1) "FAILED LOGIN").
 
 One login attempt can legitimately produce several events (e.g. "Invalid user X", then "Failed
 password for invalid user X", then a pam_unix failure): every line is counted, and `method` tells
@@ -33,7 +35,8 @@ which log line it came from.
 
 Not auth attempts (return None): session open/close, key-exchange negotiation failures,
 "Timeout before authentication", refused connections (tcp wrappers), pam_tally/faillock lockout
-notices — these are connection-level or consequential events, not an attempt to authenticate.
+notices, sshd's "maximum authentication attempts exceeded" — these are connection-level events or
+consequences of attempts already counted (each failed try behind the limit has its own line).
 
 `user` is the account named by the line: for sudo/su the invoking user (not the target, usually
 root); for PAM lines the `user=` field. `source` is the remote address as logged (IPv4, IPv6 or a
@@ -89,6 +92,7 @@ class AuthEvent:
     user: str
     source: str
     message: str
+    count: int = 1  # attempts the line stands for: N for rsyslog's "message repeated N times"
 
 
 # --- syslog header --------------------------------------------------------------------------------
@@ -173,12 +177,6 @@ _SSHD_PREAUTH_USER = re.compile(
 )
 _SSHD_PREAUTH_ADDR = re.compile(r"Connection (?:closed|reset) by " + _ADDR + _PORT + r" \[preauth\]\s*$")
 _SSHD_NOT_ALLOWED = re.compile(r"User (?P<user>.*?) from " + _ADDR + r" not allowed because ")
-_SSHD_MAX_TRIES = re.compile(
-    r"(?:error: )?maximum authentication attempts exceeded for (?:invalid user )?(?P<user>.*?) from "
-    + _ADDR
-    + _PORT
-    + r"(?: ssh\d?)?(?: \[preauth\])?\s*$"
-)
 # sshd with UsePAM + keyboard-interactive: "error: PAM: Authentication failure for [illegal user] X from H".
 _SSHD_PAM_ERROR = re.compile(
     r"(?:error: )?PAM: Authentication failure for (?:illegal user )?(?P<user>.*?) from " + _ADDR + r"\s*$"
@@ -209,6 +207,11 @@ _SU_FAIL = re.compile(
 )
 
 _SSH_METHODS = {"password": "password", "publickey": "publickey"}
+
+# rsyslog's folded repeats: `message repeated %d times: [%.800s]`, the message keeping the space
+# that followed the tag's colon. More than six digits is no repeat count rsyslog writes between
+# flushes: such a line is left unparsed rather than counted a million times.
+_REPEATED = re.compile(r"message repeated (?P<n>[1-9]\d{0,5}) times: \[ ?(?P<msg>.*)\]\s*$", re.DOTALL)
 
 
 def _sshd_method(raw: str) -> str:
@@ -273,9 +276,6 @@ def _parse_sshd(msg: str) -> tuple[str, str, str, str] | None:
     m = _SSHD_NOT_ALLOWED.match(msg)
     if m:
         return "failure", "other", m["user"], m["src"]
-    m = _SSHD_MAX_TRIES.match(msg)
-    if m:
-        return "failure", "other", m["user"], m["src"]
     m = _SSHD_PAM_ERROR.match(msg)
     if m:
         return "failure", "pam", m["user"], m["src"]
@@ -332,9 +332,15 @@ def parse_line(line: str, now: datetime) -> AuthEvent | None:
         return None
     ts, host, prog, msg = header
     prog_service = _service(prog)
+    count = 1
+    if msg.startswith("message repeated "):
+        folded = _REPEATED.match(msg)
+        if folded is None:
+            return None
+        count, msg = int(folded["n"]), folded["msg"]
 
     def event(service: str, result: str, method: str, user: str, source: str) -> AuthEvent:
-        return AuthEvent(ts, host, service, result, method, user, source, line)
+        return AuthEvent(ts, host, service, result, method, user, source, line, count)
 
     # PAM failures are logged by whichever program hosts the PAM stack, so try them first.
     pam = _parse_pam(msg, prog_service)
@@ -375,7 +381,7 @@ class AuthCounter:
         method = event.method if event.method in METHODS else "other"
         key = (service, result, method)
         with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
+            self._counts[key] = self._counts.get(key, 0) + max(1, event.count)
 
     def collect(self) -> Iterable[Metric]:
         fam = CounterMetricFamily(
@@ -419,11 +425,12 @@ class AuthLogProcessor:
         self.counter.add(parsed)
         who = f" for {parsed.user}" if parsed.user else ""
         where = f" from {parsed.source}" if parsed.source else ""
+        times = f", {parsed.count} times" if parsed.count > 1 else ""
         return [
             Event(
                 parsed.timestamp_ms if parsed.timestamp_ms is not None else line.time_ms,
                 "auth",
-                f"{parsed.service} {parsed.result} ({parsed.method}){who}{where}",
+                f"{parsed.service} {parsed.result} ({parsed.method}){who}{where}{times}",
                 {
                     "service": parsed.service,
                     "result": parsed.result,
@@ -432,6 +439,7 @@ class AuthLogProcessor:
                     "source_address": parsed.source,
                     "host": parsed.host,
                     "line": parsed.message,
+                    "count": parsed.count,
                 },
             )
         ]

@@ -17,9 +17,15 @@ stat alone — size, mtime or inode moved is "modified", mode/owner moved is "mo
 ctime-only move is not reported since it cannot be told apart from a touch. No exception escapes.
 
 The first collection without a recorded state learns silently. With `state_file`, the state
-(path → signature + hash) is saved as JSON after each collection that changes it, so a restart
-compares against what was there before rather than re-learning (and changes made while the agent
-was down are reported on its first collection).
+(path → signature + hash, and the watch list it was taken with) is saved as JSON after each
+collection that changes it, so a restart compares against what was there before rather than
+re-learning (and changes made while the agent was down are reported on its first collection).
+
+A change of the watch list (`paths`) is not a change of the files: a recorded file that the new list
+no longer selects has left the watch list and is forgotten, not "deleted"; a file that only the new
+list selects has joined it and is learned, not "created". Whether the old list selected a path is
+judged from the saved list; a state file written before the list was saved tells only which files
+left (those the current list does not select), so any other new file there counts as created.
 
 Families: `vigil_file_integrity_changes_total{path_class}` (counter; path_class is one of
 `PATH_CLASSES`, never the raw path), `vigil_file_integrity_files` (gauge, files watched now) and
@@ -29,9 +35,11 @@ returns the changes found by the latest collection, for events.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import json
+import logging
 import os
 import stat
 import time
@@ -43,6 +51,8 @@ from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from vigil.model.event import Event, FieldValue
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PATHS: tuple[str, ...] = (
     "/etc/passwd",
@@ -116,6 +126,22 @@ class _Entry:
     hash: str  # "" when unreadable
 
 
+def _components(pattern: str) -> tuple[str, ...]:
+    """A watch pattern as the path components it is matched against (as the root sees it)."""
+    return tuple(os.path.normpath("/" + pattern.lstrip("/")).split("/"))
+
+
+def selects(patterns: Sequence[str], path: str) -> bool:
+    """Whether a watch list selects `path` (as seen from the root), with `glob`'s semantics as the
+    collector uses it: `*`, `?` and `[...]` stay within one path component and match hidden names."""
+    parts = path.split("/")
+    for pattern in patterns:
+        comps = _components(pattern)
+        if len(comps) == len(parts) and all(map(fnmatch.fnmatchcase, parts, comps)):
+            return True
+    return False
+
+
 def _signature(st: os.stat_result) -> Signature:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode, st.st_uid, st.st_gid)
 
@@ -146,6 +172,8 @@ class FileIntegrityCollector:
         self._state_file = state_file
         self._root = str(root).rstrip("/")  # "" for "/", so root + "/etc/passwd" works either way
         self._state: dict[str, _Entry] | None = None
+        # The watch list the state was taken with; None when not known (an old state file).
+        self._state_paths: tuple[str, ...] | None = None
         self._last_change = 0.0
         self._counts = dict.fromkeys(PATH_CLASSES, 0)
         self._changes: list[Change] = []
@@ -165,15 +193,20 @@ class FileIntegrityCollector:
                 if len(s) != 7:
                     raise ValueError("bad signature")
                 state[str(p)] = _Entry(sig=(s[0], s[1], s[2], s[3], s[4], s[5], s[6]), hash=str(e["hash"]))
+            paths = data.get("paths")
+            if paths is not None and not (isinstance(paths, list) and all(isinstance(x, str) for x in paths)):
+                raise ValueError("bad paths")
             self._last_change = float(data.get("last_change", 0.0))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return
         self._state = state
+        self._state_paths = None if paths is None else tuple(paths)
 
     def _save_state(self, path: Path) -> None:
         assert self._state is not None
         data = {
-            "version": 1,
+            "version": 2,
+            "paths": list(self._paths),
             "last_change": self._last_change,
             "files": {p: {"sig": list(e.sig), "hash": e.hash} for p, e in sorted(self._state.items())},
         }
@@ -204,9 +237,14 @@ class FileIntegrityCollector:
         now = time.time()
         seen = self._expand()
         old = self._state
+        # Only a collection after the watch list changed (a restart with other `paths`, or a state
+        # file that does not say its list) can find files that joined or left it.
+        before = self._state_paths
+        relisted = before != self._paths
         new: dict[str, _Entry] = {}
         changes: list[Change] = []
-        dirty = old is None
+        joined = left = 0
+        dirty = old is None or relisted
         for path, st in seen.items():
             sig = _signature(st)
             prev = old.get(path) if old is not None else None
@@ -218,6 +256,9 @@ class FileIntegrityCollector:
             new[path] = entry
             if old is None:
                 continue  # learning
+            if prev is None and before is not None and relisted and not selects(before, path):
+                joined += 1  # joined the watch list: learned, it was not created
+                continue
             kind = self._kind(prev, entry)
             if kind is not None:
                 changes.append(self._change(path, kind, prev, entry, now))
@@ -225,8 +266,19 @@ class FileIntegrityCollector:
             for path, prev in old.items():
                 if path not in seen:
                     dirty = True
+                    if relisted and not selects(self._paths, path):
+                        left += 1  # left the watch list: forgotten, it was not deleted
+                        continue
                     changes.append(self._change(path, "deleted", prev, None, now))
+        if joined or left:
+            log.info(
+                "file integrity: the watch list changed: %d files joined it (learned), %d left it "
+                "(forgotten); neither is reported as a change",
+                joined,
+                left,
+            )
         self._state = new
+        self._state_paths = self._paths
         self._changes = changes
         for ch in changes:
             self._counts[ch.path_class] += 1

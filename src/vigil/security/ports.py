@@ -27,6 +27,12 @@ connected one in ESTABLISHED; `ss -lu` asks for the same) and filtered exactly a
 Where netlink is refused (no CAP, a sandbox such as gVisor, inet_diag not built) the /proc files are
 read instead.
 
+Vigil's own listeners are always expected: with `own_pid` (the agent passes its own pid), a listener
+all of whose sockets that process holds (its /metrics, StatsD, syslog; in `vigil up` also the server's
+HTTP and syslog ports, whenever they open) is in the baseline without being listed or learned. Held by
+the process, not named in the config, so a foreign listener on a port Vigil is configured for but
+does not hold is still unexpected.
+
 Families: `vigil_listening_ports{protocol,port,process}` (gauge, 1 per distinct label set, capped at
 `MAX_SERIES` series) and `vigil_listening_ports_unexpected` (gauge, listeners not in the baseline).
 `new_listeners()` returns listeners that appeared since the previous collection, for events; the
@@ -44,7 +50,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import Metric
@@ -105,6 +111,7 @@ class Listener:
     address: str  # "0.0.0.0", "127.0.0.1", "::", "::1", ...
     port: int
     process: str = ""  # comm of the owning process(es), comma-joined if several share it; "" if unknown
+    own: bool = field(default=False, compare=False)  # every socket of it is held by `own_pid`
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -295,6 +302,24 @@ def _proc_listeners(proc: Path) -> list[SocketRow]:
     return out
 
 
+def _held_sockets(proc: Path, pid: int) -> set[int]:
+    """Inodes of the sockets process `pid` holds (its fd links); empty when they cannot be read."""
+    fd_dir = f"{proc}/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return set()
+    held: set[int] = set()
+    for fd in fds:
+        try:
+            target = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target.endswith("]"):
+            held.add(int(target[8:-1]))
+    return held
+
+
 def _socket_owners(proc: Path, inodes: set[int]) -> dict[int, set[str]]:
     """inode -> process names, from /proc/<pid>/fd symlinks; unreadable or vanished pids are skipped."""
     owners: dict[int, set[str]] = {}
@@ -344,8 +369,11 @@ class ListeningPortsCollector:
         interval_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         use_netlink: bool | None = None,
+        own_pid: int | None = None,
     ) -> None:
+        """`own_pid`: the listeners this process holds are Vigil's own, always expected."""
         self._proc = proc
+        self._own_pid = own_pid
         # None: netlink when `proc` is the real /proc (a fixture tree must be read as files).
         self._use_netlink = Path(proc) == Path("/proc") if use_netlink is None else use_netlink
         self._interval_s = interval_s
@@ -408,11 +436,14 @@ class ListeningPortsCollector:
             found.setdefault(key, inode)
             inode_of.append((key, inode))
         owners = self._owners({inode for _, inode in inode_of if inode})
+        held = _held_sockets(self._proc, self._own_pid) if self._own_pid is not None else set()
         names: dict[tuple[str, str, int], set[str]] = {key: set() for key in found}
+        own = dict.fromkeys(found, bool(held))
         for key, inode in inode_of:  # SO_REUSEPORT: several sockets, maybe several processes, one key
             names[key] |= owners.get(inode, set())
+            own[key] = own[key] and inode in held  # every socket ours, not just one of them
         return sorted(
-            Listener(p, a, port, ",".join(sorted(n for n in names[(p, a, port)] if n)))
+            Listener(p, a, port, ",".join(sorted(n for n in names[(p, a, port)] if n)), own[(p, a, port)])
             for (p, a, port) in found
         )
 
@@ -432,6 +463,8 @@ class ListeningPortsCollector:
         return self._owner_cache
 
     def is_expected(self, listener: Listener) -> bool:
+        if listener.own:
+            return True
         return any(p.matches(listener) for p in self._patterns) or any(
             p.matches(listener) for p in self._learned_patterns
         )

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 Labels = Sequence[tuple[str, str]]
 Points = Sequence[tuple[int, float]]
 Batch = tuple[Sequence[Labels], Sequence[Points]]
+Metadata = tuple[str, str, str, str]  # family, type, help, unit
 
 _LAYOUT = "shards.json"  # {"shards": N} or, during a transition, {"shards": N, "hold": {queue: seq}}
 _SHARD_DIR = re.compile(r"shard-(\d+)")
@@ -139,6 +140,7 @@ class Shipper:
         self,
         series_labels: Sequence[Labels] | tuple[Sequence[Labels], Sequence[Points]],
         samples: Sequence[Points] | None = None,
+        metadata: Sequence[Metadata] = (),
     ) -> int:
         """Queue samples durably, in payloads of at most `max_samples_per_send` samples.
 
@@ -146,17 +148,21 @@ class Shipper:
         A series with more samples than fit is split across consecutive payloads, which are sent in
         order. Labels are sorted by name here, as remote write requires. Returns the payload count.
         Also callable as `enqueue((series_labels, samples))`, the agent runner's sink signature.
+        `metadata` (family, type, help, unit) travels in the first payload, as remote write allows.
         """
         all_labels, all_points = _unpack(series_labels, samples)
         items: list[tuple[bytes, int, int]] = []
         batch_series: list[Labels] = []
         batch_points: list[Points] = []
         count = 0
+        pending_metadata = metadata
 
         def cut() -> None:
-            nonlocal batch_series, batch_points, count
+            nonlocal batch_series, batch_points, count, pending_metadata
             if count:
-                body = bytes(cramjam.snappy.compress_raw(encode_write_request(batch_series, batch_points)))
+                request = encode_write_request(batch_series, batch_points, pending_metadata)
+                pending_metadata = ()
+                body = bytes(cramjam.snappy.compress_raw(request))
                 oldest = min(pts[0][0] for pts in batch_points)
                 items.append((body, oldest, count))
             batch_series, batch_points, count = [], [], 0
@@ -326,8 +332,10 @@ class ShardedShipper:
         self,
         series_labels: Sequence[Labels] | Batch,
         samples: Sequence[Points] | None = None,
+        metadata: Sequence[Metadata] = (),
     ) -> int:
-        """Split the batch by shard and queue each part (see `Shipper.enqueue`); returns the payload count."""
+        """Split the batch by shard and queue each part (see `Shipper.enqueue`); returns the payload count.
+        `metadata` goes with the first part only: it is per family, not per series."""
         all_labels, all_points = _unpack(series_labels, samples)
         parts: dict[int, tuple[list[Labels], list[Points]]] = {}
         for labels, points in zip(all_labels, all_points, strict=True):
@@ -335,7 +343,10 @@ class ShardedShipper:
                 part = parts.setdefault(self.shard_of(labels), ([], []))
                 part[0].append(labels)
                 part[1].append(points)
-        return sum(self.shards[i].enqueue(lbs, pts) for i, (lbs, pts) in sorted(parts.items()))
+        return sum(
+            self.shards[i].enqueue(lbs, pts, metadata if n == 0 else ())
+            for n, (i, (lbs, pts)) in enumerate(sorted(parts.items()))
+        )
 
     @property
     def samples_sent(self) -> int:

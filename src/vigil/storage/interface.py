@@ -6,7 +6,7 @@ float64 values), never as a Python object per sample.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,7 +19,15 @@ from vigil.storage.errors import StaleRefError, StorageError
 
 SeriesRef = int
 
-__all__ = ["AppendResult", "SeriesRef", "SeriesSet", "StaleRefError", "Storage", "StorageError"]
+__all__ = [
+    "AppendResult",
+    "Queryable",
+    "SeriesRef",
+    "SeriesSet",
+    "StaleRefError",
+    "Storage",
+    "StorageError",
+]
 
 
 @dataclass(frozen=True)
@@ -59,11 +67,41 @@ class SeriesSet:
         return cls([], np.zeros(1, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
 
 
-class Storage(Protocol):
+class Queryable(Protocol):
+    """The read half of a store: what PromQL evaluation and the series/label API need.
+
+    Kept apart from `Storage` so a read-only view (one tenant's series, `vigil.storage.tenant`) can
+    stand in for the store wherever reads happen without pretending to accept writes."""
+
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> SeriesSet:
+        """Series matching all matchers, with their samples in [mint, maxt] (ms, inclusive)."""
+        ...
+
+    def series(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[Labels]:
+        """Label sets of series matching all matchers that have samples in [mint, maxt]."""
+        ...
+
+    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
+
+    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
+
+
+class Storage(Queryable, Protocol):
     """A time-series store. Implementations are thread-safe; `append` returns once data is durable."""
 
     def series_ref(self, labels: Labels) -> SeriesRef:
         """The ref of the series with these (already validated) labels, creating it if new."""
+        ...
+
+    def series_refs(
+        self, labels: Sequence[Labels], admit: Callable[[list[Labels]], None] | None = None
+    ) -> list[SeriesRef]:
+        """Refs of these label sets, creating missing ones. `admit` sees the distinct new ones
+        first, atomically with their creation, and may raise to create none."""
+        ...
+
+    def count_series(self, by: Sequence[str]) -> dict[tuple[str, ...], int]:
+        """Series in the store counted by their values of the labels `by` ("" where absent)."""
         ...
 
     @property
@@ -79,17 +117,5 @@ class Storage(Protocol):
     ) -> AppendResult:
         """Store samples (one per array element); blocks until durable. Raises StorageError."""
         ...
-
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> SeriesSet:
-        """Series matching all matchers, with their samples in [mint, maxt] (ms, inclusive)."""
-        ...
-
-    def series(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[Labels]:
-        """Label sets of series matching all matchers that have samples in [mint, maxt]."""
-        ...
-
-    def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
-
-    def label_values(self, name: str, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]: ...
 
     def close(self) -> None: ...

@@ -31,9 +31,16 @@ def block_ranges(retention_ms: int) -> tuple[int, ...]:
 
 
 def plan(metas: Sequence[BlockMeta], ranges: Sequence[int], until: int) -> Plan | None:
-    """The next merge, or None. Only windows ending at or before `until` are touched."""
+    """The next merge, or None. Only windows ending at or before `until` are touched.
+
+    Work is bounded by the number of blocks, never by the time they span: the only windows looked
+    at are those where a lower-level block starts. That finds the same first window as looking at
+    every window: in the first window that needs a merge, either a block starts, or every block
+    there started earlier and crosses into it, and so also crossed out of the earlier window it
+    started in, which would then have needed a merge first.
+    """
     for r in ranges:
-        windows = sorted({w for m in metas for w in range(m.mint // r, m.maxt // r + 1)})
+        windows = sorted({m.mint // r for m in metas if m.level < r})
         for w in windows:
             start, end = w * r, (w + 1) * r
             if end > until:

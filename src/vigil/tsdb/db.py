@@ -1,10 +1,14 @@
 """The embedded time-series database: WAL + in-memory head + immutable blocks + series index.
 
-Write path: `append` checks the out-of-order window, joins a group commit (one WAL write and
-fdatasync for all concurrent appenders), then applies the samples to the head; it returns only once
-they are durable. When the head spans `head_flush_span` of sample time it is frozen, written to a
-block and the WAL before it deleted. Blocks are merged into aligned windows by `compact` and
-deleted by retention.
+Write path: `append` checks each sample's time bounds (`bounds`: per tenant and against the
+injected clock `now_ms`, so no writer can make another's samples "too old" or expire them), joins a
+group commit (one WAL write and fdatasync for all concurrent appenders), then applies the samples to
+the head; it returns only once they are durable. The whole head is frozen, written to a block and
+the WAL before it deleted (so no partial WAL checkpoint is needed) when its newest sample has moved a
+flush span past the last flush, or a flush span of wall-clock time has passed since the last flush.
+That time is persisted, so a server restarted more often than the span still flushes and its WAL
+replay stays bounded. Blocks are merged into aligned windows by `compact` once the clock has passed
+them by the out-of-order window, and deleted when they fall behind `now - retention`.
 
 Read path: matchers -> refs via the index; samples from blocks (oldest first), frozen heads and
 the head are concatenated and merged with "last write wins" on duplicate timestamps.
@@ -24,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +39,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from vigil.model.labels import Labels
 from vigil.model.matcher import Matcher
 from vigil.storage.interface import AppendResult, SeriesRef, SeriesSet, StaleRefError, StorageError
+from vigil.tsdb import bounds, records
 from vigil.tsdb import compact as compaction
-from vigil.tsdb import records
 from vigil.tsdb.block import SUFFIX, Block, BlockCorruptError, BlockWriter
 from vigil.tsdb.head import Head
 from vigil.tsdb.index import SeriesIndex
@@ -48,6 +52,12 @@ log = logging.getLogger(__name__)
 MIN_TIME = int(np.iinfo(np.int64).min)
 MAX_TIME = int(np.iinfo(np.int64).max)
 _MERGE_REFS = 4096  # series per step when rewriting blocks, to bound memory
+_HEAD_STARTED = "head_started_ms"  # index meta: wall-clock time of the last head flush
+_NEWEST = "newest_ms:"  # index meta prefix: newest sample time of a tenant, as of the last flush
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class DataDirError(StorageError):
@@ -56,9 +66,11 @@ class DataDirError(StorageError):
 
 @dataclass(frozen=True)
 class Options:
-    retention_ms: int = 15 * 24 * compaction.HOUR_MS
-    out_of_order_window_ms: int = 10 * 60_000
-    head_flush_span_ms: int = compaction.HOUR_MS
+    retention_ms: int = 15 * 24 * compaction.HOUR_MS  # behind the clock
+    out_of_order_window_ms: int = 10 * 60_000  # behind min(tenant's newest sample, clock)
+    future_grace_ms: int = 10 * 60_000  # samples further ahead of the clock are refused
+    tenant_label: str = "tenant"  # the label the ingester sets; time bounds are kept per value
+    head_flush_span_ms: int = compaction.HOUR_MS  # of sample time or of wall-clock time
     wal_segment_size: int = 64 * 1024 * 1024
     fsync: bool = True
     block_ranges: tuple[int, ...] | None = None  # default: derived from retention
@@ -136,15 +148,26 @@ class _Metrics:
 
 
 class DB:
-    def __init__(self, path: Path, options: Options | None = None, registry: CollectorRegistry | None = None):
+    def __init__(
+        self,
+        path: Path,
+        options: Options | None = None,
+        registry: CollectorRegistry | None = None,
+        now_ms: Callable[[], int] = wall_clock_ms,
+    ):
         self.path = Path(path)
         self.options = options or Options()
+        self._now = now_ms
+        o = self.options
+        self._limits = bounds.Limits(o.retention_ms, o.out_of_order_window_ms, o.future_grace_ms)
+        self._tenants = bounds.TenantTimes(o.tenant_label)
         self._ranges = self.options.block_ranges or compaction.block_ranges(self.options.retention_ms)
         self._metrics = _Metrics(registry)
         self._lock = threading.RLock()  # head, frozen heads, block list, index
         self._commit_cond = threading.Condition()
         self._committing = False  # one WAL writer, also taken by the head flush
         self._queue: list[_Pending] = []
+        self._write_error: str | None = None  # why the last group commit failed; None once one succeeds
         self._maintenance = threading.Lock()  # one flush/compaction at a time
         self._flush_thread: threading.Thread | None = None
         self._closed = False
@@ -155,6 +178,8 @@ class DB:
             raise DataDirError(f"{self.path}: cannot create data directory: {exc.strerror}") from None
         self._lockfile = self._take_lock()
         self._index = SeriesIndex(self.path / "series.sqlite")
+        known = self._index.all_refs()
+        self._tenants.add_many(known.tolist(), self._index.labels_of(known))
         self._blocks = self._open_blocks()
         self._seq = max((b.meta.seq for b in self._blocks), default=0)
         self._head = Head()
@@ -166,8 +191,19 @@ class DB:
         except WALCorruptionError as exc:
             raise DataDirError(str(exc)) from None
         self._replay()
+        self._tenants.restore({t: self._index.get_meta(_NEWEST + t, MIN_TIME) for t in self._tenants.names()})
         self._maxt = max([self._head.maxt] + [b.meta.maxt for b in self._blocks])
-        self._head_since = time.monotonic()  # wall-clock age of the head, for idle flushes
+        now = self._now()
+        # How far sample time had got at the last flush: only progress past it counts towards the
+        # head's span, so a backlog (or one old sample) mixed into current data cannot make every
+        # append flush. Never ahead of the clock, whatever old blocks say.
+        self._flushed_upto = min(max((b.meta.maxt for b in self._blocks), default=MIN_TIME), now)
+        started = self._index.get_meta(_HEAD_STARTED, MIN_TIME)
+        if started == MIN_TIME:  # a new directory (or one from before this was kept)
+            self._index.persist([], {_HEAD_STARTED: now})
+        # An empty head has no age: its samples will be the first since this start. A replayed one
+        # keeps the age it had, so restarts do not postpone its flush.
+        self._head_started = now if self._head.empty or started == MIN_TIME else started
         self._update_gauges()
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
@@ -215,9 +251,11 @@ class DB:
                 if kind == records.SERIES:
                     for ref, labels in records.decode_series(rec):
                         self._index.restore(ref, labels)
+                        self._tenants.add_series(ref, labels)
                 elif kind == records.SAMPLES:
                     s = records.decode_samples(rec)
                     self._head.append(s)
+                    self._tenants.observe(s.refs, s.timestamps)
                     n += len(s)
                 else:
                     raise records.RecordError(f"unknown record type {kind!r}")
@@ -238,24 +276,56 @@ class DB:
 
     def series_ref(self, labels: Labels) -> SeriesRef:
         with self._lock:
-            return self._index.get_or_create(labels)[0]
+            ref, created = self._index.get_or_create(labels)
+            if created:
+                self._tenants.add_series(ref, labels)
+            return ref
+
+    def series_refs(
+        self, labels: Sequence[Labels], admit: Callable[[list[Labels]], None] | None = None
+    ) -> list[SeriesRef]:
+        """Refs of these label sets, creating the missing ones. `admit` first sees the distinct
+        label sets that would be created, under the same lock as their creation, and may raise
+        to create none of them."""
+        with self._lock:
+            if admit is not None:
+                lookup = self._index.lookup
+                new = list(dict.fromkeys(lb for lb in labels if lookup(lb) is None))
+                if new:
+                    admit(new)
+            refs = []
+            for lb in labels:
+                ref, created = self._index.get_or_create(lb)
+                if created:
+                    self._tenants.add_series(ref, lb)  # the time bounds need every series' tenant
+                refs.append(ref)
+            return refs
+
+    def count_series(self, by: Sequence[str]) -> dict[tuple[str, ...], int]:
+        """Series in the index counted by their values of the labels `by` ("" where absent)."""
+        with self._lock:
+            return self._index.count_by(by)
 
     def append(
         self, refs: npt.NDArray[np.int64], timestamps: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
     ) -> AppendResult:
+        """Store what is within the time bounds (see `bounds`); count the rest as rejected by reason."""
         rejected: dict[str, int] = {}
+        now = self._now()
         with self._lock:
             if not self._index.is_live(refs):
                 raise StaleRefError("append to a deleted series")
-            floor = self._maxt - self.options.out_of_order_window_ms if self._maxt != MIN_TIME else MIN_TIME
+            verdict = self._tenants.check(refs, timestamps, now, self._limits)
+            refuse = verdict.too_old | verdict.too_new
+            if refuse.any():
+                for reason, mask in (("too_old", verdict.too_old), ("too_far_in_future", verdict.too_new)):
+                    if n := int(np.count_nonzero(mask)):
+                        rejected[reason] = n
+                keep = ~refuse
+                refs, timestamps, values = refs[keep], timestamps[keep], values[keep]
+            if refs.size == 0:
+                return AppendResult(0, rejected)
             unlogged = self._index.unlogged(refs)
-        too_old = timestamps < floor
-        if too_old.any():
-            rejected["too_old"] = int(np.count_nonzero(too_old))
-            keep = ~too_old
-            refs, timestamps, values = refs[keep], timestamps[keep], values[keep]
-        if refs.size == 0:
-            return AppendResult(0, rejected)
         samples = Samples(
             refs.astype(np.int64, copy=False),
             timestamps.astype(np.int64, copy=False),
@@ -266,6 +336,12 @@ class DB:
         self._commit(_Pending(recs, samples, [r for r, _ in unlogged]))
         self._maybe_flush()
         return AppendResult(len(samples), rejected)
+
+    @property
+    def write_error(self) -> str | None:
+        """Why the last write failed (e.g. the disk is full), or None when it succeeded: readiness.
+        Cleared by the next successful commit, so it follows the disk without a probe of its own."""
+        return self._write_error
 
     def _commit(self, item: _Pending) -> None:
         """Group commit: the first waiter writes everything queued with one WAL sync."""
@@ -289,6 +365,7 @@ class DB:
                 for p in batch:
                     self._head.append(p.samples)
                     self._index.mark_logged(p.logged)
+                    self._tenants.observe(p.samples.refs, p.samples.timestamps)
                     self._maxt = max(self._maxt, int(p.samples.timestamps.max()))
         except OSError as exc:
             error = StorageError(f"{self.path / 'wal'}: write failed: {exc.strerror or exc}")
@@ -297,6 +374,7 @@ class DB:
         with self._commit_cond:
             for p in batch:
                 p.done, p.error = True, error
+            self._write_error = None if error is None else str(error) or type(error).__name__
             self._committing = False
             self._commit_cond.notify_all()
         if item.error:
@@ -316,9 +394,17 @@ class DB:
                 self._committing = False
                 self._commit_cond.notify_all()
 
-    def _maybe_flush(self) -> None:
+    def _flush_due(self, now: int) -> bool:
+        """Whether the head should become a block: its newest sample is a flush span past the last
+        flush, or a flush span of wall-clock time has passed since that flush (or since start)."""
         head = self._head
-        if head.empty or head.maxt - head.mint < self.options.head_flush_span_ms:
+        if head.empty:
+            return False
+        span = self.options.head_flush_span_ms
+        return head.maxt - max(head.mint, self._flushed_upto) >= span or now - self._head_started >= span
+
+    def _maybe_flush(self) -> None:
+        if not self._flush_due(self._now()):
             return
         with self._lock:
             if self._flush_thread and self._flush_thread.is_alive():
@@ -341,8 +427,7 @@ class DB:
         # nothing, whose head would otherwise never be written out or its old blocks expired.
         while not self._stop.wait(self.options.maintenance_interval_s):
             try:
-                age_ms = (time.monotonic() - self._head_since) * 1000
-                if not self._head.empty and age_ms >= self.options.head_flush_span_ms:
+                if self._flush_due(self._now()):
                     self.flush_head()
                 self.compact()
                 self.apply_retention()
@@ -359,14 +444,18 @@ class DB:
                     return
                 old = self._head
                 self._head = Head()
-                self._head_since = time.monotonic()
+                now = self._now()
+                self._head_started = now
+                self._flushed_upto = max(self._flushed_upto, min(old.maxt, now))
                 self._frozen.append(old)
                 segment = self._wal.rotate()
+                newest = {_NEWEST + t: v for t, v in self._tenants.newest().items()}
             started = time.perf_counter()
             block, written = self._write_head(old)
             with self._lock:
                 rows = self._index.unpersisted()
-            self._index.persist(rows, {"flushed_wal_segment": segment})
+            # The WAL segments cut below held the newest times of tenants: keep them with the cut.
+            self._index.persist(rows, {"flushed_wal_segment": segment, _HEAD_STARTED: now, **newest})
             with self._lock:
                 if block:
                     self._blocks.append(block)
@@ -408,7 +497,9 @@ class DB:
             while True:
                 with self._lock:
                     blocks = list(self._blocks)
-                    until = MAX_TIME if force else self._maxt - self.options.out_of_order_window_ms
+                    # Windows the clock has passed by the out-of-order window are complete for
+                    # writers that keep up; a late writer's block is merged at the next level.
+                    until = MAX_TIME if force else self._now() - self.options.out_of_order_window_ms
                 p = compaction.plan([b.meta for b in blocks], self._ranges, until)
                 if p is None:
                     return done
@@ -449,9 +540,9 @@ class DB:
         self._update_gauges()
 
     def apply_retention(self) -> int:
-        """Delete blocks wholly older than retention (relative to the newest sample), then orphaned series."""
+        """Delete blocks wholly older than retention (behind the clock), then orphaned series."""
         with self._lock:
-            cutoff = self._maxt - self.options.retention_ms
+            cutoff = self._now() - self.options.retention_ms
             expired = [b for b in self._blocks if b.meta.maxt < cutoff]
             if not expired:
                 return 0

@@ -74,6 +74,14 @@ class SeriesIndex:
         self._restore(ref, labels)
         return ref, True
 
+    def lookup(self, labels: Labels) -> int | None:
+        """The ref of an existing series, or None."""
+        return self._by_labels.get(labels)
+
+    def count_by(self, names: Sequence[str]) -> dict[tuple[str, ...], int]:
+        """Series counted by their values of the labels `names` ("" where a series lacks one)."""
+        return self._postings.count_by(names)
+
     def restore(self, ref: int, labels: Labels) -> None:
         """Re-create a series read back from the WAL (no-op if the index already has it)."""
         if ref < len(self._labels) and self._labels[ref] is not None:

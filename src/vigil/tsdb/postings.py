@@ -12,6 +12,7 @@ rare in-place changes (delete, out-of-order add) drop the entries they touch.
 from __future__ import annotations
 
 import bisect
+import math
 from array import array
 from collections.abc import Collection, Sequence
 from typing import TypeAlias
@@ -318,26 +319,58 @@ class MemPostings:
             return sorted(vals)
         if not len(refs):
             return []
-        # Vectorised: lay all postings of the name end to end, tagged with their value's number,
-        # and keep the numbers of wanted refs; a numpy call per value would cost far more.
         values = list(vals)
-        ints: list[int] = []
-        int_owners: list[int] = []
-        bufs: list[array[int]] = []
-        buf_owners: list[int] = []
-        lengths: list[int] = []
-        for i, p in enumerate(vals.values()):
-            if isinstance(p, int):
-                ints.append(p)
-                int_owners.append(i)
-            else:
-                bufs.append(p)
-                buf_owners.append(i)
-                lengths.append(len(p))
-        flat = np.concatenate((np.array(ints, np.int64), np.frombuffer(b"".join(bufs), np.int64)))
-        owners = np.concatenate(
-            (np.array(int_owners, np.int64), np.repeat(np.array(buf_owners, np.int64), lengths))
-        )
+        flat, owners = _flatten(vals)
         wanted = refs if _is_sorted_unique(refs) else np.unique(refs)
         hits = np.unique(owners[_isin(flat, wanted)])
         return sorted(values[i] for i in hits.tolist())
+
+    def count_by(self, names: Sequence[str]) -> dict[tuple[str, ...], int]:
+        """How many series have each combination of values of `names` ("" for a label a series
+        lacks). O(series) in numpy plus a step per distinct value, so cheap enough at start-up."""
+        refs = self.all_refs()
+        codes = np.zeros(len(refs), np.int64)
+        tables: list[list[str]] = []
+        if math.prod(1 + len(self._names.get(name, {})) for name in names) >= 1 << 62:
+            raise ValueError(f"too many combinations of {', '.join(names)} to count")
+        for name in names:
+            vals = self._names.get(name, {})
+            table = ["", *vals]
+            ids = np.zeros(len(refs), np.int64)  # 0: the series lacks the label
+            if vals:
+                flat, owners = _flatten(vals)
+                ids[np.searchsorted(refs, flat)] = owners + 1
+            codes = codes * len(table) + ids
+            tables.append(table)
+        out: dict[tuple[str, ...], int] = {}
+        found, counts = np.unique(codes, return_counts=True)
+        for code, n in zip(found.tolist(), counts.tolist(), strict=True):
+            key: list[str] = []
+            for table in reversed(tables):
+                code, i = divmod(code, len(table))
+                key.append(table[i])
+            out[tuple(reversed(key))] = n
+        return out
+
+
+def _flatten(vals: dict[str, _Posting]) -> tuple[_Refs, _Refs]:
+    """All postings of one label laid end to end, and the number of the value each ref has there
+    (vectorised: a numpy call per value would cost far more)."""
+    ints: list[int] = []
+    int_owners: list[int] = []
+    bufs: list[array[int]] = []
+    buf_owners: list[int] = []
+    lengths: list[int] = []
+    for i, p in enumerate(vals.values()):
+        if isinstance(p, int):
+            ints.append(p)
+            int_owners.append(i)
+        else:
+            bufs.append(p)
+            buf_owners.append(i)
+            lengths.append(len(p))
+    flat = np.concatenate((np.array(ints, np.int64), np.frombuffer(b"".join(bufs), np.int64)))
+    owners = np.concatenate(
+        (np.array(int_owners, np.int64), np.repeat(np.array(buf_owners, np.int64), lengths))
+    )
+    return flat, owners

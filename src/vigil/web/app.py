@@ -50,6 +50,10 @@ def create_app(
         return PlainTextResponse("Vigil is Healthy.\n")
 
     async def ready(_: Request) -> Response:
+        # Not ready while writes cannot be stored: the last commit's error, until one succeeds.
+        problem = db.write_error or (events.write_error if events is not None else None)
+        if problem:
+            return PlainTextResponse(f"not ready: writes are failing: {problem}\n", status_code=503)
         return PlainTextResponse("Vigil is Ready.\n")
 
     async def metrics(_: Request) -> Response:
@@ -76,7 +80,8 @@ def create_app(
 
     async def compact(request: Request) -> Response:
         # Admin: write the head out and merge every window now (used by benchmarks and operators).
-        denied = auth.check(request, Scope.WRITE)
+        # It acts on every tenant's data, so never with a tenant's token.
+        denied = auth.check(request, Scope.ADMIN)
         if denied:
             return denied
 

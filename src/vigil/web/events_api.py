@@ -9,6 +9,7 @@ payload (design §2). 200 with `{"stored": n, "duplicates": m}` in the Prometheu
 
 Out: the Prometheus API's conventions (envelope, `bad_data` errors, `start`/`end` as RFC 3339 or
 Unix seconds, `match[]` selectors OR'ed), plus `kind`, `limit`, `cursor` and `direction` for paging.
+A tenant's reader gets that tenant's events only, whatever its matchers say.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from vigil.events.store import Direction, EventStore, check_storable, decode_cursor
-from vigil.model.event import KINDS, Event, EventError
+from vigil.model.event import KINDS, Event, EventError, EventLimits
 from vigil.model.matcher import Matcher
 from vigil.prompb.codec import DecodeError, DecompressedTooLarge, decode_snappy
 from vigil.promql.errors import ParseError
@@ -42,9 +43,12 @@ __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "EventsAPI"]
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
+_DEFAULT_LIMITS = EventLimits()
 MAX_LIMIT = 10_000
 DEFAULT_RANGE_MS = 3_600_000  # `start` defaults to one hour before `end`, as in Grafana's default view
 ENCODINGS = ("identity", "gzip", "snappy", "zstd")
+MAX_GZIP_MEMBERS = 1024  # concatenated gzip members one body may hold (each costs a fresh inflater)
+_GZIP_SLICE = 1 << 16
 
 
 class _Refused(Exception):
@@ -91,19 +95,30 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 def _gzip(body: bytes, limit: int) -> bytes:
-    out, rest = b"", body
-    while rest:  # one gzip member after another, as gunzip reads them
+    """Gzip members one after another, as gunzip reads them, fed in bounded slices so neither the
+    input nor the output is copied again per member; at most MAX_GZIP_MEMBERS members."""
+    out: list[bytes] = []
+    size = pos = members = 0
+    view = memoryview(body)
+    while pos < len(body):
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise _bad(f"bad gzip body: more than {MAX_GZIP_MEMBERS} gzip members")
         inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            out += inflater.decompress(rest, limit + 1 - len(out))  # bounded: a bomb stays small
-        except zlib.error as exc:
-            raise _bad(f"bad gzip body: {exc}") from None
-        if len(out) > limit:
-            break
-        if not inflater.eof:
-            raise _bad("bad gzip body: truncated stream")
-        rest = inflater.unused_data
-    return out
+        while not inflater.eof:
+            chunk = view[pos : pos + _GZIP_SLICE]
+            if not chunk:
+                raise _bad("bad gzip body: truncated stream")
+            try:
+                piece = inflater.decompress(chunk, limit + 1 - size)  # bounded: a bomb stays small
+            except zlib.error as exc:
+                raise _bad(f"bad gzip body: {exc}") from None
+            out.append(piece)
+            size += len(piece)
+            if size > limit:
+                return b"".join(out)  # the caller refuses it as too large
+            pos += len(chunk) - len(inflater.unused_data) - len(inflater.unconsumed_tail)
+    return b"".join(out)
 
 
 def _zstd(body: bytes, limit: int) -> bytes:
@@ -124,7 +139,7 @@ def _zstd(body: bytes, limit: int) -> bytes:
         return bytes(buf[:n])
 
 
-def parse_lines(body: bytes, tenant: str | None) -> list[Event]:
+def parse_lines(body: bytes, tenant: str | None, limits: EventLimits = _DEFAULT_LIMITS) -> list[Event]:
     """The events of an NDJSON body, each with the server's `tenant` label; blank lines are skipped.
     Raises _Refused (400) naming the first bad line."""
     events = []
@@ -132,7 +147,7 @@ def parse_lines(body: bytes, tenant: str | None) -> list[Event]:
         if not line.strip():
             continue
         try:
-            ev = Event.from_json(line)
+            ev = Event.from_json(line, limits)
             check_storable(ev)
         except EventError as exc:
             raise _bad(f"line {number}: {exc}") from None
@@ -175,8 +190,10 @@ class EventsAPI:
         max_decompressed: int | None = None,
         clock: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,
+        limits: EventLimits = _DEFAULT_LIMITS,
     ) -> None:
         self._metrics = EventsMetrics(registry)
+        self._limits = limits
         self._store = store
         self._auth = auth
         self._max_body = max_body
@@ -184,6 +201,11 @@ class EventsAPI:
         # When set, posts must carry an HMAC signature of their body, exactly as remote writes do.
         self._hmac_key = hmac_key or None
         self._clock = clock
+
+    @property
+    def write_error(self) -> str | None:
+        """Why the event store's last append failed, or None: `/-/ready` reports it."""
+        return self._store.write_error
 
     # -- POST ----------------------------------------------------------------------------------------
 
@@ -194,8 +216,9 @@ class EventsAPI:
         try:
             encoding = self._encoding(request)
             body = await self._read_body(request)
-            if self._hmac_key is not None:
-                problem = signing.verify(self._hmac_key, body, request.headers, self._clock())
+            key = self._auth.signing_key(request, self._hmac_key)  # the tenant's own, if it has one
+            if key is not None:
+                problem = signing.verify(key, body, request.headers, self._clock())
                 if problem is not None:
                     raise _Refused(401, "unauthorized", f"unauthorized: {problem}")
             tenant = self._auth.tenant_of(request)
@@ -235,7 +258,7 @@ class EventsAPI:
         return b"".join(chunks)
 
     def _store_body(self, body: bytes, encoding: str, tenant: str | None) -> tuple[int, int]:
-        events = parse_lines(decompress(body, encoding, self._max_decompressed), tenant)
+        events = parse_lines(decompress(body, encoding, self._max_decompressed), tenant, self._limits)
         try:
             stored = self._store.append(events)
         except sqlite3.Error as exc:
@@ -256,12 +279,12 @@ class EventsAPI:
     # -- GET -----------------------------------------------------------------------------------------
 
     async def get(self, request: Request) -> Response:
-        denied = self._auth.check(request, Scope.READ)
-        if denied is not None:
-            return denied
+        reader = self._auth.reader(request)
+        if isinstance(reader, Response):
+            return reader
         try:
             query = self._query_params(request)
-            events, cursor = await run_in_threadpool(self._query, *query)
+            events, cursor = await run_in_threadpool(self._query, *query, reader.tenant)
         except _Refused as exc:
             return exc.response()
         encoded = ",".join(e.to_json() for e in events)  # the wire format, as POST takes it
@@ -317,9 +340,11 @@ class EventsAPI:
         limit: int,
         cursor: str | None,
         direction: Direction,
+        tenant: str | None,
     ) -> tuple[list[Event], str | None]:
+        """`tenant`: the reader's (only that tenant's events), None for a global reader."""
         try:
-            return self._store.query(sets, start, end, kinds, limit, cursor, direction)
+            return self._store.query(sets, start, end, kinds, limit, cursor, direction, tenant)
         except sqlite3.Error as exc:
             log.error("event store error on query: %s", exc)
             raise _Refused(503, "unavailable", f"storage error: {exc}") from None

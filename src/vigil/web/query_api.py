@@ -5,6 +5,11 @@ Parameters come from the query string and, for POST, an `application/x-www-form-
 (body values first, as Go's `Request.FormValue`). Evaluation, storage look-ups and the encoding of
 large results run in the thread pool so the event loop keeps serving other requests. Parsing and
 formatting rules live in `vigil.web.promapi`.
+
+Tenants: a reader scoped to one tenant (its read token, or a trusted proxy naming it) is served
+from that tenant's view of the store (`vigil.storage.tenant`) with an engine over that view, so
+every selector a query contains, at any depth, is matched against that tenant's series only;
+metadata is scoped the same way. Global readers see the whole store.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -27,9 +33,10 @@ from vigil.model.matcher import Matcher
 from vigil.promql.errors import ParseError, PromQLError
 from vigil.promql.parser import parse, parse_selector
 from vigil.promql.result import QueryResult
-from vigil.storage.interface import Storage, StorageError
+from vigil.storage.interface import Queryable, StorageError
 from vigil.storage.metadata import MetadataStore
-from vigil.web.auth import Scope, TokenAuth
+from vigil.storage.tenant import TenantView
+from vigil.web.auth import TokenAuth
 from vigil.web.promapi import (
     INT64_MAX,
     INT64_MIN,
@@ -62,6 +69,10 @@ _Data = tuple[str, Sequence[str], Sequence[str]]  # encoded data, warnings, info
 
 
 class QueryEngine(Protocol):
+    def with_storage(self, storage: Queryable) -> QueryEngine:
+        """The same engine evaluating over `storage` (a tenant's view) instead."""
+        ...
+
     def instant_query(
         self, query: str, time_ms: int, lookback_delta_ms: int | None = None, timeout_s: float | None = None
     ) -> QueryResult: ...
@@ -115,13 +126,22 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclass(frozen=True)
+class _View:
+    """What one request reads from: the whole store, or one tenant's view of it and an engine over that."""
+
+    engine: QueryEngine
+    storage: Queryable
+    tenant: str | None  # None: everything (a global reader)
+
+
 class QueryAPI:
     """Route handlers for the read side of the Prometheus HTTP API (see `routes`)."""
 
     def __init__(
         self,
         engine: QueryEngine,
-        storage: Storage,
+        storage: Queryable,
         auth: TokenAuth,
         metadata: MetadataStore | None,
         now: Callable[[], int] = _now_ms,
@@ -136,15 +156,21 @@ class QueryAPI:
 
     # -- plumbing ----------------------------------------------------------------------------------
 
+    def _view(self, tenant: str | None) -> _View:
+        if tenant is None:
+            return _View(self._engine, self._storage, None)
+        storage = TenantView(self._storage, tenant)
+        return _View(self._engine.with_storage(storage), storage, tenant)
+
     async def _serve(
-        self, request: Request, handler: Callable[[Request, Form], Awaitable[_Data]]
+        self, request: Request, handler: Callable[[Request, Form, _View], Awaitable[_Data]]
     ) -> Response:
-        denied = self._auth.check(request, Scope.READ)
-        if denied is not None:
-            return denied
+        reader = self._auth.reader(request)
+        if isinstance(reader, Response):
+            return reader
         try:
             form = await read_form(request, self._max_form)
-            data, warnings, infos = await handler(request, form)
+            data, warnings, infos = await handler(request, form, self._view(reader.tenant))
         except APIError as exc:
             return _error(exc.error_type, exc.message)
         except ClientDisconnect:
@@ -204,17 +230,17 @@ class QueryAPI:
     async def query(self, request: Request) -> Response:
         return await self._serve(request, self._query)
 
-    async def _query(self, _: Request, form: Form) -> _Data:
+    async def _query(self, _: Request, form: Form, view: _View) -> _Data:
         limit = _limit(form)
         t = _time_param(form, "time", self._now())
         kwargs = self._query_kwargs(form)
         q = form.get("query")
-        return await self._evaluate(limit, functools.partial(self._engine.instant_query, q, t, **kwargs))
+        return await self._evaluate(limit, functools.partial(view.engine.instant_query, q, t, **kwargs))
 
     async def query_range(self, request: Request) -> Response:
         return await self._serve(request, self._query_range)
 
-    async def _query_range(self, _: Request, form: Form) -> _Data:
+    async def _query_range(self, _: Request, form: Form, view: _View) -> _Data:
         limit = _limit(form)
         start = _required_time(form, "start")
         end = _required_time(form, "end")
@@ -239,13 +265,13 @@ class QueryAPI:
         kwargs = self._query_kwargs(form)
         q = form.get("query")
         return await self._evaluate(
-            limit, functools.partial(self._engine.range_query, q, start, end, step, **kwargs)
+            limit, functools.partial(view.engine.range_query, q, start, end, step, **kwargs)
         )
 
     async def series(self, request: Request) -> Response:
         return await self._serve(request, self._series)
 
-    async def _series(self, _: Request, form: Form) -> _Data:
+    async def _series(self, _: Request, form: Form, view: _View) -> _Data:
         matches = form.getlist("match[]")
         if not matches:
             raise APIError("bad_data", "no match[] parameter provided")
@@ -259,7 +285,7 @@ class QueryAPI:
         def work() -> _Data:
             found: set[Labels] = set()
             for matchers in sets:
-                found.update(self._storage.series(matchers, lo, hi))
+                found.update(view.storage.series(matchers, lo, hi))
             result = sorted(found)
             warnings = []
             if limit > 0 and len(result) > limit:
@@ -272,7 +298,7 @@ class QueryAPI:
     async def labels(self, request: Request) -> Response:
         return await self._serve(request, self._labels)
 
-    async def _labels(self, _: Request, form: Form) -> _Data:
+    async def _labels(self, _: Request, form: Form, view: _View) -> _Data:
         limit = _limit(form)
         lo, hi = _range_params(form)
         sets = _matcher_sets(form)
@@ -280,7 +306,7 @@ class QueryAPI:
         def work() -> _Data:
             names: set[str] = set()
             for matchers in sets or [[]]:
-                names.update(self._storage.label_names(matchers, lo, hi))
+                names.update(view.storage.label_names(matchers, lo, hi))
             return _string_list(sorted(names), limit)
 
         return await run_in_threadpool(work)
@@ -288,7 +314,7 @@ class QueryAPI:
     async def label_values(self, request: Request) -> Response:
         return await self._serve(request, self._label_values)
 
-    async def _label_values(self, request: Request, form: Form) -> _Data:
+    async def _label_values(self, request: Request, form: Form, view: _View) -> _Data:
         name = unescape_name(request.path_params["name"])
         if not name or not _valid_utf8(name):
             raise APIError("bad_data", f"invalid label name: {go_quote(name)}")
@@ -299,7 +325,7 @@ class QueryAPI:
         def work() -> _Data:
             values: set[str] = set()
             for matchers in sets or [[]]:
-                values.update(self._storage.label_values(name, matchers, lo, hi))
+                values.update(view.storage.label_values(name, matchers, lo, hi))
             return _string_list(sorted(values), limit)
 
         return await run_in_threadpool(work)
@@ -307,17 +333,18 @@ class QueryAPI:
     async def metadata(self, request: Request) -> Response:
         return await self._serve(request, self._metadata_data)
 
-    async def _metadata_data(self, _: Request, form: Form) -> _Data:
+    async def _metadata_data(self, _: Request, form: Form, view: _View) -> _Data:
         limit = _number(form, "limit")
         per_metric = _number(form, "limit_per_metric")
         if self._metadata is None:
             return "{}", (), ()
-        return dumps(self._metadata.query(form.get("metric") or None, limit, per_metric)), (), ()
+        found = self._metadata.query(form.get("metric") or None, limit, per_metric, tenant=view.tenant)
+        return dumps(found), (), ()
 
     async def format_query(self, request: Request) -> Response:
         return await self._serve(request, self._format_query)
 
-    async def _format_query(self, _: Request, form: Form) -> _Data:
+    async def _format_query(self, _: Request, form: Form, __: _View) -> _Data:
         q = form.get("query")
         try:
             parse(q)  # for Prometheus' wording of syntax errors

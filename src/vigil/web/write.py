@@ -17,12 +17,36 @@ from starlette.responses import PlainTextResponse, Response
 from vigil.ingest.ingester import Ingester, IngestResult
 from vigil.ingest.validate import InvalidSeries
 from vigil.model.textparse import TextParseError, parse_text
-from vigil.prompb.codec import DecodeError, DecompressedTooLarge, decode_snappy, decode_write_request
+from vigil.prompb.codec import (
+    DecodeError,
+    DecompressedTooLarge,
+    OverLimit,
+    decode_snappy,
+    decode_write_request,
+)
 from vigil.ship import signing
 from vigil.storage.interface import StorageError
 from vigil.web.auth import Scope, TokenAuth
 
 log = logging.getLogger(__name__)
+
+# Refusals that are not plain bad data: the request is too large (413), or the store is at a
+# series limit (429: senders retry later; nothing of the request was stored).
+_STATUS = {
+    "too_many_samples": 413,
+    "too_many_series": 413,
+    "max_series": 429,
+    "max_series_per_tenant": 429,
+    "max_series_per_metric": 429,
+}
+
+
+# Why samples of a partly stored request were refused, for the 400 text (reasons from the store).
+_WHY_REJECTED = {
+    "native_histogram": "native histograms are not supported",
+    "too_old": "older than the out-of-order window or retention",
+    "too_far_in_future": "ahead of the server's clock by more than limits.future_grace",
+}
 
 
 class BodyTooLarge(Exception):
@@ -73,8 +97,9 @@ class WriteAPI:
             return self._bad("body_too_large", f"request body exceeds {self._max_body} bytes", 413)
         except ClientDisconnect:
             return self._bad("client_disconnect", "client disconnected", 400)
-        if self._hmac_key is not None:
-            problem = signing.verify(self._hmac_key, body, request.headers, time.time())
+        key = self._auth.signing_key(request, self._hmac_key)  # the tenant's own, if it has one
+        if key is not None:
+            problem = signing.verify(key, body, request.headers, time.time())
             if problem is not None:
                 return self._bad("bad_signature", f"unauthorized: {problem}", 401)
         return body
@@ -121,7 +146,9 @@ class WriteAPI:
         except DecodeError as exc:
             return self._bad("snappy", f"bad snappy body: {exc}")
         try:
-            decoded = decode_write_request(raw)
+            decoded = decode_write_request(raw, limits=self._ingester.wire_limits)
+        except OverLimit as exc:
+            return self._bad(exc.reason, str(exc), _STATUS.get(exc.reason, 400))
         except DecodeError as exc:
             return self._bad("protobuf", f"bad protobuf body: {exc}")
         if decoded.timestamps.size > self._max_samples:
@@ -142,6 +169,16 @@ class WriteAPI:
         return await run_in_threadpool(self._store_text, body, self._auth.tenant_of(request))
 
     def _store_text(self, body: bytes, tenant: str | None) -> Response:
+        # Parsing costs far more per line than counting: refuse by an upper bound on the samples
+        # first (every line but comments and blank ones could be one).
+        lines = body.count(b"\n") + 1 - body.endswith(b"\n") - body.count(b"\n\n")
+        lines -= body.count(b"\n#") + body.startswith(b"#")
+        if lines > self._max_samples:
+            return self._bad(
+                "too_many_samples",
+                f"more than {self._max_samples} samples (lines) exceed the limit per request",
+                413,
+            )
         try:
             parsed = parse_text(body, default_timestamp_ms=int(time.time() * 1000))
         except TextParseError as exc:
@@ -158,7 +195,7 @@ class WriteAPI:
         try:
             result = write()
         except InvalidSeries as exc:
-            return self._bad(exc.reason, str(exc), 413 if exc.reason == "too_many_samples" else 400)
+            return self._bad(exc.reason, str(exc), _STATUS.get(exc.reason, 400))
         except StorageError as exc:
             log.error("storage error on write: %s", exc)
             self._ingester.reject("storage")
@@ -170,8 +207,7 @@ class WriteAPI:
             )
             return PlainTextResponse(
                 f"stored {result.accepted} samples; rejected: {detail}"
-                + (" (native histograms are not supported)" if "native_histogram" in result.rejected else "")
-                + (" (older than the out-of-order window)" if "too_old" in result.rejected else "")
+                + "".join(f" ({why})" for reason, why in _WHY_REJECTED.items() if reason in result.rejected)
                 + "\n",
                 status_code=400,
             )

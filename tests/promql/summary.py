@@ -1,4 +1,9 @@
-"""PromQL conformance: one summary line at the end of the session."""
+"""PromQL conformance: one summary line at the end of the session.
+
+A plugin named by tests/conftest.py rather than a conftest of its own: under pytest-xdist the
+terminal summary is written by the controller, which never collects, so it loads only the conftest
+files of the paths it was given (tests/), not tests/promql/conftest.py.
+"""
 
 from __future__ import annotations
 
