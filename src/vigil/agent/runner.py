@@ -27,8 +27,8 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Metric
 
-from vigil.agent.collector import Collector, CollectorUnavailable
 from vigil.agent.identity import Identity
+from vigil.model.collector import Collector, CollectorUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -57,10 +57,10 @@ from pathlib import Path
 from prometheus_client import Metric
 from prometheus_client.core import GaugeMetricFamily
 
-from vigil.agent.collector import CollectorUnavailable
-from vigil.agent.collectors._fs import label_safe
 from vigil.config.security import parse_baseline_entry
+from vigil.model.collector import CollectorUnavailable
 from vigil.model.event import Event
+from vigil.model.labels import label_safe
 
 log = logging.getLogger(__name__)
 
