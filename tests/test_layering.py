@@ -95,7 +95,9 @@ def test_no_import_runs_up_a_floor() -> None:
             if other in TOP or target == "vigil":
                 continue
             if floor_of(other) > mine:
-                upward.append(f"{name} ({pkg}, floor {mine}) imports {target} ({other}, floor {floor_of(other)})")
+                upward.append(
+                    f"{name} ({pkg}, floor {mine}) imports {target} ({other}, floor {floor_of(other)})"
+                )
     assert upward == [], "imports running up a floor:\n" + "\n".join(upward)
 
 
@@ -104,7 +106,9 @@ def test_no_import_cycle_between_modules() -> None:
     graph = {name: {t for t in imports_of(p) if t in modules and t != name} for name, p in modules.items()}
     # A package's __init__ importing its own submodules (re-exports) is not a cycle of concern.
     for name in graph:
-        graph[name] = {t for t in graph[name] if not (modules[name].name == "__init__.py" and t.startswith(name + "."))}
+        graph[name] = {
+            t for t in graph[name] if not (modules[name].name == "__init__.py" and t.startswith(name + "."))
+        }
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
     stack: list[str] = []
@@ -114,7 +118,7 @@ def test_no_import_cycle_between_modules() -> None:
         stack.append(n)
         for m in sorted(graph[n]):
             if state.get(m) == 1:
-                cycles.append([*stack[stack.index(m):], m])
+                cycles.append([*stack[stack.index(m) :], m])
             elif m not in state:
                 visit(m)
         stack.pop()
@@ -131,6 +135,9 @@ def test_importing_config_does_not_import_the_agent(module: str) -> None:
     import subprocess
     import sys
 
-    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith(('vigil.agent', 'vigil.security'))))"
+    code = (
+        f"import sys, {module}; "
+        "print(sorted(m for m in sys.modules if m.startswith(('vigil.agent', 'vigil.security'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
