@@ -19,7 +19,6 @@ import pytest
 from prometheus_client import CollectorRegistry, Metric, generate_latest
 
 from tests.waiting import returns, wait_until
-from vigil.agent.collector import Collector, CollectorUnavailable
 from vigil.agent.collectors import (
     CPUCollector,
     DiskstatsCollector,
@@ -40,6 +39,7 @@ from vigil.agent.collectors import filesystem as filesystem_module
 from vigil.agent.collectors.cpu import parse_cpulist
 from vigil.agent.collectors.filesystem import unescape_mount_path
 from vigil.agent.collectors.meminfo import metric_name
+from vigil.model.collector import Collector, CollectorUnavailable
 from vigil.model.textparse import parse_text
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Metric, generate_latest
 
-from vigil.agent.collector import CollectorUnavailable
 from vigil.agent.collectors.containers import ContainersCollector
+from vigil.model.collector import CollectorUnavailable
 
 FIXTURES = Path(__file__).parent / "fixtures/cgroup"
 V2 = FIXTURES / "v2"

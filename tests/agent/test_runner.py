@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, Metric, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from vigil.agent.collector import CollectorUnavailable
 from vigil.agent.identity import Identity
 from vigil.agent.runner import Agent, to_batch, to_metadata
+from vigil.model.collector import CollectorUnavailable
 
 
 class Good:

@@ -17,8 +17,8 @@ import trustme
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import choose_encoder
 
-from vigil.agent.runner import Batch
 from vigil.config.scrape import ScrapeConfig
+from vigil.model.batch import Batch
 from vigil.scrape.manager import ScrapeManager
 from vigil.scrape.target import is_stale_nan
 

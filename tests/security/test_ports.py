@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import Metric
 
-from vigil.agent.collector import CollectorUnavailable
+from vigil.model.collector import CollectorUnavailable
 from vigil.security.ports import (
     MAX_SERIES,
     Listener,

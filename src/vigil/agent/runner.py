@@ -23,32 +23,20 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Metric
 
-from vigil.agent.collector import Collector, CollectorUnavailable
 from vigil.agent.identity import Identity
+from vigil.model.batch import Batch, MetricMetadata, Series, Sink
+from vigil.model.collector import Collector, CollectorUnavailable
 
 log = logging.getLogger(__name__)
-
-Series = list[tuple[str, str]]
-# (series label sets, samples per series) — the shape the shipper's enqueue takes.
-Batch = tuple[list[Series], list[list[tuple[int, float]]]]
-# (family name, type, help, unit), as remote write's MetricMetadata carries them.
-MetricMetadata = tuple[str, str, str, str]
 
 METADATA_INTERVAL_S = 60.0  # as Prometheus' remote write sends metadata (metadata_config.send_interval)
 # The text format (what /metrics serves by default, so what a Prometheus scraping it records) names
 # some families differently from prometheus_client's OpenMetrics-style family names.
 _TEXT_SUFFIX = {"counter": "_total", "info": "_info"}
 _TEXT_TYPE = {"info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram"}
-
-
-class Sink(Protocol):
-    """Where rounds go: the shipper's `enqueue` (metadata rides in the round's first payload)."""
-
-    def __call__(self, batch: Batch, metadata: Sequence[MetricMetadata] = ...) -> object: ...
 
 
 class AgentMetrics:

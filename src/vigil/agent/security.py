@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vigil.agent.collector import Collector
 from vigil.agent.eventing import EventingCollector
 from vigil.config import Config, ConfigError
 from vigil.logs.access import AccessLogProcessor
@@ -28,6 +27,7 @@ from vigil.logs.pipeline import FileSource, JournalSource, LogPipeline
 from vigil.logs.processor import LineProcessor
 from vigil.logs.syslog import SyslogServer
 from vigil.logs.syslogparse import SyslogMessage, to_log_line
+from vigil.model.collector import Collector
 from vigil.model.event import Event
 
 if TYPE_CHECKING:

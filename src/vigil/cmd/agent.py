@@ -14,7 +14,6 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 
-from vigil.agent.collector import Collector
 from vigil.agent.collectors import default_collectors, optional_collectors
 from vigil.agent.collectors.containers import ContainersCollector
 from vigil.agent.identity import Identity, detect
@@ -23,6 +22,7 @@ from vigil.agent.security import SECURITY_COLLECTORS, Security, build_security
 from vigil.agent.statsd import StatsdServer
 from vigil.cmd.listen import address, bind_tcp
 from vigil.config import Config, ConfigError
+from vigil.model.collector import Collector
 
 log = logging.getLogger("vigil.agent")
 

@@ -9,7 +9,9 @@ operator knows where they are.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import socket
+from dataclasses import dataclass
+from typing import Annotated, Literal, Protocol
 
 from pydantic import BeforeValidator, model_validator
 
@@ -24,11 +26,11 @@ from vigil.config.types import (
     parse_duration,
     parse_size,
 )
-from vigil.security.integrity import DEFAULT_PATHS
-from vigil.security.ports import parse_baseline_entry
 
 __all__ = [
+    "DEFAULT_PATHS",
     "AuthLogsConfig",
+    "BaselineEntry",
     "FileIntegrityConfig",
     "ListeningPortsConfig",
     "LogSourceConfig",
@@ -36,7 +38,82 @@ __all__ = [
     "SyslogConfig",
     "UnknownLinesConfig",
     "UpdatesConfig",
+    "parse_baseline_entry",
 ]
+
+# The files an intruder edits to stay in (accounts, sudo, sshd, cron, units): what file integrity
+# watches unless `file_integrity.paths` says otherwise. Here, not in vigil.security.integrity, because
+# it is the config's default and the config sits below the collectors that use it.
+DEFAULT_PATHS: tuple[str, ...] = (
+    "/etc/passwd",
+    "/etc/shadow",
+    "/etc/group",
+    "/etc/sudoers",
+    "/etc/sudoers.d/*",
+    "/etc/ssh/sshd_config",
+    "/root/.ssh/authorized_keys",
+    "/home/*/.ssh/authorized_keys",
+    "/etc/crontab",
+    "/etc/cron.d/*",
+    "/var/spool/cron/crontabs/*",
+    "/etc/systemd/system/*",
+)
+
+
+class _Listening(Protocol):
+    """What a baseline entry is matched against (vigil.security.ports.Listener)."""
+
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class BaselineEntry:
+    """One parsed `listening_ports.baseline` entry (syntax in vigil.security.ports' docstring)."""
+
+    protocol: str  # "*" for any
+    address: str  # "*" for any
+    port: str  # "*" for any, else decimal
+
+    def matches(self, listener: _Listening) -> bool:
+        return (
+            self.protocol in ("*", listener.protocol)
+            and self.address in ("*", listener.address)
+            and self.port in ("*", str(listener.port))
+        )
+
+
+def parse_baseline_entry(entry: str) -> BaselineEntry:
+    """Parse one baseline entry (tcp/22, udp/127.0.0.1:53, tcp/[::1]:9400, */53, udp/*); ValueError
+    when malformed. Lives with the config, which validates every entry with it at load time."""
+    proto, sep, rest = entry.strip().partition("/")
+    proto = proto.lower()
+    if not sep or proto not in ("tcp", "udp", "*") or not rest:
+        raise ValueError(f"bad listening-port baseline entry {entry!r}: want proto/port or proto/addr:port")
+    if rest == "*":
+        return BaselineEntry(proto, "*", "*")
+    if rest.startswith("["):  # [v6addr]:port
+        addr, close, port = rest[1:].partition("]")
+        if not close or not port.startswith(":"):
+            raise ValueError(f"bad listening-port baseline entry {entry!r}")
+        port = port[1:]
+    elif ":" in rest:
+        addr, _, port = rest.rpartition(":")
+    else:
+        addr, port = "*", rest
+    if port != "*" and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"bad port in listening-port baseline entry {entry!r}")
+    if addr != "*":
+        try:  # normalise so "::0001" matches the kernel's "::1"
+            family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+            addr = socket.inet_ntop(family, socket.inet_pton(family, addr))
+        except OSError as exc:
+            raise ValueError(f"bad address in listening-port baseline entry {entry!r}") from exc
+    return BaselineEntry(proto, addr, port if port == "*" else str(int(port)))
 
 
 def _paths(value: object) -> tuple[str, ...]:

@@ -27,6 +27,15 @@ def is_valid_metric_name(name: str) -> bool:
     return _METRIC_NAME_RE.fullmatch(name) is not None
 
 
+def label_safe(value: str) -> str:
+    """A label value that encodes as UTF-8: undecodable bytes (kept as surrogates) become U+FFFD."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
 class Labels(tuple[tuple[str, str], ...]):
     """A sorted, immutable label set. Construct with `Labels.from_pairs` or `Labels.from_dict`."""
 

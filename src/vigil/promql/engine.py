@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from vigil.model.labels import Labels
-from vigil.model.matcher import Matcher, MatchType
+from vigil.model.matcher import Matcher
 from vigil.promql import aggregations, ast, binops, functions
 from vigil.promql.errors import ExecutionError, ParseError
 from vigil.promql.limits import QueryLimits
 from vigil.promql.parser import parse
 from vigil.promql.result import QueryResult, Series
+from vigil.promql.selectors import selector_labels
 from vigil.promql.value import I64, Matrix, Scalar, String, Value, Vector
 from vigil.storage.interface import Queryable, SeriesSet
 
@@ -219,7 +220,7 @@ class Evaluator:
             ss.values,
             t,
             e.range_ms,
-            _selector_labels(vs.matchers),
+            selector_labels(vs.matchers),
         )
 
     def subquery(self, e: ast.Subquery, steps: I64) -> Matrix:
@@ -278,21 +279,6 @@ def windows(
     lo = np.maximum(lo, offsets[:-1, None])
     hi = np.maximum(np.minimum(hi, offsets[1:, None]), lo)
     return Matrix(labels, offsets, ts, vals, lo, hi, end, range_ms, selector_labels)
-
-
-def _selector_labels(matchers: Sequence[Matcher]) -> Labels:
-    """Labels absent()/absent_over_time() report: those of equality matchers, unless repeated."""
-    eq: dict[str, str | None] = {}
-    for m in matchers:
-        if m.name == "__name__":
-            continue
-        if m.type is MatchType.EQ:
-            eq[m.name] = None if m.name in eq else m.value
-        else:
-            eq.setdefault(m.name, None)
-            if m.name in eq and eq[m.name] is not None and m.type is not MatchType.EQ:
-                eq[m.name] = None
-    return Labels.from_pairs((k, v) for k, v in eq.items() if v is not None)
 
 
 # -- results ---------------------------------------------------------------------------------------

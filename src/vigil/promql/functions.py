@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -25,10 +25,21 @@ from vigil.promql.functions_util import (
     sort_for_quantile,
 )
 from vigil.promql.limits import QueryLimits
+from vigil.promql.selectors import selector_labels
 from vigil.promql.value import F64, I64, Matrix, Scalar, String, Value, Vector, merge_duplicates
 
-if TYPE_CHECKING:
-    from vigil.promql.engine import Evaluator
+
+class Evaluator(Protocol):
+    """What the functions need of vigil.promql.engine.Evaluator (which calls them): the query's
+    range and step, its limits, and evaluating an argument."""
+
+    start: int
+    end: int
+    step: int
+    limits: QueryLimits
+
+    def eval(self, e: ast.Expr, steps: I64) -> Value: ...
+
 
 # A range function: the matrix argument, all the arguments, the steps, the query's limits.
 RangeFunction = Callable[[Matrix, list[Value], I64, QueryLimits], Vector]
@@ -320,9 +331,7 @@ def _absent(v: Value, arg: ast.Expr, steps: I64) -> Vector:
     any_present = np.asarray(v.present.any(axis=0)) if len(v) else np.zeros(n, bool)
     labels = Labels()
     if isinstance(arg, ast.VectorSelector):
-        from vigil.promql.engine import _selector_labels
-
-        labels = _selector_labels(arg.matchers)
+        labels = selector_labels(arg.matchers)
     return Vector([labels], np.ones((1, n)), ~any_present[None, :])
 
 

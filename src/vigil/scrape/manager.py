@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter
 
-from vigil.agent.runner import Batch
 from vigil.config.scrape import ScrapeConfig
+from vigil.model.batch import Batch
 from vigil.scrape.target import REASONS, ScrapeResult, Target
 
 __all__ = ["ScrapeManager"]

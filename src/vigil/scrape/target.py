@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import httpx
 
 import vigil
-from vigil.agent.runner import Batch, Series
 from vigil.config.scrape import ScrapeConfig
+from vigil.model.batch import Batch, Series
 from vigil.model.labels import METRIC_NAME
 from vigil.model.textparse import parse_text
 from vigil.scrape.relabel import relabel

@@ -50,24 +50,11 @@ from pathlib import Path
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from vigil.config.security import DEFAULT_PATHS
 from vigil.model.event import Event, FieldValue
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PATHS: tuple[str, ...] = (
-    "/etc/passwd",
-    "/etc/shadow",
-    "/etc/group",
-    "/etc/sudoers",
-    "/etc/sudoers.d/*",
-    "/etc/ssh/sshd_config",
-    "/root/.ssh/authorized_keys",
-    "/home/*/.ssh/authorized_keys",
-    "/etc/crontab",
-    "/etc/cron.d/*",
-    "/var/spool/cron/crontabs/*",
-    "/etc/systemd/system/*",
-)
 
 PATH_CLASSES: tuple[str, ...] = (
     "passwd",

@@ -5,7 +5,8 @@ peer (remote address all zeros, port 0). Socket inodes are mapped to processes b
 /proc/<pid>/fd symlinks ("socket:[<inode>]"); that is best effort: processes that exit mid-scan or
 whose fd directory cannot be read are skipped, and their listeners get an empty process name.
 
-Baseline syntax, one entry per expected listener (tcp6/udp6 sockets count as "tcp"/"udp")::
+Baseline syntax (parsed by `vigil.config.security.parse_baseline_entry`, which validates the config
+with it), one entry per expected listener (tcp6/udp6 sockets count as "tcp"/"udp")::
 
     tcp/22                 TCP port 22 on any address
     tcp/127.0.0.1:9400     TCP port 9400 on 127.0.0.1 only
@@ -56,9 +57,10 @@ from pathlib import Path
 from prometheus_client import Metric
 from prometheus_client.core import GaugeMetricFamily
 
-from vigil.agent.collector import CollectorUnavailable
-from vigil.agent.collectors._fs import label_safe
+from vigil.config.security import parse_baseline_entry
+from vigil.model.collector import CollectorUnavailable
 from vigil.model.event import Event
+from vigil.model.labels import label_safe
 
 log = logging.getLogger(__name__)
 
@@ -123,48 +125,6 @@ class Listener:
         """The exact baseline entry for this listener."""
         addr = f"[{self.address}]" if ":" in self.address else self.address
         return f"{self.protocol}/{addr}:{self.port}"
-
-
-@dataclass(frozen=True)
-class _Pattern:
-    protocol: str  # "*" for any
-    address: str  # "*" for any
-    port: str  # "*" for any, else decimal
-
-    def matches(self, listener: Listener) -> bool:
-        return (
-            self.protocol in ("*", listener.protocol)
-            and self.address in ("*", listener.address)
-            and self.port in ("*", str(listener.port))
-        )
-
-
-def parse_baseline_entry(entry: str) -> _Pattern:
-    """Parse one baseline entry (syntax in the module docstring); ValueError when malformed."""
-    proto, sep, rest = entry.strip().partition("/")
-    proto = proto.lower()
-    if not sep or proto not in ("tcp", "udp", "*") or not rest:
-        raise ValueError(f"bad listening-port baseline entry {entry!r}: want proto/port or proto/addr:port")
-    if rest == "*":
-        return _Pattern(proto, "*", "*")
-    if rest.startswith("["):  # [v6addr]:port
-        addr, close, port = rest[1:].partition("]")
-        if not close or not port.startswith(":"):
-            raise ValueError(f"bad listening-port baseline entry {entry!r}")
-        port = port[1:]
-    elif ":" in rest:
-        addr, _, port = rest.rpartition(":")
-    else:
-        addr, port = "*", rest
-    if port != "*" and not (port.isdigit() and 0 < int(port) < 65536):
-        raise ValueError(f"bad port in listening-port baseline entry {entry!r}")
-    if addr != "*":
-        try:  # normalise so "::0001" matches the kernel's "::1"
-            family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-            addr = socket.inet_ntop(family, socket.inet_pton(family, addr))
-        except OSError as exc:
-            raise ValueError(f"bad address in listening-port baseline entry {entry!r}") from exc
-    return _Pattern(proto, addr, port if port == "*" else str(int(port)))
 
 
 def _decode_address(hex_addr: str, family: int) -> str:

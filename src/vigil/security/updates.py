@@ -48,7 +48,7 @@ from pathlib import Path
 from prometheus_client import Metric
 from prometheus_client.core import GaugeMetricFamily
 
-from vigil.agent.collectors._fs import label_safe
+from vigil.model.labels import label_safe
 
 log = logging.getLogger(__name__)
 

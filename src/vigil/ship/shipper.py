@@ -38,6 +38,7 @@ import cramjam
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from vigil.model.batch import MetricMetadata
 from vigil.prompb.encode import encode_write_request
 from vigil.ship.client import Outcome, RemoteWriteClient, SendResult
 from vigil.ship.queue import DurableQueue
@@ -48,8 +49,8 @@ log = logging.getLogger(__name__)
 
 Labels = Sequence[tuple[str, str]]
 Points = Sequence[tuple[int, float]]
+# Read-only view of vigil.model.batch.Batch: what enqueue accepts (a model Batch is one).
 Batch = tuple[Sequence[Labels], Sequence[Points]]
-Metadata = tuple[str, str, str, str]  # family, type, help, unit
 
 _LAYOUT = "shards.json"  # {"shards": N} or, during a transition, {"shards": N, "hold": {queue: seq}}
 _SHARD_DIR = re.compile(r"shard-(\d+)")
@@ -140,7 +141,7 @@ class Shipper:
         self,
         series_labels: Sequence[Labels] | tuple[Sequence[Labels], Sequence[Points]],
         samples: Sequence[Points] | None = None,
-        metadata: Sequence[Metadata] = (),
+        metadata: Sequence[MetricMetadata] = (),
     ) -> int:
         """Queue samples durably, in payloads of at most `max_samples_per_send` samples.
 
@@ -332,7 +333,7 @@ class ShardedShipper:
         self,
         series_labels: Sequence[Labels] | Batch,
         samples: Sequence[Points] | None = None,
-        metadata: Sequence[Metadata] = (),
+        metadata: Sequence[MetricMetadata] = (),
     ) -> int:
         """Split the batch by shard and queue each part (see `Shipper.enqueue`); returns the payload count.
         `metadata` goes with the first part only: it is per family, not per series."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vigil.agent.collector import Collector
 from vigil.agent.collectors.cpu import CPUCollector
 from vigil.agent.collectors.diskstats import DiskstatsCollector
 from vigil.agent.collectors.filefd import FilefdCollector
@@ -23,6 +22,7 @@ from vigil.agent.collectors.processes import ProcessesCollector
 from vigil.agent.collectors.stat import StatCollector
 from vigil.agent.collectors.time import TimeCollector
 from vigil.agent.collectors.uname import UnameCollector
+from vigil.model.collector import Collector
 
 __all__ = [
     "CPUCollector",

@@ -1,4 +1,4 @@
-"""Small helpers the host collectors share: reading pseudo-files cheaply and making label values safe.
+"""Small helpers the host collectors share: reading pseudo-files cheaply and filtering devices.
 
 /proc and /sys files report a size of 0 and are generated on each read, so each is read whole in
 one call and parsed from memory; a missing file means the source is absent on this host.
@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from vigil.agent.collector import CollectorUnavailable
+from vigil.model.collector import CollectorUnavailable
 
 
 def read_text(path: Path) -> str:
@@ -33,15 +33,6 @@ def read_optional(path: Path) -> str | None:
         return read_text(path).strip()
     except OSError:
         return None
-
-
-def label_safe(value: str) -> str:
-    """A label value that encodes as UTF-8: undecodable bytes (kept as surrogates) become U+FFFD."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return value
 
 
 def device_filter(exclude: str | None, include: str | None) -> Callable[[str], bool]:

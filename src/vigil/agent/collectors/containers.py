@@ -40,8 +40,9 @@ import httpx
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from vigil.agent.collector import CollectorUnavailable
-from vigil.agent.collectors._fs import label_safe, read_optional
+from vigil.agent.collectors._fs import read_optional
+from vigil.model.collector import CollectorUnavailable
+from vigil.model.labels import label_safe
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from vigil.agent.collectors._fs import device_filter, label_safe, read_source
+from vigil.agent.collectors._fs import device_filter, read_source
+from vigil.model.labels import label_safe
 
 DEFAULT_DEVICE_EXCLUDE = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$"
 

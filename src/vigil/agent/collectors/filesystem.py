@@ -22,7 +22,8 @@ from pathlib import Path
 from prometheus_client import Metric
 from prometheus_client.core import GaugeMetricFamily
 
-from vigil.agent.collectors._fs import label_safe, read_text
+from vigil.agent.collectors._fs import read_text
+from vigil.model.labels import label_safe
 
 # node_exporter 1.5's defaults (upstream; Debian's package patches the mount point one to also drop
 # /run, /mnt and /media).

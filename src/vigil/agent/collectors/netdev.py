@@ -15,7 +15,8 @@ from pathlib import Path
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily
 
-from vigil.agent.collectors._fs import device_filter, label_safe, read_source
+from vigil.agent.collectors._fs import device_filter, read_source
+from vigil.model.labels import label_safe
 
 # The sixteen columns of /proc/net/dev, in order, as family names and help texts.
 _COLUMNS: list[tuple[str, str]] = [

@@ -17,8 +17,8 @@ from pathlib import Path
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily
 
-from vigil.agent.collector import CollectorUnavailable
 from vigil.agent.collectors._fs import read_text
+from vigil.model.collector import CollectorUnavailable
 
 # resource -> ((psi line kind, family, help), ...)
 _RESOURCES: dict[str, tuple[tuple[str, str, str], ...]] = {

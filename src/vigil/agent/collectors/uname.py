@@ -14,7 +14,8 @@ from pathlib import Path
 from prometheus_client import Metric
 from prometheus_client.core import GaugeMetricFamily
 
-from vigil.agent.collectors._fs import label_safe, read_source
+from vigil.agent.collectors._fs import read_source
+from vigil.model.labels import label_safe
 
 # label -> file in /proc/sys/kernel
 _FILES = {

@@ -4,6 +4,9 @@ Collectors return `prometheus_client.Metric` families (`GaugeMetricFamily`, `Cou
 so the agent's `/metrics` is rendered by prometheus_client and the same families are shipped by
 remote write. A collector that cannot do its job raises; the agent counts and logs that once per
 distinct error and keeps going with the others.
+
+In the model, not in the agent, because the security collectors (a floor below the agent) implement
+the same contract and raise the same `CollectorUnavailable`.
 """
 
 from __future__ import annotations
