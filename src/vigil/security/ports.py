@@ -290,21 +290,8 @@ def _socket_owners(proc: Path, inodes: set[int]) -> dict[int, set[str]]:
     except OSError:
         return owners
     for pid in pids:
-        fd_dir = f"{proc}/{pid}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:  # exited, or not ours to read without CAP_SYS_PTRACE
-            continue
-        found: list[int] = []
-        for fd in fds:
-            try:
-                target = os.readlink(f"{fd_dir}/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target.endswith("]"):
-                inode = int(target[8:-1])
-                if inode in inodes:
-                    found.append(inode)
+        # Unreadable (exited, or not ours without CAP_SYS_PTRACE) pids hold nothing we can see.
+        found = sorted(_held_sockets(proc, int(pid)) & inodes)
         if not found:
             continue
         try:
