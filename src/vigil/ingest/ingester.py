@@ -16,16 +16,13 @@ from prometheus_client import CollectorRegistry, Counter
 
 from vigil.ingest.series_limit import SeriesLimiter
 from vigil.ingest.validate import InvalidSeries, Limits, validate_labels
-from vigil.model.labels import Labels
+from vigil.model.labels import TENANT, Labels
 from vigil.model.textparse import ParsedText
 from vigil.prompb.codec import DecodedWrite, DecodeError, OverLimit, WireLimits, parse_label_key
 from vigil.storage.interface import AppendResult, StaleRefError, Storage, StorageError
 from vigil.storage.metadata import MetadataStore
 
 _CACHE_MAX = 4_000_000  # entries; past this the cache starts over rather than grow without bound
-
-
-TENANT = "tenant"
 
 
 def with_tenant(labels: Labels, tenant: str | None) -> Labels:

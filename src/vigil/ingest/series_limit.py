@@ -24,10 +24,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from vigil.ingest.validate import InvalidSeries
-from vigil.model.labels import METRIC_NAME, Labels
+from vigil.model.labels import METRIC_NAME, TENANT, Labels
 from vigil.storage.interface import Storage
-
-TENANT = "tenant"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 METRIC_NAME = "__name__"
+TENANT = "tenant"  # set by the server from the writer's token; reads of a tenant are scoped by it
 
 # Prometheus' "legacy" name rules; UTF-8 names are not accepted on ingest.
 _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")

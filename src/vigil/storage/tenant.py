@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vigil.model.labels import Labels
+from vigil.model.labels import TENANT, Labels
 from vigil.model.matcher import Matcher
 from vigil.storage.interface import Queryable, SeriesSet
 
 __all__ = ["TENANT_LABEL", "TenantView"]
 
 # The label the server sets from the writer's token (`vigil.ingest.ingester.with_tenant`).
-TENANT_LABEL = "tenant"
+TENANT_LABEL = TENANT
 
 
 class TenantView:

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from vigil.model.labels import Labels
+from vigil.model.labels import TENANT, Labels
 from vigil.model.matcher import Matcher
 from vigil.storage.interface import AppendResult, SeriesRef, SeriesSet, StaleRefError, StorageError
 from vigil.tsdb import bounds, records
@@ -69,7 +69,7 @@ class Options:
     retention_ms: int = 15 * 24 * compaction.HOUR_MS  # behind the clock
     out_of_order_window_ms: int = 10 * 60_000  # behind min(tenant's newest sample, clock)
     future_grace_ms: int = 10 * 60_000  # samples further ahead of the clock are refused
-    tenant_label: str = "tenant"  # the label the ingester sets; time bounds are kept per value
+    tenant_label: str = TENANT  # the label the ingester sets; time bounds are kept per value
     head_flush_span_ms: int = compaction.HOUR_MS  # of sample time or of wall-clock time
     wal_segment_size: int = 64 * 1024 * 1024
     fsync: bool = True
