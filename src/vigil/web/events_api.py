@@ -36,6 +36,7 @@ from vigil.promql.errors import ParseError
 from vigil.promql.parser import parse_selector
 from vigil.ship import signing
 from vigil.web.auth import Scope, TokenAuth
+from vigil.web.body import BodyTooLarge, read_body
 from vigil.web.promapi import error_body, go_atoi, go_quote, parse_time, success_body
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "EventsAPI"]
@@ -246,16 +247,10 @@ class EventsAPI:
         return encoding
 
     async def _read_body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_body:
-            raise _too_large("request body", self._max_body)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self._max_body:
-                raise _too_large("request body", self._max_body)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return await read_body(request, self._max_body)
+        except BodyTooLarge:
+            raise _too_large("request body", self._max_body) from None
 
     def _store_body(self, body: bytes, encoding: str, tenant: str | None) -> tuple[int, int]:
         events = parse_lines(decompress(body, encoding, self._max_decompressed), tenant, self._limits)

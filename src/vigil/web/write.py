@@ -27,6 +27,7 @@ from vigil.prompb.codec import (
 from vigil.ship import signing
 from vigil.storage.interface import StorageError
 from vigil.web.auth import Scope, TokenAuth
+from vigil.web.body import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,6 @@ _WHY_REJECTED = {
 }
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class WriteAPI:
     def __init__(
         self,
@@ -71,18 +68,6 @@ class WriteAPI:
         # When set, writes must carry an HMAC signature of their body (vigil.ship.signing).
         self._hmac_key = hmac_key or None
 
-    async def _read_body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self._max_body:
-            raise BodyTooLarge
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self._max_body:
-                raise BodyTooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     def _authorize(self, request: Request) -> Response | None:
         denied = self._auth.check(request, Scope.WRITE)
         if denied:
@@ -92,7 +77,7 @@ class WriteAPI:
     async def _body(self, request: Request) -> bytes | Response:
         """The request body, or the response refusing it."""
         try:
-            body = await self._read_body(request)
+            body = await read_body(request, self._max_body)
         except BodyTooLarge:
             return self._bad("body_too_large", f"request body exceeds {self._max_body} bytes", 413)
         except ClientDisconnect:
