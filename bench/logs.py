@@ -25,7 +25,7 @@ poll, so the whole file is in memory at once, which is what peak RSS shows):
 - `unknown`: `UnknownLineDetector`, first learning on syslog-sample.log (its own worker, stderr
   only), then detecting on syslog.log from the saved baseline (a day and more later, so learning
   ends at the first line, as in the agent);
-- `counting-rule`: a `RuleProcessor` with the one counter rule `match: 'Failed password'` over
+- `counting-rule`: a `LineRuleProcessor` with the one counter rule `match: 'Failed password'` over
   auth.log: the like-for-like comparison with mtail's `/Failed password/ { failed_password_total++ }`.
 
 mtail (`--one_shot`: compile the programs, read the logs from the start to EOF, print the metrics,
@@ -508,10 +508,10 @@ def worker(name: str, workdir: Path) -> dict[str, Any]:
         out["learning"] = det.learning("syslog")
         return out
     if name == "counting-rule":
-        from vigil.logs.rules import RuleProcessor, parse_rules
+        from vigil.logs.linerules import LineRuleProcessor, parse_line_rules
 
-        rules = RuleProcessor(
-            parse_rules({"rules": [{"name": "failed_password_total", "match": "Failed password"}]})
+        rules = LineRuleProcessor(
+            parse_line_rules({"rules": [{"name": "failed_password_total", "match": "Failed password"}]})
         )
         out = _run_pipeline(workdir, name, "auth", logs / "auth.log", [rules], None)
         rule = rules.snapshot()["rules"]["failed_password_total"]

@@ -203,7 +203,8 @@ class LogsConfig(_Section):
     auth: AuthLogsConfig = AuthLogsConfig()
     sources: tuple[LogSourceConfig, ...] = ()
     rule_files: Paths = ()
-    """Files (globs) of mtail-like log rules (YAML)."""
+    """Files (globs) of log line rules: mtail-like YAML that counts matching log lines
+    (`vigil.logs.linerules`), not alerting or recording rules."""
     unknown_lines: UnknownLinesConfig = UnknownLinesConfig()
     syslog: SyslogConfig = SyslogConfig()
 

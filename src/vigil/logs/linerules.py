@@ -1,4 +1,7 @@
-"""Log rules: regexes over log lines that keep counters, gauges and histograms (mtail-like, in YAML).
+"""Log line rules: regexes over log lines that keep counters, gauges and histograms (mtail-like, in YAML).
+
+These count log lines; they are not the alerting and recording rules of `vigil.rules` (Prometheus'
+meaning of "rules"). Their files are named by `agent.logs.rule_files`.
 
 A rules file lists rules; each one names a metric, the regex whose named groups feed it, and which
 groups become labels. Like an mtail program it keeps its state in memory, but the format is
@@ -62,10 +65,10 @@ __all__ = [
     "DEFAULT_BUCKETS",
     "DEFAULT_MAX_SERIES",
     "DEFAULT_MAX_TOTAL_SERIES",
-    "LogRule",
-    "RuleProcessor",
-    "load_rules",
-    "parse_rules",
+    "LineRule",
+    "LineRuleProcessor",
+    "load_line_rules",
+    "parse_line_rules",
 ]
 
 DEFAULT_MAX_SERIES = 1000
@@ -107,8 +110,8 @@ def _re2_message(exc: Exception) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class LogRule:
-    """One validated rule; build these with `parse_rules` / `load_rules`."""
+class LineRule:
+    """One validated rule; build these with `parse_line_rules` / `load_line_rules`."""
 
     name: str
     match: str
@@ -170,7 +173,7 @@ def _compile(ctx: _Ctx, raw: object) -> Any:
         ) from None
 
 
-def _parse_rule(ctx: _Ctx, raw: object) -> LogRule:
+def _parse_rule(ctx: _Ctx, raw: object) -> LineRule:
     if not isinstance(raw, dict):
         raise ctx.error("", f"expected a mapping with name and match, got {_show(raw)}")
     for key in raw:
@@ -281,7 +284,7 @@ def _parse_rule(ctx: _Ctx, raw: object) -> LogRule:
                 "match", f"group name {_show(clash[0])} is reserved for event fields (source, rule, line)"
             )
 
-    return LogRule(
+    return LineRule(
         name=name,
         match=regexp.pattern,
         type=kind,
@@ -305,7 +308,7 @@ def _check_label(ctx: _Ctx, key: str, name: object, kind: str) -> None:
         raise ctx.error(key, f"label name {_show(name)} is reserved (identity or exposition label)")
 
 
-def parse_rules(data: Any, source: str = "<rules>", key: str = "rules") -> list[LogRule]:
+def parse_line_rules(data: Any, source: str = "<rules>", key: str = "rules") -> list[LineRule]:
     """Validate an already-parsed rules document: `{rules: [...]}`, a bare list, or None (no rules).
 
     `key` prefixes error locations, for rules embedded in a larger file (`logs.rules[0].match`).
@@ -321,9 +324,9 @@ def parse_rules(data: Any, source: str = "<rules>", key: str = "rules") -> list[
     if not isinstance(items, list):
         raise ConfigError(f"expected a list of rules, got {_show(items)}", source=source, key=key)
 
-    rules: list[LogRule] = []
+    rules: list[LineRule] = []
     seen_ids: dict[str, int] = {}
-    by_name: dict[str, LogRule] = {}
+    by_name: dict[str, LineRule] = {}
     for i, raw in enumerate(items):
         ctx = _Ctx(source, f"{key}[{i}]")
         rule = _parse_rule(ctx, raw)
@@ -341,7 +344,7 @@ def parse_rules(data: Any, source: str = "<rules>", key: str = "rules") -> list[
     return rules
 
 
-def _check_shared(ctx: _Ctx, first: LogRule, rule: LogRule) -> None:
+def _check_shared(ctx: _Ctx, first: LineRule, rule: LineRule) -> None:
     """Rules feeding one metric must describe the same family."""
     if rule.type != first.type:
         raise ctx.error("type", f"expected {first.type} like the other rules named {_show(rule.name)}")
@@ -359,7 +362,7 @@ def _check_shared(ctx: _Ctx, first: LogRule, rule: LogRule) -> None:
         raise ctx.error("help", f"expected no help or the help of the other rules named {_show(rule.name)}")
 
 
-def load_rules(path: Path | str) -> list[LogRule]:
+def load_line_rules(path: Path | str) -> list[LineRule]:
     """Read and validate a rules YAML file; every problem is a ConfigError naming the file."""
     from vigil.config.config import _StrictLoader  # duplicate keys are errors, as in vigil.yml
 
@@ -380,7 +383,7 @@ def load_rules(path: Path | str) -> list[LogRule]:
         raise ConfigError(f"invalid YAML: {problem}", source=source, line=line, column=column) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML: {e}".splitlines()[0], source=source) from None
-    return parse_rules(data, source)
+    return parse_line_rules(data, source)
 
 
 # --- processing -----------------------------------------------------------------------------------
@@ -390,7 +393,7 @@ def load_rules(path: Path | str) -> list[LogRule]:
 class _State:
     """One rule, compiled, with its series (keyed by the tuple of label-group values)."""
 
-    rule: LogRule
+    rule: LineRule
     regexp: Any  # the low-level _re2.RE2: called with UTF-8 bytes, it skips re2's per-call str wrapper
     label_idx: tuple[int, ...]  # span indexes of the label groups
     value_idx: int  # span index of the value group, -1 for "+1"
@@ -411,7 +414,7 @@ class _Plan:
     rset: Any  # _re2.Set or None
 
 
-class RuleProcessor:
+class LineRuleProcessor:
     """Runs log rules over lines (a `LineProcessor`); see the module docstring.
 
     Families: one per distinct rule name (labels: the rule's static and group labels), plus
@@ -422,7 +425,7 @@ class RuleProcessor:
 
     def __init__(
         self,
-        rules: Sequence[LogRule],
+        rules: Sequence[LineRule],
         *,
         name: str = "log_rules",
         max_total_series: int = DEFAULT_MAX_TOTAL_SERIES,
@@ -455,7 +458,7 @@ class RuleProcessor:
             self._total += 1
 
     @staticmethod
-    def _compile(rule: LogRule) -> _State:
+    def _compile(rule: LineRule) -> _State:
         regexp = re2.compile(rule.match, _re2_options())
         index = regexp.groupindex
         label_idx = tuple(index[g] for g in rule.label_groups)
@@ -629,7 +632,7 @@ class RuleProcessor:
         return tuple(values[n] for n in label_names)
 
     @staticmethod
-    def _signature(rule: LogRule) -> list[Any]:
+    def _signature(rule: LineRule) -> list[Any]:
         # What must not change for saved series to keep their meaning (the regex may be fixed).
         return [
             rule.name,
@@ -710,7 +713,7 @@ class RuleProcessor:
             self._init_series(st)
 
 
-def _checked_value(rule: LogRule, value: Any) -> Any:
+def _checked_value(rule: LineRule, value: Any) -> Any:
     if rule.type == "histogram":
         if (
             not isinstance(value, list)
