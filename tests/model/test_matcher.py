@@ -15,16 +15,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from tests.waiting import run_python
-from vigil.model.matcher import (
-    InvalidMatcherError,
-    Matcher,
-    MatchType,
-    RegexSyntaxError,
-    _emit_re2,
-    _parse,
-    compile_regex,
-    translate,
-)
+from vigil.model.matcher import InvalidMatcherError, Matcher, MatchType
+from vigil.model.regex import RegexSyntaxError, compile_regex, translate, translate_re2
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
@@ -541,7 +533,7 @@ def test_re2_printing_agrees_with_re2(pattern: str, values: list[str]) -> None:
     assert oracle is not None, pattern
     options = re2.Options()
     options.log_errors = False
-    printed = re2.compile(_emit_re2(_parse(pattern, dot_nl=True), False), options)
+    printed = re2.compile(translate_re2(pattern), options)
     for v in values:
         assert (printed.fullmatch(v) is None) is (oracle.fullmatch(v) is None), (pattern, v)
 

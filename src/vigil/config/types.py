@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
 
 from vigil.model.duration import parse_duration, parse_size
-from vigil.model.matcher import Regex, RegexSyntaxError, compile_regex
+from vigil.model.regex import Regex, RegexSyntaxError, compile_regex
 
 DEFAULT_LISTEN = "127.0.0.1:9400"
 

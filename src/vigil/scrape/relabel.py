@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from vigil.config.scrape import RelabelConfig
 from vigil.config.types import compile_re2
 from vigil.model.labels import is_valid_label_name
-from vigil.model.matcher import RegexMatch
+from vigil.model.regex import RegexMatch
 
 __all__ = ["expand", "relabel"]
 
