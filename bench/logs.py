@@ -489,7 +489,7 @@ def worker(name: str, workdir: Path) -> dict[str, Any]:
         out["unparsed"] = sum(snap["unparsed"].values())
         return out
     if name in ("unknown-learn", "unknown"):
-        from vigil.logs.templates import DetectorSettings, UnknownLineDetector
+        from vigil.logs.unknownlines import DetectorSettings, UnknownLineDetector
 
         tdir = workdir / "templates"
         if name == "unknown-learn":

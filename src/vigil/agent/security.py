@@ -165,7 +165,7 @@ def _pipeline(
     detector: LineProcessor | None = None
     if unknown_sources:
         # drain3 only when unknown-line detection is on: it is most of the agent's import weight.
-        from vigil.logs.templates import DetectorSettings, UnknownLineDetector
+        from vigil.logs.unknownlines import DetectorSettings, UnknownLineDetector
 
         u = logs.unknown_lines
         unknown_lines = UnknownLineDetector(
