@@ -11,7 +11,7 @@ Generates, from a fixed seed, into a work directory (reused when it already hold
   $body_bytes_sent "$http_referer" "$http_user_agent" $request_time`, 5 vhosts, 100,000 client
   addresses, realistic method/status/size/duration mixes and a few TLS-garbage 400s;
 - `syslog.log` and `syslog-sample.log` (200,000 lines, another seed): a Debian host's syslog
-  (`syslog_lines` from tests/logs/test_templates.py: sshd, CRON, systemd, sudo, kernel UFW,
+  (`syslog_lines` from tests/logs/test_unknownlines.py: sshd, CRON, systemd, sudo, kernel UFW,
   dhclient, postfix), with about one line in 5,000 of a shape the sample never has.
 
 Vigil workloads, each in a fresh `python -m bench.logs --worker ...` process (so peak RSS is that
@@ -365,7 +365,7 @@ _HEADER = re.compile(r"\S+ +\d+ \S+ \S+ ")  # "Mon DD HH:MM:SS host "
 def syslog_with_novel(n: int, seed: int, novel: dict[str, int] | None) -> Iterator[str]:
     """`syslog_lines` from the tests; with `novel`, about one line in NOVEL_EVERY gets a message of a
     new shape (counted in novel["lines"])."""
-    from tests.logs.test_templates import syslog_lines  # the tests' generator: a realistic mixture
+    from tests.logs.test_unknownlines import syslog_lines  # the tests' generator: a realistic mixture
 
     rnd = random.Random(seed + 1_000_003)
     for line in syslog_lines(n, seed):
