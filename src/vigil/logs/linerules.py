@@ -53,11 +53,11 @@ from pathlib import Path
 from typing import Any
 
 import re2
-import yaml
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from vigil.config.types import ConfigError, _show
+from vigil.config.types import ConfigError, show
+from vigil.config.validate import read_yaml
 from vigil.logs.processor import LogLine
 from vigil.model.event import Event
 
@@ -149,7 +149,7 @@ class _Ctx:
 def _str_list(ctx: _Ctx, key: str, raw: object, what: str) -> list[str]:
     items = [raw] if isinstance(raw, str) else raw
     if not isinstance(items, list) or not all(isinstance(x, str) and x for x in items):
-        raise ctx.error(key, f"expected a list of {what}, got {_show(raw)}")
+        raise ctx.error(key, f"expected a list of {what}, got {show(raw)}")
     return list(items)
 
 
@@ -162,51 +162,51 @@ def _number(raw: object) -> float | None:
 
 def _compile(ctx: _Ctx, raw: object) -> Any:
     if not isinstance(raw, str):
-        raise ctx.error("match", f"expected a regular expression (RE2 syntax), got {_show(raw)}")
+        raise ctx.error("match", f"expected a regular expression (RE2 syntax), got {show(raw)}")
     try:
         return re2.compile(raw, _re2_options())
     except re2.error as e:
         raise ctx.error(
             "match",
             f"expected a regular expression in RE2 syntax (no look-around or back-references), "
-            f"got {_show(raw)}: {_re2_message(e)}",
+            f"got {show(raw)}: {_re2_message(e)}",
         ) from None
 
 
 def _parse_rule(ctx: _Ctx, raw: object) -> LineRule:
     if not isinstance(raw, dict):
-        raise ctx.error("", f"expected a mapping with name and match, got {_show(raw)}")
+        raise ctx.error("", f"expected a mapping with name and match, got {show(raw)}")
     for key in raw:
         if key not in _KEYS:
-            raise ctx.error("", f"unknown key {_show(key)} (expected one of: {', '.join(_KEYS)})")
+            raise ctx.error("", f"unknown key {show(key)} (expected one of: {', '.join(_KEYS)})")
 
     kind = raw.get("type", "counter")
     if kind not in _TYPES:
-        raise ctx.error("type", f"expected one of counter, gauge, histogram, got {_show(kind)}")
+        raise ctx.error("type", f"expected one of counter, gauge, histogram, got {show(kind)}")
 
     name = raw.get("name")
     if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name) or name.startswith("__"):
-        raise ctx.error("name", f"expected a metric name like app_errors_total, got {_show(name)}")
+        raise ctx.error("name", f"expected a metric name like app_errors_total, got {show(name)}")
     if name.startswith("vigil_"):
-        raise ctx.error("name", f"expected a name without the vigil_ prefix (reserved), got {_show(name)}")
+        raise ctx.error("name", f"expected a name without the vigil_ prefix (reserved), got {show(name)}")
     if kind == "counter" and not name.endswith("_total"):
-        raise ctx.error("name", f"expected a counter name ending in _total, got {_show(name)}")
+        raise ctx.error("name", f"expected a counter name ending in _total, got {show(name)}")
     if kind != "counter" and name.endswith("_total"):
         raise ctx.error(
-            "name", f"expected a {kind} name not ending in _total (counters only), got {_show(name)}"
+            "name", f"expected a {kind} name not ending in _total (counters only), got {show(name)}"
         )
     if kind == "histogram" and name.endswith(("_bucket", "_count", "_sum")):
         raise ctx.error(
-            "name", f"expected a histogram name not ending in _bucket/_count/_sum, got {_show(name)}"
+            "name", f"expected a histogram name not ending in _bucket/_count/_sum, got {show(name)}"
         )
 
     rule_id = raw.get("id", name)
     if not isinstance(rule_id, str) or not rule_id or len(rule_id) > 128:
-        raise ctx.error("id", f"expected a rule id (text, at most 128 characters), got {_show(rule_id)}")
+        raise ctx.error("id", f"expected a rule id (text, at most 128 characters), got {show(rule_id)}")
 
     help_text = raw.get("help", "")
     if not isinstance(help_text, str):
-        raise ctx.error("help", f"expected a one-line description, got {_show(help_text)}")
+        raise ctx.error("help", f"expected a one-line description, got {show(help_text)}")
 
     sources = None
     if raw.get("sources") is not None:
@@ -217,39 +217,37 @@ def _parse_rule(ctx: _Ctx, raw: object) -> LineRule:
 
     static = raw.get("labels", {}) or {}
     if not isinstance(static, dict):
-        raise ctx.error("labels", f"expected a mapping of label names to values, got {_show(static)}")
+        raise ctx.error("labels", f"expected a mapping of label names to values, got {show(static)}")
     labels: dict[str, str] = {}
     for k, v in static.items():
         _check_label(ctx, f"labels.{k}", k, kind)
         if isinstance(v, bool):
             v = "true" if v else "false"
         if not isinstance(v, str | int | float):
-            raise ctx.error(f"labels.{k}", f"expected a label value (text), got {_show(v)}")
+            raise ctx.error(f"labels.{k}", f"expected a label value (text), got {show(v)}")
         labels[k] = str(v)
 
     label_groups = _str_list(ctx, "label_groups", raw.get("label_groups", []) or [], "named groups")
     for g in label_groups:
         if g not in groups:
             raise ctx.error(
-                "label_groups", f"expected names of groups in match like (?P<{g}>...), got {_show(g)}"
+                "label_groups", f"expected names of groups in match like (?P<{g}>...), got {show(g)}"
             )
         _check_label(ctx, "label_groups", g, kind)
         if g in labels:
-            raise ctx.error("label_groups", f"label {_show(g)} is also a static label")
+            raise ctx.error("label_groups", f"label {show(g)} is also a static label")
     if len(set(label_groups)) != len(label_groups):
         raise ctx.error("label_groups", "expected each group once")
 
     value = raw.get("value")
     if value is not None and (not isinstance(value, str) or value not in groups):
-        raise ctx.error(
-            "value", f"expected the name of a group in match holding a number, got {_show(value)}"
-        )
+        raise ctx.error("value", f"expected the name of a group in match holding a number, got {show(value)}")
     if value is None and kind != "counter":
         raise ctx.error("value", f"expected the name of a group in match holding the {kind}'s number")
 
     scale = raw.get("scale", 1.0)
     if _number(scale) is None or scale == 0:
-        raise ctx.error("scale", f"expected a non-zero number, got {_show(scale)}")
+        raise ctx.error("scale", f"expected a non-zero number, got {show(scale)}")
 
     buckets: tuple[float, ...] = ()
     if kind == "histogram":
@@ -258,7 +256,7 @@ def _parse_rule(ctx: _Ctx, raw: object) -> LineRule:
         if not nums or None in nums or any(b >= a for a, b in zip(nums[1:], nums, strict=False)):  # type: ignore[operator]
             raise ctx.error(
                 "buckets",
-                f"expected a list of increasing finite numbers like [0.1, 1, 10], got {_show(raw_buckets)}",
+                f"expected a list of increasing finite numbers like [0.1, 1, 10], got {show(raw_buckets)}",
             )
         buckets = tuple(float(b) for b in nums if b is not None)
     elif "buckets" in raw:
@@ -271,17 +269,17 @@ def _parse_rule(ctx: _Ctx, raw: object) -> LineRule:
         or not 1 <= max_series <= _MAX_MAX_SERIES
     ):
         raise ctx.error(
-            "max_series", f"expected an integer from 1 to {_MAX_MAX_SERIES}, got {_show(max_series)}"
+            "max_series", f"expected an integer from 1 to {_MAX_MAX_SERIES}, got {show(max_series)}"
         )
 
     event = raw.get("event", False)
     if not isinstance(event, bool):
-        raise ctx.error("event", f"expected true or false, got {_show(event)}")
+        raise ctx.error("event", f"expected true or false, got {show(event)}")
     if event:
         clash = sorted(_EVENT_FIELDS & set(groups))
         if clash:
             raise ctx.error(
-                "match", f"group name {_show(clash[0])} is reserved for event fields (source, rule, line)"
+                "match", f"group name {show(clash[0])} is reserved for event fields (source, rule, line)"
             )
 
     return LineRule(
@@ -303,9 +301,9 @@ def _parse_rule(ctx: _Ctx, raw: object) -> LineRule:
 
 def _check_label(ctx: _Ctx, key: str, name: object, kind: str) -> None:
     if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
-        raise ctx.error(key, f"expected a label name like reason, got {_show(name)}")
+        raise ctx.error(key, f"expected a label name like reason, got {show(name)}")
     if name in _RESERVED_LABELS:
-        raise ctx.error(key, f"label name {_show(name)} is reserved (identity or exposition label)")
+        raise ctx.error(key, f"label name {show(name)} is reserved (identity or exposition label)")
 
 
 def parse_line_rules(data: Any, source: str = "<rules>", key: str = "rules") -> list[LineRule]:
@@ -319,10 +317,10 @@ def parse_line_rules(data: Any, source: str = "<rules>", key: str = "rules") -> 
     if isinstance(data, dict):
         unknown = [k for k in data if k != "rules"]
         if unknown:
-            raise ConfigError(f"unknown key {_show(unknown[0])} (expected: rules)", source=source)
+            raise ConfigError(f"unknown key {show(unknown[0])} (expected: rules)", source=source)
         items = data.get("rules") or []
     if not isinstance(items, list):
-        raise ConfigError(f"expected a list of rules, got {_show(items)}", source=source, key=key)
+        raise ConfigError(f"expected a list of rules, got {show(items)}", source=source, key=key)
 
     rules: list[LineRule] = []
     seen_ids: dict[str, int] = {}
@@ -333,7 +331,7 @@ def parse_line_rules(data: Any, source: str = "<rules>", key: str = "rules") -> 
         if rule.rule_id in seen_ids:
             raise ctx.error(
                 "id",
-                f"duplicate rule id {_show(rule.rule_id)} (also {key}[{seen_ids[rule.rule_id]}]); "
+                f"duplicate rule id {show(rule.rule_id)} (also {key}[{seen_ids[rule.rule_id]}]); "
                 "rules sharing a metric name need distinct ids",
             )
         seen_ids[rule.rule_id] = i
@@ -347,43 +345,25 @@ def parse_line_rules(data: Any, source: str = "<rules>", key: str = "rules") -> 
 def _check_shared(ctx: _Ctx, first: LineRule, rule: LineRule) -> None:
     """Rules feeding one metric must describe the same family."""
     if rule.type != first.type:
-        raise ctx.error("type", f"expected {first.type} like the other rules named {_show(rule.name)}")
+        raise ctx.error("type", f"expected {first.type} like the other rules named {show(rule.name)}")
     names = {k for k, _ in rule.labels} | set(rule.label_groups)
     first_names = {k for k, _ in first.labels} | set(first.label_groups)
     if names != first_names:
         raise ctx.error(
             "labels",
-            f"expected the label names {sorted(first_names)} of the other rules named {_show(rule.name)}, "
+            f"expected the label names {sorted(first_names)} of the other rules named {show(rule.name)}, "
             f"got {sorted(names)}",
         )
     if rule.buckets != first.buckets:
-        raise ctx.error("buckets", f"expected the buckets of the other rules named {_show(rule.name)}")
+        raise ctx.error("buckets", f"expected the buckets of the other rules named {show(rule.name)}")
     if rule.help and first.help and rule.help != first.help:
-        raise ctx.error("help", f"expected no help or the help of the other rules named {_show(rule.name)}")
+        raise ctx.error("help", f"expected no help or the help of the other rules named {show(rule.name)}")
 
 
 def load_line_rules(path: Path | str) -> list[LineRule]:
-    """Read and validate a rules YAML file; every problem is a ConfigError naming the file."""
-    from vigil.config.config import _StrictLoader  # duplicate keys are errors, as in vigil.yml
-
-    source = str(path)
-    try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
-    except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror or e}", source=source) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"cannot read: not UTF-8 (bad byte at offset {e.start})", source=source) from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        problem = e.problem or e.context or "syntax error"
-        line = mark.line + 1 if mark else None
-        column = mark.column + 1 if mark else None
-        raise ConfigError(f"invalid YAML: {problem}", source=source, line=line, column=column) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"invalid YAML: {e}".splitlines()[0], source=source) from None
-    return parse_line_rules(data, source)
+    """Read and validate a rules YAML file; every problem is a ConfigError naming the file (read and
+    parsed as `vigil.yml` is: no duplicate keys, syntax errors with line and column)."""
+    return parse_line_rules(read_yaml(path), str(path))
 
 
 # --- processing -----------------------------------------------------------------------------------
