@@ -14,13 +14,12 @@ from vigil.config import (
     check_exposure,
     config_from_dict,
     config_from_yaml,
-    is_loopback_listen,
     load_config,
-    parse_listen,
 )
 from vigil.config.types import PositiveDuration, Section
 from vigil.config.validate import read_yaml, validate
 from vigil.model.duration import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
+from vigil.model.listen import is_loopback_listen, parse_listen
 
 SECTIONS = "server, storage, limits, query, agent, scrape_configs"
 

@@ -197,6 +197,16 @@ def test_no_private_name_is_used_across_modules() -> None:
     assert uses == [], "private names used across modules:\n" + "\n".join(uses)
 
 
+def test_importing_the_receiver_does_not_import_the_config() -> None:
+    # The receivers need `host:port` parsing only: that lives in vigil.model.listen, not the schema.
+    import subprocess
+    import sys
+
+    code = "import sys, vigil.receiver; print(sorted(m for m in sys.modules if m.startswith('vigil.config')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
 def test_private_uses_are_found() -> None:
     # The checker itself: each form it must catch, and what it must leave alone.
     code = (

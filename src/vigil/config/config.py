@@ -42,12 +42,12 @@ from vigil.config.types import (
     check_listen,
     check_plain_url,
     integer,
-    is_loopback_listen,
     parse_duration,
     parse_size,
-    show,
 )
 from vigil.config.validate import KeyedError, error_message, key_path, load_yaml, read_yaml, validate
+from vigil.model.listen import is_loopback_listen
+from vigil.model.show import show
 
 
 class TenantAuth(Section):

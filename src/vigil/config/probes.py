@@ -39,9 +39,9 @@ from vigil.config.types import (
     Size,
     check_re2_regex,
     integer,
-    show,
 )
 from vigil.model.duration import parse_duration, parse_size
+from vigil.model.show import show
 
 __all__ = [
     "DNS_QUERY_TYPES",

@@ -22,10 +22,10 @@ from vigil.config.types import (
     RE2Regex,
     Section,
     integer,
-    parse_listen,
-    show,
 )
 from vigil.model.labels import is_valid_label_name
+from vigil.model.listen import parse_listen
+from vigil.model.show import show
 
 __all__ = [
     "BasicAuth",

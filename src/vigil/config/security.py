@@ -24,8 +24,8 @@ from vigil.config.types import (
     integer,
     parse_duration,
     parse_size,
-    show,
 )
+from vigil.model.show import show
 
 __all__ = [
     "DEFAULT_PATHS",

@@ -7,8 +7,6 @@ Every problem surfaces as a one-line `ConfigError` (see `vigil.config.config`).
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -16,7 +14,9 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
 
 from vigil.model.duration import parse_duration, parse_size
+from vigil.model.listen import LISTEN_EXAMPLE, parse_listen
 from vigil.model.regex import Regex, RegexSyntaxError, compile_regex
+from vigil.model.show import show
 
 DEFAULT_LISTEN = "127.0.0.1:9400"
 
@@ -61,24 +61,6 @@ class ConfigError(Exception):
             parts.append(self.key)
         parts.append(self.message)
         return ": ".join(parts)
-
-
-def show(value: object) -> str:
-    """Render what was found in the file for the "got ..." part of a message."""
-    if isinstance(value, str):
-        text = value if len(value) <= 60 else value[:57] + "..."
-        return json.dumps(text, ensure_ascii=False)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return json.dumps(str(value), ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,73 +147,12 @@ def _token_list(value: object) -> object:
     return value
 
 
-_HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
-_LISTEN_EXAMPLE = "host:port like 127.0.0.1:9400"
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """Split `host:port` (`[::1]:9400` for IPv6) into host (without brackets) and port.
-
-    Raises ValueError("expected host:port like 127.0.0.1:9400, got ...") style errors.
-    """
-    if not isinstance(listen, str):
-        raise ValueError(f"expected {_LISTEN_EXAMPLE}, got {show(listen)}")
-    got = show(listen)
-    if listen.startswith("["):
-        host, sep, port = listen[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"expected {_LISTEN_EXAMPLE} or [::1]:9400, got {got}")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"expected an IPv6 address in [brackets], got {got}") from None
-    else:
-        host, sep, port = listen.rpartition(":")
-        if not sep:
-            raise ValueError(f"expected {_LISTEN_EXAMPLE}, got {got}")
-        if ":" in host:
-            raise ValueError(f"expected IPv6 addresses in brackets like [::1]:9400, got {got}")
-        if host == "":
-            raise ValueError(f"expected {_LISTEN_EXAMPLE} (0.0.0.0:9400 for all interfaces), got {got}")
-        if re.fullmatch(r"[0-9.]+", host):
-            try:
-                ipaddress.IPv4Address(host)
-            except ValueError:
-                raise ValueError(f"expected a valid IPv4 address in {_LISTEN_EXAMPLE}, got {got}") from None
-        elif len(host) > 253 or _HOSTNAME_RE.fullmatch(host) is None:
-            raise ValueError(f"expected a valid host name or IP address in {_LISTEN_EXAMPLE}, got {got}")
-    # isdigit() alone would accept non-ASCII digits such as "٩".
-    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
-        raise ValueError(f"expected a port from 1 to 65535 in {_LISTEN_EXAMPLE}, got {got}")
-    return host, int(port)
-
-
 def check_listen(value: object) -> str:
     """Validator of a `host:port` field (see `parse_listen`); returns the text unchanged."""
     if not isinstance(value, str):
-        raise ValueError(f"expected {_LISTEN_EXAMPLE}, got {show(value)}")
+        raise ValueError(f"expected {LISTEN_EXAMPLE}, got {show(value)}")
     parse_listen(value)
     return value
-
-
-def is_loopback_listen(listen: str) -> bool:
-    """Whether `listen` binds only to the local machine: 127.0.0.0/8, ::1 or `localhost`.
-
-    Anything unparseable or any other host name counts as exposed, since it may resolve anywhere.
-    """
-    try:
-        host, _ = parse_listen(listen)
-    except ValueError:
-        return False
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        addr = ipaddress.ip_address(host.split("%", 1)[0])  # drop an IPv6 zone id
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
 
 
 _URL_RE = re.compile(r"https?://[^/\s?#]+(?:/\S*)?")

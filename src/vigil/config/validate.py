@@ -20,7 +20,8 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from vigil.config.types import FROM_TEXT, ConfigError, show
+from vigil.config.types import FROM_TEXT, ConfigError
+from vigil.model.show import show
 
 __all__ = ["KeyedError", "StrictLoader", "error_message", "key_path", "load_yaml", "read_yaml", "validate"]
 

@@ -56,10 +56,11 @@ import re2
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from vigil.config.types import ConfigError, show
+from vigil.config.types import ConfigError
 from vigil.config.validate import read_yaml
 from vigil.logs.processor import LogLine
 from vigil.model.event import Event
+from vigil.model.show import show
 
 __all__ = [
     "DEFAULT_BUCKETS",
