@@ -86,7 +86,8 @@ _KEYS: tuple[str, ...] = ("name", "id", "type", "help", "sources", "match", "lab
 _KEYS += ("scale", "buckets", "max_series", "event")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-# Identity labels the agent adds (design §2) and names with a meaning in the exposition format.
+# Identity labels the agent adds to everything it ships (`vigil.agent.identity`) and names with a
+# meaning in the exposition format.
 _RESERVED_LABELS = frozenset(
     {"tenant", "cluster", "instance", "platform", "container", "app", "function", "job", "le", "quantile"}
 )
