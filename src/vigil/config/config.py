@@ -42,10 +42,9 @@ from vigil.config.types import (
     check_listen,
     check_plain_url,
     integer,
-    parse_duration,
-    parse_size,
 )
 from vigil.config.validate import KeyedError, error_message, key_path, load_yaml, read_yaml, validate
+from vigil.model.duration import parse_duration, parse_size
 from vigil.model.listen import is_loopback_listen
 from vigil.model.show import show
 

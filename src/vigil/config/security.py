@@ -22,9 +22,8 @@ from vigil.config.types import (
     Size,
     check_listen,
     integer,
-    parse_duration,
-    parse_size,
 )
+from vigil.model.duration import parse_duration, parse_size
 from vigil.model.show import show
 
 __all__ = [

@@ -109,14 +109,14 @@ def validate(model: type[ModelT], data: Any, source: str, *, from_text: bool = T
         raise ConfigError(error_message(err, model), source=source, key=key or None) from None
 
 
-class StrictLoader(yaml.SafeLoader):
+class StrictLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no type stubs here
     """SafeLoader that rejects duplicate keys: a second `auth:` silently replacing the first is
     exactly the kind of mistake that turns authentication off."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen
             except TypeError:  # unhashable key; SafeLoader reports that itself below
@@ -126,7 +126,8 @@ class StrictLoader(yaml.SafeLoader):
                     None, None, f"duplicate key {show(key)}", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def load_yaml(text: str, source: str) -> Any:
