@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, mod
 
 from vigil.model.duration import parse_duration, parse_size
 from vigil.model.listen import LISTEN_EXAMPLE, parse_listen
-from vigil.model.regex import Regex, RegexSyntaxError, compile_regex
+from vigil.model.regex import RegexSyntaxError, compile_regex
 from vigil.model.show import show
 
 DEFAULT_LISTEN = "127.0.0.1:9400"
@@ -208,19 +208,12 @@ def _label_value(value: object) -> str:
     return value
 
 
-def compile_re2(pattern: str) -> Regex:
-    """A Go/RE2 regex (relabel rules, probe expectations) with `.` not matching newlines; callers
-    `fullmatch` where Prometheus anchors and `search` where it does not. Matching takes linear time
-    in the value (scraped labels and probed bodies are not ours to trust). Cached."""
-    return compile_regex(pattern, dot_nl=False)
-
-
 def check_re2_regex(value: object) -> str:
     """Validator of an RE2 regex field (compiled once here, so a bad one is a config error)."""
     if not isinstance(value, str):
         raise ValueError(f"expected a regular expression, got {show(value)}")
     try:
-        compile_re2(value)
+        compile_regex(value)
     except RegexSyntaxError as e:
         raise ValueError(f"expected a valid RE2 regular expression, got {show(value)} ({e})") from None
     return value

@@ -1045,8 +1045,10 @@ class Regex:
 def compile_regex(pattern: str, *, dot_nl: bool = False) -> Regex:
     """Compile an RE2 pattern with its capture groups, matching in linear time whatever the value.
 
-    `dot_nl` starts with flag s on (PromQL matchers); relabelling and label_replace leave it off,
-    as Prometheus anchors them as `^(?:re)$`. Raises RegexSyntaxError for what RE2 rejects.
+    `dot_nl` starts with flag s on (PromQL matchers); relabelling, label_replace and the probes'
+    body expectations leave it off, as Prometheus anchors them as `^(?:re)$`. Callers `fullmatch`
+    where Prometheus anchors and `search` where it does not; values (scraped labels, probed bodies)
+    are not ours to trust, hence linear time. Raises RegexSyntaxError for what RE2 rejects. Cached.
     """
     tree = _parse(pattern, dot_nl)
     linear = _compile_re2(tree, capture=True)
