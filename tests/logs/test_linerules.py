@@ -325,7 +325,7 @@ OK = "  - name: ok_total\n    match: ok\n"
         ("  - name: x_total\n    match: (?P<instance>a)\n    label_groups: [instance]\n", 'rules[1].label_groups: label name "instance" is reserved'),
         ("  - name: x_total\n    match: a\n    labels: {bad-name: 1}\n", "rules[1].labels.bad-name: expected a label name"),
         ("  - name: x_total\n    match: a\n    labels: {k: [1]}\n", "rules[1].labels.k: expected a label value (text), got a list"),
-        ("  - name: x_total\n    match: a\n    mach: b\n", 'rules[1]: unknown key "mach" (expected one of: name, id, type'),
+        ("  - name: x_total\n    match: a\n    mach: b\n", 'rules[1].mach: unknown key (expected one of: type, name, id, help'),
         ("  - name: x_total\n    match: a\n    max_series: 0\n", "rules[1].max_series: expected an integer from 1 to 1000000, got 0"),
         ("  - name: x_total\n    match: a\n    event: yes please\n", 'rules[1].event: expected true or false, got "yes please"'),
         ("  - name: x_total\n    match: (?P<line>a)\n    event: true\n", 'rules[1].match: group name "line" is reserved for event fields'),
@@ -361,12 +361,29 @@ def test_file_level_errors(tmp_path: Path) -> None:
     assert error_for(tmp_path, "rules: []\nrules: []\n").startswith(
         'rules.yml:2:1: invalid YAML: duplicate key "rules"'
     )
-    assert error_for(tmp_path, "rulez: []\n") == 'rules.yml: unknown key "rulez" (expected: rules)'
+    assert error_for(tmp_path, "rulez: []\n") == "rules.yml: rulez: unknown key (expected one of: rules)"
     assert error_for(tmp_path, "rules: 3\n") == "rules.yml: rules: expected a list of rules, got 3"
     with pytest.raises(ConfigError, match="cannot read"):
         load_line_rules(tmp_path / "missing.yml")
     assert load_line_rules(_write(tmp_path, "")) == []
     assert load_line_rules(_write(tmp_path, "# no rules yet\nrules:\n")) == []
+
+
+def test_rule_files_validate_like_vigil_yml(tmp_path: Path) -> None:
+    # One schema language and one error translation for every file a user writes (vigil.config.validate).
+    assert error_for(tmp_path, "rules:\n  - {name: x_total, match: a, 1: b}\n").startswith(
+        "rules.yml: rules[0]: unknown key 1 (expected one of: type, name,"
+    )
+    assert (
+        error_for(tmp_path, "rules:\n  - null\n")
+        == "rules.yml: rules[0]: expected a mapping with name and match, got null"
+    )
+    assert error_for(tmp_path, "rules:\n  - {name: x_total, match: a, id: null}\n") == (
+        "rules.yml: rules[0].id: expected a rule id (text, at most 128 characters), got null"
+    )
+    assert error_for(
+        tmp_path, "rules:\n  - {name: x_total, match: '(?P<k>a)', labels: {k: 1}, label_groups: [k]}\n"
+    ) == ('rules.yml: rules[0].label_groups: label "k" is also a static label')
 
 
 def test_parse_rules_embedded_key_and_defaults() -> None:
