@@ -10,7 +10,8 @@ not yet decided). The agent and the CLI share the directory under an `flock` on 
 the agent re-reads a file when it changed on disk and merges those decisions before writing its own
 counts back; the CLI does read-modify-write under the same lock. Writes are atomic (temporary file,
 fsync, rename, fsync of the directory). A file that cannot be read is a `BaselineError` naming the
-file and the key, e.g. `<file>: templates[3].status: expected one of learned, accepted, pending`.
+file and the key, e.g. `<file>: templates[3].status: expected one of learned, accepted, pending, got
+"maybe"`: the file is checked with `vigil.config.validate`, as `vigil.yml` and rule files are.
 """
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from vigil.config.types import ConfigError, integer
+from vigil.config.validate import validate
+from vigil.model.show import show
 
 __all__ = [
     "ACCEPTED",
@@ -54,15 +61,6 @@ def iso_time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def _ms(text: object, where: str) -> int:
-    if not isinstance(text, str):
-        raise BaselineError(f"{where}: expected a time like 2024-05-01T12:00:00.000Z")
-    try:
-        return round(datetime.fromisoformat(text).timestamp() * 1000)
-    except ValueError:
-        raise BaselineError(f"{where}: expected a time like 2024-05-01T12:00:00.000Z, got {text!r}") from None
-
-
 class BaselineError(ValueError):
     """A baseline file that cannot be read; the text names the file and the problem."""
 
@@ -86,28 +84,92 @@ class Template:
             "template": self.template,
         }
 
-    @classmethod
-    def from_dict(cls, raw: object, where: str) -> Template:
-        if not isinstance(raw, dict):
-            raise BaselineError(f"{where}: expected an object")
-        tid, status, count, text = raw.get("id"), raw.get("status"), raw.get("count", 0), raw.get("template")
-        if not isinstance(tid, int) or tid < 1:
-            raise BaselineError(f"{where}.id: expected a positive integer")
-        if status not in STATUSES:
-            raise BaselineError(f"{where}.status: expected one of {', '.join(STATUSES)}, got {status!r}")
-        if not isinstance(count, int) or count < 0:
-            raise BaselineError(f"{where}.count: expected a non-negative integer")
-        if not isinstance(text, str) or not text.strip():
-            raise BaselineError(f"{where}.template: expected a non-empty string")
-        first = _ms(raw.get("first_seen"), f"{where}.first_seen")
-        last = _ms(raw.get("last_seen"), f"{where}.last_seen")
-        return cls(tid, text, str(status), count, first, last)
-
 
 def _file_name(source: str) -> str:
     # Source names come from the configuration; quoting keeps any of them a plain file name.
     name = quote(source, safe="")
     return ("_" + name if name.startswith(".") else name) + ".json"
+
+
+# The file's schema. Unknown keys are ignored rather than refused: the file is written by the agent,
+# and one written by a newer version must still load.
+
+
+def _time(raw: object) -> int:
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            return round(datetime.fromisoformat(raw).timestamp() * 1000)
+    raise ValueError(f"expected a time like 2024-05-01T12:00:00.000Z, got {show(raw)}")
+
+
+def _optional_time(raw: object) -> int | None:
+    return None if raw is None else _time(raw)
+
+
+def _positive(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ValueError(f"expected a positive integer, got {show(raw)}")
+    return raw
+
+
+def _integer(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValueError(f"expected an integer, got {show(raw)}")
+    return raw
+
+
+def _status(raw: object) -> str:
+    if raw not in STATUSES:
+        raise ValueError(f"expected one of {', '.join(STATUSES)}, got {show(raw)}")
+    return str(raw)
+
+
+def _text(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError(f"expected a non-empty template, got {show(raw)}")
+    return raw
+
+
+def _list(raw: object) -> object:
+    if not isinstance(raw, list):
+        raise ValueError(f"expected a list of templates, got {show(raw)}")
+    return raw
+
+
+def _version(raw: object) -> int:
+    if raw != _FORMAT_VERSION or isinstance(raw, bool):
+        raise ValueError(f"expected a version {_FORMAT_VERSION} template baseline, got {show(raw)}")
+    return _FORMAT_VERSION
+
+
+def _source(raw: object) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ValueError(f"expected a source name, got {show(raw)}")
+    return raw
+
+
+class _Entry(BaseModel):
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="ignore", frozen=True)
+
+    id: Annotated[int, BeforeValidator(_positive)] = Field(default=None, validate_default=True)
+    status: Annotated[str, BeforeValidator(_status)] = Field(default=None, validate_default=True)
+    count: Annotated[int, integer(minimum=0)] = 0
+    first_seen: Annotated[int, BeforeValidator(_time)] = Field(default=None, validate_default=True)
+    last_seen: Annotated[int, BeforeValidator(_time)] = Field(default=None, validate_default=True)
+    template: Annotated[str, BeforeValidator(_text)] = Field(default=None, validate_default=True)
+
+
+class _BaselineFile(BaseModel):
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="ignore", frozen=True)
+
+    version: Annotated[int, BeforeValidator(_version)] = Field(default=None, validate_default=True)
+    source: Annotated[str, BeforeValidator(_source)] = Field(default=None, validate_default=True)
+    learning_started: Annotated[int | None, BeforeValidator(_optional_time)] = None
+    learning_ended: Annotated[int | None, BeforeValidator(_optional_time)] = None
+    next_id: Annotated[int, BeforeValidator(_integer)] = Field(default=None, validate_default=True)
+    templates: Annotated[tuple[_Entry, ...], BeforeValidator(_list)] = Field(
+        default=None, validate_default=True
+    )
 
 
 class TemplateBaseline:
@@ -144,27 +206,19 @@ class TemplateBaseline:
 
     @classmethod
     def from_dict(cls, raw: object, where: str) -> TemplateBaseline:
-        if not isinstance(raw, dict) or raw.get("version") != _FORMAT_VERSION:
-            raise BaselineError(f"{where}: expected a version {_FORMAT_VERSION} template baseline")
-        source = raw.get("source")
-        if not isinstance(source, str) or not source:
-            raise BaselineError(f"{where}: source: expected a source name")
-        b = cls(source)
-        started, ended = raw.get("learning_started"), raw.get("learning_ended")
-        b.learning_started_ms = None if started is None else _ms(started, f"{where}: learning_started")
-        b.learning_ended_ms = None if ended is None else _ms(ended, f"{where}: learning_ended")
-        items = raw.get("templates")
-        if not isinstance(items, list):
-            raise BaselineError(f"{where}: templates: expected a list")
-        for i, item in enumerate(items):
-            t = Template.from_dict(item, f"{where}: templates[{i}]")
+        """Validate a parsed baseline file (`where` names it in errors) with `vigil.config.validate`,
+        the same schema language and error lines as `vigil.yml`; raises BaselineError."""
+        try:
+            doc = validate(_BaselineFile, raw, where)
+        except ConfigError as e:
+            raise BaselineError(str(e)) from None
+        b = cls(doc.source)
+        b.learning_started_ms, b.learning_ended_ms = doc.learning_started, doc.learning_ended
+        for i, t in enumerate(doc.templates):
             if t.id in b.templates:
-                raise BaselineError(f"{where}: templates[{i}].id: {t.id} is used twice")
-            b.templates[t.id] = t
-        next_id = raw.get("next_id")
-        if not isinstance(next_id, int):
-            raise BaselineError(f"{where}: next_id: expected an integer")
-        b.next_id = max(next_id, max(b.templates, default=0) + 1)
+                raise BaselineError(f"{where}: templates[{i}].id: expected each id once, got {t.id} twice")
+            b.templates[t.id] = Template(t.id, t.template, t.status, t.count, t.first_seen, t.last_seen)
+        b.next_id = max(doc.next_id, max(b.templates, default=0) + 1)
         return b
 
     @staticmethod
