@@ -1,8 +1,8 @@
 """One way to read and validate a configuration-like file: YAML loading and pydantic's errors as one line.
 
-`vigil.yml` goes through here, and so do the other files users write: log line rule files today,
-alerting/recording rule files and dashboard files next. Each problem is one `ConfigError` naming the
-file, the dotted key and what was expected, e.g.
+`vigil.yml` goes through here, and so do the other files Vigil reads: log line rule files and
+template baselines today, alerting/recording rule files and dashboard files next. Each problem is one
+`ConfigError` naming the file, the dotted key and what was expected, e.g.
 `vigil.yml: storage.retention: expected a duration like 15d, got "forever"`; YAML syntax errors name
 `file:line:column`.
 
