@@ -286,7 +286,7 @@ def test_restore_after_rule_changes(rules_file: Path) -> None:
     assert len([k for k in samples(q) if k[0] == "app_queue_depth"]) == 1  # gauges beyond the cap are dropped
 
     before = samples(p)
-    bad_value = {"signature": LineRuleProcessor._signature(rules[1]), "series": [[["mail"], "x"]]}
+    bad_value = {"signature": LineRuleProcessor.signature(rules[1]), "series": [[["mail"], "x"]]}
     for bad in ({}, {"version": 1, "rules": []}, {"version": 1, "rules": {"app_queue_depth": bad_value}}):
         with pytest.raises(ValueError, match="log rules snapshot"):
             p.restore(bad)

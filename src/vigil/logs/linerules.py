@@ -669,8 +669,9 @@ class LineRuleProcessor:
         return tuple(values[n] for n in label_names)
 
     @staticmethod
-    def _signature(rule: LineRule) -> list[Any]:
-        # What must not change for saved series to keep their meaning (the regex may be fixed).
+    def signature(rule: LineRule) -> list[Any]:
+        """What must not change for a rule's saved series to keep their meaning (the regex may be
+        fixed): `restore` drops the series of a rule whose signature differs from the snapshot's."""
         return [
             rule.name,
             rule.type,
@@ -684,7 +685,7 @@ class LineRuleProcessor:
             "version": 1,
             "rules": {
                 st.rule.rule_id: {
-                    "signature": self._signature(st.rule),
+                    "signature": self.signature(st.rule),
                     "series": [[list(k), v] for k, v in st.series.items()],
                     "matches": st.matches,
                     "overflow": st.overflow,
@@ -707,7 +708,7 @@ class LineRuleProcessor:
         restored: list[tuple[_State, dict[tuple[str, ...], Any], int, int, int]] = []
         for st in self._states:
             entry = saved.get(st.rule.rule_id)
-            if not isinstance(entry, dict) or entry.get("signature") != self._signature(st.rule):
+            if not isinstance(entry, dict) or entry.get("signature") != self.signature(st.rule):
                 restored.append((st, {}, 0, 0, 0))
                 continue
             series: dict[tuple[str, ...], Any] = {}
