@@ -11,7 +11,7 @@ Generates, from a fixed seed, into a work directory (reused when it already hold
   $body_bytes_sent "$http_referer" "$http_user_agent" $request_time`, 5 vhosts, 100,000 client
   addresses, realistic method/status/size/duration mixes and a few TLS-garbage 400s;
 - `syslog.log` and `syslog-sample.log` (200,000 lines, another seed): a Debian host's syslog
-  (`syslog_lines` from tests/logs/test_templates.py: sshd, CRON, systemd, sudo, kernel UFW,
+  (`syslog_lines` from tests/logs/test_unknownlines.py: sshd, CRON, systemd, sudo, kernel UFW,
   dhclient, postfix), with about one line in 5,000 of a shape the sample never has.
 
 Vigil workloads, each in a fresh `python -m bench.logs --worker ...` process (so peak RSS is that
@@ -25,7 +25,7 @@ poll, so the whole file is in memory at once, which is what peak RSS shows):
 - `unknown`: `UnknownLineDetector`, first learning on syslog-sample.log (its own worker, stderr
   only), then detecting on syslog.log from the saved baseline (a day and more later, so learning
   ends at the first line, as in the agent);
-- `counting-rule`: a `RuleProcessor` with the one counter rule `match: 'Failed password'` over
+- `counting-rule`: a `LineRuleProcessor` with the one counter rule `match: 'Failed password'` over
   auth.log: the like-for-like comparison with mtail's `/Failed password/ { failed_password_total++ }`.
 
 mtail (`--one_shot`: compile the programs, read the logs from the start to EOF, print the metrics,
@@ -365,7 +365,7 @@ _HEADER = re.compile(r"\S+ +\d+ \S+ \S+ ")  # "Mon DD HH:MM:SS host "
 def syslog_with_novel(n: int, seed: int, novel: dict[str, int] | None) -> Iterator[str]:
     """`syslog_lines` from the tests; with `novel`, about one line in NOVEL_EVERY gets a message of a
     new shape (counted in novel["lines"])."""
-    from tests.logs.test_templates import syslog_lines  # the tests' generator: a realistic mixture
+    from tests.logs.test_unknownlines import syslog_lines  # the tests' generator: a realistic mixture
 
     rnd = random.Random(seed + 1_000_003)
     for line in syslog_lines(n, seed):
@@ -489,7 +489,7 @@ def worker(name: str, workdir: Path) -> dict[str, Any]:
         out["unparsed"] = sum(snap["unparsed"].values())
         return out
     if name in ("unknown-learn", "unknown"):
-        from vigil.logs.templates import DetectorSettings, UnknownLineDetector
+        from vigil.logs.unknownlines import DetectorSettings, UnknownLineDetector
 
         tdir = workdir / "templates"
         if name == "unknown-learn":
@@ -508,10 +508,10 @@ def worker(name: str, workdir: Path) -> dict[str, Any]:
         out["learning"] = det.learning("syslog")
         return out
     if name == "counting-rule":
-        from vigil.logs.rules import RuleProcessor, parse_rules
+        from vigil.logs.linerules import LineRuleProcessor, parse_line_rules
 
-        rules = RuleProcessor(
-            parse_rules({"rules": [{"name": "failed_password_total", "match": "Failed password"}]})
+        rules = LineRuleProcessor(
+            parse_line_rules({"rules": [{"name": "failed_password_total", "match": "Failed password"}]})
         )
         out = _run_pipeline(workdir, name, "auth", logs / "auth.log", [rules], None)
         rule = rules.snapshot()["rules"]["failed_password_total"]

@@ -14,11 +14,12 @@ from vigil.config import (
     check_exposure,
     config_from_dict,
     config_from_yaml,
-    is_loopback_listen,
     load_config,
-    parse_listen,
 )
+from vigil.config.types import PositiveDuration, Section
+from vigil.config.validate import read_yaml, validate
 from vigil.model.duration import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
+from vigil.model.listen import is_loopback_listen, parse_listen
 
 SECTIONS = "server, storage, limits, query, agent, scrape_configs"
 
@@ -355,6 +356,64 @@ def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_config(bad)
     assert str(exc.value) == f"{bad}: cannot read: not UTF-8 (bad byte at offset 18)"
+
+
+class _Group(Section):
+    name: str = "g"
+    interval: PositiveDuration = 60_000
+
+
+class _RuleFile(Section):
+    """A stand-in for the next file types (alerting rules, dashboards): a schema of its own."""
+
+    groups: tuple[_Group, ...] = ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "groups:\n  - interval: 5\n",
+            "alerts.yml: groups[0].interval: expected a duration like 15d, got 5 (add a unit, e.g. 5s or 5m)",
+        ),
+        (
+            "groups:\n  - intervall: 5m\n",
+            "alerts.yml: groups[0].intervall: unknown key (expected one of: name, interval)",
+        ),
+        ("groups: 3\n", "alerts.yml: groups: input should be a valid tuple, got 3"),
+        ("groups: []\ngroups: []\n", 'alerts.yml:2:1: invalid YAML: duplicate key "groups"'),
+        ("groups: [\n", "alerts.yml:2:1: invalid YAML: expected the node content, but found '<stream end>'"),
+    ],
+)
+def test_other_files_validate_like_vigil_yml(tmp_path: Path, text: str, message: str) -> None:
+    # The one way to read a configuration-like file: its errors name that file, the key, what was expected.
+    path = tmp_path / "alerts.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        validate(_RuleFile, read_yaml(path), str(path))
+    assert str(exc.value).replace(str(path), "alerts.yml") == message
+
+
+def test_unknown_key_in_a_list_of_sections_names_the_allowed_keys() -> None:
+    # Was "unknown key (expected one of: ?)": the translation did not look into list items.
+    with pytest.raises(ConfigError) as exc:
+        config_from_yaml("scrape_configs: [{job_name: a, bogus: 1}]\n", "vigil.yml")
+    assert str(exc.value).startswith(
+        "vigil.yml: scrape_configs[0].bogus: unknown key (expected one of: job_name, scrape_interval,"
+    )
+    with pytest.raises(ConfigError) as exc:
+        config_from_yaml("agent:\n  logs:\n    sources: [{name: a, paths: [/x], bogus: 1}]\n", "vigil.yml")
+    assert str(exc.value) == (
+        "vigil.yml: agent.logs.sources[0].bogus: unknown key "
+        "(expected one of: name, paths, format, unknown_lines, from_beginning)"
+    )
+
+
+def test_validate_returns_the_model() -> None:
+    assert validate(_RuleFile, {"groups": [{"interval": "1m"}]}, "x.yml") == _RuleFile(groups=(_Group(),))
+    assert validate(_RuleFile, None, "x.yml") == _RuleFile()
+    # Python callers hold milliseconds: a bare number is a duration when the value is not from text.
+    assert validate(_RuleFile, {"groups": [{"interval": 5}]}, "x", from_text=False).groups[0].interval == 5
 
 
 def test_config_from_dict_default_source() -> None:

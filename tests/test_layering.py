@@ -141,3 +141,89 @@ def test_importing_config_does_not_import_the_agent(module: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def private_uses(code: str, here: str) -> list[str]:
+    """Every private name (`_x`, not dunder) of another vigil module that module `here` (source
+    `code`) imports or reads: `from vigil.a import _x`, and `vigil.a._x` / `alias._x` through an
+    `import vigil.a [as alias]` or a `from vigil import a`."""
+    tree = ast.parse(code)
+    found: list[str] = []
+    modules: set[str] = set()  # names bound to vigil modules
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__")
+
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").split(".")[0] == "vigil"
+        ):
+            if node.module == here:
+                continue
+            found += [
+                f"line {node.lineno}: from {node.module} import {a.name}"
+                for a in node.names
+                if private(a.name)
+            ]
+            for a in node.names:  # `from vigil.x import y` where y is a module: y._z is private too
+                if (SRC.parent / Path(*f"{node.module}.{a.name}".split("."))).with_suffix(".py").exists():
+                    modules.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "vigil":
+                    modules.add(a.asname or "vigil")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            chain: list[str] = []
+            value: ast.expr = node.value
+            while isinstance(value, ast.Attribute):
+                chain.append(value.attr)
+                value = value.value
+            if isinstance(value, ast.Name) and value.id in modules:
+                found.append(f"line {node.lineno}: {'.'.join([value.id, *reversed(chain)])}.{node.attr}")
+    return found
+
+
+def test_no_private_name_is_used_across_modules() -> None:
+    """A `_name` is its module's business: another module that needs it gets a public name (with a
+    docstring) or the thing moves to where both may import it."""
+    uses = [
+        f"{name} {use}"
+        for name, path in sorted(_modules().items())
+        for use in private_uses(path.read_text(), name)
+    ]
+    assert uses == [], "private names used across modules:\n" + "\n".join(uses)
+
+
+def test_importing_the_receiver_does_not_import_the_config() -> None:
+    # The receivers need `host:port` parsing only: that lives in vigil.model.listen, not the schema.
+    import subprocess
+    import sys
+
+    code = "import sys, vigil.receiver; print(sorted(m for m in sys.modules if m.startswith('vigil.config')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_private_uses_are_found() -> None:
+    # The checker itself: each form it must catch, and what it must leave alone.
+    code = (
+        "import vigil.config.types\n"
+        "import vigil.model.labels as L\n"
+        "from vigil.config import types\n"
+        "from vigil.config.types import _show, show\n"
+        "x = vigil.config.types._FROM_TEXT\n"
+        "y = L._private\n"
+        "z = types._Section\n"
+        "w = L.__name__\n"
+        "v = object()._fine\n"
+        "from vigil.model.probe import _own\n"
+    )
+    assert private_uses(code, "vigil.model.probe") == [
+        "line 4: from vigil.config.types import _show",
+        "line 5: vigil.config.types._FROM_TEXT",
+        "line 6: L._private",
+        "line 7: types._Section",
+    ]

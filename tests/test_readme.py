@@ -11,7 +11,7 @@ import yaml
 
 from vigil.cmd.main import main
 from vigil.config import config_from_yaml
-from vigil.logs.rules import parse_rules
+from vigil.logs.linerules import parse_line_rules
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 BLOCKS = re.findall(r"```yaml\n(.*?)```", README, re.S)
@@ -26,7 +26,7 @@ def test_example_is_valid(block: str) -> None:
     if block.startswith("# prometheus.yml"):
         pytest.skip("Prometheus' own configuration")
     if block.startswith("rules:"):
-        assert parse_rules(yaml.safe_load(block), "README.md")
+        assert parse_line_rules(yaml.safe_load(block), "README.md")
         return
     config_from_yaml(block, "README.md")
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, Literal, Self, TypeVar
 
-from vigil.config import parse_listen
+from vigil.model.listen import parse_listen
 
 ConnT = TypeVar("ConnT")
 

@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from tests.waiting import wait_until
-from vigil.config.config import _error_message, _key_path
 from vigil.config.probes import CertificatesConfig, ProbeConfig, Probes
+from vigil.config.validate import error_message, key_path
 from vigil.probe import fnv32a
 from vigil.probe.certfile import inspect_files
 from vigil.probe.collector import ProbesCollector
@@ -164,7 +164,7 @@ def _error(data: dict[str, Any]) -> str:
     with pytest.raises(ValidationError) as exc:
         _Agent.model_validate(data)
     err = exc.value.errors()[0]
-    return f"{_key_path(tuple(err['loc']))}: {_error_message(err, _Agent)}"
+    return f"{key_path(tuple(err['loc']))}: {error_message(err, _Agent)}"
 
 
 def test_config_defaults_and_shapes() -> None:

@@ -122,14 +122,14 @@ def test_hostile_label_values_match_in_linear_time() -> None:
     outcome = run_isolated(
         """
         from vigil.config.scrape import RelabelConfig
-        from vigil.config.types import compile_re2
+        from vigil.model.regex import compile_regex
         from vigil.scrape.relabel import relabel
         cfg = RelabelConfig.model_validate(
             {"source_labels": ["v"], "regex": "(a+)+b", "target_label": "x", "replacement": "$1"}
         )
         hostile = {"__name__": "m", "v": "a" * 40}
         print(relabel(hostile, [cfg]) == hostile, relabel({"__name__": "m", "v": "aab"}, [cfg])["x"])
-        print(compile_re2("(a+)+b").engine)
+        print(compile_regex("(a+)+b").engine)
         """
     )
     assert outcome.ok, outcome.stderr

@@ -1,4 +1,6 @@
-"""Who this host is: the hierarchy labels the agent puts on everything it ships (design §2).
+"""Who this host is: the labels the agent puts on everything it ships, series and events alike
+(`instance`, `platform`, and `cluster` / `app` when configured), so a host's metrics and its security
+events select and group the same way.
 
 `platform` is detected from files only (DMI, container markers), never from the network, so it
 works offline and costs nothing. `tenant` is not here: the server sets it from the ingest token.

@@ -31,7 +31,7 @@ from vigil.model.collector import Collector
 from vigil.model.event import Event
 
 if TYPE_CHECKING:
-    from vigil.logs.rules import LogRule
+    from vigil.logs.linerules import LineRule
 from vigil.security.authlog import AuthLogProcessor
 from vigil.security.integrity import FileIntegrityCollector
 from vigil.security.ports import ListeningPortsCollector
@@ -154,9 +154,9 @@ def _pipeline(
     access = AccessLogProcessor()
     common: list[LineProcessor] = []
     if logs.rule_files:
-        from vigil.logs.rules import RuleProcessor  # RE2 only when there are rules
+        from vigil.logs.linerules import LineRuleProcessor  # RE2 only when there are rules
 
-        common.append(RuleProcessor(load_rule_files(logs.rule_files)))
+        common.append(LineRuleProcessor(load_rule_files(logs.rule_files)))
     syslog_on = bool(logs.syslog.udp_listen or logs.syslog.tcp_listen)
     auth_on = "authlog" not in cfg.agent.disable and bool(logs.auth.paths)
     unknown_sources = [s.name for s in logs.sources if s.unknown_lines]
@@ -165,7 +165,7 @@ def _pipeline(
     detector: LineProcessor | None = None
     if unknown_sources:
         # drain3 only when unknown-line detection is on: it is most of the agent's import weight.
-        from vigil.logs.templates import DetectorSettings, UnknownLineDetector
+        from vigil.logs.unknownlines import DetectorSettings, UnknownLineDetector
 
         u = logs.unknown_lines
         unknown_lines = UnknownLineDetector(
@@ -211,20 +211,20 @@ def _use_journal(mode: str, paths: Sequence[str]) -> bool:
 
 def load_rule_files(
     patterns: Sequence[str], source: str = "vigil.yml", warn: Callable[[str], None] | None = None
-) -> list[LogRule]:
+) -> list[LineRule]:
     """Every rule of the files matching `patterns` (a key of `source`), in file order.
 
     A glob matching no file yet (a rules directory still empty) is `warn`ed about (default: logged), not
     an error: the rest of the agent is worth running. A plain path that does not exist is an error, like
     any unreadable rule file (ConfigError naming it)."""
-    from vigil.logs.rules import load_rules
+    from vigil.logs.linerules import load_line_rules
 
-    rules: list[LogRule] = []
+    rules: list[LineRule] = []
     for pattern in patterns:
         paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not paths:
             message = f"no file matches {pattern!r} yet, so it adds no rules"
             (warn or log.warning)(str(ConfigError(message, source=source, key="agent.logs.rule_files")))
         for path in paths:
-            rules += load_rules(path)
+            rules += load_line_rules(path)
     return rules

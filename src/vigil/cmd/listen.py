@@ -12,7 +12,7 @@ import errno
 import os
 import socket
 
-from vigil.config import parse_listen
+from vigil.model.listen import parse_listen
 
 
 class ListenError(Exception):

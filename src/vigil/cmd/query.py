@@ -24,8 +24,9 @@ from typing import Any
 
 import httpx
 
-from vigil.config import load_config, parse_listen
+from vigil.config import load_config
 from vigil.model.duration import parse_duration
+from vigil.model.listen import parse_listen
 
 DEFAULT_URL = "http://127.0.0.1:9400"
 EXIT_ERROR = 1

@@ -17,12 +17,13 @@ from starlette.applications import Starlette
 
 from vigil import __version__
 from vigil.cmd.listen import address, bind_tcp
-from vigil.config import Config, ConfigError, check_exposure, parse_listen
+from vigil.config import Config, ConfigError, check_exposure
 from vigil.events.store import EventStore
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.series_limit import SeriesLimiter, SeriesLimitMetrics, SeriesLimits
 from vigil.ingest.validate import Limits
 from vigil.model.event import EventLimits
+from vigil.model.listen import parse_listen
 from vigil.promql.engine import Engine, EngineOptions
 from vigil.storage.errors import StorageError
 from vigil.storage.metadata import MetadataStore

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.config import ConfigError, load_config
-from vigil.logs.templates import (
+from vigil.logs.baseline import (
     ACCEPTED,
     PENDING,
     STATUSES,

@@ -15,7 +15,7 @@ from vigil.config.config import (
     config_from_yaml,
     load_config,
 )
-from vigil.config.types import DEFAULT_LISTEN, ConfigError, is_loopback_listen, parse_listen
+from vigil.config.types import DEFAULT_LISTEN, ConfigError
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -32,7 +32,5 @@ __all__ = [
     "check_exposure",
     "config_from_dict",
     "config_from_yaml",
-    "is_loopback_listen",
     "load_config",
-    "parse_listen",
 ]

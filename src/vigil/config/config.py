@@ -14,8 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ValidationError, ValidationInfo, model_validator
+from pydantic import BeforeValidator, ValidationError, ValidationInfo, model_validator
 
 from vigil.config.probes import CertificatesConfig, Probes
 from vigil.config.scrape import ScrapeConfigs
@@ -27,7 +26,6 @@ from vigil.config.security import (
     UpdatesConfig,
 )
 from vigil.config.types import (
-    _FROM_TEXT,
     DEFAULT_LISTEN,
     Bool,
     ConfigError,
@@ -36,31 +34,22 @@ from vigil.config.types import (
     OptionalPath,
     OptionalToken,
     PositiveDuration,
+    Section,
     Size,
     TokenList,
-    _data_path,
-    _external_url,
-    _integer,
-    _listen,
-    _plain_url,
-    _Section,
-    _show,
-    is_loopback_listen,
-    parse_duration,
-    parse_size,
+    check_data_path,
+    check_external_url,
+    check_listen,
+    check_plain_url,
+    integer,
 )
+from vigil.config.validate import KeyedError, error_message, key_path, load_yaml, read_yaml, validate
+from vigil.model.duration import parse_duration, parse_size
+from vigil.model.listen import is_loopback_listen
+from vigil.model.show import show
 
 
-class _KeyedError(ValueError):
-    """A validator's error about a key below the field it validates (`tenants.acme.read_tokens`), so
-    the one-line message can name that key rather than only the field."""
-
-    def __init__(self, subkey: str, message: str) -> None:
-        super().__init__(message)
-        self.subkey = subkey
-
-
-class TenantAuth(_Section):
+class TenantAuth(Section):
     """One tenant's tokens: `server.auth.tenants.<name>`."""
 
     write_tokens: TokenList = ()
@@ -81,35 +70,35 @@ def _tenants(value: object, info: ValidationInfo) -> object:
             return value  # already normalised (a copy of a validated config)
         value = dict(value)  # (name, tokens) pairs from a Python caller
     if not isinstance(value, dict):
-        raise ValueError(f"expected a mapping of tenant name to its tokens, got {_show(value)}")
+        raise ValueError(f"expected a mapping of tenant name to its tokens, got {show(value)}")
     out = []
     for name, entry in value.items():
         if not isinstance(name, str) or not name:
-            raise ValueError(f"expected a tenant name, got {_show(name)}")
+            raise ValueError(f"expected a tenant name, got {show(name)}")
         if isinstance(entry, list | tuple):  # the shorthand `acme: [tok]`: write tokens
             if not entry:
-                raise _KeyedError(name, "expected a list of write tokens or a mapping, got an empty list")
+                raise KeyedError(name, "expected a list of write tokens or a mapping, got an empty list")
             entry = {"write_tokens": list(entry)}
         elif isinstance(entry, TenantAuth):
             entry = entry.model_dump()
         elif not isinstance(entry, dict):
-            raise _KeyedError(
+            raise KeyedError(
                 name,
                 "expected a list of write tokens or a mapping with keys "
-                f"{', '.join(TenantAuth.model_fields)}, got {_show(entry)}",
+                f"{', '.join(TenantAuth.model_fields)}, got {show(entry)}",
             )
         try:
             tenant = TenantAuth.model_validate(entry, context=info.context)
         except ValidationError as e:
             err = e.errors()[0]
-            raise _KeyedError(_key_path((name, *err["loc"])), _error_message(err, TenantAuth)) from None
+            raise KeyedError(key_path((name, *err["loc"])), error_message(err, TenantAuth)) from None
         if not tenant.write_tokens and not tenant.read_tokens:
-            raise _KeyedError(name, "expected write_tokens or read_tokens, got neither")
+            raise KeyedError(name, "expected write_tokens or read_tokens, got neither")
         out.append((name, tenant))
     return tuple(sorted(out, key=lambda pair: pair[0]))
 
 
-class AuthConfig(_Section):
+class AuthConfig(Section):
     write_tokens: TokenList = ()
     """Bearer tokens accepted on write endpoints; empty means writes are not authenticated. What they
     write has no `tenant` label. They also run admin endpoints when `admin_tokens` is empty."""
@@ -141,7 +130,7 @@ class AuthConfig(_Section):
                 owner.setdefault(token, f"server.auth.{key}")
         for token in self.trusted_proxy_tokens:
             if owner.get(token) in ("server.auth.read_tokens", "server.auth.admin_tokens"):
-                raise _KeyedError(
+                raise KeyedError(
                     "trusted_proxy_tokens",
                     f"expected tokens not also in {owner[token]}, got one that is (value not shown)",
                 )
@@ -151,7 +140,7 @@ class AuthConfig(_Section):
                 for token in getattr(tenant, key):
                     other = owner.get(token)
                     if other is not None and other != f"server.auth.tenants.{name}":
-                        raise _KeyedError(
+                        raise KeyedError(
                             f"tenants.{name}.{key}",
                             f"expected this tenant's own tokens, got one also in {other} (value not shown)",
                         )
@@ -166,13 +155,13 @@ class AuthConfig(_Section):
             where = f"tenants.{name}.hmac_key"
             if not tenant.hmac_key:
                 if self.hmac_key and tenant.write_tokens:
-                    raise _KeyedError(
+                    raise KeyedError(
                         where,
                         "expected this tenant's own key when server.auth.hmac_key is set "
                         "(a shared key lets one tenant sign as another), got none",
                     )
             elif tenant.hmac_key in owner:
-                raise _KeyedError(
+                raise KeyedError(
                     where,
                     f"expected a key of this tenant alone, got the same as {owner[tenant.hmac_key]} "
                     "(value not shown)",
@@ -194,11 +183,11 @@ class AuthConfig(_Section):
         )
 
 
-class ServerConfig(_Section):
-    listen: Annotated[str, BeforeValidator(_listen)] = DEFAULT_LISTEN
+class ServerConfig(Section):
+    listen: Annotated[str, BeforeValidator(check_listen)] = DEFAULT_LISTEN
     insecure: Bool = False
     """Allow a non-loopback `listen` without auth tokens."""
-    external_url: Annotated[str, BeforeValidator(_external_url)] = ""
+    external_url: Annotated[str, BeforeValidator(check_external_url)] = ""
     auth: AuthConfig = AuthConfig()
     syslog: SyslogConfig = SyslogConfig()
     """A syslog receiver in the server (for firewalls and network gear that send to it directly): lines
@@ -212,13 +201,13 @@ class ServerConfig(_Section):
     read_timeout: PositiveDuration = parse_duration("1m")
     """Longest a request's body may take to arrive after its headers; slower clients get 408 and are
     closed. Allow for the largest body (`limits.max_request_body_bytes`) over the slowest sender's link."""
-    max_connections: Annotated[int, _integer(minimum=1)] = 512
+    max_connections: Annotated[int, integer(minimum=1)] = 512
     """Open HTTP connections at most; a request on a connection beyond it gets 503 and the connection is
     closed. Vigil raises its open-file limit (`ulimit -n`) to fit, up to the hard limit (`ulimit -Hn`)."""
 
 
-class StorageConfig(_Section):
-    path: Annotated[Path, BeforeValidator(_data_path)] = Path("data")
+class StorageConfig(Section):
+    path: Annotated[Path, BeforeValidator(check_data_path)] = Path("data")
     """Data directory, relative to the working directory."""
     retention: PositiveDuration = parse_duration("15d")
     """How long data is kept behind the server's clock; older samples are refused."""
@@ -231,47 +220,47 @@ class StorageConfig(_Section):
     wal_segment_size: Size = parse_size("64MiB")
 
 
-class LimitsConfig(_Section):
+class LimitsConfig(Section):
     max_request_body_bytes: Size = parse_size("32MiB")
     """Largest compressed request body; larger requests get 413."""
     max_decompressed_bytes: Size = parse_size("128MiB")
     """Largest body after decompression; larger requests get 413."""
-    max_label_names_per_series: Annotated[int, _integer(minimum=1)] = 64
-    max_label_name_length: Annotated[int, _integer(minimum=1)] = 256
-    max_label_value_length: Annotated[int, _integer(minimum=1)] = 4096
-    max_samples_per_request: Annotated[int, _integer(minimum=1)] = 1_000_000
+    max_label_names_per_series: Annotated[int, integer(minimum=1)] = 64
+    max_label_name_length: Annotated[int, integer(minimum=1)] = 256
+    max_label_value_length: Annotated[int, integer(minimum=1)] = 4096
+    max_samples_per_request: Annotated[int, integer(minimum=1)] = 1_000_000
     """Samples (plus histograms and exemplars) one write may hold, and series one remote write may
     hold; more gets 413 before the samples are decoded."""
-    max_series: Annotated[int, _integer(minimum=0)] = 1_000_000
+    max_series: Annotated[int, integer(minimum=0)] = 1_000_000
     """Series the store may hold (0: no limit); a write that would create more gets 429."""
-    max_series_per_tenant: Annotated[int, _integer(minimum=0)] = 200_000
+    max_series_per_tenant: Annotated[int, integer(minimum=0)] = 200_000
     """Series written with one tenant's tokens (`server.auth.tenants`) may reach (0: no limit);
     untenanted writes count against `max_series` only."""
-    max_series_per_metric: Annotated[int, _integer(minimum=0)] = 100_000
+    max_series_per_metric: Annotated[int, integer(minimum=0)] = 100_000
     """Series one metric name may have, per tenant (0: no limit); a label carrying ids is caught here."""
-    max_event_fields: Annotated[int, _integer(minimum=1)] = 256
+    max_event_fields: Annotated[int, integer(minimum=1)] = 256
     """Fields one event may carry; its labels share the series' label limits above, and field names
     are bounded like label names."""
-    max_event_field_length: Annotated[int, _integer(minimum=1)] = 16384
+    max_event_field_length: Annotated[int, integer(minimum=1)] = 16384
     """Characters a field value of an event may have."""
-    max_json_depth: Annotated[int, _integer(minimum=2)] = 8
+    max_json_depth: Annotated[int, integer(minimum=2)] = 8
     """Deepest nesting of objects and arrays in a JSON line (events need 2); deeper lines get 400
     before they are parsed."""
     future_grace: Duration = parse_duration("10m")
     """How far ahead of the server's clock a sample may be; later ones are refused (400) and counted."""
 
 
-class QueryConfig(_Section):
+class QueryConfig(Section):
     timeout: PositiveDuration = parse_duration("2m")
     """Longest a PromQL query may run; longer ones get Prometheus' `timeout` error (503)."""
-    max_samples: Annotated[int, _integer(minimum=1)] = 50_000_000
+    max_samples: Annotated[int, integer(minimum=1)] = 50_000_000
     """Most samples one query may load; more gets an `execution` error (422)."""
     lookback_delta: PositiveDuration = parse_duration("5m")
     """How far back an instant selector looks for the latest sample."""
 
 
-class ShipConfig(_Section):
-    url: Annotated[str, BeforeValidator(_plain_url)] = ""
+class ShipConfig(Section):
+    url: Annotated[str, BeforeValidator(check_plain_url)] = ""
     """Remote-write URL to ship to (Vigil, Prometheus, VictoriaMetrics, Mimir). Empty: `vigil up` ships to
     its own server; `vigil agent` does not ship."""
     token: OptionalToken = ""
@@ -284,35 +273,35 @@ class ShipConfig(_Section):
     queue_max_size: Size = parse_size("512MiB")
     """On-disk queue size; past it the oldest data is dropped (and counted)."""
     queue_max_age: PositiveDuration = parse_duration("24h")
-    max_samples_per_send: Annotated[int, _integer(minimum=1)] = 2000
+    max_samples_per_send: Annotated[int, integer(minimum=1)] = 2000
     events: Bool = True
     """Also ship security events, to the events endpoint beside `url` (`…/api/v1/events`). Turn off when
     shipping to a plain Prometheus-compatible store that has no events API."""
-    connections: Annotated[int, _integer(minimum=1)] = 2
+    connections: Annotated[int, integer(minimum=1)] = 2
     """Parallel connections; each series always travels on the same one, so its samples stay in order."""
 
 
 def _optional_listen(value: object) -> str:
-    return "" if value in ("", None) else _listen(value)
+    return "" if value in ("", None) else check_listen(value)
 
 
-class StatsdConfig(_Section):
+class StatsdConfig(Section):
     udp_listen: Annotated[str, BeforeValidator(_optional_listen)] = "127.0.0.1:8125"
     """UDP address of the StatsD receiver; empty turns it off."""
     tcp_listen: Annotated[str, BeforeValidator(_optional_listen)] = ""
     prefix: LabelValue = ""
-    max_series: Annotated[int, _integer(minimum=1)] = 10_000
+    max_series: Annotated[int, integer(minimum=1)] = 10_000
     """Series the receiver keeps at most; lines for new series beyond it are dropped and counted."""
     histogram_buckets: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
     """Buckets (seconds) for timers and histograms."""
     max_packet_bytes: Size = 65535
 
 
-class AgentConfig(_Section):
-    listen: Annotated[str, BeforeValidator(_listen)] = "127.0.0.1:9401"
+class AgentConfig(Section):
+    listen: Annotated[str, BeforeValidator(check_listen)] = "127.0.0.1:9401"
     """Where the agent serves its own /metrics."""
     interval: PositiveDuration = parse_duration("10s")
-    data_dir: Annotated[Path, BeforeValidator(_data_path)] = Path("data/agent")
+    data_dir: Annotated[Path, BeforeValidator(check_data_path)] = Path("data/agent")
     """The shipping queue lives here."""
     job: LabelValue = "vigil-agent"
     instance: LabelValue = ""
@@ -335,7 +324,7 @@ class AgentConfig(_Section):
     """Local certificate files (globs) whose expiry and validity are measured."""
 
 
-class Config(_Section):
+class Config(Section):
     """The whole `vigil.yml`. `Config()` is the all-defaults configuration."""
 
     server: ServerConfig = ServerConfig()
@@ -384,134 +373,30 @@ class Config(_Section):
         )
 
 
-def _check_flag(flag: str, section: type[_Section], field: str, value: object) -> Any:
+def _check_flag(flag: str, section: type[Section], field: str, value: object) -> Any:
     """Validate one flag value with the field's own validators, reporting errors against the flag."""
     try:
         validated = section.model_validate({field: value})
     except ValidationError as e:
-        raise ConfigError(_error_message(e.errors()[0], section), source=flag) from None
+        raise ConfigError(error_message(e.errors()[0], section), source=flag) from None
     return getattr(validated, field)
-
-
-# ---------------------------------------------------------------------------------------------
-# Turning pydantic's errors into one line.
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class a location inside `root` refers to, if it is a section."""
-    model: type[BaseModel] = root
-    for part in loc:
-        info = model.model_fields.get(part) if isinstance(part, str) else None
-        sub = info.annotation if info is not None else None
-        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
-            return None
-        model = sub
-    return model
-
-
-def _error_message(err: Any, root: type[BaseModel]) -> str:
-    """Render one pydantic error as "<what was expected>, got <what was there>"."""
-    kind: str = err["type"]
-    loc: tuple[int | str, ...] = tuple(err["loc"])
-    if kind == "value_error":
-        # Our validators write complete "expected ..., got ..." messages.
-        return str(err["ctx"]["error"])
-    if kind == "extra_forbidden":
-        parent = _model_at(root, loc[:-1])
-        known = ", ".join(parent.model_fields) if parent is not None else "?"
-        return f"unknown key (expected one of: {known})"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        section = _model_at(root, loc)
-        keys = f" with keys {', '.join(section.model_fields)}" if section is not None else ""
-        return f"expected a mapping{keys}, got {_show(err['input'])}"
-    # Not produced by this schema as far as we know; keep pydantic's wording rather than lose it.
-    return f"{err['msg'][:1].lower()}{err['msg'][1:]}, got {_show(err.get('input'))}"
-
-
-def _translate(e: ValidationError, source: str) -> ConfigError:
-    err = e.errors()[0]
-    key = _key_path(tuple(err["loc"]))
-    cause = err.get("ctx", {}).get("error")
-    if isinstance(cause, _KeyedError):  # about a key below the field the validator checks
-        key = f"{key}.{cause.subkey}" if key else cause.subkey
-    return ConfigError(_error_message(err, Config), source=source, key=key or None)
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading.
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys: a second `auth:` silently replacing the first is
-    exactly the kind of mistake that turns authentication off."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            try:
-                duplicate = key in seen
-            except TypeError:  # unhashable key; SafeLoader reports that itself below
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {_show(key)}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def config_from_dict(data: Any, source: str = "<config>") -> Config:
     """Validate an already-parsed `vigil.yml` document (None means empty) into a Config."""
-    if data is None:
-        data = {}
-    try:
-        return Config.model_validate(data, context={_FROM_TEXT: True})
-    except ValidationError as e:
-        raise _translate(e, source) from None
+    return validate(Config, data, source)
 
 
 def config_from_yaml(text: str, source: str = "<config>") -> Config:
     """Parse and validate `vigil.yml` text."""
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass, so no arbitrary objects
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        problem = e.problem or e.context or "syntax error"
-        if mark is None:
-            raise ConfigError(f"invalid YAML: {problem}", source=source) from None
-        raise ConfigError(
-            f"invalid YAML: {problem}", source=source, line=mark.line + 1, column=mark.column + 1
-        ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"invalid YAML: {e}".splitlines()[0], source=source) from None
-    return config_from_dict(data, source)
+    return config_from_dict(load_yaml(text, source), source)
 
 
 def load_config(path: Path | str | None) -> Config:
     """Load `vigil.yml` from `path`; None gives the all-defaults configuration."""
     if path is None:
         return Config()
-    source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror or e}", source=source) from None
-    try:
-        text = raw.decode("utf-8-sig")  # tolerate a BOM from Windows editors
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"cannot read: not UTF-8 (bad byte at offset {e.start})", source=source) from None
-    return config_from_yaml(text, source)
+    return config_from_dict(read_yaml(path), str(path))
 
 
 def check_exposure(cfg: Config) -> None:

@@ -35,13 +35,13 @@ from vigil.config.types import (
     OptionalPath,
     PositiveDuration,
     RE2Regex,
+    Section,
     Size,
-    _integer,
-    _re2_regex,
-    _Section,
-    _show,
+    check_re2_regex,
+    integer,
 )
 from vigil.model.duration import parse_duration, parse_size
+from vigil.model.show import show
 
 __all__ = [
     "DNS_QUERY_TYPES",
@@ -69,7 +69,7 @@ def _one_of(choices: tuple[str, ...], *, upper: bool = False) -> BeforeValidator
     def validate(value: object) -> str:
         if isinstance(value, str) and (value.upper() if upper else value) in choices:
             return value.upper() if upper else value
-        raise ValueError(f"expected one of {', '.join(choices)}, got {_show(value)}")
+        raise ValueError(f"expected one of {', '.join(choices)}, got {show(value)}")
 
     return BeforeValidator(validate)
 
@@ -79,7 +79,7 @@ def _list(what: str) -> BeforeValidator:
         if value is None:
             return ()
         if not isinstance(value, list | tuple):
-            raise ValueError(f"expected a list of {what}, got {_show(value)}")
+            raise ValueError(f"expected a list of {what}, got {show(value)}")
         return value
 
     return BeforeValidator(validate)
@@ -87,7 +87,7 @@ def _list(what: str) -> BeforeValidator:
 
 def _status_code(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
-        raise ValueError(f"expected an HTTP status code from 100 to 599, got {_show(value)}")
+        raise ValueError(f"expected an HTTP status code from 100 to 599, got {show(value)}")
     return value
 
 
@@ -96,7 +96,7 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods a
 
 def _method(value: object) -> str:
     if not isinstance(value, str) or _TOKEN.fullmatch(value) is None:
-        raise ValueError(f"expected an HTTP method like GET, got {_show(value)}")
+        raise ValueError(f"expected an HTTP method like GET, got {show(value)}")
     return value.upper()
 
 
@@ -107,14 +107,14 @@ def _headers(value: object) -> object:
         isinstance(k, str) and _TOKEN.fullmatch(k) and isinstance(v, str) and "\n" not in v
         for k, v in value.items()
     ):
-        raise ValueError(f"expected a mapping of header names to text values, got {_show(value)}")
+        raise ValueError(f"expected a mapping of header names to text values, got {show(value)}")
     return value
 
 
 def _text(what: str, *, empty: bool = True) -> BeforeValidator:
     def validate(value: object) -> str:
         if not isinstance(value, str) or (not empty and value == ""):
-            raise ValueError(f"expected {what}, got {_show(value)}")
+            raise ValueError(f"expected {what}, got {show(value)}")
         return value
 
     return BeforeValidator(validate)
@@ -124,7 +124,7 @@ Regex = RE2Regex
 Regexes = Annotated[tuple[Regex, ...], _list("regular expressions")]
 
 
-class ProbeTLSConfig(_Section):
+class ProbeTLSConfig(Section):
     ca_file: OptionalPath = None
     """PEM bundle of the CAs to trust; absent, the system store."""
     insecure_skip_verify: Bool = False
@@ -133,7 +133,7 @@ class ProbeTLSConfig(_Section):
     """Name sent in SNI and verified; absent, the target's host."""
 
 
-class HTTPProbeConfig(_Section):
+class HTTPProbeConfig(Section):
     method: Annotated[str, BeforeValidator(_method)] = "GET"
     headers: Annotated[dict[str, str], BeforeValidator(_headers)] = Field(default_factory=dict)
     body: Annotated[str, _text("the request body as text")] = ""
@@ -151,20 +151,20 @@ class HTTPProbeConfig(_Section):
     body fails the probe. Unlike blackbox there is no 0 for "no limit": a probe's memory stays bounded."""
 
 
-class QueryResponse(_Section):
+class QueryResponse(Section):
     """One step of a TCP dialogue: wait for a line matching `expect`, then send `send` + newline."""
 
-    expect: Annotated[str, BeforeValidator(lambda v: "" if v is None else _re2_regex(v))] = ""
+    expect: Annotated[str, BeforeValidator(lambda v: "" if v is None else check_re2_regex(v))] = ""
     send: Annotated[str, _text("a line of text to send")] = ""
     starttls: Bool = False
 
 
-class TCPProbeConfig(_Section):
+class TCPProbeConfig(Section):
     tls: Bool = False
     query_response: Annotated[tuple[QueryResponse, ...], _list("query/response steps")] = ()
 
 
-class DNSProbeConfig(_Section):
+class DNSProbeConfig(Section):
     query_name: Annotated[str, _text("a domain name like example.com", empty=False)] = ""
     query_type: Annotated[str, _one_of(DNS_QUERY_TYPES, upper=True)] = "ANY"
     transport: Annotated[str, _one_of(("udp", "tcp"))] = "udp"
@@ -174,14 +174,14 @@ class DNSProbeConfig(_Section):
     ] = ("NOERROR",)
 
 
-class ICMPProbeConfig(_Section):
-    payload_size: Annotated[int, _integer(minimum=0)] = 0
+class ICMPProbeConfig(Section):
+    payload_size: Annotated[int, integer(minimum=0)] = 0
     """Extra bytes of payload in the echo request (blackbox's `payload_size`)."""
 
 
 def _name(value: object) -> str:
     if not isinstance(value, str) or re.fullmatch(r"[A-Za-z0-9_.:-]+", value) is None:
-        raise ValueError(f"expected a probe name of letters, digits, _ . : -, got {_show(value)}")
+        raise ValueError(f"expected a probe name of letters, digits, _ . : -, got {show(value)}")
     return value
 
 
@@ -204,10 +204,10 @@ def _check_target(module: str, target: str) -> None:
         ok = _HOST.fullmatch(target) is not None
         example = "a host name or IP address like 192.168.1.1"
     if not ok:
-        raise ValueError(f"expected a target for module {module}: {example}, got {_show(target)}")
+        raise ValueError(f"expected a target for module {module}: {example}, got {show(target)}")
 
 
-class ProbeConfig(_Section):
+class ProbeConfig(Section):
     name: Annotated[str, BeforeValidator(_name)]
     """Identifies the probe: the `probe` label of its series."""
     module: Annotated[str, _one_of(MODULES)]
@@ -254,7 +254,7 @@ def _unique_names(probes: tuple[ProbeConfig, ...]) -> tuple[ProbeConfig, ...]:
     seen: set[str] = set()
     for p in probes:
         if p.name in seen:
-            raise ValueError(f"expected unique probe names, got {_show(p.name)} twice")
+            raise ValueError(f"expected unique probe names, got {show(p.name)} twice")
         seen.add(p.name)
     return probes
 
@@ -264,14 +264,14 @@ Probes = Annotated[tuple[ProbeConfig, ...], _list("probes"), AfterValidator(_uni
 
 def _glob(value: object) -> str:
     if not isinstance(value, str) or not value.startswith("/"):
-        raise ValueError(f"expected an absolute path or glob like /etc/ssl/certs/*.pem, got {_show(value)}")
+        raise ValueError(f"expected an absolute path or glob like /etc/ssl/certs/*.pem, got {show(value)}")
     return value
 
 
-class CertificatesConfig(_Section):
+class CertificatesConfig(Section):
     """Local certificate files to watch (PEM, one or more certificates per file)."""
 
     files: Annotated[tuple[Annotated[str, BeforeValidator(_glob)], ...], _list("paths or globs")] = ()
     interval: PositiveDuration = DEFAULT_INTERVAL_MS
-    max_files: Annotated[int, _integer(minimum=1)] = 1000
+    max_files: Annotated[int, integer(minimum=1)] = 1000
     """Most files reported, so a glob like /etc/** cannot flood the store."""

@@ -20,12 +20,12 @@ from vigil.config.types import (
     OptionalPath,
     PositiveDuration,
     RE2Regex,
-    _integer,
-    _Section,
-    _show,
-    parse_listen,
+    Section,
+    integer,
 )
 from vigil.model.labels import is_valid_label_name
+from vigil.model.listen import parse_listen
+from vigil.model.show import show
 
 __all__ = [
     "BasicAuth",
@@ -41,24 +41,24 @@ DEFAULT_TIMEOUT_MS = 10_000
 
 def _job_name(value: object) -> str:
     if not isinstance(value, str) or value == "":
-        raise ValueError(f"expected a non-empty job name, got {_show(value)}")
+        raise ValueError(f"expected a non-empty job name, got {show(value)}")
     return value
 
 
 def _target(value: object) -> str:
     # Prometheus targets are host:port without a scheme; a URL here is a common mistake.
     if not isinstance(value, str) or "/" in value:
-        raise ValueError(f"expected a target host:port like localhost:9100, got {_show(value)}")
+        raise ValueError(f"expected a target host:port like localhost:9100, got {show(value)}")
     try:
         parse_listen(value)
     except ValueError:
-        raise ValueError(f"expected a target host:port like localhost:9100, got {_show(value)}") from None
+        raise ValueError(f"expected a target host:port like localhost:9100, got {show(value)}") from None
     return value
 
 
 def _label_name(value: object) -> str:
     if not isinstance(value, str) or not is_valid_label_name(value):
-        raise ValueError(f"expected a label name like instance, got {_show(value)}")
+        raise ValueError(f"expected a label name like instance, got {show(value)}")
     return value
 
 
@@ -66,7 +66,7 @@ def _label_map(value: object) -> object:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValueError(f"expected a mapping of label names to values, got {_show(value)}")
+        raise ValueError(f"expected a mapping of label names to values, got {show(value)}")
     for k in value:
         _label_name(k)
     return value
@@ -77,7 +77,7 @@ def _params(value: object) -> object:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ValueError(f"expected a mapping of parameter names to lists of values, got {_show(value)}")
+        raise ValueError(f"expected a mapping of parameter names to lists of values, got {show(value)}")
     out: dict[str, tuple[str, ...]] = {}
     for k, v in value.items():
         vals = [v] if isinstance(v, str) else v
@@ -86,7 +86,7 @@ def _params(value: object) -> object:
             or not isinstance(vals, list | tuple)
             or not all(isinstance(x, str) for x in vals)
         ):
-            raise ValueError(f"expected a mapping of parameter names to lists of values, got {_show(value)}")
+            raise ValueError(f"expected a mapping of parameter names to lists of values, got {show(value)}")
         out[k] = tuple(vals)
     return out
 
@@ -108,12 +108,12 @@ Regex = RE2Regex
 Secret = Annotated[str, BeforeValidator(_secret)]
 
 
-class StaticConfig(_Section):
+class StaticConfig(Section):
     targets: tuple[Target, ...] = ()
     labels: LabelMap = Field(default_factory=dict)
 
 
-class RelabelConfig(_Section):
+class RelabelConfig(Section):
     """One `metric_relabel_configs` step (Prometheus semantics, see `vigil.scrape.relabel`)."""
 
     source_labels: tuple[LabelName, ...] = ()
@@ -130,7 +130,7 @@ class RelabelConfig(_Section):
                 raise ValueError("action replace needs a target_label")
             # A templated target (`$1`) is checked after expansion, at relabel time.
             if "$" not in self.target_label and not is_valid_label_name(self.target_label):
-                raise ValueError(f"expected a label name as target_label, got {_show(self.target_label)}")
+                raise ValueError(f"expected a label name as target_label, got {show(self.target_label)}")
         elif self.action in ("labeldrop", "labelkeep"):
             if self.source_labels or self.target_label:
                 raise ValueError(f"action {self.action} takes only a regex (matched against label names)")
@@ -139,12 +139,12 @@ class RelabelConfig(_Section):
         return self
 
 
-class BasicAuth(_Section):
+class BasicAuth(Section):
     username: str = ""
     password: Secret = ""
 
 
-class TLSConfig(_Section):
+class TLSConfig(Section):
     ca_file: OptionalPath = None
     cert_file: OptionalPath = None
     key_file: OptionalPath = None
@@ -158,7 +158,7 @@ class TLSConfig(_Section):
         return self
 
 
-class ScrapeConfig(_Section):
+class ScrapeConfig(Section):
     job_name: JobName
     scrape_interval: PositiveDuration | None = None
     """Milliseconds; None means the agent's interval."""
@@ -172,13 +172,13 @@ class ScrapeConfig(_Section):
     basic_auth: BasicAuth | None = None
     bearer_token: Secret = ""
     tls_config: TLSConfig = TLSConfig()
-    sample_limit: Annotated[int, _integer(minimum=0)] = 0
+    sample_limit: Annotated[int, integer(minimum=0)] = 0
     """Most samples one scrape may return; more fails the scrape. 0 means no limit."""
 
     @model_validator(mode="after")
     def _check(self) -> ScrapeConfig:
         if not self.metrics_path.startswith("/"):
-            raise ValueError(f"expected metrics_path to start with /, got {_show(self.metrics_path)}")
+            raise ValueError(f"expected metrics_path to start with /, got {show(self.metrics_path)}")
         if self.basic_auth is not None and self.bearer_token:
             raise ValueError("basic_auth and bearer_token are mutually exclusive")
         # Only an explicit timeout conflicts; the default is shortened to the interval (see timing()).
@@ -208,7 +208,7 @@ def _unique_jobs(configs: tuple[ScrapeConfig, ...]) -> tuple[ScrapeConfig, ...]:
     seen: set[str] = set()
     for c in configs:
         if c.job_name in seen:
-            raise ValueError(f"expected unique job names, got {_show(c.job_name)} twice")
+            raise ValueError(f"expected unique job names, got {show(c.job_name)} twice")
         seen.add(c.job_name)
     return configs
 

@@ -18,14 +18,13 @@ from pydantic import BeforeValidator, model_validator
 from vigil.config.types import (
     Bool,
     PositiveDuration,
+    Section,
     Size,
-    _integer,
-    _listen,
-    _Section,
-    _show,
-    parse_duration,
-    parse_size,
+    check_listen,
+    integer,
 )
+from vigil.model.duration import parse_duration, parse_size
+from vigil.model.show import show
 
 __all__ = [
     "DEFAULT_PATHS",
@@ -120,23 +119,23 @@ def _paths(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple) or not all(isinstance(p, str) and p for p in value):
-        raise ValueError(f"expected a list of file paths or globs, got {_show(value)}")
+        raise ValueError(f"expected a list of file paths or globs, got {show(value)}")
     return tuple(value)
 
 
 def _optional_listen(value: object) -> str:
-    return "" if value in ("", None) else _listen(value)
+    return "" if value in ("", None) else check_listen(value)
 
 
 def _baseline(value: object) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
-        raise ValueError(f"expected a list of entries like tcp/22 or udp/127.0.0.1:53, got {_show(value)}")
+        raise ValueError(f"expected a list of entries like tcp/22 or udp/127.0.0.1:53, got {show(value)}")
     for entry in value:
         try:
             parse_baseline_entry(entry)
         except (ValueError, TypeError) as exc:
             raise ValueError(
-                f"expected an entry like tcp/22 or udp/127.0.0.1:53, got {_show(entry)} ({exc})"
+                f"expected an entry like tcp/22 or udp/127.0.0.1:53, got {show(entry)} ({exc})"
             ) from None
     return tuple(value)
 
@@ -144,7 +143,7 @@ def _baseline(value: object) -> tuple[str, ...]:
 def _source_name(value: object) -> str:
     if not isinstance(value, str) or not value.replace("_", "a").replace("-", "a").isalnum():
         raise ValueError(
-            f"expected a short name of letters, digits, _ or - (it becomes a label), got {_show(value)}"
+            f"expected a short name of letters, digits, _ or - (it becomes a label), got {show(value)}"
         )
     return value
 
@@ -154,7 +153,7 @@ OptionalListen = Annotated[str, BeforeValidator(_optional_listen)]
 SourceName = Annotated[str, BeforeValidator(_source_name)]
 
 
-class AuthLogsConfig(_Section):
+class AuthLogsConfig(Section):
     paths: Paths = ("/var/log/auth.log", "/var/log/secure")
     """Auth logs to follow (Debian/Ubuntu, RHEL family); missing files are skipped silently."""
     journal: Literal["auto", "always", "never"] = "auto"
@@ -164,7 +163,7 @@ class AuthLogsConfig(_Section):
     """Also look for auth-log lines that match no learned template."""
 
 
-class LogSourceConfig(_Section):
+class LogSourceConfig(Section):
     name: SourceName
     """The `source` label of everything this source produces."""
     paths: Paths
@@ -176,34 +175,35 @@ class LogSourceConfig(_Section):
     """Read files found at the first start from their beginning (default: from their end)."""
 
 
-class UnknownLinesConfig(_Section):
+class UnknownLinesConfig(Section):
     learning_period: PositiveDuration = parse_duration("1d")
     """How long a source's templates are learned before unknown lines are reported."""
-    events_per_template: Annotated[int, _integer(minimum=0)] = 10
+    events_per_template: Annotated[int, integer(minimum=0)] = 10
     """Events kept per new template and hour; further lines are counted only."""
-    events_per_source: Annotated[int, _integer(minimum=0)] = 100
+    events_per_source: Annotated[int, integer(minimum=0)] = 100
     """Events kept per source and hour, whatever the template (a flood of distinct new lines); further
     lines are counted only, and a `log_unknown_suppressed` event says so (another, how many)."""
 
 
-class SyslogConfig(_Section):
+class SyslogConfig(Section):
     udp_listen: OptionalListen = ""
     """UDP address of the syslog receiver, e.g. 127.0.0.1:5514; empty: off."""
     tcp_listen: OptionalListen = ""
     """TCP address (RFC 6587: octet counting or newline framing); empty: off."""
     max_message_bytes: Size = parse_size("64KiB")
-    max_senders: Annotated[int, _integer(minimum=1)] = 1000
+    max_senders: Annotated[int, integer(minimum=1)] = 1000
     """Sending addresses with their own `vigil_syslog_sender_*` series; more share sender="other"."""
     auth: Bool = True
     """Count and keep auth lines (sshd, sudo, PAM, …) received by syslog, as from auth logs."""
     unknown_lines: Bool = False
 
 
-class LogsConfig(_Section):
+class LogsConfig(Section):
     auth: AuthLogsConfig = AuthLogsConfig()
     sources: tuple[LogSourceConfig, ...] = ()
     rule_files: Paths = ()
-    """Files (globs) of mtail-like log rules (YAML)."""
+    """Files (globs) of log line rules: mtail-like YAML that counts matching log lines
+    (`vigil.logs.linerules`), not alerting or recording rules."""
     unknown_lines: UnknownLinesConfig = UnknownLinesConfig()
     syslog: SyslogConfig = SyslogConfig()
 
@@ -219,7 +219,7 @@ class LogsConfig(_Section):
         return self
 
 
-class ListeningPortsConfig(_Section):
+class ListeningPortsConfig(Section):
     baseline: Annotated[tuple[str, ...], BeforeValidator(_baseline)] = ()
     """Expected listeners (tcp/22, udp/127.0.0.1:53, */53); others count as unexpected."""
     learn: Bool = True
@@ -229,14 +229,14 @@ class ListeningPortsConfig(_Section):
     table read walks the kernel's socket hash, ~2 ms); collections in between report the last reading."""
 
 
-class FileIntegrityConfig(_Section):
+class FileIntegrityConfig(Section):
     paths: Paths = DEFAULT_PATHS
     """Files (globs) to watch. Replaces the default list (accounts, sudoers, sshd_config,
     authorized_keys, crontabs, systemd units): list the defaults you want to keep. Files that join or
     leave the list when it changes are learned or forgotten, not reported as created or deleted."""
 
 
-class UpdatesConfig(_Section):
+class UpdatesConfig(Section):
     interval: PositiveDuration = parse_duration("1h")
     """How often the package manager is asked (in the background; collections use the last answer)."""
     manager: Literal["auto", "apt", "dnf", "yum", "none"] = "auto"

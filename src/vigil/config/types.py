@@ -7,8 +7,6 @@ Every problem surfaces as a one-line `ConfigError` (see `vigil.config.config`).
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -16,12 +14,15 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
 
 from vigil.model.duration import parse_duration, parse_size
-from vigil.model.matcher import Regex, RegexSyntaxError, compile_regex
+from vigil.model.listen import LISTEN_EXAMPLE, parse_listen
+from vigil.model.regex import RegexSyntaxError, compile_regex
+from vigil.model.show import show
 
 DEFAULT_LISTEN = "127.0.0.1:9400"
 
-# Set by config_from_dict: values then come from YAML text, where a bare number is not a duration.
-_FROM_TEXT = "vigil_from_text"
+# The validation-context flag `vigil.config.validate.validate` sets: values then come from YAML text,
+# where a bare number is not a duration.
+FROM_TEXT = "vigil_from_text"
 
 
 class ConfigError(Exception):
@@ -62,31 +63,13 @@ class ConfigError(Exception):
         return ": ".join(parts)
 
 
-def _show(value: object) -> str:
-    """Render what was found in the file for the "got ..." part of a message."""
-    if isinstance(value, str):
-        text = value if len(value) <= 60 else value[:57] + "..."
-        return json.dumps(text, ensure_ascii=False)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return json.dumps(str(value), ensure_ascii=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # Field validators. Each one does all the checking itself (type included) so every message has the
 # "expected ..., got <what the user wrote>" shape, rather than pydantic's wording.
 
 
 def _from_text(info: ValidationInfo) -> bool:
-    return bool(info.context and info.context.get(_FROM_TEXT))
+    return bool(info.context and info.context.get(FROM_TEXT))
 
 
 def _duration(*, positive: bool) -> BeforeValidator:
@@ -96,12 +79,12 @@ def _duration(*, positive: bool) -> BeforeValidator:
         elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             if _from_text(info) and value != 0:
                 hint = f" (add a unit, e.g. {value}s or {value}m)"
-                raise ValueError(f"expected a duration like 15d, got {_show(value)}{hint}")
+                raise ValueError(f"expected a duration like 15d, got {show(value)}{hint}")
             ms = value
         else:
-            raise ValueError(f"expected a duration like 15d, got {_show(value)}")
+            raise ValueError(f"expected a duration like 15d, got {show(value)}")
         if positive and ms == 0:
-            raise ValueError(f"expected a duration greater than zero like 15d, got {_show(value)}")
+            raise ValueError(f"expected a duration greater than zero like 15d, got {show(value)}")
         return ms
 
     return BeforeValidator(validate)
@@ -111,20 +94,22 @@ def _size(*, minimum: int = 1) -> BeforeValidator:
     def validate(value: object) -> int:
         # bool checked here so YAML `true` is shown as `true`, not Python's `True`.
         if isinstance(value, bool) or not isinstance(value, str | int):
-            raise ValueError(f"expected a size like 512MiB, got {_show(value)}")
+            raise ValueError(f"expected a size like 512MiB, got {show(value)}")
         n = parse_size(value)  # its ValueError already reads "expected a size like 512MiB, got ..."
         if n < minimum:
-            raise ValueError(f"expected a size of at least {minimum} bytes, got {_show(value)}")
+            raise ValueError(f"expected a size of at least {minimum} bytes, got {show(value)}")
         return n
 
     return BeforeValidator(validate)
 
 
-def _integer(*, minimum: int) -> BeforeValidator:
+def integer(*, minimum: int) -> BeforeValidator:
+    """An integer field of at least `minimum` (YAML `true` is not 1): `Annotated[int, integer(minimum=1)]`."""
+
     def validate(value: object) -> int:
         # bool is an int subclass; `true` in a count field is a mistake, not 1.
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"expected an integer >= {minimum}, got {_show(value)}")
+            raise ValueError(f"expected an integer >= {minimum}, got {show(value)}")
         return value
 
     return BeforeValidator(validate)
@@ -132,7 +117,7 @@ def _integer(*, minimum: int) -> BeforeValidator:
 
 def _boolean(value: object) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {_show(value)}")
+        raise ValueError(f"expected true or false, got {show(value)}")
     return value
 
 
@@ -144,7 +129,7 @@ def _token(value: object) -> str:
     if isinstance(value, str) and value == "":
         raise ValueError('expected a non-empty token, got ""')
     if not isinstance(value, str):
-        kind = _show(value) if value is None or isinstance(value, list | dict) else "a non-string"
+        kind = show(value) if value is None or isinstance(value, list | dict) else "a non-string"
         raise ValueError(f"expected a token string, got {kind} (value not shown)")
     if _TOKEN_RE.fullmatch(value) is None:
         raise ValueError(
@@ -162,89 +147,31 @@ def _token_list(value: object) -> object:
     return value
 
 
-_HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
-_LISTEN_EXAMPLE = "host:port like 127.0.0.1:9400"
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """Split `host:port` (`[::1]:9400` for IPv6) into host (without brackets) and port.
-
-    Raises ValueError("expected host:port like 127.0.0.1:9400, got ...") style errors.
-    """
-    if not isinstance(listen, str):
-        raise ValueError(f"expected {_LISTEN_EXAMPLE}, got {_show(listen)}")
-    got = _show(listen)
-    if listen.startswith("["):
-        host, sep, port = listen[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"expected {_LISTEN_EXAMPLE} or [::1]:9400, got {got}")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"expected an IPv6 address in [brackets], got {got}") from None
-    else:
-        host, sep, port = listen.rpartition(":")
-        if not sep:
-            raise ValueError(f"expected {_LISTEN_EXAMPLE}, got {got}")
-        if ":" in host:
-            raise ValueError(f"expected IPv6 addresses in brackets like [::1]:9400, got {got}")
-        if host == "":
-            raise ValueError(f"expected {_LISTEN_EXAMPLE} (0.0.0.0:9400 for all interfaces), got {got}")
-        if re.fullmatch(r"[0-9.]+", host):
-            try:
-                ipaddress.IPv4Address(host)
-            except ValueError:
-                raise ValueError(f"expected a valid IPv4 address in {_LISTEN_EXAMPLE}, got {got}") from None
-        elif len(host) > 253 or _HOSTNAME_RE.fullmatch(host) is None:
-            raise ValueError(f"expected a valid host name or IP address in {_LISTEN_EXAMPLE}, got {got}")
-    # isdigit() alone would accept non-ASCII digits such as "٩".
-    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
-        raise ValueError(f"expected a port from 1 to 65535 in {_LISTEN_EXAMPLE}, got {got}")
-    return host, int(port)
-
-
-def _listen(value: object) -> str:
+def check_listen(value: object) -> str:
+    """Validator of a `host:port` field (see `parse_listen`); returns the text unchanged."""
     if not isinstance(value, str):
-        raise ValueError(f"expected {_LISTEN_EXAMPLE}, got {_show(value)}")
+        raise ValueError(f"expected {LISTEN_EXAMPLE}, got {show(value)}")
     parse_listen(value)
     return value
-
-
-def is_loopback_listen(listen: str) -> bool:
-    """Whether `listen` binds only to the local machine: 127.0.0.0/8, ::1 or `localhost`.
-
-    Anything unparseable or any other host name counts as exposed, since it may resolve anywhere.
-    """
-    try:
-        host, _ = parse_listen(listen)
-    except ValueError:
-        return False
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        addr = ipaddress.ip_address(host.split("%", 1)[0])  # drop an IPv6 zone id
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
 
 
 _URL_RE = re.compile(r"https?://[^/\s?#]+(?:/\S*)?")
 
 
-def _external_url(value: object) -> str:
+def check_external_url(value: object) -> str:
+    """Validator of `server.external_url`: empty, or an http(s) URL with a host."""
     # Empty means "not set"; otherwise it is used to build absolute links, so it needs scheme and host.
     if not isinstance(value, str) or (value and _URL_RE.fullmatch(value) is None):
-        raise ValueError(f"expected an http(s) URL like https://vigil.example.com/, got {_show(value)}")
+        raise ValueError(f"expected an http(s) URL like https://vigil.example.com/, got {show(value)}")
     return value
 
 
-def _data_path(value: object) -> Path:
+def check_data_path(value: object) -> Path:
+    """Validator of a directory path field: a non-empty string."""
     if isinstance(value, Path):
         value = str(value)
     if not isinstance(value, str) or value == "":
-        raise ValueError(f"expected a directory path, got {_show(value)}")
+        raise ValueError(f"expected a directory path, got {show(value)}")
     return Path(value)
 
 
@@ -263,48 +190,46 @@ def _optional_token(value: object) -> str:
 
 
 def _optional_path(value: object) -> Path | None:
-    return None if value in ("", None) else _data_path(value)
+    return None if value in ("", None) else check_data_path(value)
 
 
-def _plain_url(value: object) -> str:
+def check_plain_url(value: object) -> str:
+    """Validator of a URL field (empty: not set), such as `agent.ship.url`."""
     if not isinstance(value, str) or (value and _URL_RE.fullmatch(value) is None):
         raise ValueError(
-            f"expected an http(s) URL like http://127.0.0.1:9400/api/v1/write, got {_show(value)}"
+            f"expected an http(s) URL like http://127.0.0.1:9400/api/v1/write, got {show(value)}"
         )
     return value
 
 
 def _label_value(value: object) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a label value (text), got {_show(value)}")
+        raise ValueError(f"expected a label value (text), got {show(value)}")
     return value
 
 
-def compile_re2(pattern: str) -> Regex:
-    """A Go/RE2 regex (relabel rules, probe expectations) with `.` not matching newlines; callers
-    `fullmatch` where Prometheus anchors and `search` where it does not. Matching takes linear time
-    in the value (scraped labels and probed bodies are not ours to trust). Cached."""
-    return compile_regex(pattern, dot_nl=False)
-
-
-def _re2_regex(value: object) -> str:
+def check_re2_regex(value: object) -> str:
+    """Validator of an RE2 regex field (compiled once here, so a bad one is a config error)."""
     if not isinstance(value, str):
-        raise ValueError(f"expected a regular expression, got {_show(value)}")
+        raise ValueError(f"expected a regular expression, got {show(value)}")
     try:
-        compile_re2(value)
+        compile_regex(value)
     except RegexSyntaxError as e:
-        raise ValueError(f"expected a valid RE2 regular expression, got {_show(value)} ({e})") from None
+        raise ValueError(f"expected a valid RE2 regular expression, got {show(value)} ({e})") from None
     return value
 
 
-RE2Regex = Annotated[str, BeforeValidator(_re2_regex)]
+RE2Regex = Annotated[str, BeforeValidator(check_re2_regex)]
 OptionalToken = Annotated[str, BeforeValidator(_optional_token)]
 OptionalPath = Annotated[Path | None, BeforeValidator(_optional_path)]
 LabelValue = Annotated[str, BeforeValidator(_label_value)]
 Bool = Annotated[bool, BeforeValidator(_boolean)]
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """Base of every configuration section: unknown keys are errors, values frozen, `key:` with
+    everything below it commented out means the defaults."""
+
     model_config: ClassVar[ConfigDict] = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="before")
@@ -319,5 +244,5 @@ class _Section(BaseModel):
             for key in data:
                 if not isinstance(key, str):
                     known = ", ".join(cls.model_fields)
-                    raise ValueError(f"unknown key {_show(key)} (expected one of: {known})")
+                    raise ValueError(f"unknown key {show(key)} (expected one of: {known})")
         return data

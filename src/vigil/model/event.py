@@ -1,6 +1,6 @@
 """Security events: the evidence behind a metric ("which IP, which file, which new log line").
 
-An event has the same identity labels as the series of the host it comes from (design §2: tenant,
+An event has the same identity labels as the series of the host it comes from (tenant,
 cluster, instance, platform, app, job, ...), a `kind` saying what happened, free-form `fields` with the
 detail (user, source address, path, hashes, the log line), and a short human `message`.
 

@@ -36,7 +36,7 @@ import httpx
 
 from vigil import __version__
 from vigil.config.probes import ProbeConfig
-from vigil.config.types import compile_re2
+from vigil.model.regex import compile_regex
 from vigil.probe import ProbeError, ProbeResult, resolve, run_probe_step
 from vigil.probe.tls import TLSOptions, TLSState, emit_tls, make_context, tls_state, unverified_state
 
@@ -358,8 +358,8 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
         error = "" if success else f"status {resp.status_code}, wanted 2xx"
     if success and (hc.fail_if_body_matches_regexp or hc.fail_if_body_not_matches_regexp):
         text = content.decode(resp.encoding or "utf-8", errors="replace")
-        bad = [p for p in hc.fail_if_body_matches_regexp if compile_re2(p).search(text)]
-        missing = [p for p in hc.fail_if_body_not_matches_regexp if not compile_re2(p).search(text)]
+        bad = [p for p in hc.fail_if_body_matches_regexp if compile_regex(p).search(text)]
+        missing = [p for p in hc.fail_if_body_not_matches_regexp if not compile_regex(p).search(text)]
         success = not bad and not missing
         error = "" if success else f"body regexp failed: {(bad + missing)[0]!r}"
         result.set("probe_failed_due_to_regex", gauges["probe_failed_due_to_regex"], 0 if success else 1)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from vigil.config.probes import ProbeConfig
-from vigil.config.types import compile_re2
+from vigil.model.regex import compile_regex
 from vigil.probe import ProbeError, ProbeResult, resolve, run_probe_step
 from vigil.probe.tls import TLSOptions, TLSVerifyError, emit_tls, unverified_state, wrap
 
@@ -95,7 +95,7 @@ def _probe(config: ProbeConfig, result: ProbeResult, started: float) -> bool:
         buffer = b""
         for step in config.tcp.query_response:
             if step.expect:
-                pattern = compile_re2(step.expect)
+                pattern = compile_regex(step.expect)
                 while True:
                     line, sep, rest = buffer.partition(b"\n")
                     if sep:

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from vigil.model.labels import METRIC_NAME, Labels, is_valid_label_name
-from vigil.model.matcher import RegexMatch, RegexSyntaxError, compile_regex
+from vigil.model.regex import RegexMatch, RegexSyntaxError, compile_regex
 from vigil.promql import ast
 from vigil.promql.errors import ExecutionError
 from vigil.promql.functions_util import (

@@ -1,11 +1,11 @@
 """`metric_relabel_configs`: rewrite or drop a scraped sample's label set, with Prometheus' semantics.
 
 Regexes are RE2, fully anchored, and `.` does not match a newline; they match in linear time
-(`compile_re2`), since label values come from the scraped target. The source value is the source
-labels' values (missing ones as "") joined by the separator. `replacement` expands `$1`, `${1}`,
-`$name`, `${name}` and `$$` like Go's `Regexp.Expand`: an unknown group expands to "". A `replace`
-that yields an empty value deletes the target label; a target name that is not a valid label name
-after expansion leaves the set unchanged.
+(`vigil.model.regex.compile_regex`), since label values come from the scraped target. The source
+value is the source labels' values (missing ones as "") joined by the separator. `replacement`
+expands `$1`, `${1}`, `$name`, `${name}` and `$$` like Go's `Regexp.Expand`: an unknown group expands
+to "". A `replace` that yields an empty value deletes the target label; a target name that is not a
+valid label name after expansion leaves the set unchanged.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import re
 from collections.abc import Iterable
 
 from vigil.config.scrape import RelabelConfig
-from vigil.config.types import compile_re2
 from vigil.model.labels import is_valid_label_name
-from vigil.model.matcher import RegexMatch
+from vigil.model.regex import RegexMatch, compile_regex
 
 __all__ = ["expand", "relabel"]
 
@@ -41,7 +40,7 @@ def expand(template: str, match: RegexMatch) -> str:
 
 
 def _apply(cfg: RelabelConfig, labels: dict[str, str]) -> dict[str, str] | None:
-    regex = compile_re2(cfg.regex)
+    regex = compile_regex(cfg.regex)
     action = cfg.action
     if action == "labeldrop":
         return {k: v for k, v in labels.items() if regex.fullmatch(k) is None}

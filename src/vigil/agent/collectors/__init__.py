@@ -1,4 +1,4 @@
-"""Host collectors under node_exporter's metric names, labels and units (design §3).
+"""Host collectors under node_exporter's metric names, labels and units, so its dashboards and alerts apply.
 
 One module per node_exporter collector of the same name, each reading /proc and /sys directly. The
 paths are parameters so that tests can point them at fixture trees and a containerised agent at the

@@ -19,11 +19,8 @@ This is the "non-whitelisted log lines" signal. Per configured log source:
   silently: a `log_unknown_suppressed` event when the limit is reached (with the first line held
   back), and another with the number held back at the first line of the source after the window.
 
-The baseline of a source is a JSON file `<directory>/<source>.json` meant to be read by people
-(template text, count, first/last seen, status). The agent and the CLI share it under an `flock` on
-`<directory>/.lock`: the agent re-reads it when it changed on disk (the CLI accepted or rejected
-something) and merges those decisions before writing its own counts back; the CLI does
-read-modify-write under the same lock. Writes are atomic (temporary file, fsync, rename).
+Templates are kept per source in a baseline file (`vigil.logs.baseline`), which the agent re-reads
+when `vigil logs templates` changed it and writes back with its counts.
 
 Lines are normalised before mining: every run of ASCII digits becomes one `0` (a template never
 depends on a number), the syslog header (timestamp, host, pid) is replaced by the program name,
@@ -42,24 +39,30 @@ cache entries, and lines truncated to `max_line_chars`. Label values are configu
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import logging
 import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from vigil.logs.baseline import (
+    ACCEPTED,
+    KNOWN,
+    LEARNED,
+    PENDING,
+    BaselineError,
+    Template,
+    TemplateBaseline,
+    baseline_lock,
+    iso_time,
+)
 from vigil.logs.processor import LogLine
 from vigil.model.event import Event
 
@@ -70,29 +73,16 @@ if TYPE_CHECKING:
     from drain3.masking import LogMasker
 
 __all__ = [
-    "ACCEPTED",
-    "LEARNED",
-    "PENDING",
-    "STATUSES",
-    "BaselineError",
+    "MASKS",
+    "TIMESTAMP_SHAPES",
     "DetectorSettings",
-    "Template",
-    "TemplateBaseline",
     "UnknownLineDetector",
-    "baseline_lock",
-    "load_baselines",
+    "mined_text",
     "normalise",
 ]
 
 log = logging.getLogger(__name__)
 
-LEARNED = "learned"
-ACCEPTED = "accepted"
-PENDING = "pending"
-STATUSES = (LEARNED, ACCEPTED, PENDING)
-_KNOWN = frozenset((LEARNED, ACCEPTED))
-_FORMAT_VERSION = 1
-_LOCK_NAME = ".lock"
 _MAX_EVENT_LINE = 4096  # well under Event's 16 KiB field limit
 
 # Every digit becomes 0 and runs of them one 0, before anything else (see the module docstring).
@@ -161,7 +151,7 @@ def normalise(text: str) -> bytes:
     return key
 
 
-def _content(key: bytes) -> str:
+def mined_text(key: bytes) -> str:
     """The part of a normalised line that is mined: `prog: message` when a syslog header is found."""
     text = key.decode("utf-8", "surrogatepass")
     m = _HEADER.match(text) or _HEADER_5424.match(text)
@@ -170,188 +160,8 @@ def _content(key: bytes) -> str:
     return f"{m['prog']}: {text[m.end() :]}"
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
 def _duration(ms: int) -> str:
     return f"{ms // 3_600_000}h" if ms % 3_600_000 == 0 else f"{ms / 1000:g}s"
-
-
-def _ms(text: object, where: str) -> int:
-    if not isinstance(text, str):
-        raise BaselineError(f"{where}: expected a time like 2024-05-01T12:00:00.000Z")
-    try:
-        return round(datetime.fromisoformat(text).timestamp() * 1000)
-    except ValueError:
-        raise BaselineError(f"{where}: expected a time like 2024-05-01T12:00:00.000Z, got {text!r}") from None
-
-
-class BaselineError(ValueError):
-    """A baseline file that cannot be read; the text names the file and the problem."""
-
-
-@dataclass(slots=True)
-class Template:
-    id: int
-    template: str
-    status: str
-    count: int
-    first_seen_ms: int
-    last_seen_ms: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "count": self.count,
-            "first_seen": _iso(self.first_seen_ms),
-            "last_seen": _iso(self.last_seen_ms),
-            "template": self.template,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: object, where: str) -> Template:
-        if not isinstance(raw, dict):
-            raise BaselineError(f"{where}: expected an object")
-        tid, status, count, text = raw.get("id"), raw.get("status"), raw.get("count", 0), raw.get("template")
-        if not isinstance(tid, int) or tid < 1:
-            raise BaselineError(f"{where}.id: expected a positive integer")
-        if status not in STATUSES:
-            raise BaselineError(f"{where}.status: expected one of {', '.join(STATUSES)}, got {status!r}")
-        if not isinstance(count, int) or count < 0:
-            raise BaselineError(f"{where}.count: expected a non-negative integer")
-        if not isinstance(text, str) or not text.strip():
-            raise BaselineError(f"{where}.template: expected a non-empty string")
-        first = _ms(raw.get("first_seen"), f"{where}.first_seen")
-        last = _ms(raw.get("last_seen"), f"{where}.last_seen")
-        return cls(tid, text, str(status), count, first, last)
-
-
-def _file_name(source: str) -> str:
-    # Source names come from the configuration; quoting keeps any of them a plain file name.
-    name = quote(source, safe="")
-    return ("_" + name if name.startswith(".") else name) + ".json"
-
-
-class TemplateBaseline:
-    """One source's templates and learning state, as stored in `<directory>/<source>.json`."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.templates: dict[int, Template] = {}
-        self.next_id = 1
-        self.learning_started_ms: int | None = None
-        self.learning_ended_ms: int | None = None  # set once learning is over: the baseline exists
-
-    @property
-    def learning_done(self) -> bool:
-        return self.learning_ended_ms is not None
-
-    def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(STATUSES, 0)
-        for t in self.templates.values():
-            out[t.status] += 1
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": _FORMAT_VERSION,
-            "source": self.source,
-            "learning_started": None if self.learning_started_ms is None else _iso(self.learning_started_ms),
-            "learning_ended": None if self.learning_ended_ms is None else _iso(self.learning_ended_ms),
-            "next_id": self.next_id,
-            "templates": [t.to_dict() for t in sorted(self.templates.values(), key=lambda t: t.id)],
-        }
-
-    @classmethod
-    def from_dict(cls, raw: object, where: str) -> TemplateBaseline:
-        if not isinstance(raw, dict) or raw.get("version") != _FORMAT_VERSION:
-            raise BaselineError(f"{where}: expected a version {_FORMAT_VERSION} template baseline")
-        source = raw.get("source")
-        if not isinstance(source, str) or not source:
-            raise BaselineError(f"{where}: source: expected a source name")
-        b = cls(source)
-        started, ended = raw.get("learning_started"), raw.get("learning_ended")
-        b.learning_started_ms = None if started is None else _ms(started, f"{where}: learning_started")
-        b.learning_ended_ms = None if ended is None else _ms(ended, f"{where}: learning_ended")
-        items = raw.get("templates")
-        if not isinstance(items, list):
-            raise BaselineError(f"{where}: templates: expected a list")
-        for i, item in enumerate(items):
-            t = Template.from_dict(item, f"{where}: templates[{i}]")
-            if t.id in b.templates:
-                raise BaselineError(f"{where}: templates[{i}].id: {t.id} is used twice")
-            b.templates[t.id] = t
-        next_id = raw.get("next_id")
-        if not isinstance(next_id, int):
-            raise BaselineError(f"{where}: next_id: expected an integer")
-        b.next_id = max(next_id, max(b.templates, default=0) + 1)
-        return b
-
-    @staticmethod
-    def path(directory: Path, source: str) -> Path:
-        return directory / _file_name(source)
-
-    @classmethod
-    def load(cls, directory: Path, source: str) -> TemplateBaseline | None:
-        """The saved baseline of `source`, or None if there is none. Raises BaselineError if unreadable."""
-        return cls.load_file(cls.path(directory, source))
-
-    @classmethod
-    def load_file(cls, path: Path) -> TemplateBaseline | None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise BaselineError(f"{path}: cannot read: {e.strerror or e}") from None
-        try:
-            raw = json.loads(text)
-        except ValueError as e:
-            raise BaselineError(f"{path}: not JSON: {e}") from None
-        return cls.from_dict(raw, str(path))
-
-    def save(self, directory: Path) -> os.stat_result:
-        """Write atomically (temporary file, fsync, rename, fsync of the directory); returns the new stat."""
-        directory.mkdir(parents=True, exist_ok=True)
-        path = self.path(directory, self.source)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        data = json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return os.stat(path)
-
-
-def load_baselines(directory: Path) -> list[TemplateBaseline]:
-    """Every baseline in `directory`, sorted by source. Raises BaselineError on an unreadable file."""
-    out = []
-    if directory.is_dir():
-        for path in sorted(directory.glob("*.json")):
-            b = TemplateBaseline.load_file(path)
-            if b is not None:
-                out.append(b)
-    return sorted(out, key=lambda b: b.source)
-
-
-@contextlib.contextmanager
-def baseline_lock(directory: Path) -> Iterator[None]:
-    """Exclusive lock on the baseline directory, shared by the agent and `vigil logs templates`."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _signature(st: os.stat_result | None) -> tuple[int, int, int] | None:
@@ -496,7 +306,7 @@ class _Source:
 
     def _slow(self, line: LogLine, key: bytes) -> tuple[Event, ...]:
         t = line.time_ms
-        masked = self.masker.mask(_content(key))
+        masked = self.masker.mask(mined_text(key))
         b = self.baseline
         if b.learning_ended_ms is None and len(self.known.id_to_cluster) >= self.s.max_templates:
             self.finish_learning(t, f"{self.s.max_templates} templates (max_templates) reached")
@@ -581,13 +391,13 @@ class _Source:
             time_ms=line.time_ms,
             kind="log_unknown_suppressed",
             message=f"{self.name}: {self.s.events_per_source} unknown-line events within "
-            f"{_duration(self.window_ms)} (events_per_source): further unknown lines until {_iso(until)} are "
-            "counted, not kept as events",
+            f"{_duration(self.window_ms)} (events_per_source): further unknown lines until "
+            f"{iso_time(until)} are counted, not kept as events",
             fields={
                 "source": self.name,
                 "limit": self.s.events_per_source,
-                "window_start": _iso(self.source_window[0]),
-                "window_end": _iso(until),
+                "window_start": iso_time(self.source_window[0]),
+                "window_end": iso_time(until),
                 "line": line.text[:_MAX_EVENT_LINE],  # the first line held back
                 "template": entry.template,
                 "template_id": entry.id,
@@ -596,7 +406,7 @@ class _Source:
 
     def _held_back_report(self, line: LogLine) -> Event:
         n, self.held_back = self.held_back, 0
-        start, end = _iso(self.source_window[0]), _iso(self.source_window[0] + self.window_ms)
+        start, end = iso_time(self.source_window[0]), iso_time(self.source_window[0] + self.window_ms)
         return Event(
             time_ms=line.time_ms,
             kind="log_unknown_suppressed",
@@ -653,11 +463,11 @@ class _Source:
                 if tid in self.saved_pending:  # was in the file, is not any more: rejected
                     self._forget_pending(tid)
                     changed += 1
-            elif theirs.status in _KNOWN:
+            elif theirs.status in KNOWN:
                 self.accept(tid)
                 changed += 1
         for tid, theirs in on_disk.templates.items():
-            if theirs.status in _KNOWN and tid not in self.templates:
+            if theirs.status in KNOWN and tid not in self.templates:
                 # Accepted in the file after we forgot the pending template (max_pending): keep it.
                 self.templates[tid] = theirs
                 _insert(self.known, tid, theirs.template)

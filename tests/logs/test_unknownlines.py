@@ -18,19 +18,9 @@ import pytest
 from drain3.masking import LogMasker, MaskingInstruction
 
 from vigil.cmd import templates as templates_cmd
+from vigil.logs.baseline import ACCEPTED, LEARNED, PENDING, TemplateBaseline, load_baselines
 from vigil.logs.processor import LogLine
-from vigil.logs.templates import (
-    ACCEPTED,
-    LEARNED,
-    MASKS,
-    PENDING,
-    DetectorSettings,
-    TemplateBaseline,
-    UnknownLineDetector,
-    _content,
-    load_baselines,
-    normalise,
-)
+from vigil.logs.unknownlines import MASKS, DetectorSettings, UnknownLineDetector, mined_text, normalise
 from vigil.model.event import Event
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
@@ -593,7 +583,7 @@ def test_memory_of_a_known_stream_does_not_grow() -> None:
 )
 def test_normalisation_and_masks(line: str, content: str) -> None:
     masker = LogMasker([MaskingInstruction(p, m) for p, m in MASKS], "<", ">")
-    assert masker.mask(_content(normalise(line))) == content
+    assert masker.mask(mined_text(normalise(line))) == content
 
 
 # Each timestamp shape, as written on two different days (weekday, month, day, time and year all
@@ -636,7 +626,7 @@ TIMESTAMP_PAIRS = {
 @pytest.mark.parametrize("shape", sorted(TIMESTAMP_PAIRS))
 def test_every_timestamp_shape_is_masked(shape: str) -> None:
     masker = LogMasker([MaskingInstruction(p, m) for p, m in MASKS], "<", ">")
-    first, second = (masker.mask(_content(normalise(line))) for line in TIMESTAMP_PAIRS[shape])
+    first, second = (masker.mask(mined_text(normalise(line))) for line in TIMESTAMP_PAIRS[shape])
     assert first == second
     assert not any(day in first for day in ("Mon", "Tue", "Sat", "Dec", "Jan", "Mar"))
     assert ("<NUM>" if shape.startswith("epoch") else "<TS>") in first

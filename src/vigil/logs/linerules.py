@@ -1,4 +1,7 @@
-"""Log rules: regexes over log lines that keep counters, gauges and histograms (mtail-like, in YAML).
+"""Log line rules: regexes over log lines that keep counters, gauges and histograms (mtail-like, in YAML).
+
+These count log lines; they are not the alerting and recording rules of `vigil.rules` (Prometheus'
+meaning of "rules"). Their files are named by `agent.logs.rule_files`.
 
 A rules file lists rules; each one names a metric, the regex whose named groups feed it, and which
 groups become labels. Like an mtail program it keeps its state in memory, but the format is
@@ -47,25 +50,27 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import re2
-import yaml
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 
-from vigil.config.types import ConfigError, _show
+from vigil.config.types import ConfigError, Section
+from vigil.config.validate import KeyedError, read_yaml, validate
 from vigil.logs.processor import LogLine
 from vigil.model.event import Event
+from vigil.model.show import show
 
 __all__ = [
     "DEFAULT_BUCKETS",
     "DEFAULT_MAX_SERIES",
     "DEFAULT_MAX_TOTAL_SERIES",
-    "LogRule",
-    "RuleProcessor",
-    "load_rules",
-    "parse_rules",
+    "LineRule",
+    "LineRuleProcessor",
+    "load_line_rules",
+    "parse_line_rules",
 ]
 
 DEFAULT_MAX_SERIES = 1000
@@ -78,11 +83,10 @@ _MAX_MAX_SERIES = 1_000_000
 _MAX_LABEL_VALUE = 256
 _MAX_EVENT_FIELD = 16384  # Event.from_dict's limit: longer fields would be refused at ingest
 _TYPES = ("counter", "gauge", "histogram")
-_KEYS: tuple[str, ...] = ("name", "id", "type", "help", "sources", "match", "labels", "label_groups", "value")
-_KEYS += ("scale", "buckets", "max_series", "event")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-# Identity labels the agent adds (design §2) and names with a meaning in the exposition format.
+# Identity labels the agent adds to everything it ships (`vigil.agent.identity`) and names with a
+# meaning in the exposition format.
 _RESERVED_LABELS = frozenset(
     {"tenant", "cluster", "instance", "platform", "container", "app", "function", "job", "le", "quantile"}
 )
@@ -107,8 +111,8 @@ def _re2_message(exc: Exception) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class LogRule:
-    """One validated rule; build these with `parse_rules` / `load_rules`."""
+class LineRule:
+    """One validated rule; build these with `parse_line_rules` / `load_line_rules`."""
 
     name: str
     match: str
@@ -130,23 +134,16 @@ class LogRule:
 
 
 # --- parsing --------------------------------------------------------------------------------------
+# A rules file is validated like vigil.yml (`vigil.config.validate`): a pydantic schema whose
+# validators write the "expected ..., got ..." messages. Fields are declared in the order they are
+# checked, because later checks read earlier values (`name` depends on `type`, `label_groups` and
+# `value` on the groups of `match`); the first error in that order is the one reported.
 
 
-class _Ctx:
-    """Where we are in the file, to build `file: rules[3].key: message` errors."""
-
-    def __init__(self, source: str, key: str) -> None:
-        self.source = source
-        self.key = key
-
-    def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(message, source=self.source, key=f"{self.key}.{key}" if key else self.key)
-
-
-def _str_list(ctx: _Ctx, key: str, raw: object, what: str) -> list[str]:
+def _str_list(raw: object, what: str) -> list[str]:
     items = [raw] if isinstance(raw, str) else raw
     if not isinstance(items, list) or not all(isinstance(x, str) and x for x in items):
-        raise ctx.error(key, f"expected a list of {what}, got {_show(raw)}")
+        raise ValueError(f"expected a list of {what}, got {show(raw)}")
     return list(items)
 
 
@@ -157,230 +154,273 @@ def _number(raw: object) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _compile(ctx: _Ctx, raw: object) -> Any:
+def _check_label(name: object, key: str | None = None) -> str:
+    """A label name a rule may set; `key` names the offending key below the field, if any."""
+    problem = None
+    if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+        problem = f"expected a label name like reason, got {show(name)}"
+    elif name in _RESERVED_LABELS:
+        problem = f"label name {show(name)} is reserved (identity or exposition label)"
+    if problem is not None:
+        raise ValueError(problem) if key is None else KeyedError(key, problem)
+    return str(name)
+
+
+def _kind(raw: object) -> str:
+    if raw not in _TYPES:
+        raise ValueError(f"expected one of counter, gauge, histogram, got {show(raw)}")
+    return str(raw)
+
+
+def _metric_name(raw: object, info: ValidationInfo) -> str:
+    kind = info.data.get("type", "counter")
+    if not isinstance(raw, str) or not _METRIC_NAME.fullmatch(raw) or raw.startswith("__"):
+        raise ValueError(f"expected a metric name like app_errors_total, got {show(raw)}")
+    if raw.startswith("vigil_"):
+        raise ValueError(f"expected a name without the vigil_ prefix (reserved), got {show(raw)}")
+    if kind == "counter" and not raw.endswith("_total"):
+        raise ValueError(f"expected a counter name ending in _total, got {show(raw)}")
+    if kind != "counter" and raw.endswith("_total"):
+        raise ValueError(f"expected a {kind} name not ending in _total (counters only), got {show(raw)}")
+    if kind == "histogram" and raw.endswith(("_bucket", "_count", "_sum")):
+        raise ValueError(f"expected a histogram name not ending in _bucket/_count/_sum, got {show(raw)}")
+    return raw
+
+
+def _rule_id(raw: object) -> str:
+    if not isinstance(raw, str) or not raw or len(raw) > 128:
+        raise ValueError(f"expected a rule id (text, at most 128 characters), got {show(raw)}")
+    return raw
+
+
+def _help(raw: object) -> str:
     if not isinstance(raw, str):
-        raise ctx.error("match", f"expected a regular expression (RE2 syntax), got {_show(raw)}")
+        raise ValueError(f"expected a one-line description, got {show(raw)}")
+    return raw.strip()
+
+
+def _sources(raw: object) -> frozenset[str] | None:
+    return None if raw is None else frozenset(_str_list(raw, "log source names"))
+
+
+def _match(raw: object) -> Any:
+    """The compiled regex (its `groupindex` feeds the checks below); LineRule keeps the pattern."""
+    if not isinstance(raw, str):
+        raise ValueError(f"expected a regular expression (RE2 syntax), got {show(raw)}")
     try:
         return re2.compile(raw, _re2_options())
     except re2.error as e:
-        raise ctx.error(
-            "match",
+        raise ValueError(
             f"expected a regular expression in RE2 syntax (no look-around or back-references), "
-            f"got {_show(raw)}: {_re2_message(e)}",
+            f"got {show(raw)}: {_re2_message(e)}"
         ) from None
 
 
-def _parse_rule(ctx: _Ctx, raw: object) -> LogRule:
+def _groups(info: ValidationInfo) -> dict[str, int]:
+    regexp = info.data.get("match")
+    return dict(regexp.groupindex) if regexp is not None else {}
+
+
+def _labels(raw: object) -> tuple[tuple[str, str], ...]:
+    raw = raw or {}
     if not isinstance(raw, dict):
-        raise ctx.error("", f"expected a mapping with name and match, got {_show(raw)}")
-    for key in raw:
-        if key not in _KEYS:
-            raise ctx.error("", f"unknown key {_show(key)} (expected one of: {', '.join(_KEYS)})")
-
-    kind = raw.get("type", "counter")
-    if kind not in _TYPES:
-        raise ctx.error("type", f"expected one of counter, gauge, histogram, got {_show(kind)}")
-
-    name = raw.get("name")
-    if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name) or name.startswith("__"):
-        raise ctx.error("name", f"expected a metric name like app_errors_total, got {_show(name)}")
-    if name.startswith("vigil_"):
-        raise ctx.error("name", f"expected a name without the vigil_ prefix (reserved), got {_show(name)}")
-    if kind == "counter" and not name.endswith("_total"):
-        raise ctx.error("name", f"expected a counter name ending in _total, got {_show(name)}")
-    if kind != "counter" and name.endswith("_total"):
-        raise ctx.error(
-            "name", f"expected a {kind} name not ending in _total (counters only), got {_show(name)}"
-        )
-    if kind == "histogram" and name.endswith(("_bucket", "_count", "_sum")):
-        raise ctx.error(
-            "name", f"expected a histogram name not ending in _bucket/_count/_sum, got {_show(name)}"
-        )
-
-    rule_id = raw.get("id", name)
-    if not isinstance(rule_id, str) or not rule_id or len(rule_id) > 128:
-        raise ctx.error("id", f"expected a rule id (text, at most 128 characters), got {_show(rule_id)}")
-
-    help_text = raw.get("help", "")
-    if not isinstance(help_text, str):
-        raise ctx.error("help", f"expected a one-line description, got {_show(help_text)}")
-
-    sources = None
-    if raw.get("sources") is not None:
-        sources = frozenset(_str_list(ctx, "sources", raw["sources"], "log source names"))
-
-    regexp = _compile(ctx, raw.get("match"))
-    groups: dict[str, int] = dict(regexp.groupindex)
-
-    static = raw.get("labels", {}) or {}
-    if not isinstance(static, dict):
-        raise ctx.error("labels", f"expected a mapping of label names to values, got {_show(static)}")
+        raise ValueError(f"expected a mapping of label names to values, got {show(raw)}")
     labels: dict[str, str] = {}
-    for k, v in static.items():
-        _check_label(ctx, f"labels.{k}", k, kind)
+    for k, v in raw.items():
+        _check_label(k, str(k))
         if isinstance(v, bool):
             v = "true" if v else "false"
         if not isinstance(v, str | int | float):
-            raise ctx.error(f"labels.{k}", f"expected a label value (text), got {_show(v)}")
+            raise KeyedError(str(k), f"expected a label value (text), got {show(v)}")
         labels[k] = str(v)
+    return tuple(sorted(labels.items()))
 
-    label_groups = _str_list(ctx, "label_groups", raw.get("label_groups", []) or [], "named groups")
-    for g in label_groups:
+
+def _label_groups(raw: object, info: ValidationInfo) -> tuple[str, ...]:
+    names = _str_list(raw or [], "named groups")
+    groups, static = _groups(info), dict(info.data.get("labels", ()))
+    for g in names:
         if g not in groups:
-            raise ctx.error(
-                "label_groups", f"expected names of groups in match like (?P<{g}>...), got {_show(g)}"
-            )
-        _check_label(ctx, "label_groups", g, kind)
-        if g in labels:
-            raise ctx.error("label_groups", f"label {_show(g)} is also a static label")
-    if len(set(label_groups)) != len(label_groups):
-        raise ctx.error("label_groups", "expected each group once")
+            raise ValueError(f"expected names of groups in match like (?P<{g}>...), got {show(g)}")
+        _check_label(g)
+        if g in static:
+            raise ValueError(f"label {show(g)} is also a static label")
+    if len(set(names)) != len(names):
+        raise ValueError("expected each group once")
+    return tuple(names)
 
-    value = raw.get("value")
-    if value is not None and (not isinstance(value, str) or value not in groups):
-        raise ctx.error(
-            "value", f"expected the name of a group in match holding a number, got {_show(value)}"
-        )
-    if value is None and kind != "counter":
-        raise ctx.error("value", f"expected the name of a group in match holding the {kind}'s number")
 
-    scale = raw.get("scale", 1.0)
-    if _number(scale) is None or scale == 0:
-        raise ctx.error("scale", f"expected a non-zero number, got {_show(scale)}")
+def _value(raw: object, info: ValidationInfo) -> str | None:
+    kind = info.data.get("type", "counter")
+    if raw is not None and (not isinstance(raw, str) or raw not in _groups(info)):
+        raise ValueError(f"expected the name of a group in match holding a number, got {show(raw)}")
+    if raw is None and kind != "counter":
+        raise ValueError(f"expected the name of a group in match holding the {kind}'s number")
+    return raw
 
-    buckets: tuple[float, ...] = ()
-    if kind == "histogram":
-        raw_buckets = raw.get("buckets", list(DEFAULT_BUCKETS))
-        nums = [_number(b) for b in raw_buckets] if isinstance(raw_buckets, list) else [None]
-        if not nums or None in nums or any(b >= a for a, b in zip(nums[1:], nums, strict=False)):  # type: ignore[operator]
-            raise ctx.error(
-                "buckets",
-                f"expected a list of increasing finite numbers like [0.1, 1, 10], got {_show(raw_buckets)}",
-            )
-        buckets = tuple(float(b) for b in nums if b is not None)
-    elif "buckets" in raw:
-        raise ctx.error("buckets", "only histograms have buckets")
 
-    max_series = raw.get("max_series", DEFAULT_MAX_SERIES)
-    if (
-        isinstance(max_series, bool)
-        or not isinstance(max_series, int)
-        or not 1 <= max_series <= _MAX_MAX_SERIES
-    ):
-        raise ctx.error(
-            "max_series", f"expected an integer from 1 to {_MAX_MAX_SERIES}, got {_show(max_series)}"
-        )
+def _scale(raw: object) -> float:
+    value = _number(raw)
+    if value is None or value == 0:
+        raise ValueError(f"expected a non-zero number, got {show(raw)}")
+    return value
 
-    event = raw.get("event", False)
-    if not isinstance(event, bool):
-        raise ctx.error("event", f"expected true or false, got {_show(event)}")
-    if event:
-        clash = sorted(_EVENT_FIELDS & set(groups))
-        if clash:
-            raise ctx.error(
-                "match", f"group name {_show(clash[0])} is reserved for event fields (source, rule, line)"
-            )
 
-    return LogRule(
-        name=name,
-        match=regexp.pattern,
-        type=kind,
-        id=rule_id,
-        help=help_text.strip(),
-        sources=sources,
-        labels=tuple(sorted(labels.items())),
-        label_groups=tuple(label_groups),
-        value=value,
-        scale=float(scale),
-        buckets=buckets,
-        max_series=max_series,
-        event=event,
+def _buckets(raw: object, info: ValidationInfo) -> tuple[float, ...]:
+    if info.data.get("type") != "histogram":
+        if raw is not None:
+            raise ValueError("only histograms have buckets")
+        return ()
+    raw = list(DEFAULT_BUCKETS) if raw is None else raw
+    nums = [_number(b) for b in raw] if isinstance(raw, list) else [None]
+    if not nums or None in nums or any(b >= a for a, b in zip(nums[1:], nums, strict=False)):  # type: ignore[operator]
+        raise ValueError(f"expected a list of increasing finite numbers like [0.1, 1, 10], got {show(raw)}")
+    return tuple(float(b) for b in nums if b is not None)
+
+
+def _max_series(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= _MAX_MAX_SERIES:
+        raise ValueError(f"expected an integer from 1 to {_MAX_MAX_SERIES}, got {show(raw)}")
+    return raw
+
+
+def _event(raw: object) -> bool:
+    if not isinstance(raw, bool):
+        raise ValueError(f"expected true or false, got {show(raw)}")
+    return raw
+
+
+class _RuleSpec(Section):
+    """One rule as written in the file; `LineRule` is what is kept of it."""
+
+    type: Annotated[str, BeforeValidator(_kind)] = "counter"
+    name: Annotated[str, BeforeValidator(_metric_name)] = Field(default=None, validate_default=True)
+    id: Annotated[str, BeforeValidator(_rule_id)] = ""  # "": the metric name
+    help: Annotated[str, BeforeValidator(_help)] = ""
+    sources: Annotated[frozenset[str] | None, BeforeValidator(_sources)] = None
+    match: Annotated[Any, BeforeValidator(_match)] = Field(default=None, validate_default=True)
+    labels: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_labels)] = ()
+    label_groups: Annotated[tuple[str, ...], BeforeValidator(_label_groups)] = ()
+    value: Annotated[str | None, BeforeValidator(_value)] = Field(default=None, validate_default=True)
+    scale: Annotated[float, BeforeValidator(_scale)] = 1.0
+    buckets: Annotated[tuple[float, ...], BeforeValidator(_buckets)] = Field(
+        default=None, validate_default=True
     )
+    max_series: Annotated[int, BeforeValidator(_max_series)] = DEFAULT_MAX_SERIES
+    event: Annotated[bool, BeforeValidator(_event)] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prepare(cls, data: Any) -> Any:
+        # Replaces Section's: a rule must be a mapping (null is not "all defaults" here).
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a mapping with name and match, got {show(data)}")
+        for key in data:
+            if not isinstance(key, str):
+                raise ValueError(f"unknown key {show(key)} (expected one of: {', '.join(cls.model_fields)})")
+        return data
+
+    @model_validator(mode="after")
+    def _event_fields_free(self) -> _RuleSpec:
+        clash = sorted(_EVENT_FIELDS & set(self.match.groupindex)) if self.event else []
+        if clash:
+            raise KeyedError(
+                "match", f"group name {show(clash[0])} is reserved for event fields (source, rule, line)"
+            )
+        return self
+
+    def rule(self) -> LineRule:
+        return LineRule(
+            name=self.name,
+            match=self.match.pattern,
+            type=self.type,
+            id=self.id or self.name,
+            help=self.help,
+            sources=self.sources,
+            labels=self.labels,
+            label_groups=self.label_groups,
+            value=self.value,
+            scale=self.scale,
+            buckets=self.buckets,
+            max_series=self.max_series,
+            event=self.event,
+        )
 
 
-def _check_label(ctx: _Ctx, key: str, name: object, kind: str) -> None:
-    if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
-        raise ctx.error(key, f"expected a label name like reason, got {_show(name)}")
-    if name in _RESERVED_LABELS:
-        raise ctx.error(key, f"label name {_show(name)} is reserved (identity or exposition label)")
+def _rule_list(raw: object) -> object:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ValueError(f"expected a list of rules, got {show(raw)}")
+    return raw
 
 
-def parse_rules(data: Any, source: str = "<rules>", key: str = "rules") -> list[LogRule]:
+class LineRulesFile(Section):
+    """The schema of a log line rules file: `rules:`, a list of rules (see the module docstring)."""
+
+    rules: Annotated[tuple[_RuleSpec, ...], BeforeValidator(_rule_list)] = ()
+
+
+def parse_line_rules(data: Any, source: str = "<rules>", key: str = "rules") -> list[LineRule]:
     """Validate an already-parsed rules document: `{rules: [...]}`, a bare list, or None (no rules).
 
-    `key` prefixes error locations, for rules embedded in a larger file (`logs.rules[0].match`).
+    `key` is where the list sits, for rules embedded in a larger file (`logs.rules[0].match`).
     """
-    if data is None:
-        return []
-    items = data
-    if isinstance(data, dict):
-        unknown = [k for k in data if k != "rules"]
-        if unknown:
-            raise ConfigError(f"unknown key {_show(unknown[0])} (expected: rules)", source=source)
-        items = data.get("rules") or []
-    if not isinstance(items, list):
-        raise ConfigError(f"expected a list of rules, got {_show(items)}", source=source, key=key)
+    document = {"rules": data} if isinstance(data, list) else data
+    try:
+        specs = validate(LineRulesFile, document, source).rules
+    except ConfigError as e:
+        if key == "rules" or not (e.key or "").startswith("rules"):
+            raise
+        raise ConfigError(e.message, source=e.source, key=key + (e.key or "")[len("rules") :]) from None
 
-    rules: list[LogRule] = []
+    rules: list[LineRule] = []
     seen_ids: dict[str, int] = {}
-    by_name: dict[str, LogRule] = {}
-    for i, raw in enumerate(items):
-        ctx = _Ctx(source, f"{key}[{i}]")
-        rule = _parse_rule(ctx, raw)
+    by_name: dict[str, LineRule] = {}
+    for i, spec in enumerate(specs):
+        rule = spec.rule()
+        where = f"{key}[{i}]"
         if rule.rule_id in seen_ids:
-            raise ctx.error(
-                "id",
-                f"duplicate rule id {_show(rule.rule_id)} (also {key}[{seen_ids[rule.rule_id]}]); "
+            raise ConfigError(
+                f"duplicate rule id {show(rule.rule_id)} (also {key}[{seen_ids[rule.rule_id]}]); "
                 "rules sharing a metric name need distinct ids",
+                source=source,
+                key=f"{where}.id",
             )
         seen_ids[rule.rule_id] = i
         first = by_name.setdefault(rule.name, rule)
         if first is not rule:
-            _check_shared(ctx, first, rule)
+            _check_shared(source, where, first, rule)
         rules.append(rule)
     return rules
 
 
-def _check_shared(ctx: _Ctx, first: LogRule, rule: LogRule) -> None:
+def _check_shared(source: str, where: str, first: LineRule, rule: LineRule) -> None:
     """Rules feeding one metric must describe the same family."""
+
+    def error(key: str, message: str) -> ConfigError:
+        return ConfigError(message, source=source, key=f"{where}.{key}")
+
     if rule.type != first.type:
-        raise ctx.error("type", f"expected {first.type} like the other rules named {_show(rule.name)}")
+        raise error("type", f"expected {first.type} like the other rules named {show(rule.name)}")
     names = {k for k, _ in rule.labels} | set(rule.label_groups)
     first_names = {k for k, _ in first.labels} | set(first.label_groups)
     if names != first_names:
-        raise ctx.error(
+        raise error(
             "labels",
-            f"expected the label names {sorted(first_names)} of the other rules named {_show(rule.name)}, "
+            f"expected the label names {sorted(first_names)} of the other rules named {show(rule.name)}, "
             f"got {sorted(names)}",
         )
     if rule.buckets != first.buckets:
-        raise ctx.error("buckets", f"expected the buckets of the other rules named {_show(rule.name)}")
+        raise error("buckets", f"expected the buckets of the other rules named {show(rule.name)}")
     if rule.help and first.help and rule.help != first.help:
-        raise ctx.error("help", f"expected no help or the help of the other rules named {_show(rule.name)}")
+        raise error("help", f"expected no help or the help of the other rules named {show(rule.name)}")
 
 
-def load_rules(path: Path | str) -> list[LogRule]:
-    """Read and validate a rules YAML file; every problem is a ConfigError naming the file."""
-    from vigil.config.config import _StrictLoader  # duplicate keys are errors, as in vigil.yml
-
-    source = str(path)
-    try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
-    except OSError as e:
-        raise ConfigError(f"cannot read: {e.strerror or e}", source=source) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"cannot read: not UTF-8 (bad byte at offset {e.start})", source=source) from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        problem = e.problem or e.context or "syntax error"
-        line = mark.line + 1 if mark else None
-        column = mark.column + 1 if mark else None
-        raise ConfigError(f"invalid YAML: {problem}", source=source, line=line, column=column) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"invalid YAML: {e}".splitlines()[0], source=source) from None
-    return parse_rules(data, source)
+def load_line_rules(path: Path | str) -> list[LineRule]:
+    """Read and validate a rules YAML file; every problem is a ConfigError naming the file (read and
+    parsed as `vigil.yml` is: no duplicate keys, syntax errors with line and column)."""
+    return parse_line_rules(read_yaml(path), str(path))
 
 
 # --- processing -----------------------------------------------------------------------------------
@@ -390,7 +430,7 @@ def load_rules(path: Path | str) -> list[LogRule]:
 class _State:
     """One rule, compiled, with its series (keyed by the tuple of label-group values)."""
 
-    rule: LogRule
+    rule: LineRule
     regexp: Any  # the low-level _re2.RE2: called with UTF-8 bytes, it skips re2's per-call str wrapper
     label_idx: tuple[int, ...]  # span indexes of the label groups
     value_idx: int  # span index of the value group, -1 for "+1"
@@ -411,7 +451,7 @@ class _Plan:
     rset: Any  # _re2.Set or None
 
 
-class RuleProcessor:
+class LineRuleProcessor:
     """Runs log rules over lines (a `LineProcessor`); see the module docstring.
 
     Families: one per distinct rule name (labels: the rule's static and group labels), plus
@@ -422,7 +462,7 @@ class RuleProcessor:
 
     def __init__(
         self,
-        rules: Sequence[LogRule],
+        rules: Sequence[LineRule],
         *,
         name: str = "log_rules",
         max_total_series: int = DEFAULT_MAX_TOTAL_SERIES,
@@ -455,7 +495,7 @@ class RuleProcessor:
             self._total += 1
 
     @staticmethod
-    def _compile(rule: LogRule) -> _State:
+    def _compile(rule: LineRule) -> _State:
         regexp = re2.compile(rule.match, _re2_options())
         index = regexp.groupindex
         label_idx = tuple(index[g] for g in rule.label_groups)
@@ -629,8 +669,9 @@ class RuleProcessor:
         return tuple(values[n] for n in label_names)
 
     @staticmethod
-    def _signature(rule: LogRule) -> list[Any]:
-        # What must not change for saved series to keep their meaning (the regex may be fixed).
+    def signature(rule: LineRule) -> list[Any]:
+        """What must not change for a rule's saved series to keep their meaning (the regex may be
+        fixed): `restore` drops the series of a rule whose signature differs from the snapshot's."""
         return [
             rule.name,
             rule.type,
@@ -644,7 +685,7 @@ class RuleProcessor:
             "version": 1,
             "rules": {
                 st.rule.rule_id: {
-                    "signature": self._signature(st.rule),
+                    "signature": self.signature(st.rule),
                     "series": [[list(k), v] for k, v in st.series.items()],
                     "matches": st.matches,
                     "overflow": st.overflow,
@@ -667,7 +708,7 @@ class RuleProcessor:
         restored: list[tuple[_State, dict[tuple[str, ...], Any], int, int, int]] = []
         for st in self._states:
             entry = saved.get(st.rule.rule_id)
-            if not isinstance(entry, dict) or entry.get("signature") != self._signature(st.rule):
+            if not isinstance(entry, dict) or entry.get("signature") != self.signature(st.rule):
                 restored.append((st, {}, 0, 0, 0))
                 continue
             series: dict[tuple[str, ...], Any] = {}
@@ -710,7 +751,7 @@ class RuleProcessor:
             self._init_series(st)
 
 
-def _checked_value(rule: LogRule, value: Any) -> Any:
+def _checked_value(rule: LineRule, value: Any) -> Any:
     if rule.type == "histogram":
         if (
             not isinstance(value, list)

@@ -12,8 +12,8 @@ import pytest
 
 from tests.waiting import run_python
 from vigil.config.types import ConfigError
+from vigil.logs.linerules import LineRule, LineRuleProcessor, load_line_rules, parse_line_rules
 from vigil.logs.processor import LogLine
-from vigil.logs.rules import LogRule, RuleProcessor, load_rules, parse_rules
 from vigil.model.event import Event
 
 RULES_YAML = r"""
@@ -77,15 +77,15 @@ def lines(source: str, texts: list[str]) -> list[LogLine]:
     ]
 
 
-def run(p: RuleProcessor, items: list[LogLine]) -> list[Event]:
+def run(p: LineRuleProcessor, items: list[LogLine]) -> list[Event]:
     return [e for line in items for e in p.process(line)]
 
 
-def samples(p: RuleProcessor) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def samples(p: LineRuleProcessor) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return {(s.name, frozenset(s.labels.items())): s.value for m in p.collect() for s in m.samples}
 
 
-def val(p: RuleProcessor, name: str, **labels: str) -> float | None:
+def val(p: LineRuleProcessor, name: str, **labels: str) -> float | None:
     return samples(p).get((name, frozenset(labels.items())))
 
 
@@ -97,7 +97,7 @@ def rules_file(tmp_path: Path) -> Path:
 
 
 def test_each_metric_type(rules_file: Path) -> None:
-    p = RuleProcessor(load_rules(rules_file))
+    p = LineRuleProcessor(load_line_rules(rules_file))
     events = run(p, lines("app", APP_LINES))
 
     c = "app_login_failures_total"
@@ -140,7 +140,7 @@ def test_each_metric_type(rules_file: Path) -> None:
 
 
 def test_exposition_help_and_types(rules_file: Path) -> None:
-    p = RuleProcessor(load_rules(rules_file))
+    p = LineRuleProcessor(load_line_rules(rules_file))
     run(p, lines("app", APP_LINES))
     fams = {m.name: m for m in p.collect()}
     assert fams["app_login_failures"].type == "counter"
@@ -154,7 +154,7 @@ def test_exposition_help_and_types(rules_file: Path) -> None:
 
 
 def test_sources_restrict_rules(rules_file: Path) -> None:
-    p = RuleProcessor(load_rules(rules_file))
+    p = LineRuleProcessor(load_line_rules(rules_file))
     assert run(p, lines("other", APP_LINES[:3])) == []  # login rule is for source "app" only
     assert val(p, "vigil_log_rule_matches_total", rule="app_login_failures_total") == 0
     run(p, lines("other", ["ERROR x"]))
@@ -162,7 +162,7 @@ def test_sources_restrict_rules(rules_file: Path) -> None:
 
 
 def test_100k_distinct_label_values_stay_bounded() -> None:
-    rules = parse_rules(
+    rules = parse_line_rules(
         [
             {
                 "name": "ssh_failures_total",
@@ -172,7 +172,7 @@ def test_100k_distinct_label_values_stay_bounded() -> None:
             }
         ]
     )
-    p = RuleProcessor(rules)
+    p = LineRuleProcessor(rules)
     texts = [
         f"sshd[1]: Failed password for root from 10.{i >> 16}.{i >> 8 & 255}.{i & 255} port 22"
         for i in range(100_000)
@@ -186,13 +186,13 @@ def test_100k_distinct_label_values_stay_bounded() -> None:
 
 
 def test_processor_wide_series_cap() -> None:
-    rules = parse_rules(
+    rules = parse_line_rules(
         [
             {"name": "a_total", "match": r"a=(?P<v>\d+)", "label_groups": ["v"]},
             {"name": "b_total", "match": r"b=(?P<v>\d+)", "label_groups": ["v"]},
         ]
     )
-    p = RuleProcessor(rules, max_total_series=10)
+    p = LineRuleProcessor(rules, max_total_series=10)
     run(p, lines("x", [f"a={i} b={i}" for i in range(50)]))
     got = samples(p)
     a = [k for k in got if k[0] == "a_total"]
@@ -202,7 +202,9 @@ def test_processor_wide_series_cap() -> None:
 
 
 def test_label_values_are_cut() -> None:
-    p = RuleProcessor(parse_rules([{"name": "x_total", "match": r"user=(?P<u>\S+)", "label_groups": ["u"]}]))
+    p = LineRuleProcessor(
+        parse_line_rules([{"name": "x_total", "match": r"user=(?P<u>\S+)", "label_groups": ["u"]}])
+    )
     run(p, lines("x", ["user=" + "a" * 5000]))
     [(labels, _)] = [(k[1], v) for k, v in samples(p).items() if k[0] == "x_total"]
     assert len(dict(labels)["u"]) == 256
@@ -210,8 +212,8 @@ def test_label_values_are_cut() -> None:
 
 def match_pathological() -> float | None:
     """Child process side of `test_pathological_pattern_is_linear_with_re2`."""
-    p = RuleProcessor(
-        parse_rules(
+    p = LineRuleProcessor(
+        parse_line_rules(
             [{"name": "x_total", "match": r"(a+)+$"}, {"name": "y_total", "match": r"(?P<g>(a|aa)+)c"}]
         )
     )
@@ -223,23 +225,25 @@ def test_pathological_pattern_is_linear_with_re2() -> None:
     # With Python's backtracking `re`, (a+)+$ against "aaaa...b" takes exponential time: years on
     # 20,000 characters, so a generous deadline proves RE2 ran, without timing anything. In a child
     # process, because a runaway `re` match holds the GIL.
-    out = run_python("from tests.logs.test_rules import match_pathological as f; print(f())")
+    out = run_python("from tests.logs.test_linerules import match_pathological as f; print(f())")
     assert out.split() == ["0.0"]
 
 
 def test_non_utf8_and_odd_text() -> None:
-    p = RuleProcessor(parse_rules([{"name": "x_total", "match": r"user=(?P<u>\S+)", "label_groups": ["u"]}]))
+    p = LineRuleProcessor(
+        parse_line_rules([{"name": "x_total", "match": r"user=(?P<u>\S+)", "label_groups": ["u"]}])
+    )
     run(p, lines("x", ["user=caf\udce9", "user=\ufffd\ufffd", "user=café"]))
     got = {dict(k[1])["u"] for k in samples(p) if k[0] == "x_total"}
     assert got == {"caf?", "\ufffd\ufffd", "café"}
 
 
 def test_snapshot_restore_round_trip(rules_file: Path) -> None:
-    rules = load_rules(rules_file)
-    p = RuleProcessor(rules)
+    rules = load_line_rules(rules_file)
+    p = LineRuleProcessor(rules)
     run(p, lines("app", APP_LINES))
     state = json.loads(json.dumps(p.snapshot()))
-    q = RuleProcessor(rules)
+    q = LineRuleProcessor(rules)
     q.restore(state)
     assert samples(q) == samples(p)
     assert [m.name for m in q.collect()] == [m.name for m in p.collect()]
@@ -249,11 +253,11 @@ def test_snapshot_restore_round_trip(rules_file: Path) -> None:
 
 
 def test_restore_after_rule_changes(rules_file: Path) -> None:
-    rules = load_rules(rules_file)
-    p = RuleProcessor(rules)
+    rules = load_line_rules(rules_file)
+    p = LineRuleProcessor(rules)
     run(p, lines("app", APP_LINES))
     state = p.snapshot()
-    changed = parse_rules(
+    changed = parse_line_rules(
         [
             # Same id and shape, fixed regex: the counts carry on.
             {"name": "app_sent_bytes_total", "match": r"sent (?P<n>\d+) bytes", "value": "n"},
@@ -274,7 +278,7 @@ def test_restore_after_rule_changes(rules_file: Path) -> None:
             },
         ]
     )
-    q = RuleProcessor(changed)
+    q = LineRuleProcessor(changed)
     q.restore(state)
     assert val(q, "app_sent_bytes_total") == 1200
     assert not [k for k in samples(q) if k[0] == "app_login_failures_total"]
@@ -282,7 +286,7 @@ def test_restore_after_rule_changes(rules_file: Path) -> None:
     assert len([k for k in samples(q) if k[0] == "app_queue_depth"]) == 1  # gauges beyond the cap are dropped
 
     before = samples(p)
-    bad_value = {"signature": RuleProcessor._signature(rules[1]), "series": [[["mail"], "x"]]}
+    bad_value = {"signature": LineRuleProcessor.signature(rules[1]), "series": [[["mail"], "x"]]}
     for bad in ({}, {"version": 1, "rules": []}, {"version": 1, "rules": {"app_queue_depth": bad_value}}):
         with pytest.raises(ValueError, match="log rules snapshot"):
             p.restore(bad)
@@ -296,7 +300,7 @@ def error_for(tmp_path: Path, text: str) -> str:
     path = tmp_path / "rules.yml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
-        load_rules(path)
+        load_line_rules(path)
     return str(info.value).replace(str(path), "rules.yml")
 
 
@@ -321,7 +325,7 @@ OK = "  - name: ok_total\n    match: ok\n"
         ("  - name: x_total\n    match: (?P<instance>a)\n    label_groups: [instance]\n", 'rules[1].label_groups: label name "instance" is reserved'),
         ("  - name: x_total\n    match: a\n    labels: {bad-name: 1}\n", "rules[1].labels.bad-name: expected a label name"),
         ("  - name: x_total\n    match: a\n    labels: {k: [1]}\n", "rules[1].labels.k: expected a label value (text), got a list"),
-        ("  - name: x_total\n    match: a\n    mach: b\n", 'rules[1]: unknown key "mach" (expected one of: name, id, type'),
+        ("  - name: x_total\n    match: a\n    mach: b\n", 'rules[1].mach: unknown key (expected one of: type, name, id, help'),
         ("  - name: x_total\n    match: a\n    max_series: 0\n", "rules[1].max_series: expected an integer from 1 to 1000000, got 0"),
         ("  - name: x_total\n    match: a\n    event: yes please\n", 'rules[1].event: expected true or false, got "yes please"'),
         ("  - name: x_total\n    match: (?P<line>a)\n    event: true\n", 'rules[1].match: group name "line" is reserved for event fields'),
@@ -338,7 +342,7 @@ OK = "  - name: ok_total\n    match: ok\n"
 def test_config_errors_name_file_and_key(tmp_path: Path, rule: str, expected: str | None) -> None:
     text = "rules:\n" + OK + rule
     if expected is None:
-        assert len(load_rules(_write(tmp_path, text))) == 2
+        assert len(load_line_rules(_write(tmp_path, text))) == 2
         return
     msg = error_for(tmp_path, text)
     assert msg.startswith(f"rules.yml: {expected}"), msg
@@ -357,29 +361,46 @@ def test_file_level_errors(tmp_path: Path) -> None:
     assert error_for(tmp_path, "rules: []\nrules: []\n").startswith(
         'rules.yml:2:1: invalid YAML: duplicate key "rules"'
     )
-    assert error_for(tmp_path, "rulez: []\n") == 'rules.yml: unknown key "rulez" (expected: rules)'
+    assert error_for(tmp_path, "rulez: []\n") == "rules.yml: rulez: unknown key (expected one of: rules)"
     assert error_for(tmp_path, "rules: 3\n") == "rules.yml: rules: expected a list of rules, got 3"
     with pytest.raises(ConfigError, match="cannot read"):
-        load_rules(tmp_path / "missing.yml")
-    assert load_rules(_write(tmp_path, "")) == []
-    assert load_rules(_write(tmp_path, "# no rules yet\nrules:\n")) == []
+        load_line_rules(tmp_path / "missing.yml")
+    assert load_line_rules(_write(tmp_path, "")) == []
+    assert load_line_rules(_write(tmp_path, "# no rules yet\nrules:\n")) == []
+
+
+def test_rule_files_validate_like_vigil_yml(tmp_path: Path) -> None:
+    # One schema language and one error translation for every file a user writes (vigil.config.validate).
+    assert error_for(tmp_path, "rules:\n  - {name: x_total, match: a, 1: b}\n").startswith(
+        "rules.yml: rules[0]: unknown key 1 (expected one of: type, name,"
+    )
+    assert (
+        error_for(tmp_path, "rules:\n  - null\n")
+        == "rules.yml: rules[0]: expected a mapping with name and match, got null"
+    )
+    assert error_for(tmp_path, "rules:\n  - {name: x_total, match: a, id: null}\n") == (
+        "rules.yml: rules[0].id: expected a rule id (text, at most 128 characters), got null"
+    )
+    assert error_for(
+        tmp_path, "rules:\n  - {name: x_total, match: '(?P<k>a)', labels: {k: 1}, label_groups: [k]}\n"
+    ) == ('rules.yml: rules[0].label_groups: label "k" is also a static label')
 
 
 def test_parse_rules_embedded_key_and_defaults() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_rules([{"name": "x_total", "match": "("}], "vigil.yml", key="logs.rules")
+        parse_line_rules([{"name": "x_total", "match": "("}], "vigil.yml", key="logs.rules")
     assert str(info.value).startswith("vigil.yml: logs.rules[0].match: expected a regular expression")
-    [rule] = parse_rules(
+    [rule] = parse_line_rules(
         [{"name": "x_total", "match": "a", "sources": "auth", "labels": {"n": 5, "b": True}}]
     )
-    assert rule == LogRule(
+    assert rule == LineRule(
         name="x_total",
         match="a",
         id="x_total",
         sources=frozenset({"auth"}),
         labels=(("b", "true"), ("n", "5")),
     )
-    [hist] = parse_rules([{"name": "x_seconds", "type": "histogram", "match": "(?P<v>.)", "value": "v"}])
+    [hist] = parse_line_rules([{"name": "x_seconds", "type": "histogram", "match": "(?P<v>.)", "value": "v"}])
     assert hist.buckets[0] == 0.005 and len(hist.buckets) == 14
 
 
@@ -387,8 +408,8 @@ def test_single_rule_paths_agree() -> None:
     # One rule needing captures is matched directly; several go through the RE2 set first.
     spec: list[dict[str, Any]] = [{"name": "x_total", "match": r"n=(?P<n>\d+)", "label_groups": ["n"]}]
     texts = [f"n={i % 7} " + "pad " * (i % 5) for i in range(200)] + ["nothing"] * 50
-    alone = RuleProcessor(parse_rules(spec))
-    together = RuleProcessor(parse_rules([*spec, {"name": "never_total", "match": "zzz"}]))
+    alone = LineRuleProcessor(parse_line_rules(spec))
+    together = LineRuleProcessor(parse_line_rules([*spec, {"name": "never_total", "match": "zzz"}]))
     run(alone, lines("s", texts))
     run(together, lines("s", texts))
     pick = lambda p: {k: v for k, v in samples(p).items() if k[0] == "x_total"}  # noqa: E731
@@ -396,17 +417,17 @@ def test_single_rule_paths_agree() -> None:
 
 
 def test_sums_that_would_overflow_are_refused_and_the_snapshot_stays_restorable() -> None:
-    rules = parse_rules(
+    rules = parse_line_rules(
         [
             {"name": "app_bytes_total", "match": r"sent (?P<n>[0-9.]+)", "value": "n"},
             {"name": "app_size", "type": "histogram", "match": r"size (?P<n>[0-9.]+)", "value": "n"},
         ]
     )
-    p = RuleProcessor(rules)
+    p = LineRuleProcessor(rules)
     big = "9" * 308  # a finite float; twice that is not
     run(p, lines("app", [f"sent {big}", f"sent {big}", f"size {big}", f"size {big}", "sent 1"]))
     assert val(p, "vigil_log_rule_value_errors_total", rule="app_bytes_total") == 1
     assert val(p, "vigil_log_rule_value_errors_total", rule="app_size") == 1
-    again = RuleProcessor(rules)
+    again = LineRuleProcessor(rules)
     again.restore(json.loads(json.dumps(p.snapshot())))
     assert samples(again) == samples(p)
