@@ -130,6 +130,23 @@ def test_no_import_cycle_between_modules() -> None:
     assert cycles == [], "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
+# Packages a floor would allow but a package must not import: the web layer serves whatever storage
+# engine stands behind `vigil.storage`'s protocols (the embedded TSDB today, a remote one later).
+FORBIDDEN = {"web": {"tsdb"}}
+
+
+def forbidden_imports(modules: dict[str, Path]) -> list[str]:
+    found = []
+    for name, path in sorted(modules.items()):
+        banned = FORBIDDEN.get(_package(name), set())
+        found += [f"{name} imports {t}" for t in sorted(imports_of(path)) if _package(t) in banned]
+    return found
+
+
+def test_web_does_not_import_the_tsdb() -> None:
+    assert forbidden_imports(_modules()) == []
+
+
 @pytest.mark.parametrize("module", ["vigil.config"])
 def test_importing_config_does_not_import_the_agent(module: str) -> None:
     import subprocess

@@ -17,8 +17,6 @@ import httpx
 import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry, generate_latest
-from starlette.applications import Starlette
-from starlette.routing import Route
 
 from tests.conftest import VigilProcess, free_port, require_binary, wait_http
 from tests.ship.test_client import Receiver
@@ -32,8 +30,9 @@ from vigil.ship import DurableQueue, RemoteWriteClient, SendResult, Shipper
 from vigil.ship.shipper import ShardedShipper, build_shipper
 from vigil.ship.signing import sign
 from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME, Options
+from vigil.web.app import create_app
 from vigil.web.auth import TokenAuth
-from vigil.web.write import WriteAPI
+from vigil.web.write import WriteAPI, WriteOptions
 
 Series = list[tuple[str, str]]
 
@@ -540,17 +539,9 @@ def signed_api(tmp_path: Path) -> Iterator[tuple[str, DB, CollectorRegistry]]:
     api = WriteAPI(
         Ingester(db, Limits(), IngestMetrics(registry)),
         TokenAuth([], []),
-        max_body=1 << 20,
-        max_decompressed=1 << 24,
-        max_samples=10**6,
-        hmac_key="k3y",
+        WriteOptions(max_body=1 << 20, max_decompressed=1 << 24, max_samples=10**6, hmac_key="k3y"),
     )
-    app = Starlette(
-        routes=[
-            Route("/api/v1/write", api.remote_write, methods=["POST"]),
-            Route("/api/v1/import/prometheus", api.import_text, methods=["POST"]),
-        ]
-    )
+    app = create_app([api], registry=None)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run)

@@ -12,6 +12,7 @@ import httpx
 
 class Client:
     __test__ = False  # imported as TestClient in some modules; not a test class
+
     def __init__(self, app: Any) -> None:
         self.app = app
 

@@ -18,13 +18,43 @@ from vigil.config import config_from_yaml
 from vigil.events.store import EventStore
 from vigil.ship import signing
 from vigil.tsdb.db import DB, Options
-from vigil.web.auth import Reader, Scope, Tenant, TokenAuth
+from vigil.web.auth import Caller, Scope, Tenant, TokenAuth
+from vigil.web.errors import APIError
 
 
 def request(token: str | None = None, *extra: tuple[str, str]) -> Request:
     headers = [(b"authorization", f"Bearer {token}".encode())] if token is not None else []
     headers += [(k.lower().encode(), v.encode()) for k, v in extra]
     return Request({"type": "http", "method": "GET", "path": "/", "headers": headers})
+
+
+def decide(auth: TokenAuth, req: Request, scope: Scope) -> Caller | APIError:
+    """The caller `req` is for `scope`, or the 401 refusing it."""
+    try:
+        return auth.authorize(req, scope)
+    except APIError as exc:
+        assert exc.status == 401 and exc.text and exc.headers == {"WWW-Authenticate": 'Bearer realm="vigil"'}
+        return exc
+
+
+def allowed(auth: TokenAuth, req: Request, scope: Scope) -> bool:
+    return isinstance(decide(auth, req, scope), Caller)
+
+
+def reader(auth: TokenAuth, req: Request) -> Caller | None:
+    got = decide(auth, req, Scope.READ)
+    return got if isinstance(got, Caller) else None
+
+
+def refusal(auth: TokenAuth, req: Request, scope: Scope = Scope.READ) -> str:
+    got = decide(auth, req, scope)
+    assert isinstance(got, APIError)
+    return got.message
+
+
+def write_tenant(auth: TokenAuth, req: Request) -> str | None:
+    got = decide(auth, req, Scope.WRITE)
+    return got.tenant if isinstance(got, Caller) else None
 
 
 AUTH = TokenAuth(
@@ -40,10 +70,10 @@ AUTH = TokenAuth(
     ("token", "write", "read", "admin", "tenant"),
     [
         ("w", True, None, False, None),
-        ("r", False, Reader(None), False, None),
-        ("adm", False, Reader(None), True, None),
+        ("r", False, Caller(None), False, None),
+        ("adm", False, Caller(None), True, None),
         ("acme-w", True, None, False, "acme"),
-        ("acme-r", False, Reader("acme"), False, None),
+        ("acme-r", False, Caller("acme"), False, None),
         ("beta-w", True, None, False, "beta"),
         ("proxy", False, None, False, None),  # a proxy must name the tenant
         ("nope", False, None, False, None),
@@ -51,60 +81,55 @@ AUTH = TokenAuth(
     ],
 )
 def test_token_roles(
-    token: str | None, write: bool, read: Reader | None, admin: bool, tenant: str | None
+    token: str | None, write: bool, read: Caller | None, admin: bool, tenant: str | None
 ) -> None:
     req = request(token)
-    assert (AUTH.check(req, Scope.WRITE) is None) is write
-    got = AUTH.reader(req)
-    assert (got if isinstance(got, Reader) else None) == read
-    assert (AUTH.check(req, Scope.READ) is None) is (read is not None)
-    assert (AUTH.check(req, Scope.ADMIN) is None) is admin
-    assert AUTH.tenant_of(req) == tenant
+    assert allowed(AUTH, req, Scope.WRITE) is write
+    assert reader(AUTH, req) == read
+    assert allowed(AUTH, req, Scope.READ) is (read is not None)
+    assert allowed(AUTH, req, Scope.ADMIN) is admin
+    assert write_tenant(AUTH, req) == tenant
 
 
 def test_open_scopes_and_the_admin_fallback() -> None:
     # Nothing configured: everything open, an open read sees everything (loopback development).
     none = TokenAuth([], [])
-    assert none.reader(request()) == Reader(None)
-    assert none.check(request(), Scope.WRITE) is None and none.check(request(), Scope.ADMIN) is None
+    assert reader(none, request()) == Caller(None)
+    assert allowed(none, request(), Scope.WRITE) and allowed(none, request(), Scope.ADMIN)
     # No admin tokens: admin endpoints take the global write tokens, never a tenant's.
     plain = TokenAuth(["w"], [], [("acme", ["acme-w"])])
-    assert plain.check(request("w"), Scope.ADMIN) is None
-    denied = plain.check(request("acme-w"), Scope.ADMIN)
-    assert denied is not None and denied.status_code == 401
-    assert b"server.auth.admin_tokens" in bytes(denied.body)
+    assert allowed(plain, request("w"), Scope.ADMIN)
+    assert "server.auth.admin_tokens" in refusal(plain, request("acme-w"), Scope.ADMIN)
     # Only tenants write: no token may run admin endpoints until admin tokens are configured.
     tenants_only = TokenAuth([], [], [("acme", ["acme-w"])])
-    assert tenants_only.check(request("acme-w"), Scope.ADMIN) is not None
-    assert tenants_only.check(request(), Scope.ADMIN) is not None
+    assert not allowed(tenants_only, request("acme-w"), Scope.ADMIN)
+    assert not allowed(tenants_only, request(), Scope.ADMIN)
     # Reads stay open while no read-capable token exists (as before tenants could read).
-    assert tenants_only.reader(request()) == Reader(None)
+    assert reader(tenants_only, request()) == Caller(None)
     # A tenant read token turns read authentication on.
     readers = TokenAuth([], [], [Tenant("acme", read_tokens=["acme-r"])])
-    assert isinstance(readers.reader(request()), type(denied))
-    assert readers.reader(request("acme-r")) == Reader("acme")
+    assert reader(readers, request()) is None
+    assert reader(readers, request("acme-r")) == Caller("acme")
 
 
 def test_org_id_header_is_honoured_from_a_trusted_proxy_only() -> None:
     org = "X-Scope-OrgID"
-    assert AUTH.reader(request("proxy", (org, "acme"))) == Reader("acme")
-    assert AUTH.reader(request("proxy", (org, " beta "))) == Reader("beta")
+    assert reader(AUTH, request("proxy", (org, "acme"))) == Caller("acme")
+    assert reader(AUTH, request("proxy", (org, " beta "))) == Caller("beta")
     for refused in [request("proxy"), request("proxy", (org, "gamma")), request("proxy", (org, "acme|beta"))]:
-        r = AUTH.reader(refused)
-        assert not isinstance(r, Reader) and r.status_code == 401
-    both = AUTH.reader(request("proxy", (org, "acme"), (org, "beta")))
-    assert not isinstance(both, Reader) and b"exactly one tenant" in bytes(both.body)
+        assert reader(AUTH, refused) is None
+    assert "exactly one tenant" in refusal(AUTH, request("proxy", (org, "acme"), (org, "beta")))
     # Any other token: the header is ignored, never a way to choose (or widen) a tenant.
-    assert AUTH.reader(request("acme-r", (org, "beta"))) == Reader("acme")
-    assert AUTH.reader(request("r", (org, "acme"))) == Reader(None)
-    assert not isinstance(AUTH.reader(request(None, (org, "acme"))), Reader)
-    assert not isinstance(AUTH.reader(request("acme-w", (org, "acme"))), Reader)
+    assert reader(AUTH, request("acme-r", (org, "beta"))) == Caller("acme")
+    assert reader(AUTH, request("r", (org, "acme"))) == Caller(None)
+    assert reader(AUTH, request(None, (org, "acme"))) is None
+    assert reader(AUTH, request("acme-w", (org, "acme"))) is None
     # A proxy token writes nothing.
-    assert AUTH.check(request("proxy", (org, "acme")), Scope.WRITE) is not None
+    assert not allowed(AUTH, request("proxy", (org, "acme")), Scope.WRITE)
     # Without trusted proxies configured, the header means nothing at all.
     no_proxy = TokenAuth(["w"], ["r"], [Tenant("acme", read_tokens=["acme-r"])])
-    assert not isinstance(no_proxy.reader(request("proxy", (org, "acme"))), Reader)
-    assert no_proxy.reader(request("r", (org, "acme"))) == Reader(None)
+    assert reader(no_proxy, request("proxy", (org, "acme"))) is None
+    assert reader(no_proxy, request("r", (org, "acme"))) == Caller(None)
 
 
 @pytest.mark.parametrize(
@@ -127,16 +152,19 @@ def test_ambiguous_tokens_are_refused(kwargs: dict[str, object]) -> None:
 
 def test_a_global_token_may_have_several_global_roles() -> None:
     auth = TokenAuth(["all"], ["all"], admin_tokens=["all"])
-    assert auth.check(request("all"), Scope.WRITE) is None
-    assert auth.reader(request("all")) == Reader(None)
-    assert auth.check(request("all"), Scope.ADMIN) is None
+    assert allowed(auth, request("all"), Scope.WRITE)
+    assert reader(auth, request("all")) == Caller(None)
+    assert allowed(auth, request("all"), Scope.ADMIN)
 
 
 def test_signing_key_is_the_tenants_own() -> None:
-    assert AUTH.signing_key(request("acme-w"), "shared") == "acme-key"
-    assert AUTH.signing_key(request("w"), "shared") == "shared"
-    assert AUTH.signing_key(request("w"), None) is None
-    assert AUTH.signing_key(request("acme-w"), None) == "acme-key"  # signed even without a shared key
+    def key(token: str, shared: str | None) -> str | None:
+        return AUTH.authorize(request(token), Scope.WRITE).signing_key(shared)
+
+    assert key("acme-w", "shared") == "acme-key"
+    assert key("w", "shared") == "shared"
+    assert key("w", None) is None
+    assert key("acme-w", None) == "acme-key"  # signed even without a shared key
 
 
 # -- through the application -------------------------------------------------------------------------

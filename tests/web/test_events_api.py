@@ -14,14 +14,13 @@ import cramjam
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
-from starlette.routing import Route
 
 from tests.conftest import VigilProcess
 from tests.web.asgi import Client as TestClient
 from vigil.events.store import EventStore
 from vigil.model.event import Event
 from vigil.ship import signing
+from vigil.web.app import create_app
 from vigil.web.auth import TokenAuth
 from vigil.web.events_api import EventsAPI
 
@@ -48,12 +47,7 @@ def make_client(
         clock=lambda: NOW_S,
         registry=registry,
     )
-    app = Starlette(
-        routes=[
-            Route("/api/v1/events", api.post, methods=["POST"]),
-            Route("/api/v1/events", api.get, methods=["GET"]),
-        ]
-    )
+    app = create_app([api], registry=None)
     return TestClient(app), store
 
 

@@ -16,14 +16,13 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.routing import Route
 
 from tests.conftest import VigilProcess
 from tests.web.asgi import Client as TestClient
 from vigil.events.store import EventStore
 from vigil.model.event import EventLimits
 from vigil.web import events_api
+from vigil.web.app import create_app
 from vigil.web.auth import TokenAuth
 from vigil.web.events_api import MAX_GZIP_MEMBERS, EventsAPI
 
@@ -40,7 +39,7 @@ def api(tmp_path: Path) -> Iterator[tuple[TestClient, EventStore]]:
     handler = EventsAPI(
         store, TokenAuth([], []), 64 << 20, max_decompressed=64 << 20, clock=lambda: NOW_S, limits=limits
     )
-    yield TestClient(Starlette(routes=[Route("/api/v1/events", handler.post, methods=["POST"])])), store
+    yield TestClient(create_app([handler], registry=None)), store
     store.close()
 
 

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 
 from vigil.model.labels import Labels
 from vigil.promql.result import QueryResult, Series
+from vigil.web.errors import api_error
 from vigil.web.promapi import (
     MAX_TIME_FORMATTED,
     MIN_TIME_FORMATTED,
     PROM_MAX_TIME_MS,
     PROM_MIN_TIME_MS,
-    APIError,
     encode_query_data,
     error_body,
     format_float_seconds,
@@ -329,7 +329,9 @@ def test_envelopes() -> None:
         "errorType": "bad_data",
         "error": "x",
     }
-    assert [APIError(t, "").status for t in ("bad_data", "execution", "timeout", "internal", "canceled")] == [
+    assert [
+        api_error(t, "").status for t in ("bad_data", "execution", "timeout", "internal", "canceled")
+    ] == [
         400,
         422,
         503,

@@ -17,7 +17,6 @@ import httpx
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
 
 from tests.web.asgi import Client
 from vigil.ingest.ingester import Ingester, IngestMetrics
@@ -31,7 +30,9 @@ from vigil.storage.metadata import MetadataStore
 from vigil.tsdb.db import DB, Options
 from vigil.web.app import create_app
 from vigil.web.auth import TokenAuth
-from vigil.web.query_api import QueryAPI, routes
+from vigil.web.query_api import QueryAPI
+from vigil.web.status import StatusAPI
+from vigil.web.write import WriteAPI, WriteOptions
 
 T0 = 1_700_000_000_000  # ms; all samples are around here
 STEP = 15_000
@@ -130,7 +131,7 @@ def client(
         now=lambda: NOW,
         **kwargs,
     )
-    return Client(Starlette(routes=routes(api)))
+    return Client(create_app([api], registry=None))
 
 
 def ok(resp: httpx.Response) -> Any:
@@ -532,7 +533,7 @@ def test_metadata(db: DB) -> None:
     msg = err(c.get("/api/v1/metadata", params={"limit_per_metric": "1.5"}), 400, "bad_data")
     assert msg == "limit_per_metric must be a number"
     empty = QueryAPI(ScriptedEngine(), db, TokenAuth([], []), None)
-    assert ok(Client(Starlette(routes=routes(empty))).get("/api/v1/metadata")) == {}
+    assert ok(Client(create_app([empty], registry=None)).get("/api/v1/metadata")) == {}
 
 
 def test_metadata_store() -> None:
@@ -707,16 +708,13 @@ def test_grafana_request_sequence(db: DB, engine: Any) -> None:
     """What Grafana's Prometheus data source sends when a dashboard opens, through the full app."""
     registry = CollectorRegistry()
     auth = TokenAuth([], [])
-    limits = {
-        "max_request_body_bytes": 1 << 20,
-        "max_decompressed_bytes": 1 << 24,
-        "max_samples_per_request": 10**6,
-    }
-    app = create_app(db, Ingester(db, Limits(), IngestMetrics(registry)), engine, auth, registry, limits)
-    # The same API with a fixed clock, ahead of the app's own routes so it answers first.
-    api = QueryAPI(engine, db, auth, metadata_store(), now=lambda: NOW)
-    app.router.routes[:0] = routes(api)
-    c = Client(app)
+    opts = WriteOptions(max_body=1 << 20, max_decompressed=1 << 24, max_samples=10**6)
+    apis = [
+        QueryAPI(engine, db, auth, metadata_store(), now=lambda: NOW),
+        WriteAPI(Ingester(db, Limits(), IngestMetrics(registry)), auth, opts),
+        StatusAPI(auth, registry, [db], db.refresh_metrics),
+    ]
+    c = Client(create_app(apis, registry=registry))
     start, end = sec(T0), sec(T0 + 600_000)
     form = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -11,8 +11,6 @@ import httpx
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
-from starlette.routing import Route
 
 from tests.conftest import VigilProcess
 from tests.web.asgi import Client as TestClient
@@ -22,8 +20,9 @@ from vigil.model.matcher import Matcher
 from vigil.prompb import WriteRequest
 from vigil.prompb.encode import encode_write_request
 from vigil.tsdb.db import DB, MAX_TIME, MIN_TIME, Options
+from vigil.web.app import create_app
 from vigil.web.auth import TokenAuth
-from vigil.web.write import WriteAPI
+from vigil.web.write import WriteAPI, WriteOptions
 
 HEADERS = {
     "Content-Encoding": "snappy",
@@ -167,11 +166,9 @@ def test_int64_extreme_timestamps_get_400(tmp_path: Path) -> None:
     api = WriteAPI(
         Ingester(db, Limits(), IngestMetrics(registry)),
         TokenAuth([], []),
-        max_body=1 << 20,
-        max_decompressed=1 << 24,
-        max_samples=10**6,
+        WriteOptions(max_body=1 << 20, max_decompressed=1 << 24, max_samples=10**6),
     )
-    client = TestClient(Starlette(routes=[Route("/api/v1/write", api.remote_write, methods=["POST"])]))
+    client = TestClient(create_app([api], registry=None))
     try:
         points = [(-(2**63), 1.0), (now, 2.0), (2**63 - 1, 3.0)]
         r = client.post(

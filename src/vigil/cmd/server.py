@@ -28,10 +28,14 @@ from vigil.promql.engine import Engine, EngineOptions
 from vigil.storage.errors import StorageError
 from vigil.storage.metadata import MetadataStore
 from vigil.tsdb.db import DB, Options
-from vigil.web.app import create_app
+from vigil.web.admin import AdminAPI
+from vigil.web.app import API, create_app
 from vigil.web.auth import TokenAuth
 from vigil.web.connections import ConnectionLimits, ConnectionMetrics, guarded_protocol
 from vigil.web.events_api import EventsAPI
+from vigil.web.query_api import QueryAPI
+from vigil.web.status import StatusAPI
+from vigil.web.write import WriteAPI, WriteOptions
 
 log = logging.getLogger("vigil")
 
@@ -86,35 +90,42 @@ def build_app(
         ),
     )
     auth = TokenAuth.from_config(cfg.server.auth)
-    return create_app(
-        db,
-        ingester,
-        engine,
-        auth,
-        registry,
-        limits=lim.model_dump(),
-        metadata=metadata,
-        on_shutdown=db.close,
-        hmac_key=cfg.server.auth.hmac_key,
-        events=None
-        if events is None
-        else EventsAPI(
-            events,
+    hmac_key = cfg.server.auth.hmac_key or None
+    apis: list[API] = [
+        QueryAPI(engine, db, auth, metadata),
+        WriteAPI(
+            ingester,
             auth,
-            max_body=lim.max_request_body_bytes,
-            hmac_key=cfg.server.auth.hmac_key,
-            max_decompressed=lim.max_decompressed_bytes,
-            registry=registry,
-            limits=EventLimits(
-                lim.max_label_names_per_series,
-                lim.max_label_name_length,
-                lim.max_label_value_length,
-                lim.max_event_fields,
-                lim.max_event_field_length,
-                lim.max_json_depth,
+            WriteOptions(
+                max_body=lim.max_request_body_bytes,
+                max_decompressed=lim.max_decompressed_bytes,
+                max_samples=lim.max_samples_per_request,
+                hmac_key=hmac_key,
             ),
         ),
-    )
+        AdminAPI(auth, db),
+        StatusAPI(auth, registry, [db] if events is None else [db, events], db.refresh_metrics),
+    ]
+    if events is not None:
+        apis.append(
+            EventsAPI(
+                events,
+                auth,
+                max_body=lim.max_request_body_bytes,
+                hmac_key=hmac_key,
+                max_decompressed=lim.max_decompressed_bytes,
+                registry=registry,
+                limits=EventLimits(
+                    lim.max_label_names_per_series,
+                    lim.max_label_name_length,
+                    lim.max_label_value_length,
+                    lim.max_event_fields,
+                    lim.max_event_field_length,
+                    lim.max_json_depth,
+                ),
+            )
+        )
+    return create_app(apis, registry=registry)
 
 
 def new_registry() -> CollectorRegistry:

@@ -1,120 +1,43 @@
-"""The HTTP application: routes, auth, instrumentation. Everything it serves is passed in."""
+"""The HTTP application: the routes of the API objects passed in, one error convention, instrumentation.
+
+Each API object (`QueryAPI`, `WriteAPI`, `EventsAPI`, `StatusAPI`, `AdminAPI`, and the APIs of later
+stages) publishes its routes; this module only mounts them. Handlers refuse requests by raising
+`vigil.web.errors.APIError`, answered by the exception handlers installed here. The application
+starts and stops nothing itself: what the stores need at shutdown is the server's lifecycle, and a
+`lifespan` passed in runs with the application when the caller wants one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from typing import Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import Lifespan
 
-from vigil import __version__
-from vigil.ingest.ingester import Ingester
-from vigil.promql.engine import Engine
-from vigil.storage.metadata import MetadataStore
-from vigil.tsdb.db import DB
-from vigil.web.auth import Scope, TokenAuth
-from vigil.web.events_api import EventsAPI
+from vigil.web.errors import EXCEPTION_HANDLERS
 from vigil.web.instrument import InstrumentMiddleware
-from vigil.web.query_api import QueryAPI
-from vigil.web.query_api import routes as query_routes
-from vigil.web.write import WriteAPI
+
+__all__ = ["API", "create_app"]
+
+
+class API(Protocol):
+    def routes(self) -> list[BaseRoute]:
+        """The routes this API serves; each endpoint checks its own scope (`vigil.web.auth.requires`)."""
+        ...
 
 
 def create_app(
-    db: DB,
-    ingester: Ingester,
-    engine: Engine,
-    auth: TokenAuth,
-    registry: CollectorRegistry,
-    limits: dict[str, int],
-    metadata: MetadataStore | None = None,
-    on_shutdown: Callable[[], None] | None = None,
-    hmac_key: str | None = None,
-    events: EventsAPI | None = None,
+    apis: Sequence[API],
+    *,
+    registry: CollectorRegistry | None,
+    lifespan: Lifespan[Starlette] | None = None,
 ) -> Starlette:
-    write = WriteAPI(
-        ingester,
-        auth,
-        max_body=limits["max_request_body_bytes"],
-        max_decompressed=limits["max_decompressed_bytes"],
-        max_samples=limits["max_samples_per_request"],
-        hmac_key=hmac_key or None,
-    )
-
-    async def healthy(_: Request) -> Response:
-        return PlainTextResponse("Vigil is Healthy.\n")
-
-    async def ready(_: Request) -> Response:
-        # Not ready while writes cannot be stored: the last commit's error, until one succeeds.
-        problem = db.write_error or (events.write_error if events is not None else None)
-        if problem:
-            return PlainTextResponse(f"not ready: writes are failing: {problem}\n", status_code=503)
-        return PlainTextResponse("Vigil is Ready.\n")
-
-    async def metrics(_: Request) -> Response:
-        db.refresh_metrics()
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    async def buildinfo(request: Request) -> Response:
-        denied = auth.check(request, Scope.READ)
-        if denied:
-            return denied
-        return JSONResponse(
-            {
-                "status": "success",
-                "data": {
-                    "version": __version__,
-                    "revision": "",
-                    "branch": "",
-                    "buildUser": "",
-                    "buildDate": "",
-                    "goVersion": "",
-                },
-            }
-        )
-
-    async def compact(request: Request) -> Response:
-        # Admin: write the head out and merge every window now (used by benchmarks and operators).
-        # It acts on every tenant's data, so never with a tenant's token.
-        denied = auth.check(request, Scope.ADMIN)
-        if denied:
-            return denied
-
-        def run() -> None:
-            db.flush_head()
-            db.compact(force=True)
-
-        await run_in_threadpool(run)
-        return Response(status_code=204)
-
-    routes = [
-        *query_routes(QueryAPI(engine, db, auth, metadata)),
-        Route("/api/v1/write", write.remote_write, methods=["POST"]),
-        Route("/api/v1/import/prometheus", write.import_text, methods=["POST"]),
-        Route("/api/v1/admin/tsdb/compact", compact, methods=["POST"]),
-        Route("/api/v1/status/buildinfo", buildinfo, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
-        Route("/-/ready", ready, methods=["GET", "HEAD"]),
-    ]
-    if events is not None:
-        routes += [
-            Route("/api/v1/events", events.post, methods=["POST"]),
-            Route("/api/v1/events", events.get, methods=["GET"]),
-        ]
-
-    @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        yield
-        if on_shutdown:
-            on_shutdown()
-
-    app = Starlette(routes=routes, lifespan=lifespan)
+    routes = [route for api in apis for route in api.routes()]
+    app = Starlette(routes=routes, exception_handlers=dict(EXCEPTION_HANDLERS), lifespan=lifespan)
+    # Latency by handler: fixed paths by name, the rest under bounded labels (vigil.web.instrument).
     handlers = {r.path: r.path for r in routes if isinstance(r, Route) and "{" not in r.path}
     app.add_middleware(InstrumentMiddleware, registry=registry, handlers=handlers)
     return app

@@ -17,17 +17,20 @@ reveals neither which token matched nor how much of one did.
 
 from __future__ import annotations
 
+import functools
 import hmac
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
 from vigil.config import AuthConfig
+from vigil.web.errors import APIError
 
-__all__ = ["ORG_ID_HEADER", "Reader", "Scope", "Tenant", "TokenAuth"]
+__all__ = ["ORG_ID_HEADER", "Caller", "Guarded", "Scope", "Tenant", "TokenAuth", "requires"]
 
 ORG_ID_HEADER = "X-Scope-OrgID"
 
@@ -49,10 +52,22 @@ class Tenant:
 
 
 @dataclass(frozen=True)
-class Reader:
-    """Whose data a read may see: `tenant`'s alone, or everything when `tenant` is None."""
+class Caller:
+    """Who an authorized request is. For a read, `tenant` is the one tenant whose data it may see
+    (None: everything); for a write, the tenant it writes as (None: untenanted data), with that
+    tenant's own signing key `hmac_key` ("" when it has none)."""
 
     tenant: str | None
+    hmac_key: str = ""
+
+    def signing_key(self, shared: str | None) -> str | None:
+        """The HMAC key a write's signature must be made with: the tenant's own key if it has one,
+        else `shared` (`server.auth.hmac_key`); None when writes need no signature. Per-tenant keys
+        bind a signature to its tenant: one made for tenant A's token is refused with B's."""
+        return self.hmac_key or shared or None
+
+
+_ANYONE = Caller(None)
 
 
 class _Role(Enum):
@@ -132,28 +147,15 @@ class TokenAuth:
             return bool(self._has & {_Role.READ, _Role.ADMIN, _Role.PROXY, _Role.TENANT_READ})
         return _Role.ADMIN in self._has or self.enabled(Scope.WRITE)
 
-    def tenant_of(self, request: Request) -> str | None:
-        """The tenant a write is made for: the tenant of its token, if any (call after `check`)."""
-        grants, _ = self._grants(request)
-        return next((tenant for role, tenant in grants if role is _Role.TENANT_WRITE), None)
-
-    def signing_key(self, request: Request, shared: str | None) -> str | None:
-        """The HMAC key a write's signature must be made with: its tenant's own key if it has one,
-        else `shared` (`server.auth.hmac_key`); None when writes need no signature. Per-tenant keys
-        bind a signature to its tenant: one made for tenant A's token is refused with B's."""
-        tenant = self.tenant_of(request)
-        key = self._tenants[tenant].hmac_key if tenant is not None else ""
-        return key or shared or None
-
     # -- decisions -----------------------------------------------------------------------------------
 
-    def check(self, request: Request, scope: Scope) -> Response | None:
-        """None if the request may use `scope`, else the 401 response to send."""
+    def authorize(self, request: Request, scope: Scope) -> Caller:
+        """Who the request is for `scope`; raises APIError (401, plain text) if it may not use it.
+        One look-up of the token per request: the caller carries its tenant and signing key."""
         if scope is Scope.READ:
-            reader = self.reader(request)
-            return reader if isinstance(reader, Response) else None
+            return self._reader(request)
         if not self.enabled(scope):
-            return None
+            return _ANYONE
         grants, reason = self._grants(request)
         roles = {role for role, _ in grants}
         if scope is Scope.WRITE:
@@ -163,7 +165,11 @@ class TokenAuth:
         else:
             wanted = {_Role.WRITE}  # never a tenant's: admin endpoints act on every tenant's data
         if roles & wanted:
-            return None
+            if scope is Scope.WRITE:
+                for role, tenant in grants:
+                    if role is _Role.TENANT_WRITE and tenant is not None:
+                        return Caller(tenant, self._tenants[tenant].hmac_key)
+            return _ANYONE
         if grants:
             reason = (
                 "this token may not write"
@@ -171,33 +177,58 @@ class TokenAuth:
                 else "admin endpoints need a token from server.auth.admin_tokens"
                 + ("" if _Role.ADMIN in self._has else " (or server.auth.write_tokens while it is empty)")
             )
-        return _unauthorized(reason)
+        raise _unauthorized(reason)
 
-    def reader(self, request: Request) -> Reader | Response:
-        """Whose data the request may read, or the 401 response to send."""
+    def _reader(self, request: Request) -> Caller:
         if not self.enabled(Scope.READ):
-            return Reader(None)
+            return _ANYONE
         grants, reason = self._grants(request)
         roles = {role for role, _ in grants}
         if roles & {_Role.READ, _Role.ADMIN}:
-            return Reader(None)
+            return _ANYONE
         for role, tenant in grants:
             if role is _Role.TENANT_READ:
-                return Reader(tenant)
+                return Caller(tenant)
         if _Role.PROXY in roles:
             return self._proxied(request)
-        return _unauthorized("this token may not read" if grants else reason)
+        raise _unauthorized("this token may not read" if grants else reason)
 
-    def _proxied(self, request: Request) -> Reader | Response:
+    def _proxied(self, request: Request) -> Caller:
         values = request.headers.getlist(ORG_ID_HEADER)
         if len(values) != 1:
-            return _unauthorized(
+            raise _unauthorized(
                 f"a trusted proxy must name exactly one tenant in {ORG_ID_HEADER}, got {len(values)} headers"
             )
         name = values[0].strip()
         if name not in self._tenants:
-            return _unauthorized(f"{ORG_ID_HEADER} names no configured tenant")
-        return Reader(name)
+            raise _unauthorized(f"{ORG_ID_HEADER} names no configured tenant")
+        return Caller(name)
+
+
+class Guarded(Protocol):
+    """An API object whose endpoints `requires` guards: it holds the TokenAuth to ask."""
+
+    @property
+    def auth(self) -> TokenAuth: ...
+
+
+G = TypeVar("G", bound=Guarded)
+Endpoint = Callable[[G, Request], Awaitable[Response]]
+GuardedEndpoint = Callable[[G, Request, Caller], Awaitable[Response]]
+
+
+def requires(scope: Scope) -> Callable[[GuardedEndpoint[G]], Endpoint[G]]:
+    """Guards an endpoint method: the request must be authorized for `scope` (else 401, raised as
+    APIError before the endpoint runs), and the endpoint gets the `Caller` it resolved to."""
+
+    def guard(endpoint: GuardedEndpoint[G]) -> Endpoint[G]:
+        @functools.wraps(endpoint)
+        async def guarded(api: G, request: Request) -> Response:
+            return await endpoint(api, request, api.auth.authorize(request, scope))
+
+        return guarded
+
+    return guard
 
 
 def _check_unambiguous(table: list[tuple[bytes, _Role, str | None]]) -> None:
@@ -215,7 +246,11 @@ def _check_unambiguous(table: list[tuple[bytes, _Role, str | None]]) -> None:
             raise ValueError("a trusted proxy token must not also be a read or admin token")
 
 
-def _unauthorized(reason: str) -> Response:
-    return PlainTextResponse(
-        f"unauthorized: {reason}\n", status_code=401, headers={"WWW-Authenticate": 'Bearer realm="vigil"'}
+def _unauthorized(reason: str) -> APIError:
+    return APIError(
+        401,
+        "unauthorized",
+        f"unauthorized: {reason}",
+        text=True,
+        headers={"WWW-Authenticate": 'Bearer realm="vigil"'},
     )

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from vigil.events.store import Direction, EventStore, check_storable, decode_cursor
 from vigil.model.event import KINDS, Event, EventError, EventLimits
@@ -35,9 +36,10 @@ from vigil.prompb.codec import DecodeError, DecompressedTooLarge, decode_snappy
 from vigil.promql.errors import ParseError
 from vigil.promql.parser import parse_selector
 from vigil.ship import signing
-from vigil.web.auth import Scope, TokenAuth
+from vigil.web.auth import Caller, Scope, TokenAuth, requires
 from vigil.web.body import BodyTooLarge, read_body
-from vigil.web.promapi import error_body, go_atoi, go_quote, parse_time, success_body
+from vigil.web.errors import APIError, bad_data
+from vigil.web.promapi import go_atoi, go_quote, parse_time, success_body
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "EventsAPI"]
 
@@ -52,27 +54,12 @@ MAX_GZIP_MEMBERS = 1024  # concatenated gzip members one body may hold (each cos
 _GZIP_SLICE = 1 << 16
 
 
-class _Refused(Exception):
-    """A request answered with an error envelope: HTTP status, Prometheus error type, message."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-
-    def response(self) -> Response:
-        return Response(
-            error_body(self.error_type, self.message), status_code=self.status, media_type="application/json"
-        )
+def _bad(message: str) -> APIError:
+    return bad_data(message)
 
 
-def _bad(message: str) -> _Refused:
-    return _Refused(400, "bad_data", message)
-
-
-def _too_large(what: str, limit: int) -> _Refused:
-    return _Refused(413, "bad_data", f"{what} exceeds {limit} bytes")
+def _too_large(what: str, limit: int) -> APIError:
+    return APIError(413, "bad_data", f"{what} exceeds {limit} bytes")
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -142,7 +129,7 @@ def _zstd(body: bytes, limit: int) -> bytes:
 
 def parse_lines(body: bytes, tenant: str | None, limits: EventLimits = _DEFAULT_LIMITS) -> list[Event]:
     """The events of an NDJSON body, each with the server's `tenant` label; blank lines are skipped.
-    Raises _Refused (400) naming the first bad line."""
+    Raises APIError (400) naming the first bad line."""
     events = []
     for number, line in enumerate(body.split(b"\n"), start=1):
         if not line.strip():
@@ -196,7 +183,7 @@ class EventsAPI:
         self._metrics = EventsMetrics(registry)
         self._limits = limits
         self._store = store
-        self._auth = auth
+        self.auth = auth
         self._max_body = max_body
         self._max_decompressed = max_decompressed if max_decompressed is not None else 4 * max_body
         # When set, posts must carry an HMAC signature of their body, exactly as remote writes do.
@@ -210,36 +197,39 @@ class EventsAPI:
 
     # -- POST ----------------------------------------------------------------------------------------
 
-    async def post(self, request: Request) -> Response:
-        denied = self._auth.check(request, Scope.WRITE)
-        if denied is not None:
-            return denied
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/api/v1/events", self.post, methods=["POST"]),
+            Route("/api/v1/events", self.get, methods=["GET"]),
+        ]
+
+    @requires(Scope.WRITE)
+    async def post(self, request: Request, caller: Caller) -> Response:
         try:
             encoding = self._encoding(request)
             body = await self._read_body(request)
-            key = self._auth.signing_key(request, self._hmac_key)  # the tenant's own, if it has one
+            key = caller.signing_key(self._hmac_key)  # the tenant's own, if it has one
             if key is not None:
                 problem = signing.verify(key, body, request.headers, self._clock())
                 if problem is not None:
-                    raise _Refused(401, "unauthorized", f"unauthorized: {problem}")
-            tenant = self._auth.tenant_of(request)
-            stored, total = await run_in_threadpool(self._store_body, body, encoding, tenant)
-        except _Refused as exc:
+                    raise APIError(401, "unauthorized", f"unauthorized: {problem}")
+            stored, total = await run_in_threadpool(self._store_body, body, encoding, caller.tenant)
+        except APIError as exc:
             self._metrics.rejected.labels(str(exc.status)).inc()
-            return exc.response()
+            raise
         except ClientDisconnect:
             self._metrics.rejected.labels("400").inc()
-            return _bad("client disconnected").response()
+            raise _bad("client disconnected") from None
         data = json.dumps({"stored": stored, "duplicates": total - stored})
         return Response(success_body(data), media_type="application/json")
 
     def _encoding(self, request: Request) -> str:
         ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if ctype == "application/x-protobuf":
-            raise _Refused(415, "bad_data", "events are JSON lines; remote write goes to /api/v1/write")
+            raise APIError(415, "bad_data", "events are JSON lines; remote write goes to /api/v1/write")
         encoding = request.headers.get("content-encoding", "identity").strip().lower() or "identity"
         if encoding not in ENCODINGS:
-            raise _Refused(
+            raise APIError(
                 415,
                 "bad_data",
                 f"unsupported content encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}",
@@ -259,7 +249,7 @@ class EventsAPI:
         except sqlite3.Error as exc:
             # 503: the agent keeps the batch and retries; nothing of it was committed.
             log.error("event store error on write: %s", exc)
-            raise _Refused(503, "unavailable", f"storage error: {exc}") from None
+            raise APIError(503, "unavailable", f"storage error: {exc}") from None
         if stored == len(events):  # the usual case: count by kind without asking which were new
             # Kinds are the client's words: only Vigil's own become label values (bounded series).
             for kind, n in collections.Counter(
@@ -273,15 +263,10 @@ class EventsAPI:
 
     # -- GET -----------------------------------------------------------------------------------------
 
-    async def get(self, request: Request) -> Response:
-        reader = self._auth.reader(request)
-        if isinstance(reader, Response):
-            return reader
-        try:
-            query = self._query_params(request)
-            events, cursor = await run_in_threadpool(self._query, *query, reader.tenant)
-        except _Refused as exc:
-            return exc.response()
+    @requires(Scope.READ)
+    async def get(self, request: Request, caller: Caller) -> Response:
+        query = self._query_params(request)
+        events, cursor = await run_in_threadpool(self._query, *query, caller.tenant)
         encoded = ",".join(e.to_json() for e in events)  # the wire format, as POST takes it
         data = f'{{"events":[{encoded}],"next_cursor":{json.dumps(cursor)}}}'
         return Response(success_body(data), media_type="application/json")
@@ -342,7 +327,7 @@ class EventsAPI:
             return self._store.query(sets, start, end, kinds, limit, cursor, direction, tenant)
         except sqlite3.Error as exc:
             log.error("event store error on query: %s", exc)
-            raise _Refused(503, "unavailable", f"storage error: {exc}") from None
+            raise APIError(503, "unavailable", f"storage error: {exc}") from None
 
 
 def _time(text: str, name: str, default: int) -> int:

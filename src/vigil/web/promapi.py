@@ -54,23 +54,6 @@ STATUS_BY_ERROR_TYPE = {
 MAX_ANNOTATIONS = 10
 
 
-class APIError(Exception):
-    """An error answered with the Prometheus envelope: `error_type` picks the HTTP status."""
-
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.error_type = error_type
-        self.message = message
-
-    @property
-    def status(self) -> int:
-        return STATUS_BY_ERROR_TYPE.get(self.error_type, 500)
-
-
-def invalid_param(name: str, why: str) -> APIError:
-    return APIError("bad_data", f"invalid parameter {go_quote(name)}: {why}")
-
-
 # ---------------------------------------------------------------------------------------------
 # Go string quoting and number parsing
 

@@ -26,7 +26,7 @@ import promql_parser
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from vigil.model.labels import Labels
 from vigil.model.matcher import Matcher
@@ -36,20 +36,18 @@ from vigil.promql.result import QueryResult
 from vigil.storage.interface import Queryable, StorageError
 from vigil.storage.metadata import MetadataStore
 from vigil.storage.tenant import TenantView
-from vigil.web.auth import TokenAuth
+from vigil.web.auth import Caller, Scope, TokenAuth, requires
+from vigil.web.errors import APIError, api_error, bad_data, invalid_param
 from vigil.web.promapi import (
     INT64_MAX,
     INT64_MIN,
     MAX_POINTS_PER_SERIES,
     PROM_MAX_TIME_MS,
     PROM_MIN_TIME_MS,
-    APIError,
     dumps,
     encode_query_data,
-    error_body,
     go_atoi,
     go_quote,
-    invalid_param,
     labels_json,
     parse_duration_ns,
     parse_duration_param,
@@ -114,7 +112,7 @@ async def read_form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> Form:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > max_bytes:
-                    raise APIError("bad_data", "error parsing form values: http: POST too large")
+                    raise bad_data("error parsing form values: http: POST too large")
                 chunks.append(chunk)
             body = b"".join(chunks).decode("utf-8", "replace")
             pairs = parse_qsl(body, keep_blank_values=True)
@@ -149,10 +147,23 @@ class QueryAPI:
     ) -> None:
         self._engine = engine
         self._storage = storage
-        self._auth = auth
+        self.auth = auth
         self._metadata = metadata
         self._now = now
         self._max_form = max_form_bytes
+
+    def routes(self) -> list[BaseRoute]:
+        """The routes to add to the application (all read-scoped)."""
+        both = ["GET", "POST"]
+        return [
+            Route("/api/v1/query", self.query, methods=both),
+            Route("/api/v1/query_range", self.query_range, methods=both),
+            Route("/api/v1/series", self.series, methods=both),
+            Route("/api/v1/labels", self.labels, methods=both),
+            Route("/api/v1/label/{name}/values", self.label_values, methods=["GET"]),
+            Route("/api/v1/metadata", self.metadata, methods=["GET"]),
+            Route("/api/v1/format_query", self.format_query, methods=both),
+        ]
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -163,24 +174,22 @@ class QueryAPI:
         return _View(self._engine.with_storage(storage), storage, tenant)
 
     async def _serve(
-        self, request: Request, handler: Callable[[Request, Form, _View], Awaitable[_Data]]
+        self, request: Request, caller: Caller, handler: Callable[[Request, Form, _View], Awaitable[_Data]]
     ) -> Response:
-        reader = self._auth.reader(request)
-        if isinstance(reader, Response):
-            return reader
+        # Every failure in the Prometheus envelope, as Prometheus answers on these endpoints.
         try:
             form = await read_form(request, self._max_form)
-            data, warnings, infos = await handler(request, form, self._view(reader.tenant))
-        except APIError as exc:
-            return _error(exc.error_type, exc.message)
+            data, warnings, infos = await handler(request, form, self._view(caller.tenant))
+        except APIError:
+            raise
         except ClientDisconnect:
-            return _error("canceled", "client disconnected")
+            raise api_error("canceled", "client disconnected") from None
         except StorageError as exc:
             log.error("storage error serving %s: %s", request.url.path, exc)
-            return _error("internal", str(exc))
+            raise api_error("internal", str(exc)) from None
         except Exception as exc:
             log.exception("error serving %s", request.url.path)
-            return _error("internal", f"{type(exc).__name__}: {exc}")
+            raise api_error("internal", f"{type(exc).__name__}: {exc}") from None
         return Response(success_body(data, warnings, infos), media_type="application/json")
 
     def _query_kwargs(self, form: Form) -> dict[str, Any]:
@@ -196,7 +205,7 @@ class QueryAPI:
             try:
                 ms = parse_duration_param(lookback)
             except ValueError as exc:
-                raise APIError("bad_data", f"error parsing lookback delta duration: {exc}") from None
+                raise bad_data(f"error parsing lookback delta duration: {exc}") from None
             if ms > 0:  # 0 or less: the default, as Prometheus
                 kwargs["lookback_delta_ms"] = ms
         return kwargs
@@ -211,7 +220,7 @@ class QueryAPI:
             except ParseError as exc:
                 raise invalid_param("query", str(exc)) from None
             except PromQLError as exc:
-                raise APIError(exc.error_type, str(exc)) from None
+                raise api_error(exc.error_type, str(exc)) from None
             warnings = list(result.warnings)
             series = result.series
             if result.type == "matrix":
@@ -227,8 +236,9 @@ class QueryAPI:
 
     # -- endpoints -----------------------------------------------------------------------------------
 
-    async def query(self, request: Request) -> Response:
-        return await self._serve(request, self._query)
+    @requires(Scope.READ)
+    async def query(self, request: Request, caller: Caller) -> Response:
+        return await self._serve(request, caller, self._query)
 
     async def _query(self, _: Request, form: Form, view: _View) -> _Data:
         limit = _limit(form)
@@ -237,8 +247,9 @@ class QueryAPI:
         q = form.get("query")
         return await self._evaluate(limit, functools.partial(view.engine.instant_query, q, t, **kwargs))
 
-    async def query_range(self, request: Request) -> Response:
-        return await self._serve(request, self._query_range)
+    @requires(Scope.READ)
+    async def query_range(self, request: Request, caller: Caller) -> Response:
+        return await self._serve(request, caller, self._query_range)
 
     async def _query_range(self, _: Request, form: Form, view: _View) -> _Data:
         limit = _limit(form)
@@ -257,8 +268,7 @@ class QueryAPI:
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
             )
         if (end - start) * 1_000_000 // step_ns > MAX_POINTS_PER_SERIES:
-            raise APIError(
-                "bad_data",
+            raise bad_data(
                 "exceeded maximum resolution of 11,000 points per timeseries. "
                 "Try decreasing the query resolution (?step=XX)",
             )
@@ -268,13 +278,14 @@ class QueryAPI:
             limit, functools.partial(view.engine.range_query, q, start, end, step, **kwargs)
         )
 
-    async def series(self, request: Request) -> Response:
-        return await self._serve(request, self._series)
+    @requires(Scope.READ)
+    async def series(self, request: Request, caller: Caller) -> Response:
+        return await self._serve(request, caller, self._series)
 
     async def _series(self, _: Request, form: Form, view: _View) -> _Data:
         matches = form.getlist("match[]")
         if not matches:
-            raise APIError("bad_data", "no match[] parameter provided")
+            raise bad_data("no match[] parameter provided")
         limit = _limit(form)
         lo, hi = _range_params(form)
         try:
@@ -295,8 +306,9 @@ class QueryAPI:
 
         return await run_in_threadpool(work)
 
-    async def labels(self, request: Request) -> Response:
-        return await self._serve(request, self._labels)
+    @requires(Scope.READ)
+    async def labels(self, request: Request, caller: Caller) -> Response:
+        return await self._serve(request, caller, self._labels)
 
     async def _labels(self, _: Request, form: Form, view: _View) -> _Data:
         limit = _limit(form)
@@ -311,13 +323,14 @@ class QueryAPI:
 
         return await run_in_threadpool(work)
 
-    async def label_values(self, request: Request) -> Response:
-        return await self._serve(request, self._label_values)
+    @requires(Scope.READ)
+    async def label_values(self, request: Request, caller: Caller) -> Response:
+        return await self._serve(request, caller, self._label_values)
 
     async def _label_values(self, request: Request, form: Form, view: _View) -> _Data:
         name = unescape_name(request.path_params["name"])
         if not name or not _valid_utf8(name):
-            raise APIError("bad_data", f"invalid label name: {go_quote(name)}")
+            raise bad_data(f"invalid label name: {go_quote(name)}")
         limit = _limit(form)
         lo, hi = _range_params(form)
         sets = _matcher_sets(form)
@@ -330,8 +343,9 @@ class QueryAPI:
 
         return await run_in_threadpool(work)
 
-    async def metadata(self, request: Request) -> Response:
-        return await self._serve(request, self._metadata_data)
+    @requires(Scope.READ)
+    async def metadata(self, request: Request, caller: Caller) -> Response:
+        return await self._serve(request, caller, self._metadata_data)
 
     async def _metadata_data(self, _: Request, form: Form, view: _View) -> _Data:
         limit = _number(form, "limit")
@@ -341,8 +355,9 @@ class QueryAPI:
         found = self._metadata.query(form.get("metric") or None, limit, per_metric, tenant=view.tenant)
         return dumps(found), (), ()
 
-    async def format_query(self, request: Request) -> Response:
-        return await self._serve(request, self._format_query)
+    @requires(Scope.READ)
+    async def format_query(self, request: Request, caller: Caller) -> Response:
+        return await self._serve(request, caller, self._format_query)
 
     async def _format_query(self, _: Request, form: Form, __: _View) -> _Data:
         q = form.get("query")
@@ -353,29 +368,7 @@ class QueryAPI:
         return dumps(promql_parser.parse(q).prettify()), (), ()
 
 
-def routes(api: QueryAPI) -> list[Route]:
-    """The routes to add to the application (all read-scoped)."""
-    both = ["GET", "POST"]
-    return [
-        Route("/api/v1/query", api.query, methods=both),
-        Route("/api/v1/query_range", api.query_range, methods=both),
-        Route("/api/v1/series", api.series, methods=both),
-        Route("/api/v1/labels", api.labels, methods=both),
-        Route("/api/v1/label/{name}/values", api.label_values, methods=["GET"]),
-        Route("/api/v1/metadata", api.metadata, methods=["GET"]),
-        Route("/api/v1/format_query", api.format_query, methods=both),
-    ]
-
-
 # -- parameter helpers ------------------------------------------------------------------------------
-
-
-def _error(error_type: str, message: str) -> Response:
-    return Response(
-        error_body(error_type, message),
-        status_code=APIError(error_type, message).status,
-        media_type="application/json",
-    )
 
 
 def _limit(form: Form) -> int:
@@ -393,7 +386,7 @@ def _number(form: Form, name: str) -> int:
     try:
         return go_atoi(value)
     except ValueError:
-        raise APIError("bad_data", f"{name} must be a number") from None
+        raise bad_data(f"{name} must be a number") from None
 
 
 def _time_param(form: Form, name: str, default: int) -> int:
@@ -441,7 +434,7 @@ def _matcher_sets(form: Form) -> list[list[Matcher]]:
     try:
         return _parse_matchers(form.getlist("match[]"))
     except ValueError as exc:
-        raise APIError("bad_data", str(exc)) from None
+        raise bad_data(str(exc)) from None
 
 
 def _string_list(values: list[str], limit: int) -> _Data:

@@ -6,13 +6,16 @@ Status codes follow the remote-write spec: 204 stored; 400 bad data (senders do 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from vigil.ingest.ingester import Ingester, IngestResult
 from vigil.ingest.validate import InvalidSeries
@@ -26,8 +29,9 @@ from vigil.prompb.codec import (
 )
 from vigil.ship import signing
 from vigil.storage.interface import StorageError
-from vigil.web.auth import Scope, TokenAuth
+from vigil.web.auth import Caller, Endpoint, Scope, TokenAuth, requires
 from vigil.web.body import BodyTooLarge, read_body
+from vigil.web.errors import APIError
 
 log = logging.getLogger(__name__)
 
@@ -50,143 +54,155 @@ _WHY_REJECTED = {
 }
 
 
-class WriteAPI:
-    def __init__(
-        self,
-        ingester: Ingester,
-        auth: TokenAuth,
-        max_body: int,
-        max_decompressed: int,
-        max_samples: int,
-        hmac_key: str | None = None,
-    ) -> None:
-        self._ingester = ingester
-        self._auth = auth
-        self._max_body = max_body
-        self._max_decompressed = max_decompressed
-        self._max_samples = max_samples
-        # When set, writes must carry an HMAC signature of their body (vigil.ship.signing).
-        self._hmac_key = hmac_key or None
+@dataclass(frozen=True)
+class WriteOptions:
+    """The bounds of one write request (`limits.*` in `vigil.yml`) and the shared signing key."""
 
-    def _authorize(self, request: Request) -> Response | None:
-        denied = self._auth.check(request, Scope.WRITE)
-        if denied:
-            self._ingester.reject("unauthorized")
-        return denied
+    max_body: int  # limits.max_request_body_bytes
+    max_decompressed: int  # limits.max_decompressed_bytes
+    max_samples: int  # limits.max_samples_per_request
+    hmac_key: str | None = None  # server.auth.hmac_key: when set, writes must be signed (vigil.ship.signing)
 
-    async def _body(self, request: Request) -> bytes | Response:
-        """The request body, or the response refusing it."""
+
+def _counted(endpoint: Endpoint[WriteAPI]) -> Endpoint[WriteAPI]:
+    """Every refused write, the token's 401 included, counted by reason (the error type)."""
+
+    @functools.wraps(endpoint)
+    async def counted(api: WriteAPI, request: Request) -> Response:
         try:
-            body = await read_body(request, self._max_body)
+            return await endpoint(api, request)
+        except APIError as exc:
+            api.ingester.reject(exc.error_type)
+            raise
+
+    return counted
+
+
+def _refuse(reason: str, message: str, status: int = 400) -> APIError:
+    # Plain text, as Prometheus' remote write handler answers; `reason` is what the refusal is counted as.
+    return APIError(status, reason, message, text=True)
+
+
+class WriteAPI:
+    """Handlers for remote write and text import over an Ingester (see `routes`)."""
+
+    def __init__(self, ingester: Ingester, auth: TokenAuth, options: WriteOptions) -> None:
+        self.ingester = ingester
+        self.auth = auth
+        self._opts = options
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/api/v1/write", self.remote_write, methods=["POST"]),
+            Route("/api/v1/import/prometheus", self.import_text, methods=["POST"]),
+        ]
+
+    async def _body(self, request: Request, caller: Caller) -> bytes:
+        """The request body, signature checked; APIError refusing it."""
+        limit = self._opts.max_body
+        try:
+            body = await read_body(request, limit)
         except BodyTooLarge:
-            return self._bad("body_too_large", f"request body exceeds {self._max_body} bytes", 413)
+            raise _refuse("body_too_large", f"request body exceeds {limit} bytes", 413) from None
         except ClientDisconnect:
-            return self._bad("client_disconnect", "client disconnected", 400)
-        key = self._auth.signing_key(request, self._hmac_key)  # the tenant's own, if it has one
+            raise _refuse("client_disconnect", "client disconnected") from None
+        key = caller.signing_key(self._opts.hmac_key)  # the tenant's own, if it has one
         if key is not None:
             problem = signing.verify(key, body, request.headers, time.time())
             if problem is not None:
-                return self._bad("bad_signature", f"unauthorized: {problem}", 401)
+                raise _refuse("bad_signature", f"unauthorized: {problem}", 401)
         return body
 
-    def _bad(self, reason: str, message: str, status: int = 400) -> Response:
-        self._ingester.reject(reason)
-        return PlainTextResponse(message.rstrip("\n") + "\n", status_code=status)
-
-    async def remote_write(self, request: Request) -> Response:
-        denied = self._authorize(request)
-        if denied:
-            return denied
+    @_counted
+    @requires(Scope.WRITE)
+    async def remote_write(self, request: Request, caller: Caller) -> Response:
         ctype = request.headers.get("content-type", "application/x-protobuf").split(";")[0].strip().lower()
         if ctype != "application/x-protobuf":
-            return self._bad(
+            raise _refuse(
                 "unsupported_media_type",
                 f"unsupported content type {ctype!r}; remote write 1.0 sends application/x-protobuf",
                 415,
             )
         proto = request.headers.get("content-type", "")
         if "proto=" in proto and "prometheus.WriteRequest" not in proto:
-            return self._bad(
+            raise _refuse(
                 "unsupported_media_type", "only remote write 1.0 (prometheus.WriteRequest) is supported", 415
             )
         encoding = request.headers.get("content-encoding", "snappy").strip().lower()
         if encoding != "snappy":
-            return self._bad(
+            raise _refuse(
                 "unsupported_media_type", f"unsupported content encoding {encoding!r}; expected snappy", 415
             )
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
-        return await run_in_threadpool(self._store_remote, body, self._auth.tenant_of(request))
+        body = await self._body(request, caller)
+        return await run_in_threadpool(self._store_remote, body, caller.tenant)
 
     def _store_remote(self, body: bytes, tenant: str | None) -> Response:
+        opts = self._opts
         try:
-            raw = decode_snappy(body, self._max_decompressed)
+            raw = decode_snappy(body, opts.max_decompressed)
         except DecompressedTooLarge as exc:
-            return self._bad(
+            raise _refuse(
                 "body_too_large",
-                f"decompressed body of {exc.size} bytes exceeds {self._max_decompressed} bytes",
+                f"decompressed body of {exc.size} bytes exceeds {opts.max_decompressed} bytes",
                 413,
-            )
+            ) from None
         except DecodeError as exc:
-            return self._bad("snappy", f"bad snappy body: {exc}")
+            raise _refuse("snappy", f"bad snappy body: {exc}") from None
         try:
-            decoded = decode_write_request(raw, limits=self._ingester.wire_limits)
+            decoded = decode_write_request(raw, limits=self.ingester.wire_limits)
         except OverLimit as exc:
-            return self._bad(exc.reason, str(exc), _STATUS.get(exc.reason, 400))
+            raise _refuse(exc.reason, str(exc), _STATUS.get(exc.reason, 400)) from None
         except DecodeError as exc:
-            return self._bad("protobuf", f"bad protobuf body: {exc}")
-        if decoded.timestamps.size > self._max_samples:
-            return self._bad(
+            raise _refuse("protobuf", f"bad protobuf body: {exc}") from None
+        if decoded.timestamps.size > opts.max_samples:
+            raise _refuse(
                 "too_many_samples",
-                f"{decoded.timestamps.size} samples exceed the limit of {self._max_samples} per request",
+                f"{decoded.timestamps.size} samples exceed the limit of {opts.max_samples} per request",
                 413,
             )
-        return self._store(lambda: self._ingester.write_remote(decoded, tenant))
+        return self._store(lambda: self.ingester.write_remote(decoded, tenant))
 
-    async def import_text(self, request: Request) -> Response:
-        denied = self._authorize(request)
-        if denied:
-            return denied
-        body = await self._body(request)
-        if isinstance(body, Response):
-            return body
-        return await run_in_threadpool(self._store_text, body, self._auth.tenant_of(request))
+    @_counted
+    @requires(Scope.WRITE)
+    async def import_text(self, request: Request, caller: Caller) -> Response:
+        body = await self._body(request, caller)
+        return await run_in_threadpool(self._store_text, body, caller.tenant)
 
     def _store_text(self, body: bytes, tenant: str | None) -> Response:
+        max_samples = self._opts.max_samples
         # Parsing costs far more per line than counting: refuse by an upper bound on the samples
         # first (every line but comments and blank ones could be one).
         lines = body.count(b"\n") + 1 - body.endswith(b"\n") - body.count(b"\n\n")
         lines -= body.count(b"\n#") + body.startswith(b"#")
-        if lines > self._max_samples:
-            return self._bad(
+        if lines > max_samples:
+            raise _refuse(
                 "too_many_samples",
-                f"more than {self._max_samples} samples (lines) exceed the limit per request",
+                f"more than {max_samples} samples (lines) exceed the limit per request",
                 413,
             )
         try:
             parsed = parse_text(body, default_timestamp_ms=int(time.time() * 1000))
         except TextParseError as exc:
-            return self._bad("text_parse", f"bad exposition text: {exc}")
-        if parsed.timestamps.size > self._max_samples:
-            return self._bad(
+            raise _refuse("text_parse", f"bad exposition text: {exc}") from None
+        if parsed.timestamps.size > max_samples:
+            raise _refuse(
                 "too_many_samples",
-                f"{parsed.timestamps.size} samples exceed the limit of {self._max_samples} per request",
+                f"{parsed.timestamps.size} samples exceed the limit of {max_samples} per request",
                 413,
             )
-        return self._store(lambda: self._ingester.write_text(parsed, tenant))
+        return self._store(lambda: self.ingester.write_text(parsed, tenant))
 
     def _store(self, write: Callable[[], IngestResult]) -> Response:
         try:
             result = write()
         except InvalidSeries as exc:
-            return self._bad(exc.reason, str(exc), _STATUS.get(exc.reason, 400))
+            raise _refuse(exc.reason, str(exc), _STATUS.get(exc.reason, 400)) from None
         except StorageError as exc:
             log.error("storage error on write: %s", exc)
-            self._ingester.reject("storage")
-            return PlainTextResponse(f"storage error: {exc}\n", status_code=503)
+            raise _refuse("storage", f"storage error: {exc}", 503) from None
         if result.partial:
-            # Spec: the valid part MAY be stored, but the sender must hear about the rest (400: no retry).
+            # Spec: the valid part MAY be stored, but the sender must hear about the rest (400: no
+            # retry). Not a refusal: the rejected samples are counted by reason by the ingester.
             detail = ", ".join(
                 f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(result.rejected.items())
             )
