@@ -56,7 +56,7 @@ def bind_address(listen: str, kind: socket.SocketKind) -> tuple[socket.AddressFa
 class SocketReceiver(Generic[ConnT]):
     """Base of a receiver on UDP and/or TCP; subclasses implement the `_on_*` / `_new_connection` hooks.
 
-    `name` (a class attribute of the subclass) names the thread `<name>-receiver`.
+    `name` (a class attribute of the subclass) names the thread `vigil-<name>-receiver`.
     """
 
     name: str
@@ -163,7 +163,7 @@ class SocketReceiver(Generic[ConnT]):
             self._close_all()
             raise
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name=f"{self.name}-receiver", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"vigil-{self.name}-receiver", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -291,17 +291,19 @@ def test_reopen_keeps_data(tmp_path: Path) -> None:
 
 def test_maintenance_thread_expires_and_stops(tmp_path: Path) -> None:
     now = [NOW_S]
-    store = EventStore(tmp_path / "e.db", 1000, clock=lambda: now[0])
+    before = set(threading.enumerate())
+    store = EventStore(tmp_path / "e.db", 1000, clock=lambda: now[0], maintenance_interval_s=0.01)
+    assert set(threading.enumerate()) == before  # opening starts nothing; start() does
     store.append([ev(1, t=int(NOW_S * 1000))])
     now[0] += 10
-    store.start_maintenance(0.01)
+    store.start()
     deadline = 3000  # polls of 10 ms: generous on a loaded machine
     while store.count() and deadline:
         threading.Event().wait(0.01)
         deadline -= 1
     assert store.count() == 0
     store.close()
-    assert not any(t.name == "events-maintenance" for t in threading.enumerate())
+    assert not any(t.name == "vigil-events-maintenance" for t in threading.enumerate())
 
 
 def test_concurrent_writers_and_readers(store: EventStore) -> None:

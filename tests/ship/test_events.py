@@ -91,6 +91,7 @@ def test_batches_retries_and_order(tmp_path: Path, receiver: EventReceiver) -> N
         registry=registry,
         min_backoff_s=0.01,
     )
+    shipper.start()
     try:
         shipper.send(events(1200))
         assert shipper.flush(60)
@@ -116,6 +117,7 @@ def test_queued_events_survive_a_restart(tmp_path: Path) -> None:
     late = EventReceiver()
     try:
         second = EventShipper(tmp_path / "q", late.url, min_backoff_s=0.01)
+        second.start()
         second.send(events(5, start=10))
         deadline = time.monotonic() + 60
         while len(late.events) < 15 and time.monotonic() < deadline:

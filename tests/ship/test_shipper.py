@@ -40,11 +40,16 @@ Series = list[tuple[str, str]]
 def make_shipper(
     queue_dir: Path, url: str, registry: CollectorRegistry | None = None, **kwargs: object
 ) -> Shipper:
+    """A started `Shipper` (start=False: not yet), with short backoffs."""
     client_args = {k: kwargs.pop(k) for k in ("bearer_token", "hmac_key") if k in kwargs}
+    start = kwargs.pop("start", True)
     opts: dict = {"min_backoff_s": 0.02, "max_backoff_s": 0.3} | kwargs
-    return Shipper(
+    shipper = Shipper(
         DurableQueue(queue_dir), RemoteWriteClient(url, timeout_s=5, **client_args), registry, **opts
     )
+    if start:
+        shipper.start()
+    return shipper
 
 
 def open_shipper(
@@ -53,7 +58,7 @@ def open_shipper(
     """A single `Shipper` (connections=None) or `build_shipper`'s sharded one, with short backoffs."""
     if connections is None:
         return make_shipper(queue_dir, url, registry, **kw)
-    return build_shipper(
+    sharded = build_shipper(
         directory=queue_dir,
         url=url,
         registry=registry,
@@ -62,6 +67,8 @@ def open_shipper(
         min_backoff_s=0.02,
         max_backoff_s=0.3,
     )
+    sharded.start()
+    return sharded
 
 
 def record_sends(shipper: ShardedShipper) -> list[list[WriteRequest]]:
@@ -139,6 +146,7 @@ def test_build_shipper_from_config_values(tmp_path: Path) -> None:
         shipper = build_shipper(
             directory=tmp_path / "agent" / "queue", url=rx.url, token="t0k", hmac_key="", registry=registry
         )
+        shipper.start()
         try:
             assert shipper.enqueue(([[("__name__", "b")]], [[(now_ms(), 4.0)]])) == 1
             assert shipper.flush(60)
@@ -196,7 +204,7 @@ def test_permanent_failure_drops_batch_counts_and_continues(tmp_path: Path) -> N
             assert "vigil_agent_queue_oldest_sample_age_seconds " in metrics
             assert 'vigil_agent_ship_dropped_samples_total{reason="full"} 0.0' in metrics
             assert 'vigil_agent_ship_dropped_samples_total{reason="too_old"} 0.0' in metrics
-            shipper._thread.start()
+            shipper.start()
             assert shipper.flush(60)
             values = {
                 name: registry.get_sample_value(name, labels)
@@ -328,6 +336,7 @@ def test_sharded_delivery_exactly_once_in_order_and_balanced(tmp_path: Path) -> 
             connections=4,
             max_samples=150,
         )
+        shipper.start()
         try:
             assert isinstance(shipper, ShardedShipper) and len(shipper.shards) == 4
             logs = record_sends(shipper)
@@ -607,6 +616,7 @@ def test_metadata_travels_once_in_the_first_payload(tmp_path: Path) -> None:
     meta = [(f"m{i}_total", "counter", f"Things {i}.", "") for i in range(6)]
     with Receiver() as rx:
         shipper = build_shipper(directory=tmp_path / "q", url=rx.url, connections=3, max_samples=1)
+        shipper.start()
         try:
             assert shipper.enqueue((series, points), metadata=meta) == 6
             assert shipper.flush(10)
@@ -618,3 +628,21 @@ def test_metadata_travels_once_in_the_first_payload(tmp_path: Path) -> None:
         for i in range(6)  # 1: MetricMetadata.COUNTER
     ]
     assert sum(1 for req in rx.received if req.metadata) == 1
+
+
+def test_constructing_starts_no_thread_start_does(tmp_path: Path) -> None:
+    """A shipper is a service: building it (queues opened, nothing sent) starts no sender; start()
+    starts one per shard, once; stop() joins them."""
+    with Receiver() as rx:
+        before = set(threading.enumerate())
+        shipper = build_shipper(directory=tmp_path / "q", url=rx.url, connections=2, max_samples=10)
+        assert set(threading.enumerate()) == before
+        assert shipper.enqueue(([[("__name__", "early")]], [[(now_ms(), 1.0)]])) == 1  # queued, unsent
+        shipper.start()
+        shipper.start()
+        senders = [t for t in threading.enumerate() if t not in before and t.name == "vigil-shipper"]
+        assert len(senders) == 2
+        assert shipper.flush(60)
+        shipper.stop()
+        assert not any(t.is_alive() for t in senders)
+    assert received_points(rx)[(("__name__", "early"),)][0][1] == 1.0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -192,6 +194,7 @@ def test_idle_head_is_flushed_by_the_maintenance_timer(tmp_path: Path) -> None:
     opts = Options(head_flush_span_ms=200, maintenance_interval_s=0.05)
     clock = FakeClock(1000)
     with DB(tmp_path, opts, now_ms=clock) as db:
+        db.start()
         put(db, s, [(1000, 1.0)])  # a head spanning no time: only its wall-clock age can flush it
         assert db.stats()["blocks"] == 0
         clock.now += 200
@@ -201,3 +204,25 @@ def test_idle_head_is_flushed_by_the_maintenance_timer(tmp_path: Path) -> None:
         assert db.stats()["blocks"] == 1 and db.stats()["head_samples"] == 0
         assert read_all(db)[s] == [(1000, bits([1.0])[0])]
         assert not list((tmp_path / "wal").iterdir()) or db.stats()["wal_bytes"] == 0
+
+
+def test_opening_starts_no_thread_start_does_and_close_is_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A DB is a service: the constructor starts nothing, start() the maintenance timer, close() joins
+    it, and a second close is a no-op that says so (at DEBUG) instead of closing files again."""
+    before = set(threading.enumerate())
+    db = DB(tmp_path, Options(maintenance_interval_s=3600))
+    assert set(threading.enumerate()) == before
+    db.start()
+    db.start()  # idempotent: one timer
+    started = [t for t in threading.enumerate() if t not in before]
+    assert [t.name for t in started] == ["vigil-tsdb-maintenance"]
+    with caplog.at_level(logging.DEBUG, logger="vigil.tsdb.db"):
+        db.stop()
+        db.close()
+    assert not started[0].is_alive()
+    msgs = [r.getMessage() for r in caplog.records]
+    assert msgs == [f"closed TSDB in {tmp_path}", f"TSDB in {tmp_path} already closed"]
+    db.start()  # a closed DB does not start again
+    assert set(threading.enumerate()) == before

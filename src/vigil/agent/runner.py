@@ -176,6 +176,15 @@ class Agent:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def add(self, collector: Collector) -> None:
+        """One more collector, from the next round on (a receiver that started after the agent was
+        built, e.g. StatsD once its address is bound)."""
+        instrumented = InstrumentedCollector(collector, self.metrics)
+        self.registry.register(instrumented)
+        self.collectors.append(instrumented)
+
+    name = "collector"
+
     def extra_labels(self) -> dict[str, str]:
         return {**self.identity.labels(), "job": self.job}
 
@@ -205,8 +214,9 @@ class Agent:
         return (series, points), to_metadata(families)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="agent-collect", daemon=True)
-        self._thread.start()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="vigil-agent-collect", daemon=True)
+            self._thread.start()
 
     def _loop(self) -> None:
         sent: list[MetricMetadata] | None = None

@@ -54,6 +54,7 @@ class Security:
     syslog: SyslogServer | None = None
     starters: list[Callable[[], None]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    name: str = "security"  # a service of vigil.cmd.run
 
     def start(self) -> None:
         for start in self.starters:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import signal
 import socket
 import sys
 import threading
@@ -21,6 +20,7 @@ from vigil.agent.runner import Agent
 from vigil.agent.security import SECURITY_COLLECTORS, Security, build_security
 from vigil.agent.statsd import StatsdServer
 from vigil.cmd.listen import address, bind_tcp
+from vigil.cmd.run import Group, Service, renamed, run_until_signal
 from vigil.config import Config, ConfigError
 from vigil.model.collector import Collector
 
@@ -45,12 +45,12 @@ def select_collectors(cfg: Config) -> list[Collector]:
     return [c for c in defaults if c.name not in a.disable] + [optional[n] for n in a.enable]
 
 
-def start_statsd(cfg: Config) -> StatsdServer | None:
-    """The StatsD receiver, started; None when turned off or when its address is taken (logged)."""
+def build_statsd(cfg: Config) -> StatsdServer | None:
+    """The StatsD receiver, not started; None when turned off."""
     st = cfg.agent.statsd
     if not st.udp_listen and not st.tcp_listen:
         return None
-    server = StatsdServer(
+    return StatsdServer(
         udp_listen=st.udp_listen or None,
         tcp_listen=st.tcp_listen or None,
         histogram_buckets=st.histogram_buckets,
@@ -59,6 +59,17 @@ def start_statsd(cfg: Config) -> StatsdServer | None:
         set_interval=cfg.agent.interval / 1000,
         max_packet_bytes=st.max_packet_bytes,
     )
+
+
+def start_statsd(cfg: Config) -> StatsdServer | None:
+    """The StatsD receiver, started; None when turned off or when its address is taken (logged)."""
+    server = build_statsd(cfg)
+    return server if server is not None and _start_statsd(cfg, server) else None
+
+
+def _start_statsd(cfg: Config, server: StatsdServer) -> bool:
+    """Start `server`; False (and one warning saying how to fix it) when its address is taken."""
+    st = cfg.agent.statsd
     try:
         server.start()
     except (OSError, ValueError) as exc:
@@ -72,8 +83,25 @@ def start_statsd(cfg: Config) -> StatsdServer | None:
         )
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         log.warning("StatsD receiver not started on %s: %s%s", where, reason, hint)
-        return None
-    return server
+        return False
+    return True
+
+
+class _StatsdService:
+    """StatsD as a service: a taken address is a warning, not a failed start (the rest of the agent
+    is worth running without it), and its series join the agent's rounds only once it receives."""
+
+    name = "statsd"
+
+    def __init__(self, cfg: Config, server: StatsdServer, agent: Agent) -> None:
+        self._cfg, self._server, self._agent = cfg, server, agent
+
+    def start(self) -> None:
+        if _start_statsd(self._cfg, self._server):
+            self._agent.add(self._server)
+
+    def stop(self) -> None:
+        self._server.stop()
 
 
 def build_agent(
@@ -139,24 +167,23 @@ def run_agent(cfg: Config) -> int:
     anything starts: a taken address is one line and exit 2, see `vigil.cmd.listen`)."""
     sock = bind_tcp(cfg.agent.listen, "agent.listen", "`vigil up` serves its agent's there; set agent.listen")
     try:
-        running = start_agent(cfg, cfg.agent.ship.url, metrics_socket=sock)
+        services = agent_services(cfg, cfg.agent.ship.url, metrics_socket=sock)
     except BaseException:
         sock.close()
         raise
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    log.info(
-        "Vigil agent collecting every %ss, /metrics on http://%s, shipping to %s",
-        cfg.agent.interval / 1000,
-        address(sock),
-        cfg.agent.ship.url or "nowhere",
-    )
+
+    def started() -> None:
+        log.info(
+            "Vigil agent collecting every %ss, /metrics on http://%s, shipping to %s",
+            cfg.agent.interval / 1000,
+            address(sock),
+            cfg.agent.ship.url or "nowhere",
+        )
+
     try:
-        stop.wait()
+        return run_until_signal(Group(services), on_started=started)
     finally:
-        running.stop()
-    return 0
+        sock.close()  # already closed by the metrics server, unless start-up failed before it
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -168,10 +195,37 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def serve_metrics(sock: socket.socket, registry: CollectorRegistry) -> WSGIServer:
-    """The agent's /metrics on an already bound socket, in a thread: prometheus_client's exposition
-    app (Prometheus text, OpenMetrics when asked, gzip) on the standard library's small threaded server,
-    which keeps the agent free of the server's web stack."""
+class MetricsServer:
+    """The agent's /metrics on an already bound socket, served in a thread between start and stop."""
+
+    name = "metrics-http"
+
+    def __init__(self, sock: socket.socket, registry: CollectorRegistry) -> None:
+        self._sock, self._registry = sock, registry
+        self._httpd: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._httpd is None:
+            self._httpd = make_metrics_server(self._sock, self._registry)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, name="vigil-agent-metrics", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        httpd, thread, self._httpd, self._thread = self._httpd, self._thread, None, None
+        if httpd is None or thread is None:
+            return
+        httpd.shutdown()  # returns once serve_forever has; scrapes in flight are daemon threads
+        httpd.server_close()
+        thread.join(10)
+
+
+def make_metrics_server(sock: socket.socket, registry: CollectorRegistry) -> WSGIServer:
+    """prometheus_client's exposition app (Prometheus text, OpenMetrics when asked, gzip) on the
+    standard library's small threaded server, which keeps the agent free of the server's web stack;
+    not yet serving."""
     server_cls = type("_MetricsServer", (_ThreadingWSGIServer,), {"address_family": sock.family})
     httpd = server_cls(sock.getsockname()[:2], _QuietHandler, bind_and_activate=False)
     httpd.socket.close()
@@ -181,20 +235,18 @@ def serve_metrics(sock: socket.socket, registry: CollectorRegistry) -> WSGIServe
     httpd.server_name, httpd.server_port = str(httpd.server_address[0]), int(httpd.server_address[1])
     httpd.setup_environ()
     httpd.set_app(make_wsgi_app(registry))
-    threading.Thread(target=httpd.serve_forever, name="agent-metrics", daemon=True).start()
     return httpd
 
 
-def start_scrapes(cfg: Config, registry: CollectorRegistry, sink: Any) -> Any:
-    """Scrape jobs from `scrape_configs`, feeding the same shipper; None when there are none."""
+def build_scrapes(cfg: Config, registry: CollectorRegistry, sink: Any) -> Any:
+    """Scrape jobs from `scrape_configs`, feeding the same shipper, not started; None when there are
+    none."""
     if not cfg.scrape_configs or sink is None:
         return None
     # Only now: scraping brings in the text parser (and numpy), which a plain host agent never needs.
     from vigil.scrape.manager import ScrapeManager
 
-    manager = ScrapeManager(cfg.scrape_configs, cfg.agent.interval / 1000, sink, registry)
-    manager.start()
-    return manager
+    return ScrapeManager(cfg.scrape_configs, cfg.agent.interval / 1000, sink, registry)
 
 
 def build_event_shipper(cfg: Config, registry: CollectorRegistry, url: str, token: str = "") -> Any:
@@ -217,44 +269,49 @@ def build_event_shipper(cfg: Config, registry: CollectorRegistry, url: str, toke
     )
 
 
-def start_agent(
+def agent_services(
     cfg: Config,
     url: str,
     token: str = "",
     host_collectors: bool = True,
     metrics_socket: socket.socket | None = None,
-) -> RunningAgent:
-    """Everything the agent runs, started: collection, shipping (samples and events), StatsD,
-    scrapes, the security side and, on `metrics_socket`, its /metrics. `url` is where to ship ("" ships
-    nowhere)."""
+    prefix: str = "agent",
+) -> list[Service]:
+    """Everything the agent runs, built and not started, in start order: shipping (samples, then
+    events), StatsD, the security side, collection, scrapes and, on `metrics_socket`, its /metrics.
+    Stopped in reverse, producers stop before the shippers they feed. `url` is where to ship ("" ships
+    nowhere); names are `<prefix>-<part>`."""
     registry = CollectorRegistry()
     a = cfg.agent
     identity = detect(cluster=a.cluster, app=a.app, instance=a.instance)
     shipper = build_shipper(cfg, registry, url, token)
     events = build_event_shipper(cfg, registry, url, token)
     sink = shipper.enqueue if shipper else None
-    statsd = start_statsd(cfg)
+    statsd = build_statsd(cfg)
     labels = {**identity.labels(), "job": a.job}
     security = build_security(cfg, labels, events.send if events else None)
-    agent = build_agent(
-        cfg, registry, sink=sink, statsd=statsd, security=security, identity=identity, host=host_collectors
-    )
-    security.start()
-    agent.start()
-    scrapes = start_scrapes(cfg, registry, sink)
-    http = serve_metrics(metrics_socket, registry) if metrics_socket is not None else None
-    return RunningAgent(registry, agent, shipper, events, statsd, scrapes, security, http)
+    agent = build_agent(cfg, registry, sink=sink, security=security, identity=identity, host=host_collectors)
+    parts: list[Service | None] = [
+        shipper,
+        events,
+        _StatsdService(cfg, statsd, agent) if statsd is not None else None,
+        security,
+        agent,
+        build_scrapes(cfg, registry, sink),
+        MetricsServer(metrics_socket, registry) if metrics_socket is not None else None,
+    ]
+    return [renamed(prefix, p) for p in parts if p is not None]
 
 
-def start_in_process(
-    cfg: Config, server_url: str, token: str, metrics_socket: socket.socket | None = None
-) -> RunningAgent:
+def local_agent_services(
+    cfg: Config, server_url: str, token: str, metrics_socket: socket.socket
+) -> list[Service]:
     """`vigil up`: the agent runs beside the server, shipping to it through the same durable path and
     serving its /metrics (on `metrics_socket`, bound to `agent.listen`) as a standalone agent does."""
-    return start_agent(cfg, cfg.agent.ship.url or server_url, token, metrics_socket=metrics_socket)
+    return agent_services(cfg, cfg.agent.ship.url or server_url, token, metrics_socket=metrics_socket)
 
 
-def start_syslog_relay(cfg: Config, server_url: str, token: str) -> RunningAgent:
+def syslog_relay_services(cfg: Config, server_url: str, token: str) -> list[Service]:
     """`server.syslog`: the server's own syslog receiver. It is the agent's log pipeline with nothing
     but syslog as input (auth parsing, log rules, unknown lines), shipping to this server through the
     same durable queues, so what arrives by syslog is counted and kept exactly like an agent's."""
@@ -279,35 +336,4 @@ def start_syslog_relay(cfg: Config, server_url: str, token: str) -> RunningAgent
         }
     )
     relay = cfg.model_copy(update={"agent": agent, "scrape_configs": ()})
-    return start_agent(relay, server_url, token, host_collectors=False)
-
-
-class RunningAgent:
-    """Everything `start_agent` started, stopped together (producers first, shippers last)."""
-
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        agent: Agent,
-        shipper: Any,
-        events: Any,
-        statsd: StatsdServer | None,
-        scrapes: Any,
-        security: Security,
-        http: WSGIServer | None = None,
-    ) -> None:
-        self.registry, self.agent, self.shipper, self.events = registry, agent, shipper, events
-        self.statsd, self.scrapes, self.security, self.http = statsd, scrapes, security, http
-
-    def stop(self) -> None:
-        if self.http is not None:
-            self.http.shutdown()
-            self.http.server_close()
-        self.agent.stop()
-        self.security.stop()
-        for part in (self.scrapes, self.statsd):
-            if part is not None:
-                part.stop()
-        for shipper in (self.shipper, self.events):
-            if shipper is not None:
-                shipper.close()
+    return agent_services(relay, server_url, token, host_collectors=False, prefix="syslog")

@@ -1,14 +1,20 @@
-"""Builds a server from a Config (store, ingester, HTTP app) and runs it with uvicorn."""
+"""Builds a server from a Config (store, ingester, HTTP app) and runs it with uvicorn.
+
+`vigil server` and `vigil up` are a run group (vigil.cmd.run): the TSDB, the event store, the HTTP
+server and, for `up` or `server.syslog`, the agent's parts, started in that order and stopped in
+reverse by the main thread on SIGINT/SIGTERM. uvicorn runs in a thread of its own, where it installs
+no signal handlers, so there is one stop path and the DB has one owner that closes it.
+"""
 
 from __future__ import annotations
 
 import logging
 import resource
-import signal
 import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -17,6 +23,7 @@ from starlette.applications import Starlette
 
 from vigil import __version__
 from vigil.cmd.listen import address, bind_tcp
+from vigil.cmd.run import Group, Service, run_until_signal, stop_all
 from vigil.config import Config, ConfigError, check_exposure
 from vigil.events.store import EventStore
 from vigil.ingest.ingester import Ingester, IngestMetrics
@@ -54,14 +61,13 @@ def open_db(cfg: Config, registry: CollectorRegistry | None) -> DB:
 
 
 def open_events(cfg: Config) -> EventStore:
-    """The event store next to the TSDB, with the same retention, expired every minute like it."""
+    """The event store next to the TSDB, with the same retention, expired every minute like it (from
+    `start()`)."""
     path = cfg.storage.path / "events.db"
     try:
-        store = EventStore(path, cfg.storage.retention)
+        return EventStore(path, cfg.storage.retention, maintenance_interval_s=60.0)
     except sqlite3.Error as exc:  # e.g. not writable, or not an SQLite file: stop with the path
         raise StorageError(f"{path}: {exc}") from None
-    store.start_maintenance(60.0)
-    return store
 
 
 def build_app(
@@ -174,26 +180,88 @@ def ensure_open_files(needed: int, max_connections: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
+class HTTPServer:
+    """uvicorn serving `app` on an already bound socket, in a thread, as a service.
+
+    `start()` returns once uvicorn has run the app's start-up and accepts connections (bounded by
+    `start_timeout_s`), so what starts after it (the local agent) can reach it at once. `stop()` asks
+    uvicorn to finish gracefully (its `timeout_graceful_shutdown`) and joins the thread, bounded. If
+    uvicorn ends by itself, `on_exit` is called (the run group then stops everything) and `failed`
+    is set.
+    """
+
+    name = "http"
+
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        sock: socket.socket,
+        on_exit: Callable[[], None],
+        start_timeout_s: float = 120.0,
+        stop_timeout_s: float = 60.0,
+    ) -> None:
+        self._server, self._sock, self._on_exit = server, sock, on_exit
+        self._start_timeout, self._stop_timeout = start_timeout_s, stop_timeout_s
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.failed = False
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="vigil-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self._start_timeout
+        while not self._server.started:  # uvicorn offers no event for it; the thread's end is one
+            if not self._thread.is_alive():
+                raise RuntimeError("the HTTP server stopped during start-up (see above)")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the HTTP server did not start within {self._start_timeout:.0f}s")
+            self._thread.join(0.01)
+
+    def _run(self) -> None:
+        try:
+            self._server.run(sockets=[self._sock])
+        except BaseException:  # SystemExit too: uvicorn exits on some start-up failures
+            log.exception("HTTP server failed")
+        if not self._stopping:
+            self.failed = True
+            self._on_exit()
+
+    def stop(self) -> None:
+        self._stopping = True
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._server.should_exit = True
+        thread.join(self._stop_timeout)
+        if thread.is_alive():
+            log.warning("HTTP server did not stop within %.0fs", self._stop_timeout)
+
+
 def run_server(cfg: Config, with_agent: bool = False) -> int:
     """Run until SIGINT/SIGTERM. Raises ConfigError / ListenError / StorageError before listening if
     something is wrong; the addresses are bound first, so a taken one leaves nothing behind.
 
     `with_agent` (`vigil up`) also runs an agent for this host, shipping to this server and serving its
-    own /metrics on `agent.listen`."""
+    own /metrics on `agent.listen`; `server.syslog` runs the syslog relay. Both start once the HTTP
+    server accepts connections, so their first delivery does not race its start-up."""
     check_exposure(cfg)
     sockets = [bind_tcp(cfg.server.listen, "server.listen", "choose another with --listen or server.listen")]
+    built: list[Service] = []
     try:
         if with_agent:
             sockets.append(bind_tcp(cfg.agent.listen, "agent.listen", "choose another with agent.listen"))
+        listening = address(sockets[0])  # the port actually bound, also when 0 was asked for
         registry = new_registry()
         http = http_options(cfg, registry)
-        db = open_db(cfg, registry)
-        try:
-            events = open_events(cfg)
-        except BaseException:
-            db.close()
-            raise
+        db = open_db(cfg, registry)  # first: it locks the data directory the syslog relay uses
+        built.append(db)
+        events = open_events(cfg)
+        built.append(events)
+        local = _local_services(cfg, listening, sockets[1] if with_agent else None)
+        built += local
     except BaseException:
+        stop_all(built)
         for sock in sockets:
             sock.close()
         raise
@@ -210,55 +278,41 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
         timeout_graceful_shutdown=10,
         **http,
     )
-    server = uvicorn.Server(config)
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler found at start:
-    # make that a no-op so a requested stop exits 0 (and the DB is closed below).
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    listening = address(sockets[0])  # the port actually bound, also when 0 was asked for
-    log.info("Vigil %s listening on http://%s, data in %s", __version__, listening, cfg.storage.path)
-    local: list[Any] = []
-    syslog = cfg.server.syslog
-    if with_agent or syslog.udp_listen or syslog.tcp_listen:
-        agent_sock = sockets[1] if with_agent else None
-        threading.Thread(
-            target=_start_local_agent, args=(cfg, listening, server, local, agent_sock), daemon=True
-        ).start()
+    stop = threading.Event()
+    server = HTTPServer(uvicorn.Server(config), sockets[0], on_exit=stop.set)
+
+    def started() -> None:
+        log.info("Vigil %s listening on http://%s, data in %s", __version__, listening, cfg.storage.path)
+
     try:
-        server.run(sockets=sockets[:1])
+        code = run_until_signal(Group([db, events, server, *local]), on_started=started, stop=stop)
     finally:
-        for agent in local:
-            agent.stop()
         for sock in sockets:
             sock.close()
-        events.close()
-        db.close()
-    return 0 if server.started else 1
+    return 1 if server.failed else code
 
 
-def _start_local_agent(
-    cfg: Config,
-    listening: str,
-    server: uvicorn.Server,
-    started: list[Any],
-    agent_sock: socket.socket | None,
-) -> None:
-    """`vigil up`: once the server listens, an agent for this host shipping to it (so its first
-    delivery does not race the server's start-up), serving its /metrics on `agent_sock`; and the
-    server's syslog receiver, if configured."""
-    from vigil.cmd.agent import start_in_process, start_syslog_relay
+def _local_services(cfg: Config, listening: str, agent_sock: socket.socket | None) -> list[Service]:
+    """`vigil up`: an agent for this host shipping to this server, serving its /metrics on
+    `agent_sock`; and the server's syslog relay, if configured. Built here, started after the server."""
+    syslog = cfg.server.syslog
+    if agent_sock is None and not (syslog.udp_listen or syslog.tcp_listen):
+        return []
+    from vigil.cmd.agent import local_agent_services, syslog_relay_services
     from vigil.cmd.query import url_for_listen
 
-    while not server.started:
-        if server.should_exit:
-            return
-        time.sleep(0.05)
     url = url_for_listen(listening) + "/api/v1/write"
     tokens = cfg.server.auth.write_tokens or tuple(
         t for _, tenant in cfg.server.auth.tenants for t in tenant.write_tokens
     )
     token = tokens[0] if tokens else ""
-    if agent_sock is not None:
-        started.append(start_in_process(cfg, url, token, agent_sock))
-    syslog = cfg.server.syslog
-    if syslog.udp_listen or syslog.tcp_listen:
-        started.append(start_syslog_relay(cfg, url, token))
+    out: list[Service] = []
+    try:
+        if agent_sock is not None:
+            out += local_agent_services(cfg, url, token, agent_sock)
+        if syslog.udp_listen or syslog.tcp_listen:
+            out += syslog_relay_services(cfg, url, token)
+    except BaseException:
+        stop_all(out)
+        raise
+    return out

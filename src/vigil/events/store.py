@@ -196,10 +196,14 @@ class EventStore:
         retention_ms: int,
         clock: Callable[[], float] = time.time,
         max_scan: int = 100_000,
+        maintenance_interval_s: float = 0.0,
     ) -> None:
         """`max_scan`: rows one query may examine; past it a page may hold fewer than `limit` events
-        (with a cursor to go on), so a rare regex over a long range cannot tie up a thread for long."""
+        (with a cursor to go on), so a rare regex over a long range cannot tie up a thread for long.
+        `maintenance_interval_s` > 0: `start()` runs `maintain()` that often (the constructor starts
+        no thread)."""
         self.path = Path(path)
+        self.maintenance_interval_s = maintenance_interval_s
         self.retention_ms = retention_ms
         self._clock = clock
         self._max_scan = max_scan
@@ -333,6 +337,18 @@ class EventStore:
         with self._lock:
             self._writer.execute("PRAGMA optimize")
 
+    # -- lifecycle (a service of vigil.cmd.run: name, start, stop) ---------------------------------
+
+    name = "events"
+
+    def start(self) -> None:
+        """Start maintenance every `maintenance_interval_s` (if > 0); idempotent."""
+        if self.maintenance_interval_s > 0:
+            self.start_maintenance(self.maintenance_interval_s)
+
+    def stop(self) -> None:
+        self.close()
+
     def start_maintenance(self, interval_s: float) -> None:
         """Run `maintain()` every `interval_s` seconds in a daemon thread until `close()`."""
         if self._timer is not None:
@@ -345,7 +361,7 @@ class EventStore:
                 except Exception:
                     log.exception("event store maintenance failed; will retry")
 
-        self._timer = threading.Thread(target=loop, name="events-maintenance", daemon=True)
+        self._timer = threading.Thread(target=loop, name="vigil-events-maintenance", daemon=True)
         self._timer.start()
 
     # -- reading -----------------------------------------------------------------------------------

@@ -57,10 +57,12 @@ class ScrapeManager:
         self._sink_lock = threading.Lock()  # sinks need not be thread-safe
         self._logged: dict[str, set[str]] = {}
 
+    name = "scrapes"  # a service of vigil.cmd.run
+
     def start(self) -> None:
         self._stop.clear()
         for t in self.targets:
-            name = f"scrape-{t.config.job_name}"
+            name = f"vigil-scrape-{t.config.job_name}"
             th = threading.Thread(target=self._loop, args=(t,), name=name, daemon=True)
             th.start()
             self._threads.append(th)

@@ -87,5 +87,14 @@ class EventShipper:
     def flush(self, timeout_s: float) -> bool:
         return self.shipper.flush(timeout_s)
 
+    name = "event-shipper"
+
+    def start(self) -> None:
+        """Start the sender (constructing starts no thread); idempotent."""
+        self.shipper.start()
+
+    def stop(self) -> None:
+        self.close()
+
     def close(self, timeout_s: float = 60.0) -> None:
         self.shipper.close(timeout_s)

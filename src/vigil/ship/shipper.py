@@ -102,7 +102,6 @@ class Shipper:
         max_backoff_s: float = 30.0,
         max_retry_after_s: float = 300.0,
         idle_poll_s: float = 30.0,  # enqueue and close wake the sender; this is only a safety net
-        start: bool = True,
         barrier: _Barrier | None = None,
         hold_from: int | None = None,
         stream: str = "samples",
@@ -131,9 +130,19 @@ class Shipper:
         if registry is not None:
             registry.register(self._collector)
         self._thread = threading.Thread(target=self._run, name="vigil-shipper", daemon=True)
-        self._closed = False
-        if start:
+        self._closed = False  # the sender starts in start(): constructing starts no thread
+
+    # -- lifecycle (a service of vigil.cmd.run: name, start, stop) ------------------------------
+
+    name = "shipper"
+
+    def start(self) -> None:
+        """Start the sender; idempotent, and nothing once closed. Enqueueing works before it."""
+        if not self._closed and self._thread.ident is None:
             self._thread.start()
+
+    def stop(self) -> None:
+        self.close()
 
     # -- producing -----------------------------------------------------------------------------
 
@@ -379,6 +388,16 @@ class ShardedShipper:
         deadline = time.monotonic() + timeout_s
         return all(s.flush(max(0.0, deadline - time.monotonic())) for s in self.shards + self.draining)
 
+    name = "shipper"
+
+    def start(self) -> None:
+        """Start every shard's sender (the draining ones too); idempotent."""
+        for shard in self.shards + self.draining:
+            shard.start()
+
+    def stop(self) -> None:
+        self.close()
+
     def close(self, timeout_s: float = 60.0) -> None:
         """Stop every shard (in parallel, so the wait is bounded by one send) and close them. Idempotent."""
         if self._closed:
@@ -506,7 +525,7 @@ def build_shipper(
             )
             clients.append(client)
             opts: dict = {"max_samples_per_send": max_samples} | shipper_options
-            return Shipper(queue, client, None, start=False, barrier=barrier, hold_from=hold_from, **opts)
+            return Shipper(queue, client, None, barrier=barrier, hold_from=hold_from, **opts)
 
         shards, draining = [make(q) for q in active], [make(q) for q in extra]
     except BaseException:
@@ -518,10 +537,7 @@ def build_shipper(
     for queue in opened:
         if not any(queue is q for q in active + extra):
             queue.close()  # an empty queue from an earlier layout
-    sharded = ShardedShipper(shards, draining, registry)
-    for shipper in sharded.shards + sharded.draining:
-        shipper._thread.start()
-    return sharded
+    return ShardedShipper(shards, draining, registry)
 
 
 class _ShipperCollector:

@@ -206,12 +206,24 @@ class DB:
         self._head_started = now if self._head.empty or started == MIN_TIME else started
         self._update_gauges()
         self._stop = threading.Event()
-        self._timer: threading.Thread | None = None
-        if self.options.maintenance_interval_s > 0:
-            self._timer = threading.Thread(
-                target=self._maintenance_loop, name="tsdb-maintenance", daemon=True
-            )
-            self._timer.start()
+        self._timer: threading.Thread | None = None  # started by start(): opening starts no thread
+
+    # -- lifecycle (a service of vigil.cmd.run: name, start, stop) ---------------------------------
+
+    name = "tsdb"
+
+    def start(self) -> None:
+        """Start the maintenance timer (when `maintenance_interval_s` > 0); idempotent. Without it,
+        flushes still follow ingest, so tests and tools that only read and write need not start."""
+        if self._timer is not None or self._closed or self.options.maintenance_interval_s <= 0:
+            return
+        self._timer = threading.Thread(
+            target=self._maintenance_loop, name="vigil-tsdb-maintenance", daemon=True
+        )
+        self._timer.start()
+
+    def stop(self) -> None:
+        self.close()
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -410,7 +422,7 @@ class DB:
             if self._flush_thread and self._flush_thread.is_alive():
                 return
             self._flush_thread = threading.Thread(
-                target=self._background_maintenance, name="tsdb-flush", daemon=True
+                target=self._background_maintenance, name="vigil-tsdb-flush", daemon=True
             )
             self._flush_thread.start()
 
@@ -638,7 +650,10 @@ class DB:
         self._update_gauges()
 
     def close(self) -> None:
+        """Stop the background work and close every file; a second call does nothing (and says so
+        at DEBUG, so a process that closes twice shows it)."""
         if self._closed:
+            log.debug("TSDB in %s already closed", self.path)
             return
         self._closed = True
         self._stop.set()
@@ -652,6 +667,7 @@ class DB:
         for b in self._blocks:
             b.close()
         os.close(self._lockfile)
+        log.info("closed TSDB in %s", self.path)
 
     def __enter__(self) -> DB:
         return self
