@@ -20,7 +20,7 @@ from vigil.config import (
 )
 from vigil.model.duration import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 
-SECTIONS = "server, storage, limits, query, agent, scrape_configs"
+SECTIONS = "server, storage, limits, query, agent, scrape_configs, alerting"
 
 MiB = 2**20
 

@@ -8,7 +8,15 @@ import pickle
 
 import pytest
 
-from vigil.notifier.matchers import Matcher, MatcherError, Matchers, MatchType, legacy_matchers, parse_matcher, parse_matchers
+from vigil.notifier.matchers import (
+    Matcher,
+    MatcherError,
+    Matchers,
+    MatchType,
+    legacy_matchers,
+    parse_matcher,
+    parse_matchers,
+)
 
 EQ, NEQ, RE, NRE = MatchType.EQ, MatchType.NEQ, MatchType.RE, MatchType.NRE
 
@@ -40,7 +48,9 @@ EQ, NEQ, RE, NRE = MatchType.EQ, MatchType.NEQ, MatchType.RE, MatchType.NRE
 )
 def test_parse_matchers(text: str, want: list[tuple[MatchType, str, str]]) -> None:
     got = parse_matchers(text)
-    assert [(m.type, m.name, m.value) for m in got] == sorted(want, key=lambda t: (t[1], t[2], list(MatchType).index(t[0])))
+    assert [(m.type, m.name, m.value) for m in got] == sorted(
+        want, key=lambda t: (t[1], t[2], list(MatchType).index(t[0]))
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,7 +121,9 @@ def test_string_forms_and_order() -> None:
     ms = parse_matchers('z="1", a=~"x|y", b!="q\\"\\\\"')
     assert str(ms) == '{a=~"x|y",b!="q\\"\\\\",z="1"}'
     # Same name and value: ordered by type (= != =~ !~).
-    assert [m.type for m in Matchers.of([Matcher(NRE, "a", "v"), Matcher(EQ, "a", "v"), Matcher(RE, "a", "v")])] == [EQ, RE, NRE]
+    assert [
+        m.type for m in Matchers.of([Matcher(NRE, "a", "v"), Matcher(EQ, "a", "v"), Matcher(RE, "a", "v")])
+    ] == [EQ, RE, NRE]
     # Names the UTF-8 parser needs quoted are printed quoted (Alertmanager HEAD).
     assert str(Matcher(EQ, "my label", 'a"b')) == '"my label"="a\\"b"'
     assert parse_matchers(str(ms)) == ms
