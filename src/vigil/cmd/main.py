@@ -84,6 +84,9 @@ def _config_check(path: Path | None) -> int:
         source=str(path or "vigil.yml"),
         warn=lambda w: print(w, file=sys.stderr),
     )
+    from vigil.notifier.config import load_alerting  # and so is the Alertmanager configuration
+
+    load_alerting(checked.alerting, str(path or "vigil.yml"), (path or Path("vigil.yml")).parent)
     print(f"{name}: OK")
     return 0
 
