@@ -13,6 +13,7 @@ Names and ranges are case-insensitive.
 from __future__ import annotations
 
 import calendar
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ _WEEKDAYS = {
 }
 _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
 _TIME_RE = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00")
+
+
+def _q(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
 
 
 class IntervalError(ValueError):
@@ -58,19 +63,19 @@ def _range(text: str, member: object, key: str) -> tuple[int, int]:
     low = text.lower()
     parts = low.split(":") if ":" in low else [low, low]
     if len(parts) != 2:
-        raise IntervalError(key, f"expected a range like a:b, got {text!r}")
+        raise IntervalError(key, f"expected a range like a:b, got {_q(text)}")
     return member(parts[0], key), member(parts[1], key)
 
 
 def _int(text: str, key: str) -> int:
     if not re.fullmatch(r"[+-]?[0-9]+", text):
-        raise IntervalError(key, f"expected a number, got {text!r}")
+        raise IntervalError(key, f"expected a number, got {_q(text)}")
     return int(text)
 
 
 def _weekday(text: str, key: str) -> int:
     if text not in _WEEKDAYS:
-        raise IntervalError(key, f"expected a weekday like monday, got {text!r}")
+        raise IntervalError(key, f"expected a weekday like monday, got {_q(text)}")
     return _WEEKDAYS[text]
 
 
@@ -78,13 +83,13 @@ def _month(text: str, key: str) -> int:
     if text in _MONTHS:
         return _MONTHS[text]
     if not re.fullmatch(r"[+-]?[0-9]+", text):
-        raise IntervalError(key, f"expected a month like january or 1, got {text!r}")
+        raise IntervalError(key, f"expected a month like january or 1, got {_q(text)}")
     return int(text)
 
 
 def _minutes(text: str, key: str) -> int:
     if _TIME_RE.fullmatch(text) is None:
-        raise IntervalError(key, f"expected a time like 09:30 (00:00 to 24:00), got {text!r}")
+        raise IntervalError(key, f"expected a time like 09:30 (00:00 to 24:00), got {_q(text)}")
     h, m = text.split(":")
     return int(h) * 60 + int(m)
 
@@ -113,7 +118,7 @@ def compile_spec(spec: TimeSpecConfig) -> TimeInterval:
             b, e = _range(text, _weekday, f"weekdays[{i}]")
             if b > e:
                 raise IntervalError(
-                    f"weekdays[{i}]", f"expected the start day before the end day, got {text!r}"
+                    f"weekdays[{i}]", f"expected the start day before the end day, got {_q(text)}"
                 )
             wl.append((b, e))
         weekdays = tuple(wl)
@@ -128,10 +133,10 @@ def compile_spec(spec: TimeSpecConfig) -> TimeInterval:
                     raise IntervalError(key, f"expected days from 1 to 31 or -31 to -1, got {d}")
             if b < 0 and e > 0:
                 raise IntervalError(
-                    key, f"expected a negative end day with a negative start day, got {text!r}"
+                    key, f"expected a negative end day with a negative start day, got {_q(text)}"
                 )
             if (28 + b if b < 0 else b) > (28 + e if e < 0 else e):
-                raise IntervalError(key, f"expected the start day before the end day, got {text!r}")
+                raise IntervalError(key, f"expected the start day before the end day, got {_q(text)}")
             dl.append((b, e))
         days = tuple(dl)
     months = None
@@ -141,7 +146,7 @@ def compile_spec(spec: TimeSpecConfig) -> TimeInterval:
             b, e = _range(text, _month, f"months[{i}]")
             if b > e:
                 raise IntervalError(
-                    f"months[{i}]", f"expected the start month before the end month, got {text!r}"
+                    f"months[{i}]", f"expected the start month before the end month, got {_q(text)}"
                 )
             ml.append((b, e))
         months = tuple(ml)
@@ -152,7 +157,7 @@ def compile_spec(spec: TimeSpecConfig) -> TimeInterval:
             b, e = _range(text, _int, f"years[{i}]")
             if b > e:
                 raise IntervalError(
-                    f"years[{i}]", f"expected the start year before the end year, got {text!r}"
+                    f"years[{i}]", f"expected the start year before the end year, got {_q(text)}"
                 )
             yl.append((b, e))
         years = tuple(yl)
@@ -172,7 +177,7 @@ def _zone(name: str) -> tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise IntervalError(
-            "location", f"expected an IANA time zone like Europe/Berlin, got {name!r}"
+            "location", f"expected an IANA time zone like Europe/Berlin, got {_q(name)}"
         ) from None
 
 
