@@ -18,11 +18,34 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import TYPE_CHECKING
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-if TYPE_CHECKING:
-    from vigil.notifier.config import TimeSpecConfig
+
+class _Range(Protocol):
+    @property
+    def start_time(self) -> str: ...
+    @property
+    def end_time(self) -> str: ...
+
+
+class TimeSpecConfig(Protocol):
+    """What `compile_spec` reads: `vigil.notifier.config.TimeSpecConfig` (not imported: that module
+    imports this one to validate)."""
+
+    @property
+    def times(self) -> Iterable[_Range] | None: ...
+    @property
+    def weekdays(self) -> Iterable[str] | None: ...
+    @property
+    def days_of_month(self) -> Iterable[str] | None: ...
+    @property
+    def months(self) -> Iterable[str] | None: ...
+    @property
+    def years(self) -> Iterable[str] | None: ...
+    @property
+    def location(self) -> str | None: ...
+
 
 __all__ = ["TimeInterval", "active_intervals", "compile_spec", "contains"]
 
