@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vigil import __version__
 from vigil.cmd import query as query_cmd
+from vigil.cmd import routes as routes_cmd
 from vigil.cmd import templates as templates_cmd
 from vigil.cmd.listen import ListenError
 from vigil.config import Config, ConfigError, load_config
@@ -46,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--once", action="store_true", help="print one collection (Prometheus text) and exit")
     agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     query_cmd.add_parser(sub)
+    routes_cmd.add_parser(sub)
     templates_cmd.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
@@ -82,6 +84,9 @@ def _config_check(path: Path | None) -> int:
         source=str(path or "vigil.yml"),
         warn=lambda w: print(w, file=sys.stderr),
     )
+    from vigil.notifier.config import load_alerting  # and so is the Alertmanager configuration
+
+    load_alerting(checked.alerting, str(path or "vigil.yml"), (path or Path("vigil.yml")).parent)
     print(f"{name}: OK")
     return 0
 
@@ -91,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "query":
             return query_cmd.run(args)
+        if args.command == "routes":
+            return routes_cmd.run(args)
         if args.command == "logs":
             return templates_cmd.run(args)
         if args.command == "agent":

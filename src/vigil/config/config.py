@@ -12,9 +12,9 @@ and what was expected, e.g. `vigil.yml: storage.retention: expected a duration l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BeforeValidator, ValidationError, ValidationInfo, model_validator
+from pydantic import BeforeValidator, ConfigDict, ValidationError, ValidationInfo, model_validator
 
 from vigil.config.probes import CertificatesConfig, Probes
 from vigil.config.scrape import ScrapeConfigs
@@ -324,6 +324,30 @@ class AgentConfig(Section):
     """Local certificate files (globs) whose expiry and validity are measured."""
 
 
+class AlertingConfig(Section):
+    """`alerting:`: where alerts go, in Alertmanager's configuration format. Either
+    `config_file: alertmanager.yml` (an existing Alertmanager file, used unchanged; relative to the
+    directory of vigil.yml) or Alertmanager's schema inline (`route`, `receivers`, `inhibit_rules`,
+    `time_intervals`, `templates`, `global`, ...). The inline keys are validated by
+    `vigil.notifier.config.load_alerting`, which names them `alerting.<key>` in errors."""
+
+    model_config: ClassVar[ConfigDict] = ConfigDict(extra="allow", frozen=True)
+    config_file: OptionalPath = None
+    """Path of an Alertmanager configuration file; not together with inline keys."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AlertingConfig:
+        if self.config_file is not None and self.model_extra:
+            inline = ", ".join(sorted(self.model_extra))
+            raise ValueError(f"expected either config_file or inline Alertmanager keys, got both ({inline})")
+        return self
+
+    @property
+    def inline(self) -> dict[str, Any]:
+        """The inline Alertmanager document (empty when not configured inline)."""
+        return dict(self.model_extra or {})
+
+
 class Config(Section):
     """The whole `vigil.yml`. `Config()` is the all-defaults configuration."""
 
@@ -334,6 +358,8 @@ class Config(Section):
     agent: AgentConfig = AgentConfig()
     scrape_configs: ScrapeConfigs = ()
     """Prometheus-style scrape jobs the agent runs (exporters, applications' /metrics)."""
+    alerting: AlertingConfig = AlertingConfig()
+    """Routing and receivers of notifications, in Alertmanager's format (inline or a file)."""
 
     @model_validator(mode="after")
     def _scrape_timing(self) -> Config:
