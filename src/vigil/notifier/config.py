@@ -37,7 +37,7 @@ from pydantic import (
 
 from vigil.config.config import AlertingConfig, config_from_yaml
 from vigil.config.types import ConfigError
-from vigil.config.validate import StrictLoader
+from vigil.config.validate import StrictLoader, load_yaml
 from vigil.model.duration import parse_duration
 from vigil.model.show import show
 from vigil.notifier.matchers import Matcher, MatcherError, Matchers, legacy_matchers, parse_matchers
@@ -976,19 +976,8 @@ def alertmanager_config_from_dict(
 
 
 def alertmanager_config_from_yaml(text: str, source: str = "alertmanager.yml") -> AlertmanagerConfig:
-    try:
-        data = yaml.load(text, Loader=StrictLoader)  # a SafeLoader: no arbitrary objects
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        problem = e.problem or e.context or "syntax error"
-        if mark is None:
-            raise ConfigError(f"invalid YAML: {problem}", source=source) from None
-        raise ConfigError(
-            f"invalid YAML: {problem}", source=source, line=mark.line + 1, column=mark.column + 1
-        ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"invalid YAML: {e}".splitlines()[0], source=source) from None
-    return alertmanager_config_from_dict(data, source)
+    """Parse and validate Alertmanager configuration text (YAML read as vigil.yml is)."""
+    return alertmanager_config_from_dict(load_yaml(text, source), source)
 
 
 def load_alertmanager_config(path: str | Path) -> AlertmanagerConfig:
