@@ -15,7 +15,7 @@ that are allowed and wrong shapes with the keys a section has.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -23,7 +23,16 @@ from pydantic import BaseModel, ValidationError
 from vigil.config.types import FROM_TEXT, ConfigError
 from vigil.model.show import show
 
-__all__ = ["KeyedError", "StrictLoader", "error_message", "key_path", "load_yaml", "read_yaml", "validate"]
+__all__ = [
+    "KeyedError",
+    "StrictLoader",
+    "error_message",
+    "key_path",
+    "load_yaml",
+    "read_yaml",
+    "section_keys",
+    "validate",
+]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -38,34 +47,51 @@ class KeyedError(ValueError):
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as the user reads it: `rules[3].match`, `server.auth.tenants`."""
+    """A pydantic error location as the user reads it: `rules[3].match`, `server.auth.tenants`.
+    Parts pydantic adds that are no keys (`tuple[str, ...]`, `function-after[...]`) are left
+    out; a part that is already an index (`[2]`, from a KeyedError) is appended as is."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part.startswith("["):
+            out += part
+        elif part.startswith("function-") or "[" in part:
+            continue
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{part}" if out else part
     return out
+
+
+def section_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a section accepts as the user writes them (a field's alias where it has one:
+    Alertmanager's `global`)."""
+    return [f.alias or name for name, f in model.model_fields.items()]
 
 
 def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The model class a location inside `root` refers to, if it is a section (also an item of a
-    list of sections: `scrape_configs[0]`)."""
-    current: Any = root
+    list of sections, `scrape_configs[0]`, or an optional section)."""
+    current: type[BaseModel] | None = root
     for part in loc:
-        while get_origin(current) is Annotated:
-            current = get_args(current)[0]
-        if isinstance(part, int):
-            args = get_args(current) if get_origin(current) in (tuple, list) else ()
-            current = args[0] if args else None
-        elif isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(part)
-            current = info.annotation if info is not None else None
-        else:
+        if current is None:
             return None
-    while get_origin(current) is Annotated:
-        current = get_args(current)[0]
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+        if isinstance(part, int):
+            continue  # an item of a list: _section_in already looked through the list type
+        field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+        current = _section_in(field.annotation) if field is not None else None
+    return current
+
+
+def _section_in(tp: Any) -> type[BaseModel] | None:
+    """The section model a field's type holds: itself, or inside Annotated/Optional/tuple/list."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    for arg in get_args(tp):
+        found = _section_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def error_message(err: Any, root: type[BaseModel]) -> str:
@@ -78,23 +104,27 @@ def error_message(err: Any, root: type[BaseModel]) -> str:
         return str(err["ctx"]["error"])
     if kind == "extra_forbidden":
         parent = _model_at(root, loc[:-1])
-        known = ", ".join(parent.model_fields) if parent is not None else "?"
+        known = ", ".join(section_keys(parent)) if parent is not None else "?"
         return f"unknown key (expected one of: {known})"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         section = _model_at(root, loc)
-        keys = f" with keys {', '.join(section.model_fields)}" if section is not None else ""
+        keys = f" with keys {', '.join(section_keys(section))}" if section is not None else ""
         return f"expected a mapping{keys}, got {show(err['input'])}"
     # Not produced by our schemas as far as we know; keep pydantic's wording rather than lose it.
     return f"{err['msg'][:1].lower()}{err['msg'][1:]}, got {show(err.get('input'))}"
 
 
-def validate(model: type[ModelT], data: Any, source: str, *, from_text: bool = True) -> ModelT:
+def validate(
+    model: type[ModelT], data: Any, source: str, *, from_text: bool = True, key_prefix: str = ""
+) -> ModelT:
     """Validate a parsed document (None: empty) against `model`; raise ConfigError `source: key: ...`.
 
     The one entry point for configuration-like files: `vigil.yml` (`config_from_dict`) uses it, and
     so should alerting/recording rule files and dashboard files, so that every file a user writes
     reports its mistakes the same way. `from_text` says the values come from YAML text, where a bare
     number is not a duration (`retention: 30`); Python callers passing milliseconds set it False.
+    `key_prefix` is prepended to key paths (`alerting.` for an Alertmanager document inline in
+    vigil.yml).
     """
     if data is None:
         data = {}
@@ -105,7 +135,10 @@ def validate(model: type[ModelT], data: Any, source: str, *, from_text: bool = T
         key = key_path(tuple(err["loc"]))
         cause = err.get("ctx", {}).get("error")
         if isinstance(cause, KeyedError):  # about a key below the field the validator checks
-            key = f"{key}.{cause.subkey}" if key else cause.subkey
+            sub = cause.subkey
+            key = key + sub if sub.startswith("[") else f"{key}.{sub}" if key else sub
+        if key_prefix:
+            key = key_prefix + key if key and not key.startswith("[") else key_prefix.rstrip(".") + key
         raise ConfigError(error_message(err, model), source=source, key=key or None) from None
 
 

@@ -31,13 +31,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
-    ValidationError,
     model_validator,
 )
 
 from vigil.config.config import AlertingConfig, config_from_yaml
 from vigil.config.types import ConfigError
-from vigil.config.validate import StrictLoader, load_yaml
+from vigil.config.validate import KeyedError, StrictLoader, load_yaml, section_keys, validate
 from vigil.model.duration import parse_duration
 from vigil.model.show import show
 from vigil.notifier.matchers import Matcher, MatcherError, Matchers, legacy_matchers, parse_matchers
@@ -66,15 +65,6 @@ __all__ = [
 _LEGACY_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _URL = re.compile(r"https?://[^/\s?#]+(?:[/?#]\S*)?")
 _SECRET = "<secret>"
-
-
-class _KeyedError(ValueError):
-    """An error about a key below the field being validated (`match.foo-bar`), so the one-line
-    message names that key."""
-
-    def __init__(self, subkey: str, message: str) -> None:
-        super().__init__(message)
-        self.subkey = subkey
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +129,7 @@ def _string_list(value: object) -> tuple[str, ...]:
     out = []
     for i, item in enumerate(value):
         if isinstance(item, list | dict) or item is None:
-            raise _KeyedError(f"[{i}]", f"expected a string, got {show(item)}")
+            raise KeyedError(f"[{i}]", f"expected a string, got {show(item)}")
         out.append(_string(item))
     return tuple(out)
 
@@ -152,7 +142,7 @@ def _string_map(value: object) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in value.items():
         if isinstance(v, list | dict):
-            raise _KeyedError(str(k), f"expected a string, got {show(v)}")
+            raise KeyedError(str(k), f"expected a string, got {show(v)}")
         out[_string(k)] = _string(v)
     return out
 
@@ -161,7 +151,7 @@ def _label_map(value: object) -> dict[str, str]:
     out = _string_map(value)
     for k in out:
         if _LEGACY_NAME.fullmatch(k) is None:
-            raise _KeyedError(k, f"expected a label name like [a-zA-Z_][a-zA-Z0-9_]*, got {show(k)}")
+            raise KeyedError(k, f"expected a label name like [a-zA-Z_][a-zA-Z0-9_]*, got {show(k)}")
     return out
 
 
@@ -171,7 +161,7 @@ def _regex_map(value: object) -> dict[str, str]:
         try:
             Matcher("=~", k, f"^(?:{v})$")  # type: ignore[arg-type]
         except MatcherError as e:
-            raise _KeyedError(k, f"expected an RE2 regular expression, got {show(v)} ({e})") from None
+            raise KeyedError(k, f"expected an RE2 regular expression, got {show(v)} ({e})") from None
     return out
 
 
@@ -185,13 +175,13 @@ def _matchers(value: object) -> Matchers:
     found: list[Matcher] = []
     for i, item in enumerate(value):
         if isinstance(item, list | dict) or item is None:
-            raise _KeyedError(
+            raise KeyedError(
                 f"[{i}]", f'expected a matcher string like severity="critical", got {show(item)}'
             )
         try:
             found.extend(parse_matchers(_string(item)))
         except MatcherError as e:
-            raise _KeyedError(
+            raise KeyedError(
                 f"[{i}]", f'expected matchers like severity=~"warn|crit", got {show(item)} ({e})'
             ) from None
     return Matchers.of(found)
@@ -201,7 +191,7 @@ def _label_names(value: object) -> tuple[str, ...]:
     names = _string_list(value)
     for i, n in enumerate(names):
         if n == "" or "\ufffd" in n:
-            raise _KeyedError(f"[{i}]", f"expected a label name, got {show(n)}")
+            raise KeyedError(f"[{i}]", f"expected a label name, got {show(n)}")
     return names
 
 
@@ -210,9 +200,9 @@ def _group_by(value: object) -> tuple[str, ...]:
     seen: set[str] = set()
     for i, n in enumerate(names):
         if n != "..." and n == "":
-            raise _KeyedError(f"[{i}]", f"expected a label name or '...', got {show(n)}")
+            raise KeyedError(f"[{i}]", f"expected a label name or '...', got {show(n)}")
         if n in seen:
-            raise _KeyedError(f"[{i}]", f"expected each label once, got {show(n)} twice")
+            raise KeyedError(f"[{i}]", f"expected each label once, got {show(n)} twice")
         seen.add(n)
     if "..." in seen and len(seen) > 1:
         raise ValueError("expected either ['...'] (group by all labels) or label names, got both")
@@ -250,12 +240,10 @@ class _AM(BaseModel):
         if isinstance(data, dict):
             for key in data:
                 if not isinstance(key, str):
-                    raise ValueError(f"unknown key {show(key)} (expected one of: {', '.join(_keys(cls))})")
+                    raise ValueError(
+                        f"unknown key {show(key)} (expected one of: {', '.join(section_keys(cls))})"
+                    )
         return data
-
-
-def _keys(model: type[BaseModel]) -> list[str]:
-    return [f.alias or name for name, f in model.model_fields.items()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,12 +405,12 @@ class EmailConfig(_Notifier):
     @model_validator(mode="after")
     def _check(self) -> EmailConfig:
         if self.to == "":
-            raise _KeyedError("to", "expected a recipient address, got nothing")
+            raise KeyedError("to", "expected a recipient address, got nothing")
         seen: set[str] = set()
         for h in self.headers:
             canon = "-".join(p[:1].upper() + p[1:].lower() for p in h.split("-"))
             if canon in seen:
-                raise _KeyedError(
+                raise KeyedError(
                     "headers", f"expected each header once (names ignore case), got {show(canon)} twice"
                 )
             seen.add(canon)
@@ -567,13 +555,13 @@ class SmsConfig(_Notifier):
     @classmethod
     def _required(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("url"):
-            raise _KeyedError("url", "expected the SMS gateway's http(s) URL, got nothing")
+            raise KeyedError("url", "expected the SMS gateway's http(s) URL, got nothing")
         return data
 
     @model_validator(mode="after")
     def _check(self) -> SmsConfig:
         if not self.to:
-            raise _KeyedError("to", "expected a list of phone numbers, got none")
+            raise KeyedError("to", "expected a list of phone numbers, got none")
         return self
 
 
@@ -632,7 +620,7 @@ class ReceiverConfig(_AM):
     @model_validator(mode="after")
     def _named(self) -> ReceiverConfig:
         if self.name == "":
-            raise _KeyedError("name", "expected a receiver name, got nothing")
+            raise KeyedError("name", "expected a receiver name, got nothing")
         return self
 
 
@@ -660,9 +648,9 @@ class RouteConfig(_AM):
     @model_validator(mode="after")
     def _check(self) -> RouteConfig:
         if self.group_interval == 0:
-            raise _KeyedError("group_interval", "expected a duration greater than zero, got 0")
+            raise KeyedError("group_interval", "expected a duration greater than zero, got 0")
         if self.repeat_interval == 0:
-            raise _KeyedError("repeat_interval", "expected a duration greater than zero, got 0")
+            raise KeyedError("repeat_interval", "expected a duration greater than zero, got 0")
         return self
 
     def all_matchers(self) -> Matchers:
@@ -708,7 +696,7 @@ class TimeSpecConfig(_AM):
     def _check(self) -> TimeSpecConfig:
         from vigil.notifier.timeintervals import compile_spec
 
-        compile_spec(self)  # raises _KeyedError-like ValueErrors naming the key
+        compile_spec(self)  # raises KeyedError-like ValueErrors naming the key
         return self
 
 
@@ -721,7 +709,7 @@ class TimeIntervalConfig(_AM):
     @model_validator(mode="after")
     def _named(self) -> TimeIntervalConfig:
         if self.name == "":
-            raise _KeyedError("name", "expected a time interval name, got nothing")
+            raise KeyedError("name", "expected a time interval name, got nothing")
         return self
 
 
@@ -742,7 +730,7 @@ class AlertmanagerConfig(_AM):
         names: dict[str, int] = {}
         for i, rcv in enumerate(self.receivers):
             if rcv.name in names:
-                raise _KeyedError(
+                raise KeyedError(
                     f"receivers[{i}].name",
                     f"expected a unique receiver name, got {show(rcv.name)} "
                     f"(also receivers[{names[rcv.name]}])",
@@ -750,12 +738,12 @@ class AlertmanagerConfig(_AM):
             names[rcv.name] = i
             for j, ec in enumerate(rcv.email_configs):
                 if not ec.smarthost and not g.smtp_smarthost:
-                    raise _KeyedError(
+                    raise KeyedError(
                         f"receivers[{i}].email_configs[{j}].smarthost",
                         "expected host:port here or global.smtp_smarthost, got neither",
                     )
                 if not ec.from_ and not g.smtp_from:
-                    raise _KeyedError(
+                    raise KeyedError(
                         f"receivers[{i}].email_configs[{j}].from",
                         "expected a sender here or global.smtp_from, got neither",
                     )
@@ -763,20 +751,20 @@ class AlertmanagerConfig(_AM):
                 if not (sc.api_url or sc.api_url_file or sc.app_token or sc.app_token_file) and not (
                     g.slack_api_url or g.slack_api_url_file
                 ):
-                    raise _KeyedError(
+                    raise KeyedError(
                         f"receivers[{i}].slack_configs[{j}].api_url",
                         "expected a Slack webhook URL here or global.slack_api_url, got neither",
                     )
             for j, dc in enumerate(rcv.discord_configs):
                 if not dc.get("webhook_url") and not dc.get("webhook_url_file"):
-                    raise _KeyedError(
+                    raise KeyedError(
                         f"receivers[{i}].discord_configs[{j}].webhook_url",
                         "expected a Discord webhook URL, got nothing",
                     )
             for j, wc in enumerate(rcv.wechat_configs):
                 for key, glob in (("api_secret", g.wechat_api_secret), ("corp_id", g.wechat_api_corp_id)):
                     if not wc.get(key) and not glob:
-                        raise _KeyedError(
+                        raise KeyedError(
                             f"receivers[{i}].wechat_configs[{j}].{key}",
                             f"expected {key} here or in global, got neither",
                         )
@@ -786,7 +774,7 @@ class AlertmanagerConfig(_AM):
                     and not oc.get("api_key_file")
                     and not (g.opsgenie_api_key or g.opsgenie_api_key_file)
                 ):
-                    raise _KeyedError(
+                    raise KeyedError(
                         f"receivers[{i}].opsgenie_configs[{j}].api_key",
                         "expected api_key here or global.opsgenie_api_key, got neither",
                     )
@@ -796,30 +784,28 @@ class AlertmanagerConfig(_AM):
                     and not vc.get("api_key_file")
                     and not (g.victorops_api_key or g.victorops_api_key_file)
                 ):
-                    raise _KeyedError(
+                    raise KeyedError(
                         f"receivers[{i}].victorops_configs[{j}].api_key",
                         "expected api_key here or global.victorops_api_key, got neither",
                     )
         route = self.route
         if route is None:
-            raise _KeyedError("route", "expected the root route (a mapping with a receiver), got nothing")
+            raise KeyedError("route", "expected the root route (a mapping with a receiver), got nothing")
         if route.receiver == "":
-            raise _KeyedError(
-                "route.receiver", "expected the default receiver on the root route, got nothing"
-            )
+            raise KeyedError("route.receiver", "expected the default receiver on the root route, got nothing")
         if route.match or route.match_re or route.matchers:
-            raise _KeyedError(
+            raise KeyedError(
                 "route", "expected no matchers on the root route (it matches every alert), got some"
             )
         if route.mute_time_intervals:
-            raise _KeyedError("route.mute_time_intervals", "expected none on the root route, got some")
+            raise KeyedError("route.mute_time_intervals", "expected none on the root route, got some")
         if route.active_time_intervals:
-            raise _KeyedError("route.active_time_intervals", "expected none on the root route, got some")
+            raise KeyedError("route.active_time_intervals", "expected none on the root route, got some")
         if route.continue_:
-            raise _KeyedError("route.continue", "expected false on the root route, got true")
+            raise KeyedError("route.continue", "expected false on the root route, got true")
         for path, node in _walk(route, "route"):
             if node.receiver and node.receiver not in names:
-                raise _KeyedError(
+                raise KeyedError(
                     f"{path}.receiver",
                     f"expected the name of a receiver, got undefined {show(node.receiver)}",
                 )
@@ -827,7 +813,7 @@ class AlertmanagerConfig(_AM):
         for key in ("mute_time_intervals", "time_intervals"):
             for i, ti in enumerate(getattr(self, key)):
                 if ti.name in intervals:
-                    raise _KeyedError(
+                    raise KeyedError(
                         f"{key}[{i}].name",
                         f"expected a unique time interval name, got {show(ti.name)} twice",
                     )
@@ -836,7 +822,7 @@ class AlertmanagerConfig(_AM):
             for key in ("active_time_intervals", "mute_time_intervals"):
                 for i, name in enumerate(getattr(node, key)):
                     if name not in intervals:
-                        raise _KeyedError(
+                        raise KeyedError(
                             f"{path}.{key}[{i}]",
                             f"expected the name of a time interval, got undefined {show(name)}",
                         )
@@ -882,76 +868,7 @@ def check_supported(cfg: AlertmanagerConfig, source: str, prefix: str = "") -> N
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading and turning pydantic's errors into one line.
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.startswith("["):
-            out += part
-        else:
-            out += f".{part}" if out else part
-    return out
-
-
-def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = root
-    for part in loc:
-        if model is None:
-            return None
-        if isinstance(part, int):
-            continue
-        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
-        if field is None:
-            return None
-        model = _inner_model(field.annotation)
-    return model
-
-
-def _inner_model(tp: Any) -> type[BaseModel] | None:
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return tp
-    for arg in getattr(tp, "__args__", ()):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _translate(e: ValidationError, source: str, prefix: str, root: type[BaseModel]) -> ConfigError:
-    err = e.errors()[0]
-    loc = tuple(err["loc"])
-    # Pydantic names union members and validator kinds in locations; they are not keys.
-    loc = tuple(
-        p
-        for p in loc
-        if not (isinstance(p, str) and (p.startswith("function-") or ("[" in p and not p.startswith("["))))
-    )
-    key = _key_path(loc)
-    cause = err.get("ctx", {}).get("error")
-    if isinstance(cause, ValueError) and isinstance(getattr(cause, "subkey", None), str):
-        sub: str = getattr(cause, "subkey")  # noqa: B009
-        key = (key + sub if sub.startswith("[") else f"{key}.{sub}" if key else sub) if sub else key
-        message = str(cause)
-    elif err["type"] == "value_error":
-        message = str(cause)
-    elif err["type"] == "extra_forbidden":
-        parent = _model_at(loc[:-1], root)
-        known = ", ".join(_keys(parent)) if parent is not None else "?"
-        message = f"unknown key (expected one of: {known})"
-    elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
-        section = _model_at(loc, root)
-        keys = f" with keys {', '.join(_keys(section))}" if section is not None else ""
-        message = f"expected a mapping{keys}, got {show(err['input'])}"
-    elif err["type"] in ("tuple_type", "list_type"):
-        message = f"expected a list, got {show(err['input'])}"
-    else:
-        message = f"{err['msg'][:1].lower()}{err['msg'][1:]}, got {show(err.get('input'))}"
-    full = prefix + key if key and not key.startswith("[") else prefix.rstrip(".") + key
-    return ConfigError(message, source=source, key=full or None)
+# Loading (errors are turned into one line by vigil.config.validate).
 
 
 def alertmanager_config_from_dict(
@@ -969,10 +886,7 @@ def alertmanager_config_from_dict(
         raise ConfigError(
             f"expected a mapping, got {show(data)}", source=source, key=prefix.rstrip(".") or None
         )
-    try:
-        return AlertmanagerConfig.model_validate(data)
-    except ValidationError as e:
-        raise _translate(e, source, prefix, AlertmanagerConfig) from None
+    return validate(AlertmanagerConfig, data, source, from_text=False, key_prefix=prefix)
 
 
 def alertmanager_config_from_yaml(text: str, source: str = "alertmanager.yml") -> AlertmanagerConfig:

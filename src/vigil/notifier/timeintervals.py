@@ -21,6 +21,8 @@ from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vigil.config.validate import KeyedError
+
 
 class _Range(Protocol):
     @property
@@ -60,12 +62,8 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-class IntervalError(ValueError):
+class IntervalError(KeyedError):
     """A bad time interval entry; `subkey` names the offending key (`weekdays[1]`)."""
-
-    def __init__(self, subkey: str, message: str) -> None:
-        super().__init__(message)
-        self.subkey = subkey
 
 
 @dataclass(frozen=True, slots=True)
