@@ -1,4 +1,4 @@
-"""Server-side storage of security events (the `POST`/`GET /api/v1/events` stream, design §1, §5)."""
+"""Server-side storage of security events (the `POST`/`GET /api/v1/events` stream)."""
 
 from vigil.events.store import EventStore
 

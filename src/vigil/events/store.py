@@ -6,7 +6,7 @@ gives all of that from the standard library. `synchronous=FULL` makes every comm
 an acknowledged `POST /api/v1/events` survives `kill -9` and power loss alike (NORMAL would only
 survive a process crash); one commit per request keeps that cheap.
 
-Identity (design §2): an event carries the same labels as the series of its host; `tenant` is a label
+Identity: an event carries the same labels as the series of its host; `tenant` is a label
 set by the server and also a column, because ids are unique per tenant — one tenant must not be able to
 suppress another's events by sending their (guessable) ids first. A re-sent batch is stored once
 (`INSERT OR IGNORE` on (tenant, id)); an event without an id gets one derived from its content.

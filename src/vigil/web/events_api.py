@@ -1,11 +1,12 @@
-"""`POST /api/v1/events` (security events in) and `GET /api/v1/events` (events out), design §1, §5.
+"""`POST /api/v1/events` (security events in) and `GET /api/v1/events` (events out).
 
 In: newline-delimited JSON events (`vigil.model.event` wire format), as the agent ships them through
 its durable queue: the same bearer tokens (write scope), HMAC signature and size limits as remote
 write, `Content-Encoding` identity, gzip, snappy (raw block, as remote write) or zstd. A request is
 all or nothing: one bad line refuses the whole request with 400 naming the line, so a client can fix
 it and re-send without duplicates or gaps. The `tenant` label comes from the token, never from the
-payload (design §2). 200 with `{"stored": n, "duplicates": m}` in the Prometheus envelope.
+payload, so one tenant cannot write into another's. 200 with `{"stored": n, "duplicates": m}` in
+the Prometheus envelope.
 
 Out: the Prometheus API's conventions (envelope, `bad_data` errors, `start`/`end` as RFC 3339 or
 Unix seconds, `match[]` selectors OR'ed), plus `kind`, `limit`, `cursor` and `direction` for paging.
