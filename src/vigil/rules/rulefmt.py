@@ -14,6 +14,7 @@ as Prometheus 2.x did.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,8 @@ class RuleError:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}: "
         if self.group is not None and self.rule_index:
-            return f'{where}group "{self.group}", rule {self.rule_index}, "{self.rule_name}": {self.message}'
+            group, name = _go_quote(self.group), _go_quote(self.rule_name)
+            return f"{where}group {group}, rule {self.rule_index}, {name}: {self.message}"
         return where + self.message
 
 
@@ -339,3 +341,8 @@ def _is_null(node: Node) -> bool:
 def _tag(node: Node) -> str:
     tag: str = node.tag
     return "!!" + tag.rsplit(":", 1)[-1] if tag.startswith("tag:yaml.org,2002:") else tag
+
+
+def _go_quote(s: str) -> str:
+    """Quoted as Go's %q does for printable text (what promtool prints)."""
+    return json.dumps(s, ensure_ascii=False)
