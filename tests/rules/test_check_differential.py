@@ -22,7 +22,8 @@ CASES: dict[str, str] = {
     "ok_alert": R + "  - alert: Down\n    expr: up == 0\n    for: 5m\n    labels: {severity: page}\n"
     "    annotations: {summary: 'x'}\n",
     "ok_keep_firing": R + "  - alert: A\n    expr: up == 0\n    keep_firing_for: 10m\n",
-    "ok_group_fields": "groups:\n- name: g\n  interval: 30s\n  limit: 10\n  rules:\n  - record: a\n    expr: up\n",
+    "ok_group_fields": "groups:\n- name: g\n  interval: 30s\n  limit: 10\n  rules:\n"
+    "  - record: a\n    expr: up\n",
     "ok_empty_file": "",
     "ok_no_groups": "groups: []\n",
     "ok_two_groups": R + "  - record: a\n    expr: up\n- name: h\n  rules:\n  - alert: B\n    expr: up\n",
@@ -55,7 +56,9 @@ CASES: dict[str, str] = {
     "many_errors": R + "  - record: 'a b'\n    expr: up{\n  - expr: up\n- name: g\n  rules: []\n",
 }
 # 3.x accepts what 2.42 does not know (query_offset, v2.53) — Vigil follows 3.x here.
-V3_ONLY = {"ok_query_offset": ("groups:\n- name: g\n  query_offset: 1m\n  rules:\n  - record: a\n    expr: up\n", 0)}
+V3_ONLY = {
+    "ok_query_offset": ("groups:\n- name: g\n  query_offset: 1m\n  rules:\n  - record: a\n    expr: up\n", 0)
+}
 PROMTOOL = shutil.which("promtool")
 
 
