@@ -98,3 +98,60 @@ def test_group_phase_is_stable_and_within_interval() -> None:
     t = g.eval_timestamp(10 * M + 5)
     # slots are ns-exact in Prometheus; ms timestamps are the slot floored, so +1 ms is in the slot
     assert t <= 10 * M + 5 and g.eval_timestamp(t + 1) == t and g.eval_timestamp(t + M + 1) == t + M
+
+
+def test_flapping_restarts_for_each_time() -> None:
+    r = AlertingRule("A", "x", for_ms=2 * M)
+    states = run(r, {0: 1, 1: 1, 3: 1, 4: 1, 6: 1, 7: 1, 8: 1}, range(9))
+    assert all(states[m] != [AlertState.FIRING] for m in range(8))  # never 2 minutes in a row
+    assert states[8] == [AlertState.FIRING]
+    assert r.active_alerts()[0].active_at_ms == 6 * M
+
+
+def test_query_offset_queries_earlier_and_stamps_earlier() -> None:
+    asked = []
+
+    def q(expr: str, ts: int) -> list[Sample]:
+        asked.append(ts)
+        return [Sample(Labels.from_dict({"a": "b"}), 1)]
+
+    r = AlertingRule("A", "x")
+    g = Group("g", "f.yml", [r], interval_ms=M, query_offset_ms=30_000)
+    app = ListAppender()
+    g.eval(10 * M, q, app)
+    assert asked == [10 * M - 30_000]
+    assert {t for _, t, _ in app.samples} == {10 * M - 30_000}
+    assert r.active_alerts()[0].active_at_ms == 10 * M  # the alert's clock is the evaluation time
+
+
+def test_valid_until_is_four_times_max_interval_resend() -> None:
+    r = AlertingRule("A", "x")
+    run(r, {0: 1}, range(1))
+    (a,) = r.alerts_to_send(0, M, 5 * M)
+    assert a.valid_until_ms == 4 * 5 * M and r.alerts_to_send(30_000, M, 5 * M) == []
+
+
+def test_restored_active_at_in_future_of_for_goes_back_to_pending() -> None:
+    r = AlertingRule("A", "x", for_ms=10 * M)
+    q = series(dict.fromkeys(range(30), 1.0))
+    for m in range(12):
+        r.eval(m * M, 0, q, 0)
+    (a,) = r.active_alerts()
+    assert a.state is AlertState.FIRING
+    a.active_at_ms = 8 * M  # as a restore moves it
+    r.eval(12 * M, 0, q, 0)
+    assert a.state is AlertState.PENDING and a.fired_at_ms is None
+    r.eval(18 * M, 0, q, 0)
+    assert a.state is AlertState.FIRING
+
+
+def test_stale_markers_for_resolved_alert_series() -> None:
+    r = AlertingRule("A", "x")
+    g = Group("g", "f.yml", [r], interval_ms=M)
+    app = ListAppender()
+    q = series({0: 1})
+    g.eval(0, q, app)
+    g.eval(M, q, app)
+    at_1m = [(lb.metric_name, v) for lb, t, v in app.samples if t == M]
+    assert sorted(n for n, _ in at_1m) == ["ALERTS", "ALERTS_FOR_STATE"]
+    assert all(v != v for _, v in at_1m)  # NaN stale markers
