@@ -53,6 +53,8 @@ CASES: dict[str, str] = {
     "limit_not_int": "groups:\n- name: g\n  limit: many\n  rules: []\n",
     "dup_key": R + "  - alert: a\n    expr: up\n    expr: down\n",
     "dup_rules_lint": R + "  - record: a\n    expr: up\n  - record: a\n    expr: down\n",
+    "bad_template": R + "  - alert: a\n    expr: up\n    annotations: {s: '{{ .x '}\n",
+    "bad_template_label": R + "  - alert: a\n    expr: up\n    labels: {s: '{{ end }}'}\n",
     "many_errors": R + "  - record: 'a b'\n    expr: up{\n  - expr: up\n- name: g\n  rules: []\n",
 }
 # 3.x accepts what 2.42 does not know (query_offset, v2.53) — Vigil follows 3.x here.
@@ -67,9 +69,19 @@ def vigil(path: Path) -> tuple[int, str]:
     return check_files([str(path)], True, False, out, err), out.getvalue() + err.getvalue()
 
 
+try:
+    import vigil.template.prometheus
+
+    HAVE_TEMPLATES = True
+except ImportError:
+    HAVE_TEMPLATES = False
+
+
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_same_verdict_as_promtool(case: str, tmp_path: Path) -> None:
+    if case.startswith("bad_template") and not HAVE_TEMPLATES:
+        pytest.xfail("templates are checked once vigil.template (the gotmpl branch) is merged")
     f = tmp_path / f"{case}.yml"
     f.write_text(CASES[case])
     p = subprocess.run([PROMTOOL, "check", "rules", str(f)], capture_output=True, text=True, timeout=60)
