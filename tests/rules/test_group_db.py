@@ -156,3 +156,25 @@ def test_metrics_and_health(db: tuple[DB, FakeClock]) -> None:
     key = {"rule_group": "rules.yml;g"}
     assert reg.get_sample_value("vigil_rule_evaluations_total", key) == 2
     assert reg.get_sample_value("vigil_rule_evaluation_failures_total", key) == 1
+
+
+def test_rules_run_in_file_order_and_see_earlier_results(db: tuple[DB, FakeClock]) -> None:
+    d, _ = db
+    base = 9 * 3_600_000
+    put(d, "up", [(base, 1.0)], job="a")
+    g = group(
+        "groups:\n- name: g\n  rules:\n  - record: a\n    expr: up * 2\n  - record: b\n    expr: a + 1\n"
+    )
+    g.eval(base, engine_query(Engine(d)), StorageAppender(d))
+    (b,) = read(d, "b").values()
+    assert b == [(base, 3.0)]
+
+
+def test_missed_iterations_counted(db: tuple[DB, FakeClock]) -> None:
+    reg = CollectorRegistry()
+    g = group("groups:\n- name: g\n  rules: []\n", metrics=RuleMetrics(reg))
+    g.missed(3)
+    g.missed(0)
+    assert (
+        reg.get_sample_value("vigil_rule_group_iterations_missed_total", {"rule_group": "rules.yml;g"}) == 3
+    )
