@@ -9,6 +9,7 @@ from pathlib import Path
 from vigil import __version__
 from vigil.cmd import query as query_cmd
 from vigil.cmd import routes as routes_cmd
+from vigil.cmd import rules as rules_cmd
 from vigil.cmd import templates as templates_cmd
 from vigil.cmd.listen import ListenError
 from vigil.config import Config, ConfigError, load_config
@@ -49,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     query_cmd.add_parser(sub)
     routes_cmd.add_parser(sub)
     templates_cmd.add_parser(sub)
+    rules_cmd.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file and exit")
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return query_cmd.run(args)
         if args.command == "routes":
             return routes_cmd.run(args)
+        if args.command == "rules":
+            return rules_cmd.run(args)
         if args.command == "logs":
             return templates_cmd.run(args)
         if args.command == "agent":
