@@ -14,6 +14,8 @@ from vigil.config.config import (
     config_from_dict,
     config_from_yaml,
     load_config,
+    model_from_dict,
+    parse_yaml,
 )
 from vigil.config.types import DEFAULT_LISTEN, ConfigError, is_loopback_listen, parse_listen
 
@@ -34,5 +36,7 @@ __all__ = [
     "config_from_yaml",
     "is_loopback_listen",
     "load_config",
+    "model_from_dict",
+    "parse_yaml",
     "parse_listen",
 ]

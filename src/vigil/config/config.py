@@ -12,7 +12,7 @@ and what was expected, e.g. `vigil.yml: storage.retention: expected a duration l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ValidationError, ValidationInfo, model_validator
@@ -49,6 +49,9 @@ from vigil.config.types import (
     parse_duration,
     parse_size,
 )
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _KeyedError(ValueError):
@@ -408,15 +411,17 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 
 def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class a location inside `root` refers to, if it is a section."""
-    model: type[BaseModel] = root
+    """The model class a location inside `root` refers to, if it is a section (list items too)."""
+    at: Any = root
     for part in loc:
-        info = model.model_fields.get(part) if isinstance(part, str) else None
-        sub = info.annotation if info is not None else None
-        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+        if isinstance(part, int):  # an item of a tuple[Section, ...] / list[Section] field
+            args = get_args(at)
+            at = args[0] if args else None
+        elif isinstance(at, type) and issubclass(at, BaseModel) and part in at.model_fields:
+            at = at.model_fields[part].annotation
+        else:
             return None
-        model = sub
-    return model
+    return at if isinstance(at, type) and issubclass(at, BaseModel) else None
 
 
 def _error_message(err: Any, root: type[BaseModel]) -> str:
@@ -438,13 +443,13 @@ def _error_message(err: Any, root: type[BaseModel]) -> str:
     return f"{err['msg'][:1].lower()}{err['msg'][1:]}, got {_show(err.get('input'))}"
 
 
-def _translate(e: ValidationError, source: str) -> ConfigError:
+def _translate(e: ValidationError, source: str, root: type[BaseModel] | None = None) -> ConfigError:
     err = e.errors()[0]
     key = _key_path(tuple(err["loc"]))
     cause = err.get("ctx", {}).get("error")
     if isinstance(cause, _KeyedError):  # about a key below the field the validator checks
         key = f"{key}.{cause.subkey}" if key else cause.subkey
-    return ConfigError(_error_message(err, Config), source=source, key=key or None)
+    return ConfigError(_error_message(err, root or Config), source=source, key=key or None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,6 +488,11 @@ def config_from_dict(data: Any, source: str = "<config>") -> Config:
 
 def config_from_yaml(text: str, source: str = "<config>") -> Config:
     """Parse and validate `vigil.yml` text."""
+    return config_from_dict(parse_yaml(text, source), source)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text as plain data (duplicate keys rejected); syntax errors as a one-line ConfigError."""
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass, so no arbitrary objects
     except yaml.MarkedYAMLError as e:
@@ -495,7 +505,16 @@ def config_from_yaml(text: str, source: str = "<config>") -> Config:
         ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML: {e}".splitlines()[0], source=source) from None
-    return config_from_dict(data, source)
+    return data
+
+
+def model_from_dict(model: type[M], data: Any, source: str) -> M:
+    """Validate a parsed document of another file format (e.g. a rule unit-test file) into `model`,
+    with the same one-line errors as `vigil.yml` (`file: key.path: expected ..., got ...`)."""
+    try:
+        return model.model_validate({} if data is None else data, context={_FROM_TEXT: True})
+    except ValidationError as e:
+        raise _translate(e, source, model) from None
 
 
 def load_config(path: Path | str | None) -> Config:
