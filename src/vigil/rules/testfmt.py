@@ -167,6 +167,8 @@ def samples_diff(exp: Sequence[Sample], got: Sequence[Sample], same: SampleEq) -
             lines.append(f"  {labels_string(s[0])}: value differs")
             lines.append(f"      - {s[2] or go_float_e(s[1])}")
             lines.append(f"      + {match[2] or go_float_e(match[1])}")
+            if math.isnan(s[1]) and math.isnan(match[1]):
+                lines.append("      (NaN never equals NaN: promtool compares values with ==)")
     for g in unmatched:
         lines.append(f"+ unexpected {sample_string(g)}")
     return lines

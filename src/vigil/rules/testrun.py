@@ -213,9 +213,10 @@ def _sorted_pairs(d: dict[str, str]) -> Pairs:
 
 
 def run_group(
-    tg: TestGroup, utf: UnitTestFile, rule_files: Sequence[Path], load_rules: RuleLoader
+    tg: TestGroup, utf: UnitTestFile, rule_files: Sequence[Path], load_rules: RuleLoader, where: str = ""
 ) -> list[str]:
-    """Run one test group; returns promtool's failure texts (empty when it passes)."""
+    """Run one test group; returns promtool's failure texts (empty when it passes). `where` names the
+    group in input errors (`file: tests[0]`)."""
     eval_ms = utf.interval_ms()
     step_ms = tg.interval or eval_ms
     start_ms = round(tg.start_timestamp * 1000)
@@ -223,7 +224,7 @@ def run_group(
     try:
         inputs = _input_series(tg, start_ms, step_ms)
     except SeriesDescError as e:
-        return [f"    {e}"]
+        return [f"{where}.{e}" if where else str(e)]
     with _test_db() as db:
         engine = Engine(
             db, EngineOptions(max_samples=MAX_SAMPLES, timeout_s=TIMEOUT_S, default_subquery_step_ms=eval_ms)
@@ -351,15 +352,17 @@ def run_file(path: Path, load_rules: RuleLoader) -> FileResult:
         return result
     files, unmatched = resolve_rule_files(path, utf.rule_files)
     result.warnings.extend(f"  WARNING: no file match pattern {p}" for p in unmatched)
-    for tg in utf.tests:
-        result.errors.extend(run_group(tg, utf, files, load_rules))
+    for i, tg in enumerate(utf.tests):
+        result.errors.extend(run_group(tg, utf, files, load_rules, f"{path}: tests[{i}]"))
     return result
 
 
 def main(
-    paths: Sequence[Path], load_rules: RuleLoader, out: TextIO = sys.stdout, err: TextIO = sys.stderr
+    paths: Sequence[Path], load_rules: RuleLoader, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
     """Test each file, print as promtool does; 0 if all pass, 1 otherwise (a missing file included)."""
+    out = out or sys.stdout  # looked up per call: the streams may be replaced after import
+    err = err or sys.stderr
     missing = [p for p in paths if not p.exists()]
     if missing:  # promtool refuses to start (kingpin ExistingFiles), exit 1
         print(f"vigil rules test: error: path '{missing[0]}' does not exist", file=err)
