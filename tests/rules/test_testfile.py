@@ -106,3 +106,12 @@ def test_float_equality_as_promtool() -> None:
     assert not exact.floats(math.nan, math.nan) and not fuzzy.floats(math.nan, math.nan)
     assert not exact.floats(0.3, 0.1 + 0.2) and fuzzy.floats(0.3, 0.1 + 0.2)
     assert not fuzzy.floats(0.3, math.nextafter(math.nextafter(0.3, 1), 1))
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-01-02T03:04:05Z", "'2026-01-02T03:04:05Z'", "2026-01-02 03:04:05", "1767323045", "'1767323045.0'"],
+)
+def test_start_timestamp_rfc3339_or_unix_seconds(value: str) -> None:
+    utf = parse_test_file(f"tests:\n- start_timestamp: {value}\n", "t.yml")
+    assert utf.tests[0].start_timestamp == 1767323045.0

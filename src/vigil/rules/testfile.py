@@ -24,7 +24,7 @@ from __future__ import annotations
 import glob
 import math
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -77,8 +77,8 @@ def _timestamp(value: object) -> float:
     """`start_timestamp`: RFC 3339 or (fractional) unix seconds, as promtool's parseTime; in seconds."""
     if value is None:
         return 0.0
-    if isinstance(value, datetime):  # PyYAML resolves unquoted ISO timestamps itself
-        return value.timestamp()
+    if isinstance(value, datetime):  # PyYAML resolves unquoted ISO timestamps itself (UTC if naive)
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
@@ -87,7 +87,8 @@ def _timestamp(value: object) -> float:
         except ValueError:
             pass
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
         except ValueError:
             pass
     raise ValueError(f"expected an RFC 3339 time or unix seconds, got {_show(value)}")
