@@ -79,7 +79,7 @@ _DB_OPTIONS = Options(
 # What the runner needs of the rules engine (vigil.rules): loading groups and evaluating them.
 
 
-class TestAlert(Protocol):
+class UnitAlert(Protocol):
     @property
     def firing(self) -> bool: ...
     @property
@@ -88,21 +88,21 @@ class TestAlert(Protocol):
     def annotations(self) -> Sequence[tuple[str, str]]: ...
 
 
-class TestRule(Protocol):
+class UnitRule(Protocol):
     @property
     def name(self) -> str: ...
     @property
     def last_error(self) -> str | None: ...
-    def alerts(self) -> Sequence[TestAlert] | None:
+    def alerts(self) -> Sequence[UnitAlert] | None:
         """The active alerts of an alerting rule; None for a recording rule."""
         ...
 
 
-class TestRuleGroup(Protocol):
+class UnitGroup(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def rules(self) -> Sequence[TestRule]: ...
+    def rules(self) -> Sequence[UnitRule]: ...
     def eval(self, ts_ms: int) -> None: ...
 
 
@@ -126,7 +126,7 @@ class LoadError(Exception):
 
 
 # Loads the groups of the rule files, in file order and group order within a file; raises LoadError.
-RuleLoader = Callable[[Sequence[Path], GroupContext], Sequence[TestRuleGroup]]
+RuleLoader = Callable[[Sequence[Path], GroupContext], Sequence[UnitGroup]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def _input_series(tg: TestGroup, start_ms: int, step_ms: int) -> list[tuple[Labe
     return [(lb, t, v) for lb, (t, v) in defs.items()]
 
 
-def _ordered(groups: Sequence[TestRuleGroup], order: Sequence[str]) -> list[TestRuleGroup]:
+def _ordered(groups: Sequence[UnitGroup], order: Sequence[str]) -> list[UnitGroup]:
     # promtool sorts by the index in group_eval_order, unnamed groups counting as 0 (so they tie
     # with the first named group, in random map order); here ties keep file order.
     rank = {name: i for i, name in enumerate(order)}
@@ -266,7 +266,7 @@ def run_group(
     return errs
 
 
-def _check_alerts(tg: TestGroup, t: int, groups: Sequence[TestRuleGroup], name_line: str) -> list[str]:
+def _check_alerts(tg: TestGroup, t: int, groups: Sequence[UnitGroup], name_line: str) -> list[str]:
     errs: list[str] = []
     tests = [a for a in tg.alert_rule_test if a.eval_time == t]
     wanted = {a.alertname for a in tests}
