@@ -21,7 +21,7 @@ FLOORS: list[set[str]] = [
     {"model", "prompb"},
     {"config", "receiver"},
     {"storage", "tsdb", "events"},
-    {"ingest", "promql", "ship", "logs", "probe", "notifier"},
+    {"ingest", "promql", "ship", "logs", "probe", "notifier", "template"},
     {"security", "scrape", "rules"},
     {"agent"},
     {"web"},

@@ -1,4 +1,4 @@
-"""`vigil`: the one command-line entry point (`up`, `server`, `config check`, `--version`)."""
+"""`vigil`: the one command-line entry point (`up`, `server`, `config check`, `rules test`, `--version`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vigil import __version__
 from vigil.cmd import query as query_cmd
+from vigil.cmd import rules as rules_cmd
 from vigil.cmd import templates as templates_cmd
 from vigil.cmd.listen import ListenError
 from vigil.config import Config, ConfigError, load_config
@@ -47,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     query_cmd.add_parser(sub)
     templates_cmd.add_parser(sub)
+    rules_cmd.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file and exit")
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             return query_cmd.run(args)
         if args.command == "logs":
             return templates_cmd.run(args)
+        if args.command == "rules":
+            return rules_cmd.run(args)
         if args.command == "agent":
             from vigil.cmd import agent as agent_cmd  # the agent's imports only when running it
             from vigil.cmd.logs import setup_logging

@@ -37,6 +37,6 @@ __all__ = [
     "is_loopback_listen",
     "load_config",
     "model_from_dict",
-    "parse_yaml",
     "parse_listen",
+    "parse_yaml",
 ]

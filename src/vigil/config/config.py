@@ -50,7 +50,6 @@ from vigil.config.types import (
     parse_size,
 )
 
-
 M = TypeVar("M", bound=BaseModel)
 
 
