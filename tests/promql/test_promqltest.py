@@ -18,6 +18,7 @@ from tests.promql import promqltest as dsl
 from tests.promql.xfail import XFAIL
 from vigil.model.labels import Labels
 from vigil.model.matcher import Matcher
+from vigil.promql import seriesdesc as sd
 from vigil.promql.errors import ParseError
 from vigil.promql.result import QueryResult, Series
 from vigil.storage.interface import Storage
@@ -114,111 +115,13 @@ def test_at_variants_of_the_suite_reparse() -> None:
     assert rewritten > 1000
 
 
-# ---------------------------------------------------------------------------------------------
-# Value sequences
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("1+2x3", [1.0, 3.0, 5.0, 7.0]),
-        ("1-2x3", [1.0, -1.0, -3.0, -5.0]),
-        ("-1x2", [-1.0, -1.0, -1.0]),
-        ("-2x3", [-2.0, -2.0, -2.0, -2.0]),
-        ("1x0", [1.0]),
-        ("_x3", [None, None, None]),
-        ("_x0", []),
-        ("1 _ 3", [1.0, None, 3.0]),
-        ("_", [None]),
-        ("0x5", [0.0] * 6),  # no hexadecimal in series descriptions
-        ("5 2+3x2 _ 7", [5.0, 2.0, 5.0, 8.0, None, 7.0]),
-        ("1e3 .5 -0.25 +4", [1000.0, 0.5, -0.25, 4.0]),
-        ("010", [8.0]),  # strconv.ParseInt(s, 0, 64): a leading 0 is octal
-        ("1\t\t2", [1.0, 2.0]),
-        ("0+10x2 _x2 1", [0.0, 10.0, 20.0, None, None, 1.0]),
-        ("", []),
-    ],
-)
-def test_value_expansion(text: str, expected: list[float | None]) -> None:
-    assert dsl.parse_values(text) == expected
-
-
-def test_ramp_accumulates_like_go() -> None:
-    # Go adds the increment repeatedly (0.1+0.1+0.1 != 0.3): loaded values must be bit-identical.
-    values = dsl.parse_values("0+0.1x3")
-    assert values[3] == 0.1 + 0.1 + 0.1 != 0.3
-
-
-def test_special_values() -> None:
-    inf, ninf, nan, pinf, lower = dsl.parse_values("Inf -Inf NaN +Inf inf")
-    assert inf == math.inf and pinf == math.inf and lower == math.inf and ninf == -math.inf
-    assert isinstance(nan, float) and math.isnan(nan) and not dsl.is_stale(nan)
-    one, stale = dsl.parse_values("1 stale")
-    assert one == 1.0 and isinstance(stale, float) and bits(stale) == dsl.STALE_NAN_BITS
-
-
-def test_stale_markers_keep_their_bits() -> None:
-    arr = np.array(dsl.parse_values("stale 1 stale"), dtype=np.float64)
-    assert arr.view(np.uint64).tolist() == [dsl.STALE_NAN_BITS, bits(1.0), dsl.STALE_NAN_BITS]
-
-
-@pytest.mark.parametrize(
-    "text", ["foo", "1x", "1+2", "1x-2", "1 2x1.5", "1s", "{{schema:0", "{{bogus:1}}", "x3"]
-)
-def test_bad_value_sequences(text: str) -> None:
-    with pytest.raises(dsl.DSLError):
-        dsl.parse_values(text)
-
-
-def test_histogram_notation() -> None:
-    h = (
-        "{{schema:1 sum:-0.3 count:3.1 z_bucket:7.1 z_bucket_w:0.05 buckets:[5.1 10 7] offset:-3 "
-        "n_buckets:[4.1 5]}}"
-    )
-    values = dsl.parse_values(f"1 {h} {{{{}}}}x2 {{{{count:1}}}}+{{{{count:2}}}}x3 _")
-    assert values[0] == 1.0 and values[-1] is None
-    assert [type(v) for v in values[1:-1]] == [dsl.Histogram] * 8
-    assert values[1] == dsl.Histogram(h)
-
-
-def test_series_descriptions() -> None:
-    assert dsl.parse_series('metric{a="b", c="d"} 1') == (L("metric", a="b", c="d"), [1.0])
-    assert dsl.parse_series("metric 1 2") == (L("metric"), [1.0, 2.0])
-    assert dsl.parse_series("{} 5") == (Labels(), [5.0])
-    assert dsl.parse_series('{__name__="m",} 5')[0] == L("m")
-    assert dsl.parse_series('{"my.metric", job="a"} 1')[0] == L("my.metric", job="a")
-    assert dsl.parse_series("a:b:c{x='y'} 1")[0] == L("a:b:c", x="y")
-    assert dsl.parse_series(r'm{a="q\"uo\\te\n", b=`raw\n`} 1')[0] == L("m", a='q"uo\\te\n', b="raw\\n")
-    assert dsl.parse_series('sum{by="x"}')[0] == L("sum", by="x")  # keywords are fine as names
-    assert dsl.parse_series('m{a="1"}  _x2 1')[1] == [None, None, 1.0]
-    with pytest.raises(dsl.DSLError):
-        dsl.parse_series('m{a="1" 1')
-    with pytest.raises(dsl.DSLError):
-        dsl.parse_series("m{a=1} 1")
-
-
-def test_numbers_and_strings_like_go() -> None:
-    assert dsl.go_parse_number("0x1f") == 31.0
-    assert dsl.go_parse_number("017") == 15.0
-    assert dsl.go_parse_number("09") == 9.0
-    assert dsl.go_parse_number("-Inf") == -math.inf
-    assert math.isnan(dsl.go_parse_number("NaN"))
-    assert dsl.go_parse_number("1e-3") == 0.001
-    for bad in ("", "1 2", "{} 1", "foo", "1x3"):
-        with pytest.raises(ValueError):
-            dsl.go_parse_number(bad)
-    assert dsl.go_unquote('"a\\x41\\u00e9\\101"') == "aAéA"
-    assert dsl.go_unquote("`a\\n`") == "a\\n"
-    assert dsl.go_unquote("'it\\'s'") == "it's"
-
-
 def test_almost_equal() -> None:
     assert dsl.almost_equal(1.0, 1.0 + 1e-9)
     assert not dsl.almost_equal(1.0, 1.0001)
     assert not dsl.almost_equal(0.0, 1e-300)  # exact around zero
     assert dsl.almost_equal(math.nan, math.nan)
-    assert not dsl.almost_equal(math.nan, dsl.STALE_NAN)
-    assert dsl.almost_equal(dsl.STALE_NAN, dsl.STALE_NAN)
+    assert not dsl.almost_equal(math.nan, sd.STALE_NAN)
+    assert dsl.almost_equal(sd.STALE_NAN, sd.STALE_NAN)
     assert dsl.almost_equal(math.inf, math.inf) and not dsl.almost_equal(math.inf, -math.inf)
     assert not dsl.almost_equal(math.inf, 1e308)
 
@@ -286,7 +189,7 @@ def test_commands() -> None:
     assert isinstance(load, dsl.Load) and load.step_ms == 60_000
     (l1, t1, v1), (l2, t2, v2) = load.series
     assert l1 == L("metric", a="1") and t1.tolist() == [0, 60_000, 120_000, 180_000]
-    assert bits(float(v1[2])) == dsl.STALE_NAN_BITS
+    assert bits(float(v1[2])) == sd.STALE_NAN_BITS
     assert l2 == L("metric", a="2") and t2.tolist() == [60_000, 120_000, 180_000]  # the later line wins
     assert v2.tolist() == [20.0, 20.0, 20.0]
 
@@ -386,7 +289,7 @@ class ToyEngine:
             t = self._at(expr, time_ms)
             out = []
             for labels, ts, vs in self.storage.select(self._matchers(expr), t - 300_000 + 1, t):
-                if len(ts) and not dsl.is_stale(float(vs[-1])):
+                if len(ts) and not sd.is_stale(float(vs[-1])):
                     out.append(Series(labels, np.array([time_ms]), vs[-1:]))
             return QueryResult("vector", out)
         if isinstance(expr, promql_parser.MatrixSelector):
@@ -395,7 +298,7 @@ class ToyEngine:
             rng = int(expr.range.total_seconds() * 1000)
             out = []
             for labels, ts, vs in self.storage.select(self._matchers(vsel), t - rng + 1, t):
-                keep = ~np.array([dsl.is_stale(float(v)) for v in vs], dtype=bool)
+                keep = ~np.array([sd.is_stale(float(v)) for v in vs], dtype=bool)
                 if keep.any():
                     out.append(Series(labels, ts[keep], vs[keep]))
             return QueryResult("matrix", sorted(out, key=lambda s: s.labels))
@@ -565,7 +468,7 @@ def test_loaded_data_round_trips_through_the_db(tmp_path: Path) -> None:
             labels.metric_name: (ts.tolist(), vs.view(np.uint64).tolist())
             for labels, ts, vs in db.select([Matcher("=~", "__name__", ".+")], -(2**62), 2**62)
         }
-    assert got == {"a": ([60_000], [bits(1.0)]), "b": ([0, 60_000], [bits(5.0), dsl.STALE_NAN_BITS])}
+    assert got == {"a": ([60_000], [bits(1.0)]), "b": ([0, 60_000], [bits(5.0), sd.STALE_NAN_BITS])}
 
 
 def test_write_xfail(tmp_path: Path) -> None:

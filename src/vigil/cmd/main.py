@@ -1,4 +1,4 @@
-"""`vigil`: the one command-line entry point (`up`, `server`, `config check`, `--version`)."""
+"""`vigil`: the one command-line entry point (`up`, `server`, `config check`, `rules test`, `--version`)."""
 
 from __future__ import annotations
 
