@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.notifier.corekit import T0, FakeClock, Recorder, alert, config, make, run_until
 from vigil.notifier.dispatch import Dispatcher, label_set_string, sort_alerts
 from vigil.notifier.notifier import NotifierLimits
@@ -259,3 +261,14 @@ def test_dispatcher_step_and_deadline_without_a_notifier() -> None:
     assert d.step(T0 + 10**9) == []
     d.done(f, True, T0 + 30_000)
     assert d.next_deadline() == T0 + 330_000
+
+
+def test_alert_updated_during_a_flush_stays_in_its_group() -> None:
+    d = Dispatcher(build_routes(config(BASIC).route))  # type: ignore[arg-type]
+    d.add([replace(alert("Down", starts=T0, ends=T0 + 1000, instance="a"), updated_at_ms=T0)], T0)
+    (f,) = d.step(T0 + 30_000)
+    assert f.alerts[0].resolved_at(f.now_ms)
+    # It fires again while the resolved notification is being delivered.
+    d.add([replace(alert("Down", starts=T0 + 31_000, ends=FAR, instance="a"), updated_at_ms=T0 + 31_000)], T0)
+    d.done(f, True, T0 + 32_000)
+    assert [g.alerts[0].ends_at_ms for g in d.groups()] == [FAR]
