@@ -83,7 +83,9 @@ class _Rec:
             (
                 self._receiver,
                 ctx.group_key,
-                tuple((_labels(a.labels), "resolved" if a.resolved_at(ctx.now_ms) else "firing") for a in alerts),
+                tuple(
+                    (_labels(a.labels), "resolved" if a.resolved_at(ctx.now_ms) else "firing") for a in alerts
+                ),
             )
         )
 
@@ -177,7 +179,8 @@ def test_grouping_matches_alertmanager(alertmanager: tuple[str, _Capture]) -> No
             body = [{"labels": labels, **({"endsAt": _iso(time.time())} if resolved else {})}]
             resp = httpx.post(f"{url}/api/v2/alerts", json=body, timeout=10)
             assert resp.status_code == 200, resp.text
-        wait_until(lambda: cap.count() >= before + len(want), what=f"phase {i}: {len(want)} notifications")
+        until = before + len(want)
+        wait_until(lambda: cap.count() >= until, what=f"phase {i}: {len(want)} notifications")  # noqa: B023
         time.sleep(GW + 2 * GI)  # an extra notification would arrive within this window
         with cap.lock:
             got = sorted(cap.notes[before:])

@@ -89,6 +89,12 @@ def sort_alerts(alerts: Sequence[Alert]) -> list[Alert]:
     return sorted(alerts, key=functools.cmp_to_key(_cmp))
 
 
+def sort_items(items: Sequence[tuple[int, Alert]]) -> list[tuple[int, Alert]]:
+    """(fingerprint, alert) pairs in the order of `sort_alerts`."""
+    key = functools.cmp_to_key(_cmp)
+    return sorted(items, key=lambda item: key(item[1]))
+
+
 @dataclass(frozen=True, slots=True)
 class Flush:
     """One due notification of one aggregation group: what the pipeline needs to run it."""
@@ -98,12 +104,14 @@ class Flush:
     route_id: str
     group_labels: Mapping[str, str]
     alerts: tuple[Alert, ...]
+    fingerprints: tuple[int, ...]  # of `alerts`, in the same order
     now_ms: int
     group_interval_ms: int
     repeat_interval_ms: int
     mute_time_intervals: tuple[str, ...]
     active_time_intervals: tuple[str, ...]
     seq: int  # the group's flush number, from 1
+    route_idx: int = -1  # with group_labels, which group this is (two routes may share a key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +178,12 @@ class Dispatcher:
 
     def add(self, alerts: Sequence[Alert], now_ms: int) -> None:
         """Route alerts the store just stored (received at `now_ms`)."""
+        self.add_keyed([(fingerprint(a.labels), a) for a in alerts], now_ms)
+
+    def add_keyed(self, items: Sequence[tuple[int, Alert]], now_ms: int) -> None:
+        """`add` with the fingerprints already computed (the store's subscription)."""
         with self._lock:
-            for a in alerts:
-                fp = fingerprint(a.labels)
+            for fp, a in items:
                 for route in self.root.match(a.labels):
                     self._insert(route, a, fp, now_ms)
 
@@ -216,9 +227,12 @@ class Dispatcher:
                 g.has_flushed = True
                 g.busy = True
                 g.flushes += 1
-                snapshot = [
-                    a if a.resolved_at(now_ms) else replace(a, ends_at_ms=0) for a in g.alerts.values()
-                ]
+                snapshot = sort_items(
+                    [
+                        (fp, a if a.resolved_at(now_ms) else replace(a, ends_at_ms=0))
+                        for fp, a in g.alerts.items()
+                    ]
+                )
                 r = g.route
                 out.append(
                     Flush(
@@ -226,13 +240,15 @@ class Dispatcher:
                         receiver=r.receiver,
                         route_id=r.id(),
                         group_labels=dict(g.labels),
-                        alerts=tuple(sort_alerts(snapshot)),
+                        alerts=tuple(a for _, a in snapshot),
+                        fingerprints=tuple(fp for fp, _ in snapshot),
                         now_ms=now_ms,
                         group_interval_ms=r.group_interval,
                         repeat_interval_ms=r.repeat_interval,
                         mute_time_intervals=r.mute_time_intervals,
                         active_time_intervals=r.active_time_intervals,
                         seq=g.flushes,
+                        route_idx=r.idx,
                     )
                 )
         return out
@@ -241,21 +257,20 @@ class Dispatcher:
         """The result of `flush`: on success its resolved alerts leave the group (unless updated
         since), and an empty group is removed."""
         with self._lock:
-            g = next((g for g in self._groups.values() if g.key == flush.group_key and g.busy), None)
-            if g is None:
+            gid = (flush.route_idx, frozenset(flush.group_labels.items()))
+            g = self._groups.get(gid)
+            if g is None or not g.busy:
                 return
             g.busy = False
             if not ok:
                 return
-            for a in flush.alerts:
+            for fp, a in zip(flush.fingerprints, flush.alerts, strict=True):
                 if not a.resolved_at(flush.now_ms):
                     continue
-                fp = fingerprint(a.labels)
                 cur = g.alerts.get(fp)
                 if cur is not None and cur.updated_at_ms == a.updated_at_ms:
                     del g.alerts[fp]
             if not g.alerts:
-                gid = (g.route.idx, frozenset(g.labels.items()))
                 del self._groups[gid]
                 self._metrics.groups.set(len(self._groups))
 

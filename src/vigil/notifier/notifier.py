@@ -194,9 +194,9 @@ class Notifier:
             self._unsubscribe = self.store.subscribe(self._on_put(dispatcher), self.clock())
         self._wake.set()
 
-    def _on_put(self, dispatcher: Dispatcher) -> Callable[[Sequence[Alert], int], None]:
-        def added(alerts: Sequence[Alert], now_ms: int) -> None:
-            dispatcher.add(alerts, now_ms)
+    def _on_put(self, dispatcher: Dispatcher) -> Callable[[Sequence[tuple[int, Alert]], int], None]:
+        def added(items: Sequence[tuple[int, Alert]], now_ms: int) -> None:
+            dispatcher.add_keyed(items, now_ms)
             self._wake.set()
 
         return added

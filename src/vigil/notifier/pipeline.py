@@ -44,7 +44,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from vigil.notifier.alert import Alert, fingerprint
+from vigil.notifier.alert import Alert
 from vigil.notifier.dispatch import Flush
 from vigil.notifier.inhibit import InhibitRule
 from vigil.notifier.integration import Integration, NotifyContext, NotifyError
@@ -222,14 +222,13 @@ class Pipeline:
             self._sources_version = version
         return self._sources
 
-    def mute(self, flush: Flush) -> list[Alert]:
-        """Steps 1-4: the alerts of `flush` left to notify ([] when time intervals mute the route)."""
+    def mute(self, flush: Flush) -> list[tuple[int, Alert]]:
+        """Steps 1-4: the (fingerprint, alert)s of `flush` left to notify ([] when time intervals mute
+        the route)."""
         now = flush.now_ms
-        alerts = list(flush.alerts)
         pools = self._inhibit_sources() if self.inhibit_rules and self.store is not None else []
-        kept: list[Alert] = []
-        for a in alerts:
-            fp = fingerprint(a.labels)
+        kept: list[tuple[int, Alert]] = []
+        for fp, a in zip(flush.fingerprints, flush.alerts, strict=True):
             by: _Source | None = None
             for rule, pool in zip(self.inhibit_rules, pools, strict=False):
                 found = rule.inhibitor(a.labels, pool, now / 1000)
@@ -239,7 +238,7 @@ class Pipeline:
                     break
             self.marker.set_inhibited(fp, [by.fp_hex] if by is not None else [])
             if by is None:
-                kept.append(a)
+                kept.append((fp, a))
         if not kept:
             return []
         when = datetime.fromtimestamp(now / 1000, UTC)
@@ -249,12 +248,12 @@ class Pipeline:
             return []
         if flush.mute_time_intervals and active_intervals(flush.mute_time_intervals, self.intervals, when):
             return []
-        out: list[Alert] = []
-        for a in kept:
+        out: list[tuple[int, Alert]] = []
+        for fp, a in kept:
             ids = self.muter.mutes(a.labels, now) if self.muter is not None else []
-            self.marker.set_silenced(fingerprint(a.labels), ids)
+            self.marker.set_silenced(fp, ids)
             if not ids:
-                out.append(a)
+                out.append((fp, a))
         return out
 
     def prepare(
@@ -286,7 +285,7 @@ class Pipeline:
     # -- step 5 ---------------------------------------------------------------------------------
 
     def _task(
-        self, flush: Flush, integ: Integration, alerts: list[Alert], cancelled: Callable[[], bool]
+        self, flush: Flush, integ: Integration, alerts: list[tuple[int, Alert]], cancelled: Callable[[], bool]
     ) -> Callable[[], bool]:
         def task() -> bool:
             try:
@@ -299,11 +298,12 @@ class Pipeline:
         return task
 
     def _deliver(
-        self, flush: Flush, integ: Integration, alerts: list[Alert], cancelled: Callable[[], bool]
+        self, flush: Flush, integ: Integration, items: list[tuple[int, Alert]], cancelled: Callable[[], bool]
     ) -> bool:
         now = flush.now_ms
-        firing = {fingerprint(a.labels) for a in alerts if not a.resolved_at(now)}
-        resolved = {fingerprint(a.labels) for a in alerts if a.resolved_at(now)}
+        firing = {fp for fp, a in items if not a.resolved_at(now)}
+        resolved = {fp for fp, a in items if a.resolved_at(now)}
+        alerts = [a for _, a in items]
         key = (flush.group_key, flush.receiver, integ.name, integ.index)
         entry = self.nflog.query(*key)
         if not needs_update(entry, firing, resolved, integ.send_resolved, flush.repeat_interval_ms, now):

@@ -35,7 +35,7 @@ __all__ = ["AlertStore", "InvalidAlert", "StoreFull", "merge", "normalize", "val
 
 _Alerts = list[Alert]
 _Items = list[tuple[int, Alert]]
-Subscriber = Callable[[Sequence[Alert], int], None]  # stored alerts, the time they were received
+Subscriber = Callable[[Sequence[tuple[int, Alert]], int], None]  # (fingerprint, stored alert)s, receive time
 
 
 class StoreFull(Exception):
@@ -137,17 +137,17 @@ class AlertStore:
                 self._gc_locked(now_ms)
                 if len(self._alerts) + new > self.max_alerts:
                     raise StoreFull(self.max_alerts, new)
-            stored: _Alerts = []
+            stored: _Items = []
             for fp, a in keyed:
                 old = self._alerts.get(fp)
                 if old is not None and _overlaps(a, old):
                     a = merge(old, a, now_ms)
                 self._alerts[fp] = a
-                stored.append(a)
+                stored.append((fp, a))
             self._version += 1
             for fn in list(self._subs.values()):
                 fn(stored, now_ms)
-            return stored
+            return [a for _, a in stored]
 
     def get(self, fp: int) -> Alert | None:
         with self._lock:
@@ -172,7 +172,7 @@ class AlertStore:
         with self._lock:
             sid = self._next_sub
             self._next_sub += 1
-            fn(list(self._alerts.values()), now_ms)
+            fn(list(self._alerts.items()), now_ms)
             self._subs[sid] = fn
 
         def unsubscribe() -> None:
