@@ -202,3 +202,13 @@ def test_dedup_rules() -> None:
     assert not needs_update(_entry(set(), {1}), set(), {1, 2}, True, rep, now)  # receiver never saw 2
     assert not needs_update(_entry({1}, set(), ts=now - rep), {1}, set(), True, rep, now)
     assert needs_update(_entry({1}, set(), ts=now - rep - 1), {1}, set(), True, rep, now)
+
+
+def test_alerts_of_a_receiver_without_integrations_are_still_marked() -> None:
+    clock = FakeClock()
+    n, _ = make(config(INHIBIT), {"r": []}, clock)  # a "null" receiver
+    a = alert("Down", ends=FAR)
+    n.put([a])
+    assert n.marker.status(a.fingerprint).state is AlertState.UNPROCESSED
+    run_until(n, clock, T0 + 30_000)
+    assert n.marker.status(a.fingerprint).state is AlertState.ACTIVE
