@@ -250,3 +250,79 @@ def test_url_for_listen() -> None:
     assert cli.url_for_listen("[::]:9500") == "http://[::1]:9500"
     assert cli.url_for_listen("[::1]:9500") == "http://[::1]:9500"
     assert cli.url_for_listen("localhost:9500") == "http://localhost:9500"
+
+
+# -- against a hostile server -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hostile() -> Iterator[tuple[str, list[bytes]]]:
+    """A server on 127.0.0.1 answering every request with 200 and the last body put in the list."""
+    import http.server
+    import threading
+
+    bodies: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(bodies[-1])))
+            self.end_headers()
+            self.wfile.write(bodies[-1])
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", bodies
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+VECTOR, MATRIX = {"resultType": "vector"}, {"resultType": "matrix"}
+UNEXPECTED = "unexpected response: "
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (None, UNEXPECTED + "data is not an object"),
+        ({"resultType": "bogus", "result": []}, "unknown result type 'bogus'"),
+        (VECTOR | {"result": 5}, UNEXPECTED + "result is not a list"),
+        (VECTOR | {"result": [7]}, UNEXPECTED + "a series is not an object"),
+        (VECTOR | {"result": [{"value": [1, "2"]}]}, UNEXPECTED + "a metric is not an object"),
+        (VECTOR | {"result": [{"metric": {}, "value": [1]}]}, UNEXPECTED + "a point is not"),
+        (VECTOR | {"result": [{"metric": {}, "value": ["x", "1"]}]}, UNEXPECTED + "a point is not"),
+        (VECTOR | {"result": [{"metric": {}, "value": [1e400, "1"]}]}, UNEXPECTED + "a point is not"),
+        (MATRIX | {"result": [{"metric": {}, "values": 3}]}, UNEXPECTED + "values is not a list"),
+        ({"resultType": "scalar", "result": "4"}, UNEXPECTED + "a point is not"),
+    ],
+)
+def test_malformed_success_is_one_line(
+    hostile: tuple[str, list[bytes]], capsys: pytest.CaptureFixture[str], data: object, says: str
+) -> None:
+    # A server's "success" body the table cannot show is a one-line error, not a traceback.
+    url, bodies = hostile
+    body: dict[str, object] = {"status": "success"} | ({} if data is None else {"data": data})
+    bodies.append(json.dumps(body).encode())
+    code, out, err = run(capsys, "up", "--url", url)
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1 and err.startswith(f"vigil query: {says}"), err
+
+
+def test_odd_but_showable_success(
+    hostile: tuple[str, list[bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, bodies = hostile
+    data = {"resultType": "vector", "result": [{"metric": {"a": 1}, "value": ["4", 2]}]}
+    bodies.append(json.dumps({"status": "success", "data": data, "warnings": 3}).encode())
+    code, out, err = run(capsys, "up", "--url", url)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1] == "{a=1}       2  1970-01-01T00:00:04Z"

@@ -359,6 +359,8 @@ def test_bad_arguments(store: EventStore) -> None:
         store.query(limit=0)
     with pytest.raises(ValueError, match="direction"):
         store.query(direction="sideways")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not a mix"):
+        store.query([Matcher.eq("a", "b"), [Matcher.eq("c", "d")]])  # type: ignore[list-item]
     assert decode_cursor(encode_cursor(-5, 17)) == (-5, 17)
     with pytest.raises(EventError, match="message"):
         check_storable(Event(1, "auth", "\ud800"))

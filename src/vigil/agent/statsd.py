@@ -32,9 +32,8 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import Metric
 from prometheus_client.utils import floatToGoString
@@ -43,6 +42,9 @@ from vigil.model.labels import is_valid_label_name, is_valid_metric_name
 from vigil.receiver import ErrorKind, SocketReceiver
 
 log = logging.getLogger(__name__)
+
+# Prometheus' own rendering of `le` bounds; prometheus_client leaves it unannotated.
+_go_float: Callable[[float], str] = floatToGoString
 
 DEFAULT_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -355,12 +357,13 @@ class StatsdServer(SocketReceiver[_Conn]):
                 return "name clashes with another metric's series"
         elif kind != s.kind:
             return "metric type changed"
-        store: Any = {
+        stores: dict[str, Container[tuple[str, Tags]]] = {
             "counter": self._counters,
             "gauge": self._gauges,
             "histogram": self._hists,
             "set": self._sets,
-        }[s.kind]
+        }
+        store = stores[s.kind]
         key = (s.family, s.tags)
         if key not in store:
             if self._series_count() >= self.max_series:
@@ -460,7 +463,7 @@ class StatsdServer(SocketReceiver[_Conn]):
             cumulative = 0.0
             for bound, c in zip((*self.buckets, math.inf), counts, strict=True):
                 cumulative += c
-                fam.add_sample(name + "_bucket", {**dict(tags), "le": floatToGoString(bound)}, cumulative)
+                fam.add_sample(name + "_bucket", {**dict(tags), "le": _go_float(bound)}, cumulative)
             fam.add_sample(name + "_count", dict(tags), observations)
             fam.add_sample(name + "_sum", dict(tags), total)
 

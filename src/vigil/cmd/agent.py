@@ -8,7 +8,7 @@ import socket
 import sys
 import threading
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
@@ -22,7 +22,13 @@ from vigil.agent.statsd import StatsdServer
 from vigil.cmd.listen import address, bind_tcp
 from vigil.cmd.run import Group, Service, renamed, run_until_signal
 from vigil.config import Config, ConfigError
+from vigil.model.batch import Sink
 from vigil.model.collector import Collector
+
+if TYPE_CHECKING:  # imported where used: a plain host agent never loads scraping or shipping
+    from vigil.scrape.manager import ScrapeManager
+    from vigil.ship.events import EventShipper
+    from vigil.ship.shipper import ShardedShipper
 
 log = logging.getLogger("vigil.agent")
 
@@ -107,8 +113,8 @@ class _StatsdService:
 def build_agent(
     cfg: Config,
     registry: CollectorRegistry,
-    sink: Any = None,
-    statsd: Any = None,
+    sink: Sink | None = None,
+    statsd: Collector | None = None,
     security: Security | None = None,
     identity: Identity | None = None,
     host: bool = True,
@@ -139,7 +145,9 @@ def print_once(cfg: Config) -> int:
     return 0
 
 
-def build_shipper(cfg: Config, registry: CollectorRegistry, url: str, token: str = "") -> Any:
+def build_shipper(
+    cfg: Config, registry: CollectorRegistry, url: str, token: str = ""
+) -> ShardedShipper | None:
     """The durable shipper for `url`, or None when there is nowhere to ship."""
     if not url:
         return None
@@ -226,7 +234,9 @@ def make_metrics_server(sock: socket.socket, registry: CollectorRegistry) -> WSG
     """prometheus_client's exposition app (Prometheus text, OpenMetrics when asked, gzip) on the
     standard library's small threaded server, which keeps the agent free of the server's web stack;
     not yet serving."""
-    server_cls = type("_MetricsServer", (_ThreadingWSGIServer,), {"address_family": sock.family})
+    server_cls: type[_ThreadingWSGIServer] = type(
+        "_MetricsServer", (_ThreadingWSGIServer,), {"address_family": sock.family}
+    )
     httpd = server_cls(sock.getsockname()[:2], _QuietHandler, bind_and_activate=False)
     httpd.socket.close()
     httpd.socket = sock
@@ -238,7 +248,7 @@ def make_metrics_server(sock: socket.socket, registry: CollectorRegistry) -> WSG
     return httpd
 
 
-def build_scrapes(cfg: Config, registry: CollectorRegistry, sink: Any) -> Any:
+def build_scrapes(cfg: Config, registry: CollectorRegistry, sink: Sink | None) -> ScrapeManager | None:
     """Scrape jobs from `scrape_configs`, feeding the same shipper, not started; None when there are
     none."""
     if not cfg.scrape_configs or sink is None:
@@ -249,7 +259,9 @@ def build_scrapes(cfg: Config, registry: CollectorRegistry, sink: Any) -> Any:
     return ScrapeManager(cfg.scrape_configs, cfg.agent.interval / 1000, sink, registry)
 
 
-def build_event_shipper(cfg: Config, registry: CollectorRegistry, url: str, token: str = "") -> Any:
+def build_event_shipper(
+    cfg: Config, registry: CollectorRegistry, url: str, token: str = ""
+) -> EventShipper | None:
     """The durable event shipper beside the sample shipper, or None when events are not shipped."""
     s = cfg.agent.ship
     if not url or not s.events:

@@ -84,16 +84,22 @@ def run(args: argparse.Namespace) -> int:
     except QueryError as exc:
         print(f"vigil query: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    for w in body.get("warnings") or []:
+    warnings = body.get("warnings")
+    for w in warnings if isinstance(warnings, list) else []:
         print(f"warning: {w}", file=sys.stderr)
     if args.json:
         print(raw.rstrip("\n"))
-    else:
-        print(render(body["data"]))
+        return 0
+    try:
+        table = render(body.get("data"))
+    except QueryError as exc:
+        print(f"vigil query: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(table)
     return 0
 
 
-def _request(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+def _request(args: argparse.Namespace) -> tuple[dict[str, object], str]:
     """The decoded success envelope and the response text as the server sent it."""
     now = time.time()
     is_range = any(v is not None for v in (args.start, args.end, args.step))
@@ -172,20 +178,24 @@ def _as_seconds(t: str) -> float | None:
 # -- rendering --------------------------------------------------------------------------------------
 
 
-def render(data: dict[str, Any]) -> str:
-    """A result as an aligned table: SERIES, VALUE, TIME (one row per point for a matrix)."""
-    kind, result = data.get("resultType"), data.get("result") or []
+def render(data: object) -> str:
+    """A result as an aligned table: SERIES, VALUE, TIME (one row per point for a matrix).
+    QueryError for what is not a result: it is the server's JSON, whatever that server is."""
+    d = _object(data, "data")
+    kind, result = d.get("resultType"), d.get("result") or []
     rows: list[tuple[str, str, str]] = []
     if kind in ("scalar", "string"):
-        rows.append(("", str(result[1]), _time(result[0])))
+        rows.append(("", *_point(result)))
     elif kind == "vector":
-        for s in result:
-            rows.append((_series(s["metric"]), s["value"][1], _time(s["value"][0])))
+        for s in _list(result, "result"):
+            entry = _object(s, "a series")
+            rows.append((_series(entry.get("metric")), *_point(entry.get("value"))))
     elif kind == "matrix":
-        for s in result:
-            name = _series(s["metric"])
-            for i, (t, v) in enumerate(s.get("values") or []):
-                rows.append((name if i == 0 else "", v, _time(t)))
+        for s in _list(result, "result"):
+            entry = _object(s, "a series")
+            name = _series(entry.get("metric"))
+            for i, p in enumerate(_list(entry.get("values") or [], "values")):
+                rows.append((name if i == 0 else "", *_point(p)))
     else:
         raise QueryError(f"unknown result type {kind!r}")
     if not rows:
@@ -203,15 +213,38 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _series(metric: dict[str, str]) -> str:
-    name = metric.get("__name__", "")
+def _object(v: object, what: str) -> dict[str, object]:
+    if not isinstance(v, dict):
+        raise QueryError(f"unexpected response: {what} is not an object")
+    return v
+
+
+def _list(v: object, what: str) -> list[object]:
+    if not isinstance(v, list):
+        raise QueryError(f"unexpected response: {what} is not a list")
+    return v
+
+
+def _point(p: object) -> tuple[str, str]:
+    """(value, time) of a [time, "value"] pair."""
+    if isinstance(p, list) and len(p) == 2 and isinstance(p[0], int | float | str):
+        try:
+            return str(p[1]), _time(p[0])
+        except (ValueError, OverflowError):  # not a number, or an infinite one
+            pass
+    raise QueryError(f"unexpected response: a point is not [time, value]: {json.dumps(p)[:80]}")
+
+
+def _series(metric: object) -> str:
+    labels = _object(metric, "a metric")
+    name = str(labels.get("__name__", ""))
     inner = ", ".join(
-        f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in metric.items() if k != "__name__"
+        f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in labels.items() if k != "__name__"
     )
     return f"{name}{{{inner}}}" if inner or not name else name
 
 
-def _time(t: float) -> str:
+def _time(t: float | str) -> str:
     ms = round(float(t) * 1000)
     try:
         dt = datetime.fromtimestamp(ms // 1000, UTC)

@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from vigil.model.event import Event, EventError, FieldValue, event_id
 from vigil.model.matcher import Matcher, MatchType
@@ -125,9 +125,18 @@ def _matcher_sets(matchers: Sequence[Matcher] | Sequence[Sequence[Matcher]]) -> 
     """A flat list is one AND'ed set; a list of lists is OR'ed sets (like several `match[]`)."""
     if not matchers:
         return []
-    if all(isinstance(m, Matcher) for m in matchers):
-        return [list(matchers)]  # type: ignore[arg-type]
-    return [list(s) for s in matchers]  # type: ignore[arg-type]
+    if _all_matchers(matchers):
+        return [list(matchers)]
+    sets: list[list[Matcher]] = []
+    for s in matchers:
+        if isinstance(s, Matcher):  # list() of it would fail too, less clearly
+            raise TypeError("matchers: a flat list of Matcher or a list of lists of them, not a mix")
+        sets.append(list(s))
+    return sets
+
+
+def _all_matchers(ms: Sequence[object]) -> TypeGuard[Sequence[Matcher]]:
+    return all(isinstance(m, Matcher) for m in ms)
 
 
 def _prefilter(matchers: Sequence[Matcher]) -> tuple[list[str], list[Any]]:

@@ -19,6 +19,7 @@ MetricMetadata = tuple[str, str, str, str]
 
 
 class Sink(Protocol):
-    """Where batches go: the shipper's `enqueue` (metadata rides in the batch's first payload)."""
+    """Where batches go: the shipper's `enqueue` (metadata rides in the batch's first payload).
+    `metadata` by keyword only: `enqueue`'s second positional parameter is something else."""
 
-    def __call__(self, batch: Batch, metadata: Sequence[MetricMetadata] = ...) -> object: ...
+    def __call__(self, batch: Batch, /, *, metadata: Sequence[MetricMetadata] = ...) -> object: ...

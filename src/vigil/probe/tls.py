@@ -18,6 +18,7 @@ import hashlib
 import ipaddress
 import socket
 import ssl
+from _ssl import ENCODING_DER  # the C module's constant, which ssl does not re-export
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,7 +323,7 @@ def _chain(obj: object, verified: bool) -> list[bytes]:
         fn = getattr(o, name, None)
         if fn is not None:
             chain = fn() or []
-            return [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain]  # type: ignore[attr-defined]
+            return [c if isinstance(c, bytes) else c.public_bytes(ENCODING_DER) for c in chain]
     if verified:
         return []
     get = getattr(obj, "getpeercert", None)

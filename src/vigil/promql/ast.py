@@ -66,9 +66,12 @@ class Aggregate:
     without: bool
 
 
+Cardinality = Literal["one-to-one", "many-to-one", "one-to-many", "many-to-many"]
+
+
 @dataclass(frozen=True)
 class VectorMatching:
-    card: Literal["one-to-one", "many-to-one", "one-to-many", "many-to-many"]
+    card: Cardinality
     on: bool  # True: on(labels); False: ignoring(labels)
     labels: tuple[str, ...]
     include: tuple[str, ...]  # group_left/group_right labels

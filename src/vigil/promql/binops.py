@@ -12,6 +12,9 @@ from vigil.promql.value import F64, Bool, Scalar, Value, Vector, merge_duplicate
 
 ARITHMETIC = {"+", "-", "*", "/", "%", "^", "atan2"}
 
+Signature = tuple[tuple[str, str], ...]
+"""The (name, value) pairs two series must share to match."""
+
 
 def apply(op: str, a: F64, b: F64) -> F64:
     with np.errstate(all="ignore"):
@@ -31,9 +34,10 @@ def apply(op: str, a: F64, b: F64) -> F64:
             case "atan2":
                 return np.arctan2(a, b)
             case "==":
-                return (a == b).astype(np.float64)
+                # The ufuncs, not ==/!=: numpy's stubs type ndarray.__eq__/__ne__ as returning Any.
+                return np.equal(a, b).astype(np.float64)
             case "!=":
-                return (a != b).astype(np.float64)
+                return np.not_equal(a, b).astype(np.float64)
             case ">":
                 return (a > b).astype(np.float64)
             case "<":
@@ -86,7 +90,7 @@ def _vector_scalar(
     return merge_duplicates(out) if drop_name else out
 
 
-def signature(lb: Labels, matching: ast.VectorMatching | None) -> tuple[tuple[str, str], ...]:
+def signature(lb: Labels, matching: ast.VectorMatching | None) -> Signature:
     if matching is not None and matching.on:
         keep = set(matching.labels)
         return tuple(p for p in lb if p[0] in keep)
@@ -94,10 +98,12 @@ def signature(lb: Labels, matching: ast.VectorMatching | None) -> tuple[tuple[st
     return tuple(p for p in lb if p[0] not in drop)
 
 
-def _sig_presence(v: Vector, matching: ast.VectorMatching | None) -> tuple[list, dict, Bool]:
+def _sig_presence(
+    v: Vector, matching: ast.VectorMatching | None
+) -> tuple[list[Signature], dict[Signature, int], Bool]:
     """Per distinct signature: whether any series with it is present at each step."""
     sigs = [signature(lb, matching) for lb in v.labels]
-    index: dict[tuple, int] = {}
+    index: dict[Signature, int] = {}
     gid = np.array([index.setdefault(s, len(index)) for s in sigs], np.int64)
     pres = np.zeros((len(index), v.present.shape[1]), bool)
     if len(v):
@@ -164,7 +170,7 @@ def _vector_vector(
     # After the swap, the left fill stands in for the "many" side and the right one for the "one" side.
     fill_many, fill_one = matching.fill_left, matching.fill_right
     one_sigs = [signature(lb, matching) for lb in one.labels]
-    one_index: dict[tuple, list[int]] = {}
+    one_index: dict[Signature, list[int]] = {}
     for j, s in enumerate(one_sigs):
         one_index.setdefault(s, []).append(j)
     # The "one" side must be unique per signature at every step.
@@ -188,7 +194,7 @@ def _vector_vector(
     present = many.present[pm] & one.present[po]
     if matching.card == "one-to-one":
         # The left side must be unique per signature too, where a match exists.
-        seen: dict[tuple, list[int]] = {}
+        seen: dict[Signature, list[int]] = {}
         for r, i in enumerate(pairs_m):
             seen.setdefault(many_sigs[i], []).append(r)
         for s, rows in seen.items():
@@ -213,7 +219,7 @@ def _vector_vector(
         labels += [_result_labels(lb, Labels(), matching, drop_name) for lb in many.labels]
     if fill_many is not None and len(one):
         # One-side series no many-side series matches at a step: labelled by their signature.
-        by_sig: dict[tuple, np.ndarray] = {}
+        by_sig: dict[Signature, Bool] = {}
         for i, sig in enumerate(many_sigs):
             by_sig[sig] = by_sig.get(sig, np.zeros(n, bool)) | many.present[i]
         unmatched = np.array(
@@ -235,11 +241,11 @@ def _vector_vector(
     return merge_duplicates(Vector(labels, values, present).compact())
 
 
-def _fmt_sig(sig: tuple) -> str:
+def _fmt_sig(sig: Signature) -> str:
     return "{" + ", ".join(f'{n}="{v}"' for n, v in sig) + "}"
 
 
-def _duplicate_error(sig: tuple, side: str, dup: list[Labels]) -> ExecutionError:
+def _duplicate_error(sig: Signature, side: str, dup: list[Labels]) -> ExecutionError:
     shown = ", ".join(_fmt_sig(tuple(lb)) for lb in sorted(dup))
     return ExecutionError(
         f"found duplicate series for the match group {_fmt_sig(sig)} on the {side} hand-side of the "

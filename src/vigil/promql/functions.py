@@ -224,12 +224,26 @@ def _scalar(v: Value, n: int) -> Scalar:
     return Scalar(np.where(cnt == 1, vals, np.nan))
 
 
+def _string_arg(a: Value) -> str:
+    assert isinstance(a, String)  # the parser checked the argument types
+    return a.value
+
+
+def _scalar_arg(a: Value) -> F64:
+    assert isinstance(a, Scalar)  # the parser checked the argument types
+    return a.values
+
+
 def _clamp(f: str, args: list[Value]) -> Vector:
     v = args[0]
     assert isinstance(v, Vector)
     n = v.values.shape[1]
-    lo = args[1].values if f in ("clamp", "clamp_min") else np.full(n, -np.inf)  # type: ignore[union-attr]
-    hi = (args[2].values if f == "clamp" else args[1].values) if f != "clamp_min" else np.full(n, np.inf)  # type: ignore[union-attr]
+    lo = _scalar_arg(args[1]) if f in ("clamp", "clamp_min") else np.full(n, -np.inf)
+    hi = (
+        (_scalar_arg(args[2]) if f == "clamp" else _scalar_arg(args[1]))
+        if f != "clamp_min"
+        else np.full(n, np.inf)
+    )
     vals = np.maximum(np.minimum(v.values, hi[None, :]), lo[None, :])
     vals = np.where(np.isnan(v.values), np.nan, vals)
     out = _relabel(v, vals)
@@ -248,7 +262,10 @@ def _sort(v: Value, desc: bool) -> Vector:
     return v.take(order)
 
 
-def _natural_key(s: str) -> tuple:
+NaturalKey = tuple[tuple[int, int, str], ...]
+
+
+def _natural_key(s: str) -> NaturalKey:
     # Natural order, as Prometheus' sort_by_label: digit runs compare as numbers ("cpu2" < "cpu10").
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.findall(r"\d+|\D+", s))
 
@@ -258,9 +275,9 @@ def _sort_by_label(args: list[Value], desc: bool) -> Vector:
     assert isinstance(v, Vector)
     if not len(v) or v.values.shape[1] != 1:
         return v
-    label_names = [nm.value for nm in names]  # type: ignore[union-attr]
+    label_names = [_string_arg(nm) for nm in names]
 
-    def key(i: int) -> tuple:
+    def key(i: int) -> tuple[tuple[NaturalKey, ...], tuple[NaturalKey, ...]]:
         # The named labels first, then the whole label set to make the order total.
         lb = v.labels[i]
         named = tuple(_natural_key(lb.get(n)) for n in label_names)
@@ -288,7 +305,7 @@ def _expand(template: str, m: RegexMatch) -> str:
 def _label_replace(args: list[Value], lim: QueryLimits) -> Vector:
     v, dst, repl, src, regex = args
     assert isinstance(v, Vector)
-    strs = [a.value for a in (dst, repl, src, regex)]  # type: ignore[union-attr]
+    strs = [_string_arg(a) for a in (dst, repl, src, regex)]
     dst_s, repl_s, src_s, regex_s = strs
     try:
         rx = compile_regex(regex_s, dot_nl=True)  # linear time: the values are not ours to trust
@@ -312,10 +329,10 @@ def _label_replace(args: list[Value], lim: QueryLimits) -> Vector:
 def _label_join(args: list[Value], lim: QueryLimits) -> Vector:
     v, dst, sep, *srcs = args
     assert isinstance(v, Vector)
-    dst_s, sep_s = dst.value, sep.value  # type: ignore[union-attr]
+    dst_s, sep_s = _string_arg(dst), _string_arg(sep)
     if not is_valid_label_name(dst_s) and dst_s != METRIC_NAME:
         raise ExecutionError(f"invalid destination label name in label_join(): {dst_s}")
-    names = [s.value for s in srcs]  # type: ignore[union-attr]
+    names = [_string_arg(s) for s in srcs]
     labels = []
     for lb in v.labels:
         lim.tick()
@@ -445,7 +462,7 @@ def _bucket_quantile(q: float, uppers: F64, counts: F64) -> float:
         return math.nan
     # Collapse duplicate bounds and force monotonic counts, as Prometheus does.
     counts = np.maximum.accumulate(counts)
-    total = counts[-1]
+    total = float(counts[-1])
     if total == 0 or math.isnan(total):
         return math.nan
     rank = q * total

@@ -30,7 +30,7 @@ _MATCH_OPS = {
     "MatchOp.Re": MatchType.RE,
     "MatchOp.NotRe": MatchType.NRE,
 }
-_CARD = {
+_CARD: dict[str, ast.Cardinality] = {
     "VectorMatchCardinality.OneToOne": "one-to-one",
     "VectorMatchCardinality.ManyToOne": "many-to-one",
     "VectorMatchCardinality.OneToMany": "one-to-many",
@@ -288,7 +288,7 @@ def _convert(n: Any) -> ast.Expr:
                 else:
                     on, labels = False, ()
                 matching = ast.VectorMatching(
-                    card,  # type: ignore[arg-type]
+                    card,
                     on,
                     labels,
                     tuple(mod.group_labels or ()),

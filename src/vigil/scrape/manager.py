@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter
 
 from vigil.config.scrape import ScrapeConfig
-from vigil.model.batch import Batch
+from vigil.model.batch import Batch, Sink
 from vigil.scrape.target import REASONS, ScrapeResult, Target
 
 __all__ = ["ScrapeManager"]
@@ -31,7 +31,7 @@ class ScrapeManager:
         self,
         configs: Sequence[ScrapeConfig],
         default_interval_s: float,
-        sink: Callable[[Batch], None],
+        sink: Sink,
         registry: CollectorRegistry | None = None,
     ) -> None:
         """Build the targets; raises ValueError when a job's explicit scrape_timeout exceeds the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Unpack
 from urllib.parse import urlsplit, urlunsplit
 
 import cramjam
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from vigil.model.event import Event
 from vigil.ship.client import RemoteWriteClient
 from vigil.ship.queue import DurableQueue
-from vigil.ship.shipper import Shipper
+from vigil.ship.shipper import Shipper, ShipperOptions
 
 __all__ = ["EventShipper", "events_url"]
 
@@ -53,7 +54,7 @@ class EventShipper:
         max_age_s: float = 24 * 3600.0,
         max_events_per_send: int = 500,
         registry: CollectorRegistry | None = None,
-        **shipper_options: float,
+        **shipper_options: Unpack[ShipperOptions],
     ) -> None:
         self._max = max_events_per_send
         queue = DurableQueue(Path(directory), max_bytes=max_bytes, max_age_s=max_age_s)
@@ -70,7 +71,7 @@ class EventShipper:
         except BaseException:
             queue.close()
             raise
-        self.shipper = Shipper(queue, client, registry, stream="events", **shipper_options)  # type: ignore[arg-type]
+        self.shipper = Shipper(queue, client, registry, stream="events", **shipper_options)
 
     def send(self, events: Sequence[Event]) -> None:
         """Queue events durably (returns once they are on disk); sent in the background, in order."""

@@ -32,7 +32,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import cast
+from typing import TypedDict, Unpack, cast
 
 import cramjam
 from prometheus_client import CollectorRegistry
@@ -82,6 +82,15 @@ class _Barrier:
         except Exception:
             log.exception("shipper: could not record the queue layout")
         self.released.set()
+
+
+class ShipperOptions(TypedDict, total=False):
+    """`Shipper`'s retry timing, which the builders pass through to every shipper they make."""
+
+    min_backoff_s: float
+    max_backoff_s: float
+    max_retry_after_s: float
+    idle_poll_s: float
 
 
 class Shipper:
@@ -205,7 +214,7 @@ class Shipper:
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         # Exponential with "equal jitter": at least half the step, so retries still back off, and
         # random in the other half, so many agents recovering from one outage do not send in lockstep.
-        step = min(self._max_backoff, self._min_backoff * 2 ** min(attempt, 30))
+        step: float = min(self._max_backoff, self._min_backoff * 2 ** min(attempt, 30))  # int ** int is Any
         delay = step / 2 + random.uniform(0, step / 2)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self._max_retry_after))
@@ -457,7 +466,7 @@ def build_shipper(
     max_samples: int = 2000,
     registry: CollectorRegistry | None = None,
     connections: int = 2,
-    **shipper_options: float,
+    **shipper_options: Unpack[ShipperOptions],
 ) -> ShardedShipper:
     """A running ShardedShipper from configuration values (`agent.ship` in vigil.yml); "" is "not set".
 
@@ -524,8 +533,15 @@ def build_shipper(
                 key_file=key_file,
             )
             clients.append(client)
-            opts: dict = {"max_samples_per_send": max_samples} | shipper_options
-            return Shipper(queue, client, None, barrier=barrier, hold_from=hold_from, **opts)
+            return Shipper(
+                queue,
+                client,
+                None,
+                max_samples_per_send=max_samples,
+                barrier=barrier,
+                hold_from=hold_from,
+                **shipper_options,
+            )
 
         shards, draining = [make(q) for q in active], [make(q) for q in extra]
     except BaseException:

@@ -592,6 +592,12 @@ class DB:
             return SeriesSet.empty()
         starts = np.flatnonzero(np.r_[True, data.refs[1:] != data.refs[:-1]])
         with self._lock:
+            if not self._index.is_live(data.refs[starts]):
+                # Retention deleted some of these series (all their data past it) while they were read.
+                data = data.take(self._index.live(data.refs))
+                if not len(data):
+                    return SeriesSet.empty()
+                starts = np.flatnonzero(np.r_[True, data.refs[1:] != data.refs[:-1]])
             labels = self._index.labels_of(data.refs[starts])
         offsets = np.append(starts, len(data)).astype(np.int64)
         return SeriesSet(labels, offsets, data.timestamps, data.values)
@@ -607,6 +613,7 @@ class DB:
     def series(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[Labels]:
         refs = self._refs_with_data(matchers, mint, maxt)
         with self._lock:
+            refs = refs[self._index.live(refs)]  # retention may have deleted some meanwhile
             return sorted(self._index.labels_of(refs))
 
     def label_names(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[str]:

@@ -109,8 +109,12 @@ class SeriesIndex:
         return lb
 
     def labels_of(self, refs: npt.NDArray[np.int64]) -> list[Labels]:
+        """The labels of live series; KeyError if one was deleted (check `live` first)."""
         table = self._labels
-        return [table[r] for r in refs.tolist()]  # type: ignore[misc]
+        out = [table[r] for r in refs.tolist()]
+        if None in out:
+            raise KeyError(next(r for r, lb in zip(refs.tolist(), out, strict=True) if lb is None))
+        return out
 
     def is_live(self, refs: npt.NDArray[np.int64]) -> bool:
         if refs.size == 0:
@@ -118,6 +122,10 @@ class SeriesIndex:
         if int(refs.max()) >= len(self._labels) or int(refs.min()) < 0:
             return False
         return bool(self._live[refs].all())
+
+    def live(self, refs: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Per ref (each one this index handed out): whether it is still live."""
+        return self._live[refs]
 
     def unlogged(self, refs: npt.NDArray[np.int64]) -> list[tuple[int, Labels]]:
         """Series among `refs` whose definition is not durable yet (it must go into the WAL)."""
