@@ -274,6 +274,9 @@ def test_tls_trusted_and_untrusted(https_addr: str, ca: trustme.CA, tmp_path: Pa
     assert one_shot(job(https_addr, scheme="https", tls_config={"insecure_skip_verify": True}))[2].up
 
 
+RELAXED = {"scrape_interval": 2000, "scrape_timeout": 2000}
+
+
 def test_failures_counted_logged_once_and_others_keep_going(
     http_addr: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -281,19 +284,30 @@ def test_failures_counted_logged_once_and_others_keep_going(
 
     sink = Sink()
     cfgs = [
-        job(http_addr) | {"job_name": "good", "scrape_interval": 300},
-        job(http_addr, metrics_path="/garbage") | {"job_name": "garbage", "scrape_interval": 300},
+        # Only the slow job has a short timeout: on a loaded machine a 300 ms one is missed now and
+        # then (seen under stress-ng), which would turn the others' expected error (or the good job's `up`) into a timeout.
+        job(http_addr) | {"job_name": "good"} | RELAXED,
+        job(http_addr, metrics_path="/garbage") | {"job_name": "garbage"} | RELAXED,
         job(http_addr, metrics_path="/slow")
         | {"job_name": "slow", "scrape_interval": 400, "scrape_timeout": 200},
-        job(f"127.0.0.1:{free_port()}") | {"job_name": "refused", "scrape_interval": 300},
-        job(http_addr, metrics_path="/status500") | {"job_name": "status", "scrape_interval": 300},
+        job(f"127.0.0.1:{free_port()}") | {"job_name": "refused"} | RELAXED,
+        job(http_addr, metrics_path="/status500") | {"job_name": "status"} | RELAXED,
     ]
     m = manager(cfgs, sink)
+
+    def good_ups() -> list[list[tuple[int, float]]]:
+        return [
+            pts
+            for batch in list(sink.batches)
+            for s, pts in zip(*batch, strict=True)
+            if dict(s)["__name__"] == "up" and dict(s)["job"] == "good" and not is_stale_nan(pts[0][1])
+        ]
+
     m.start()
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if all(
+            if len(good_ups()) >= 2 and all(
                 errors(m, j, r) >= 2
                 for j, r in [
                     ("garbage", "parse"),
@@ -312,16 +326,11 @@ def test_failures_counted_logged_once_and_others_keep_going(
     assert errors(m, "status", "http_status") >= 2
     assert errors(m, "good", "parse") == 0
     # The good target was scraped repeatedly and is up; no sample from a failed one got through.
-    good_ups = [
-        pts
-        for batch in sink.batches
-        for s, pts in zip(*batch, strict=True)
-        if dict(s)["__name__"] == "up" and dict(s)["job"] == "good" and not is_stale_nan(pts[0][1])
-    ]
-    assert len(good_ups) >= 2 and all(p[0][1] == 1 for p in good_ups)
+    ups = good_ups()
+    assert len(ups) >= 2 and all(p[0][1] == 1 for p in ups)
     assert not any(dict(s).get("__name__") == "late" for batch in sink.batches for s in batch[0])
     # Logged once per distinct error, though it failed several times.
-    garbage_logs = [r for r in caplog.records if "garbage" in r.getMessage()]
+    garbage_logs = [r for r in caplog.records if "(job garbage) failed: parse" in r.getMessage()]
     assert len(garbage_logs) == 1
     # stop() marks everything stale.
     last = sink.batches[-1]
