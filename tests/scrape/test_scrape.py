@@ -285,7 +285,7 @@ def test_failures_counted_logged_once_and_others_keep_going(
     sink = Sink()
     cfgs = [
         # Only the slow job has a short timeout: on a loaded machine a 300 ms one is missed now and
-        # then (seen under stress-ng), which would turn the others' expected error (or the good job's `up`) into a timeout.
+        # then (seen under stress-ng), turning the others' expected errors or `up` into timeouts.
         job(http_addr) | {"job_name": "good"} | RELAXED,
         job(http_addr, metrics_path="/garbage") | {"job_name": "garbage"} | RELAXED,
         job(http_addr, metrics_path="/slow")
