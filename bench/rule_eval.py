@@ -39,10 +39,10 @@ side also gets "cpu": the CPU time of one evaluation of all groups, per measured
 server, its whole process between the end of the warm-up and the last iteration, to the 0.25 s of
 the polling; in-process, `time.process_time()` around the groups).
 
-Equal work is checked, not assumed: after the last iteration both sides are asked, at the same
-instant, how many series every recording rule wrote (`count by (__name__) ({__name__=~"bench:.+"})`)
-and how many alerts are in each state (`count by (alertname, alertstate) (ALERTS)`), and which
-rules failed; the line says whether all of it agrees.
+Equal work is checked, not assumed: after the last iteration both sides are asked, at each
+group's last evaluation, how many series every recording rule of the group wrote (`count by
+(__name__)`) and how many of its alerts are in each state (`count by (alertname, alertstate)
+(ALERTS{...})`), and which rules failed; the line says whether all of it agrees.
 
     rule_eval vigil(in-process): 1000 rules/10 groups over 11,500 series: median group 12.3 ms, total
     123 ms (cpu 120 ms); prometheus: median group 4.5 ms, total 45 ms (cpu 50 ms); ratio 2.73x (cpu
@@ -287,13 +287,18 @@ class Work:
         return out
 
 
-def count_work(query: QueryFn, ts_ms: int, failed: dict[str, str]) -> Work:
-    """Ask a store (through `query`) what the rules wrote, as seen at `ts_ms`."""
+def count_work(query: QueryFn, last_ms: dict[str, int], failed: dict[str, str]) -> Work:
+    """Ask a store (through `query`) what each group's rules wrote, as seen at the group's last
+    evaluation (`last_ms`, per group name): what later iterations wrote lies ahead of that instant."""
     w = Work(failed=failed)
-    for lb, v in query(f'count by (__name__) ({{__name__=~"{RECORD_PREFIX}.+"}})', ts_ms):
-        w.recorded[lb["__name__"]] = int(v)
-    for lb, v in query("count by (alertname, alertstate) (ALERTS)", ts_ms):
-        w.alerts[(lb["alertname"], lb["alertstate"])] = int(v)
+    for name, ts_ms in last_ms.items():
+        tag = name.removeprefix("bench-")  # the group's number, in its rules' names (`rule_pack`)
+        for lb, v in query(f'count by (__name__) ({{__name__=~"{RECORD_PREFIX}g{tag}r.+"}})', ts_ms):
+            w.recorded[lb["__name__"]] = int(v)
+        for lb, v in query(
+            f'count by (alertname, alertstate) (ALERTS{{alertname=~".+G{tag}R[0-9]+"}})', ts_ms
+        ):
+            w.alerts[(lb["alertname"], lb["alertstate"])] = int(v)
     return w
 
 
@@ -361,6 +366,18 @@ def parse_group_metrics(text: str) -> dict[str, GroupState]:
     return out
 
 
+def new_iterations(state: dict[str, GroupState], seen: dict[str, list[tuple[float, float]]]) -> bool:
+    """Append each group's last (start, duration) to `seen` if it is a new iteration; any new?"""
+    added = False
+    for k, got in seen.items():
+        st = state.get(k)
+        # A new iteration shows as a new evaluation start time (both servers expose it).
+        if st is not None and st.last_eval_s > 0 and (not got or got[-1][0] != st.last_eval_s):
+            got.append((st.last_eval_s, st.last_duration_s))
+            added = True
+    return added
+
+
 def poll_iterations(
     client: httpx.Client,
     url: str,
@@ -369,25 +386,19 @@ def poll_iterations(
     interval_s: float,
     timeout_s: float,
     cpu: Callable[[], float] = lambda: 0.0,
-) -> tuple[dict[str, list[float]], dict[str, GroupState], dict[int, float]]:
+) -> tuple[dict[str, list[tuple[float, float]]], dict[str, GroupState], dict[int, float]]:
     """Poll /metrics until every group in `keys` was seen finishing `iterations` evaluations after
-    the first poll; the last duration after each (all of them, warm-up included), the state, and
+    the first poll; (start time, duration) of each (all of them, warm-up included), the state, and
     `cpu()` at the first poll that saw every group done with i iterations, per i."""
-    seen: dict[str, list[float]] = {k: [] for k in keys}
+    seen: dict[str, list[tuple[float, float]]] = {k: [] for k in keys}
     marks: dict[int, float] = {}
-    last_eval: dict[str, float] = {}
     deadline = time.monotonic() + timeout_s
     state: dict[str, GroupState] = {}
     while True:
         r = client.get(url + "/metrics")
         r.raise_for_status()
         state = parse_group_metrics(r.text)
-        for k in keys:
-            st = state.get(k)
-            # A new iteration shows as a new evaluation start time (both servers expose it).
-            if st is not None and st.last_eval_s > 0 and st.last_eval_s != last_eval.get(k):
-                last_eval[k] = st.last_eval_s
-                seen[k].append(st.last_duration_s)
+        new_iterations(state, seen)
         done = min(len(v) for v in seen.values())
         if done not in marks:
             marks[done] = cpu()
@@ -411,6 +422,13 @@ def rules_api_failures(client: httpx.Client, url: str) -> dict[str, str]:
             if rule.get("health") not in ("ok", "unknown"):
                 out[rule["name"]] = rule.get("lastError", "")
     return out
+
+
+def slots_of(last_ms: int, starts_s: Sequence[float], step_ms: int) -> list[int]:
+    """The evaluation timestamps of iterations that started (wall clock) at `starts_s`, the last of
+    which evaluated at `last_ms`: slots are `step_ms` apart, an iteration starts at its slot plus a
+    delay shorter than half a step, and a late one makes the server skip (miss) slots."""
+    return [last_ms + round((t - starts_s[-1]) * 1000 / step_ms) * step_ms for t in starts_s]
 
 
 def last_slots(query: QueryFn, pack: list[tuple[str, list[RuleSpec]]], at_ms: int) -> dict[str, int]:
@@ -455,24 +473,25 @@ def measure_remote(
         cpu_round = (marks[n] - marks[args.warmup]) / args.evals if tree and args.warmup in marks else None
         log(f"{peer.kind}: {n} iterations of {len(keys)} groups in {time.perf_counter() - t:.0f} s")
         query = http_query(client, peer.url)
-        now_ms = int(time.time() * 1000)
-        last = last_slots(query, pack, now_ms)
+        for _ in range(10):  # the slots read back must belong to the last iterations seen
+            now_ms = int(time.time() * 1000)
+            last = last_slots(query, pack, now_ms)
+            r = client.get(peer.url + "/metrics")
+            r.raise_for_status()
+            state = parse_group_metrics(r.text)
+            if not new_iterations(state, seen):
+                break
         if len(last) < len(pack):
             lost = sorted(set(keys.values()) - set(last))
             raise RuntimeError(
                 f"{peer.kind}: no output of the first recording rule of groups {lost} at {now_ms} "
                 "(did the data end before the evaluations? raise --ahead)"
             )
-        iters = {k: int(state[k].iterations) if state[k].iterations else len(seen[k]) for k in keys}
-        slots = {
-            keys[k]: [last[keys[k]] - (iters[k] - 1 - i) * args.interval * 1000 for i in range(iters[k])]
-            for k in keys
-            if keys[k] in last
-        }
-        at_ms = max(last.values(), default=now_ms)
-        work = count_work(query, at_ms, rules_api_failures(client, peer.url))
+        step = round(args.interval * 1000)
+        slots = {keys[k]: slots_of(last[keys[k]], [t for t, _ in seen[k]], step) for k in keys}
+        work = count_work(query, last, rules_api_failures(client, peer.url))
     missed = int(sum(state[k].missed for k in keys))
-    measured = Measured({k: v[args.warmup :] for k, v in seen.items()}, cpu_round)
+    measured = Measured({k: [d for _, d in v[args.warmup :]] for k, v in seen.items()}, cpu_round)
     return RemoteResult(measured, slots, work, missed)
 
 
@@ -535,14 +554,13 @@ def evaluate_in_process(
         if not any(slots.values()):
             raise RuntimeError("vigil: no evaluation slots")
         failed = {r.name: r.status.last_error for g in groups for r in g.rules if r.status.health == "err"}
-        at_ms = max(t for ts in slots.values() for t in ts)
         engine = Engine(db)
 
         def local(expr: str, ts_ms: int) -> Vector:
             res = engine.instant_query(expr, ts_ms)
             return [(s.labels.to_dict(), float(s.values[0])) for s in res.series]
 
-        work = count_work(local, at_ms, failed)
+        work = count_work(local, {name: ts[-1] for name, ts in slots.items() if ts}, failed)
         text = ""
         if profile and groups:
             g = groups[0]

@@ -15,6 +15,7 @@ from bench.rule_eval import (
     parse_group_metrics,
     rule_file_text,
     rule_pack,
+    slots_of,
     with_up,
 )
 from bench.workload import generate
@@ -101,6 +102,12 @@ vigil_rule_group_last_evaluation_timestamp_seconds{rule_group="/r.yml;b"} 42.0
     a, b = got["/r.yml;a"], got["/r.yml;b"]
     assert (a.iterations, a.last_duration_s, a.last_eval_s, a.missed) == (3, 0.0125, 1.7e9, 1)
     assert (b.iterations, b.last_duration_s, b.last_eval_s) == (0, 0.5, 42.0)
+
+
+def test_slots_follow_the_starts_across_missed_iterations() -> None:
+    # started 0.3 s, 0.1 s and 2.4 s after their slots; the third came after a missed slot
+    assert slots_of(1_045_000, [1000.3, 1015.1, 1047.4], 15_000) == [1_000_000, 1_015_000, 1_045_000]
+    assert slots_of(60_000, [70.0], 15_000) == [60_000]
 
 
 def test_unequal_work_is_reported() -> None:
