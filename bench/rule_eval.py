@@ -53,7 +53,7 @@ Usage:
     python -m bench.rule_eval --hosts 5 --scrapes 40 --groups 2 --rules 20 --interval 2
     python -m bench.rule_eval --profile                        # + cProfile of one group evaluation
     python -m bench.rule_eval --write-rules rules.yml          # only write the rule file
-    python -m bench.rule_eval --url URL --prom-url URL         # already running, empty servers
+    python -m bench.rule_eval --mode server --url URL          # a running, empty Vigil
 
 Exit code 1 if a target failed, a rule failed, or the two sides did not do the same work.
 """
@@ -505,19 +505,30 @@ def prometheus_config(rule_path: Path | None, interval_s: float) -> str:
 def run_prometheus(
     wl: Workload, pack: list[tuple[str, list[RuleSpec]]], rule_text: str, args: argparse.Namespace
 ) -> RemoteResult:
-    with _target("prometheus", args.prom_url, args) as peer:
+    with running("prometheus", keep=args.keep, tmp_dir=args.tmp_dir) as peer:
         load(peer.url, wl, "prometheus")
-        if args.prom_url:
-            raise RuntimeError(
-                "--prom-url: load `--write-rules` into that server's rule_files yourself; "
-                "measuring an external Prometheus is not supported"
-            )
         assert peer.data_dir is not None and peer.pid is not None
         rule_path = peer.data_dir.parent / "rules.yml"
         rule_path.write_text(rule_text)
         (peer.data_dir.parent / "prometheus.yml").write_text(prometheus_config(rule_path, args.interval))
         os.kill(peer.pid, signal.SIGHUP)  # reload: the rules start only now that the data is in
+        wait_rules_loaded(peer, len(pack))
         return measure_remote(peer, pack, rule_path, args)
+
+
+def wait_rules_loaded(peer: Peer, groups: int, timeout_s: float = 60.0) -> None:
+    """Wait until the rules API lists `groups` groups; raise at once if the reload failed."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=10.0) as client:
+        while time.monotonic() < deadline:
+            r = client.get(peer.url + "/api/v1/rules")
+            if r.status_code == 200 and len(r.json()["data"]["groups"]) == groups:
+                return
+            m = client.get(peer.url + "/metrics").text
+            if "\nprometheus_config_last_reload_successful 0" in m:
+                raise RuntimeError(f"{peer.kind}: reloading with the rule file failed\n{peer.log_tail()}")
+            time.sleep(0.2)
+    raise RuntimeError(f"{peer.kind}: the rules API did not list {groups} groups in {timeout_s:.0f} s")
 
 
 @dataclass
@@ -701,7 +712,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--write-rules", type=Path, help="write the rule file there and exit")
     ap.add_argument("--url", help="a running, empty Vigil (--mode server only)")
-    ap.add_argument("--prom-url", help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=float, default=300.0, help="per request and for waits, s (default 300)")
     ap.add_argument("--tmp-dir", type=Path, help="where started servers' data dirs go (default: system temp)")
     ap.add_argument("--keep", action="store_true", help="keep started servers' temp dirs (printed)")
