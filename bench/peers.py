@@ -10,7 +10,8 @@ benchmark killed with SIGTERM cleans up the same way.
         httpx.post(peer.url + "/api/v1/write", ...)
         ProcessTree(peer.pid).cpu_seconds()
 
-Kinds: `vigil` (`<repo>/.venv/bin/vigil server`), `prometheus` (Debian's 2.42, with the
+Kinds: `vigil` (`<repo>/.venv/bin/vigil server`, or `python -m vigil server` with `<repo>/src`
+first on the path where the checkout has no venv), `prometheus` (Debian's 2.42, with the
 remote-write receiver and the admin API) and `victoria-metrics` (Debian's 1.79 single node).
 """
 
@@ -24,6 +25,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -89,15 +91,27 @@ def _vigil_binary() -> Path:
     return REPO / ".venv" / "bin" / "vigil"
 
 
+def _vigil_argv() -> list[str]:
+    """The checkout's own `vigil`: its venv's entry point, or (a worktree without a venv) the
+    interpreter running the benchmark with `-m vigil` and this checkout's `src` first on the path
+    (see `_vigil_env`)."""
+    binary = _vigil_binary()
+    return [str(binary)] if binary.exists() else [sys.executable, "-m", "vigil"]
+
+
+def _vigil_env() -> dict[str, str] | None:
+    if _vigil_binary().exists():
+        return None
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(REPO / "src") + (os.pathsep + path if path else "")}
+
+
 def _spec(kind: str, port: int, data_dir: Path, work_dir: Path) -> _Spec:
     listen = f"127.0.0.1:{port}"
     if kind == "vigil":
-        binary = str(_vigil_binary())
-        return _Spec(
-            [binary, "server", "--listen", listen, "--data-dir", str(data_dir)],
-            ("/-/ready",),
-            binary,
-        )
+        argv = _vigil_argv()
+        argv += ["server", "--listen", listen, "--data-dir", str(data_dir)]
+        return _Spec(argv, ("/-/ready",), argv[0])
     if kind == "prometheus":
         config = work_dir / "prometheus.yml"
         config.write_text("# empty: no scrape targets, remote-write receiver only\n")
@@ -194,8 +208,6 @@ def running(kind: str, *, ready_timeout: float = 60.0, keep: bool = False, tmp_d
     try:
         port = free_port()
         spec = _spec(kind, port, data_dir, work_dir)
-        if kind == "vigil" and not Path(spec.binary).exists():
-            raise PeerError(f"vigil binary {spec.binary} is missing (is the package installed in .venv?)")
         if kind != "vigil" and shutil.which(spec.binary) is None:
             raise PeerError(f"{spec.binary} is not installed (apt-get install {kind})")
         argv = spec.argv + (extra_args or [])
@@ -204,6 +216,7 @@ def running(kind: str, *, ready_timeout: float = 60.0, keep: bool = False, tmp_d
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=work_dir, start_new_session=True, preexec_fn=_die_with_parent,
+                env=_vigil_env() if kind == "vigil" else None,
             )
         peer = Peer(kind, f"http://127.0.0.1:{port}", proc.pid, data_dir, log_path, proc)
         _wait_ready(peer, spec.ready_paths, ready_timeout)
