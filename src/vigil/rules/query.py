@@ -45,12 +45,14 @@ class StorageAppender:
         self._ts.append(ts_ms)
         self._values.append(value)
 
-    def commit(self) -> None:
+    def commit(self) -> dict[str, int]:
+        """Write the buffered samples; returns what the store refused, by reason."""
         if not self._labels:
-            return
+            return {}
         labels, ts, values = self._labels, self._ts, self._values
         self._labels, self._ts, self._values = [], [], []
         refs = self.storage.series_refs(labels)
-        self.storage.append(
+        result = self.storage.append(
             np.asarray(refs, np.int64), np.asarray(ts, np.int64), np.asarray(values, np.float64)
         )
+        return dict(result.rejected)
