@@ -401,3 +401,20 @@ def test_constructor_starts_nothing_and_stop_joins(env: Env) -> None:
     m.stop()
     m.stop()
     assert "vigil-rules" not in {t.name for t in threading.enumerate()}
+
+
+def test_config_check_checks_rule_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vigil.cmd.main import main
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "ok.yml").write_text(ALERT)
+    cfg = tmp_path / "vigil.yml"
+    cfg.write_text("rule_files: [rules/*.yml, missing/*.yml]\n")
+    assert main(["config", "check", str(cfg)]) == 0
+    out = capsys.readouterr()
+    assert "rule_files: no file matches 'missing/*.yml'" in out.err and "OK" in out.out
+    (tmp_path / "rules" / "bad.yml").write_text("groups:\n- name: g\n  rules:\n  - alert: X\n    expr: m >\n")
+    assert main(["config", "check", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f'{tmp_path}/rules/bad.yml:5:11: group "g", rule 1, "X": could not parse expression' in err
+    assert f"{cfg}: rule_files: invalid rule files" in err

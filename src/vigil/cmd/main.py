@@ -89,6 +89,20 @@ def _config_check(path: Path | None) -> int:
     from vigil.notifier.config import load_alerting  # and so is the Alertmanager configuration
 
     load_alerting(checked.alerting, str(path or "vigil.yml"), (path or Path("vigil.yml")).parent)
+    from vigil.rules.group import RuleLoadError  # and the Prometheus rule files and event rules
+    from vigil.rules.manager import check_rule_files
+
+    try:
+        check_rule_files(
+            checked,
+            (path or Path("vigil.yml")).parent,
+            rules_cmd._template_check(),
+            warn=lambda w: print(w, file=sys.stderr),
+        )
+    except RuleLoadError as exc:
+        raise ConfigError(
+            f"invalid rule files:\n{exc}", source=str(path or "vigil.yml"), key="rule_files"
+        ) from None
     print(f"{name}: OK")
     return 0
 
@@ -118,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         from vigil.cmd.server import run_server  # heavy imports only when serving
 
         setup_logging(args.log_level)
-        return run_server(cfg, with_agent=args.command == "up")
+        config_dir = (args.config or Path("vigil.yml")).parent  # relative rule_files are under it
+        return run_server(cfg, with_agent=args.command == "up", config_dir=config_dir)
     except (ConfigError, ListenError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG

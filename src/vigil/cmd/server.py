@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -32,6 +33,9 @@ from vigil.ingest.validate import Limits
 from vigil.model.event import EventLimits
 from vigil.model.listen import parse_listen
 from vigil.promql.engine import Engine, EngineOptions
+from vigil.rules.group import RuleLoadError
+from vigil.rules.manager import LogSender, Manager, settings_from_config
+from vigil.rules.query import StorageAppender, engine_query
 from vigil.storage.errors import StorageError
 from vigil.storage.metadata import MetadataStore
 from vigil.tsdb.db import DB, Options
@@ -41,6 +45,7 @@ from vigil.web.auth import TokenAuth
 from vigil.web.connections import ConnectionLimits, ConnectionMetrics, guarded_protocol
 from vigil.web.events_api import EventsAPI
 from vigil.web.query_api import QueryAPI
+from vigil.web.rules_api import RulesAPI, RuleSource
 from vigil.web.status import StatusAPI
 from vigil.web.write import WriteAPI, WriteOptions
 
@@ -70,8 +75,35 @@ def open_events(cfg: Config) -> EventStore:
         raise StorageError(f"{path}: {exc}") from None
 
 
+def open_rules(
+    cfg: Config, db: DB, registry: CollectorRegistry | None, config_dir: Path, external_url: str = ""
+) -> Manager:
+    """The rule manager over the DB (queries through its own engine, writes through the DB). Alerts go
+    to a sender that logs and counts them until the notifier is connected. Raises ConfigError when a
+    rule file is invalid."""
+    q = cfg.query
+    engine = Engine(db, EngineOptions(lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000))
+    settings = settings_from_config(cfg, config_dir, external_url=external_url)
+    try:
+        return Manager(
+            settings,
+            query=engine_query(engine),
+            appender=StorageAppender(db),
+            storage=db,
+            sender=LogSender(registry),
+            registry=registry,
+            template_check=_template_check(),
+        )
+    except RuleLoadError as exc:
+        raise ConfigError(f"invalid rule files:\n{exc}", key="rule_files") from None
+
+
 def build_app(
-    cfg: Config, db: DB, registry: CollectorRegistry, events: EventStore | None = None
+    cfg: Config,
+    db: DB,
+    registry: CollectorRegistry,
+    events: EventStore | None = None,
+    rules: RuleSource | None = None,
 ) -> Starlette:
     lim = cfg.limits
     metadata = MetadataStore()
@@ -112,6 +144,8 @@ def build_app(
         AdminAPI(auth, db),
         StatusAPI(auth, registry, [db] if events is None else [db, events], db.refresh_metrics),
     ]
+    if rules is not None:
+        apis.append(RulesAPI(rules, auth))
     if events is not None:
         apis.append(
             EventsAPI(
@@ -132,6 +166,12 @@ def build_app(
             )
         )
     return create_app(apis, registry=registry)
+
+
+def _template_check() -> Any:
+    from vigil.cmd.rules import _template_check as check  # vigil.template, once it is merged
+
+    return check()
 
 
 def new_registry() -> CollectorRegistry:
@@ -238,13 +278,14 @@ class HTTPServer:
             log.warning("HTTP server did not stop within %.0fs", self._stop_timeout)
 
 
-def run_server(cfg: Config, with_agent: bool = False) -> int:
+def run_server(cfg: Config, with_agent: bool = False, config_dir: Path = Path(".")) -> int:
     """Run until SIGINT/SIGTERM. Raises ConfigError / ListenError / StorageError before listening if
     something is wrong; the addresses are bound first, so a taken one leaves nothing behind.
 
     `with_agent` (`vigil up`) also runs an agent for this host, shipping to this server and serving its
     own /metrics on `agent.listen`; `server.syslog` runs the syslog relay. Both start once the HTTP
-    server accepts connections, so their first delivery does not race its start-up."""
+    server accepts connections, so their first delivery does not race its start-up. `config_dir` is
+    the directory of vigil.yml (relative `rule_files` are under it)."""
     check_exposure(cfg)
     sockets = [bind_tcp(cfg.server.listen, "server.listen", "choose another with --listen or server.listen")]
     built: list[Service] = []
@@ -258,6 +299,8 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
         built.append(db)
         events = open_events(cfg)
         built.append(events)
+        rules = open_rules(cfg, db, registry, config_dir, external_url=f"http://{listening}")
+        built.append(rules)
         local = _local_services(cfg, listening, sockets[1] if with_agent else None)
         built += local
     except BaseException:
@@ -266,7 +309,7 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
             sock.close()
         raise
     host, port = parse_listen(cfg.server.listen)
-    app = build_app(cfg, db, registry, events)
+    app = build_app(cfg, db, registry, events, rules)
     config = uvicorn.Config(
         app,
         host=host,
@@ -285,7 +328,7 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
         log.info("Vigil %s listening on http://%s, data in %s", __version__, listening, cfg.storage.path)
 
     try:
-        code = run_until_signal(Group([db, events, server, *local]), on_started=started, stop=stop)
+        code = run_until_signal(Group([db, events, rules, server, *local]), on_started=started, stop=stop)
     finally:
         for sock in sockets:
             sock.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator
 
 from vigil.config.types import Bool, Duration, PositiveDuration, Section, integer
 from vigil.model.duration import parse_duration
@@ -44,14 +44,17 @@ def _label_names(value: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _string_map(value: object) -> object:
+    # Held as pairs, in file order: the Config stays hashable (it is frozen and hashed).
     if value is None:
-        return {}
+        return ()
+    if isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+        value = dict(value)  # a validated Config's own form (model_dump, model_copy)
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError(f"expected a mapping of names to text, got {show(value)}")
     for k in value:
         if not isinstance(k, str) or not is_valid_label_name(k):
             raise ValueError(f"expected label names like severity as keys, got {show(k)}")
-    return value
+    return tuple(value.items())
 
 
 def _kind(value: object) -> str:
@@ -75,7 +78,7 @@ def _selector(value: object) -> str:
 
 
 RuleFiles = Annotated[tuple[str, ...], _strings("file paths or globs")]
-StringMap = Annotated[dict[str, str], BeforeValidator(_string_map)]
+StringMap = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_string_map)]
 
 
 class BuiltinRulesConfig(Section):
@@ -101,7 +104,7 @@ class RulesConfig(Section):
     is shorter are not restored (`--rules.alert.for-grace-period`)."""
     resend_delay: PositiveDuration = parse_duration("1m")
     """How often firing and recently resolved alerts are sent again (`--rules.alert.resend-delay`)."""
-    external_labels: StringMap = Field(default_factory=dict)
+    external_labels: StringMap = ()
     """Labels added to every alert sent (unless it has them) and offered to templates as
     `$externalLabels` (Prometheus' `global.external_labels`)."""
     builtin: BuiltinRulesConfig = BuiltinRulesConfig()
@@ -124,9 +127,9 @@ class EventRuleConfig(Section):
     by: Annotated[tuple[str, ...], _strings("label or field names"), AfterValidator(_label_names)] = ()
     """Event labels or fields that key the count and the alert, e.g. [instance, source_address]:
     one alert per distinct value set. Empty: one alert for the rule."""
-    labels: StringMap = Field(default_factory=dict)
+    labels: StringMap = ()
     """Labels added to the alert; templates (Go syntax) see `$labels` and `$value` (the count)."""
-    annotations: StringMap = Field(default_factory=dict)
+    annotations: StringMap = ()
     """Annotations of the alert; templates see `$labels` (the alert's labels and the last event's
     labels and fields) and `$value` (the count)."""
     keep_firing_for: PositiveDuration = parse_duration("10m")
