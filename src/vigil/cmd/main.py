@@ -89,9 +89,12 @@ def _config_check(path: Path | None) -> int:
     from vigil.notifier.config import load_alerting  # and so is the Alertmanager configuration
 
     load_alerting(checked.alerting, str(path or "vigil.yml"), (path or Path("vigil.yml")).parent)
-    from vigil.rules.group import RuleLoadError  # and the Prometheus rule files and event rules
+    from vigil.rules.events import compile_event_rules  # and the rule files and event rules
+    from vigil.rules.group import RuleLoadError
     from vigil.rules.manager import check_rule_files
 
+    source = str(path or "vigil.yml")
+    compile_event_rules(checked.event_rules, source)
     try:
         check_rule_files(
             checked,
@@ -100,9 +103,7 @@ def _config_check(path: Path | None) -> int:
             warn=lambda w: print(w, file=sys.stderr),
         )
     except RuleLoadError as exc:
-        raise ConfigError(
-            f"invalid rule files:\n{exc}", source=str(path or "vigil.yml"), key="rule_files"
-        ) from None
+        raise ConfigError(f"invalid rule files:\n{exc}", source=source, key="rule_files") from None
     print(f"{name}: OK")
     return 0
 

@@ -33,6 +33,7 @@ from vigil.ingest.validate import Limits
 from vigil.model.event import EventLimits
 from vigil.model.listen import parse_listen
 from vigil.promql.engine import Engine, EngineOptions
+from vigil.rules.events import EventRules, compile_event_rules
 from vigil.rules.group import RuleLoadError
 from vigil.rules.manager import LogSender, Manager, settings_from_config
 from vigil.rules.query import StorageAppender, engine_query
@@ -76,26 +77,39 @@ def open_events(cfg: Config) -> EventStore:
 
 
 def open_rules(
-    cfg: Config, db: DB, registry: CollectorRegistry | None, config_dir: Path, external_url: str = ""
+    cfg: Config,
+    db: DB,
+    registry: CollectorRegistry | None,
+    config_dir: Path,
+    external_url: str = "",
+    events: EventStore | None = None,
 ) -> Manager:
-    """The rule manager over the DB (queries through its own engine, writes through the DB). Alerts go
-    to a sender that logs and counts them until the notifier is connected. Raises ConfigError when a
-    rule file is invalid."""
+    """The rule manager over the DB (queries through its own engine, writes through the DB), with
+    the event rules subscribed to `events`. Alerts go to a sender that logs and counts them until
+    the notifier is connected. Raises ConfigError when a rule file or event rule is invalid."""
     q = cfg.query
     engine = Engine(db, EngineOptions(lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000))
     settings = settings_from_config(cfg, config_dir, external_url=external_url)
+    sender = LogSender(registry)
+    event_rules = EventRules(
+        compile_event_rules(cfg.event_rules), sender=sender, options=settings.options, registry=registry
+    )
     try:
-        return Manager(
+        manager = Manager(
             settings,
             query=engine_query(engine),
             appender=StorageAppender(db),
             storage=db,
-            sender=LogSender(registry),
+            sender=sender,
             registry=registry,
             template_check=_template_check(),
+            event_rules=event_rules,
         )
     except RuleLoadError as exc:
         raise ConfigError(f"invalid rule files:\n{exc}", key="rule_files") from None
+    if events is not None:
+        events.subscribe(event_rules.observe)
+    return manager
 
 
 def build_app(
@@ -299,7 +313,7 @@ def run_server(cfg: Config, with_agent: bool = False, config_dir: Path = Path(".
         built.append(db)
         events = open_events(cfg)
         built.append(events)
-        rules = open_rules(cfg, db, registry, config_dir, external_url=f"http://{listening}")
+        rules = open_rules(cfg, db, registry, config_dir, f"http://{listening}", events)
         built.append(rules)
         local = _local_services(cfg, listening, sockets[1] if with_agent else None)
         built += local

@@ -47,6 +47,7 @@ from urllib.parse import quote_plus
 from vigil.config import Config
 from vigil.notifier.alert import Alert as NotifierAlert
 from vigil.rules.alerting import Alert, AlertingRule
+from vigil.rules.events import EventRule, EventRules
 from vigil.rules.group import Group, RuleLoadError, RuleMetrics, RuleOptions, groups_from_spec
 from vigil.rules.rulefmt import RuleError, RuleFileSpec, TemplateCheck, parse_rule_file, parse_rule_text
 from vigil.rules.types import Appender, Expander, QueryFunc
@@ -273,12 +274,12 @@ class Manager:
         sleeper: Callable[[float], object] | None = None,
         builtin: Traversable | str | None = BUILTIN_PACKAGE,
         template_check: TemplateCheck | None = None,
-        ticks: Sequence[Callable[[int], int | None]] = (),
+        event_rules: EventRules | None = None,
     ) -> None:
         """`clock`: wall time in ms; `sleeper(seconds)`: how the thread waits (default: an event a
         stop or reload sets); `builtin`: the built-in pack's package name or directory (None: no
-        pack); `ticks`: callables run in the same loop with the time, returning when they want to
-        run next (the event rules' resolution timers)."""
+        pack); `event_rules`: their timers (resolution, re-sending) run in the same loop, and their
+        alerts are listed with the rules' ones."""
         from prometheus_client import Gauge
 
         self._settings = settings
@@ -289,8 +290,10 @@ class Manager:
         self._sleep = sleeper or self._wake.wait
         self._builtin = builtin_source(builtin) if isinstance(builtin, str) else builtin
         self._template_check = template_check
-        self._ticks = list(ticks)
-        self._tick_due: dict[int, int | None] = {}
+        self.event_rules = event_rules
+        self._event_due: int | None = None
+        if event_rules is not None and event_rules.wake is None:
+            event_rules.wake = self.wake
         self._metrics = RuleMetrics(registry) if registry is not None else None
         self._reload_ok = Gauge(
             "vigil_rules_last_reload_successful",
@@ -375,11 +378,11 @@ class Manager:
                         g.restore_for_state(self._clock(), self._storage)
                     except Exception:
                         log.exception("restoring the for state of group %s failed", g.key)
-        for i, tick in enumerate(self._ticks):
+        if self.event_rules is not None:
             try:
-                self._tick_due[i] = tick(now_ms)
+                self._event_due = self.event_rules.tick(now_ms)
             except Exception:
-                log.exception("rule tick failed")
+                log.exception("event rule timers failed")
 
     def next_due(self) -> int | None:
         """When something is due next (ms): the earliest group slot or tick timer."""
@@ -388,7 +391,8 @@ class Manager:
         dues = [s.next_ts for s in slots if s.next_ts is not None]
         if any(s.next_ts is None for s in slots):
             dues.append(self._clock())
-        dues += [d for d in self._tick_due.values() if d is not None]
+        if self._event_due is not None:  # an event that fires wakes the loop (its timers start then)
+            dues.append(self._event_due)
         return min(dues) if dues else None
 
     # -- alerts -------------------------------------------------------------------------------------
@@ -405,9 +409,10 @@ class Manager:
 
     # -- reload -------------------------------------------------------------------------------------
 
-    def reload(self, settings: ManagerSettings) -> None:
-        """Load `settings`' files and swap them in (see the module docstring). Raises RuleLoadError
-        (the old rules stay) with every problem; `last_reload_error` keeps its text."""
+    def reload(self, settings: ManagerSettings, event_rules: Sequence[EventRule] | None = None) -> None:
+        """Load `settings`' files and swap them in (see the module docstring), and `event_rules` if
+        given. Raises RuleLoadError (the old rules stay, event rules too) with every problem;
+        `last_reload_error` keeps its text."""
         try:
             groups = self._build(settings)
         except RuleLoadError as exc:
@@ -436,6 +441,8 @@ class Manager:
                         log.exception("stale markers for removed group %s failed", gone.group.key)
             self._slots = slots
             self._settings = settings
+        if event_rules is not None and self.event_rules is not None:
+            self.event_rules.reload(event_rules, settings.options)
         self.last_reload_error = ""
         self._reload_ok.set(1)
         self._wake.set()
@@ -459,7 +466,11 @@ class Manager:
         return out
 
     def active_alerts(self) -> list[AlertView]:
-        return [a for g in self.rule_groups() for r in g.rules for a in r.alerts]
+        """Pending and firing alerts of the rules, then the event rules' firing ones."""
+        out = [a for g in self.rule_groups() for r in g.rules for a in r.alerts]
+        if self.event_rules is not None:
+            out += self.event_rules.active_alerts()
+        return out
 
     @property
     def settings(self) -> ManagerSettings:
