@@ -99,7 +99,7 @@ def _config_check(path: Path | None) -> int:
         check_rule_files(
             checked,
             (path or Path("vigil.yml")).parent,
-            rules_cmd._template_check(),
+            rules_cmd.template_check(),
             warn=lambda w: print(w, file=sys.stderr),
         )
     except RuleLoadError as exc:

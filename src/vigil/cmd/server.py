@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 
 from vigil import __version__
 from vigil.cmd.listen import address, bind_tcp
+from vigil.cmd.rules import template_check
 from vigil.cmd.run import Group, Service, run_until_signal, stop_all
 from vigil.config import Config, ConfigError, check_exposure
 from vigil.events.store import EventStore
@@ -102,7 +103,7 @@ def open_rules(
             storage=db,
             sender=sender,
             registry=registry,
-            template_check=_template_check(),
+            template_check=template_check(),
             event_rules=event_rules,
         )
     except RuleLoadError as exc:
@@ -180,12 +181,6 @@ def build_app(
             )
         )
     return create_app(apis, registry=registry)
-
-
-def _template_check() -> Any:
-    from vigil.cmd.rules import _template_check as check  # vigil.template, once it is merged
-
-    return check()
 
 
 def new_registry() -> CollectorRegistry:
