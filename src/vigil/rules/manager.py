@@ -451,8 +451,9 @@ class Manager:
     # -- what the API shows -------------------------------------------------------------------------
 
     def rule_groups(self) -> list[GroupView]:
+        """Every group, sorted by file and name as Prometheus lists them."""
         with self._lock:
-            slots = list(self._slots)
+            slots = sorted(self._slots, key=lambda s: (s.group.file, s.group.name))
         out = []
         for s in slots:
             g = s.group
