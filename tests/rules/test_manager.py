@@ -418,3 +418,32 @@ def test_config_check_checks_rule_files(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert f'{tmp_path}/rules/bad.yml:5:11: group "g", rule 1, "X": could not parse expression' in err
     assert f"{cfg}: rule_files: invalid rule files" in err
+
+
+def test_request_reload_runs_in_the_loop_and_keeps_rules_on_error(env: Env) -> None:
+    import threading
+
+    from tests.waiting import wait_until
+    from vigil.config import config_from_yaml
+
+    env.write_rules(ALERT)
+    m = env.manager()
+    ran_in: list[str] = []
+    m.start()
+    try:
+        m.request_reload(lambda: ran_in.append(threading.current_thread().name))
+        wait_until(lambda: ran_in == ["vigil-rules"], what="the reload ran in the evaluation thread")
+        # a new vigil.yml naming another file: reload_config swaps it in
+        env.write_rules("groups:\n- name: two\n  rules:\n  - record: two\n    expr: vector(2)\n", "b.yml")
+        cfg = config_from_yaml("rule_files: [rules/b.yml]\nrules: {builtin: {enabled: false}}\n", "vigil.yml")
+        m.request_reload(lambda: m.reload_config(cfg, env.dir))
+        wait_until(lambda: [g.name for g in m.groups()] == ["two"], what="the new rules")
+
+        def broken() -> None:
+            raise ValueError("vigil.yml: rules.resend_delay: expected a duration")
+
+        m.request_reload(broken)
+        wait_until(lambda: m.last_reload_error != "", what="the error reported")
+        assert "rules.resend_delay" in m.last_reload_error and [g.name for g in m.groups()] == ["two"]
+    finally:
+        m.stop()

@@ -12,6 +12,7 @@ so those filters are not compared here (tests/web/test_rules_api.py covers them)
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,10 @@ def test_rules_and_alerts_match_prometheus(tmp_path: Path) -> None:
     assert code == 0, vigil.log()
 
 
+def names(url: str) -> list[str]:
+    return [r["name"] for g in get(url, "/api/v1/rules")["groups"] if g["name"] == "g" for r in g["rules"]]
+
+
 def test_server_with_rule_files_serves_rules_and_stops_cleanly(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "r.yml").write_text(
@@ -154,6 +159,18 @@ def test_server_with_rule_files_serves_rules_and_stops_cleanly(tmp_path: Path) -
         )
         (g,) = [g for g in get(vigil.url, "/api/v1/rules")["groups"] if g["name"] == "g"]
         assert g["file"] == str(tmp_path / "rules" / "r.yml") and g["interval"] == 1
+        # SIGHUP reloads, as Prometheus: a broken file keeps the old rules (and the process) ...
+        (tmp_path / "rules" / "r.yml").write_text("groups:\n- name: g\n  rules:\n  - record: x\n")
+        assert vigil.proc is not None
+        vigil.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reloading rules failed" in vigil.log(), what="the reload error logged")
+        assert names(vigil.url) == ["vigil:two", "Two"]
+        # ... and a good one replaces them
+        (tmp_path / "rules" / "r.yml").write_text(
+            "groups:\n- name: g\n  interval: 1s\n  rules:\n  - record: vigil:three\n    expr: vector(3)\n"
+        )
+        vigil.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: names(vigil.url) == ["vigil:three"], what="the reloaded rules")
     finally:
         code = vigil.stop()
     log = vigil.log()

@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         from vigil.cmd.server import run_server  # heavy imports only when serving
 
         setup_logging(args.log_level)
-        config_dir = (args.config or Path("vigil.yml")).parent  # relative rule_files are under it
-        return run_server(cfg, with_agent=args.command == "up", config_dir=config_dir)
+        path = args.config or (Path("vigil.yml") if Path("vigil.yml").exists() else None)
+        config_dir = path.parent if path else Path(".")  # relative rule_files are under it
+        return run_server(cfg, with_agent=args.command == "up", config_dir=config_dir, config_path=path)
     except (ConfigError, ListenError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import signal
 import socket
 import sqlite3
 import threading
@@ -26,7 +27,7 @@ from vigil import __version__
 from vigil.cmd.listen import address, bind_tcp
 from vigil.cmd.rules import template_check
 from vigil.cmd.run import Group, Service, run_until_signal, stop_all
-from vigil.config import Config, ConfigError, check_exposure
+from vigil.config import Config, ConfigError, check_exposure, load_config
 from vigil.events.store import EventStore
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.series_limit import SeriesLimiter, SeriesLimitMetrics, SeriesLimits
@@ -287,14 +288,17 @@ class HTTPServer:
             log.warning("HTTP server did not stop within %.0fs", self._stop_timeout)
 
 
-def run_server(cfg: Config, with_agent: bool = False, config_dir: Path = Path(".")) -> int:
+def run_server(
+    cfg: Config, with_agent: bool = False, config_dir: Path = Path("."), config_path: Path | None = None
+) -> int:
     """Run until SIGINT/SIGTERM. Raises ConfigError / ListenError / StorageError before listening if
     something is wrong; the addresses are bound first, so a taken one leaves nothing behind.
 
     `with_agent` (`vigil up`) also runs an agent for this host, shipping to this server and serving its
     own /metrics on `agent.listen`; `server.syslog` runs the syslog relay. Both start once the HTTP
     server accepts connections, so their first delivery does not race its start-up. `config_dir` is
-    the directory of vigil.yml (relative `rule_files` are under it)."""
+    the directory of vigil.yml (relative `rule_files` are under it); SIGHUP re-reads `config_path`
+    (when there is one) and reloads the rules and event rules, as Prometheus reloads on SIGHUP."""
     check_exposure(cfg)
     sockets = [bind_tcp(cfg.server.listen, "server.listen", "choose another with --listen or server.listen")]
     built: list[Service] = []
@@ -336,9 +340,14 @@ def run_server(cfg: Config, with_agent: bool = False, config_dir: Path = Path(".
     def started() -> None:
         log.info("Vigil %s listening on http://%s, data in %s", __version__, listening, cfg.storage.path)
 
+    def reload_rules() -> None:
+        rules.reload_config(load_config(config_path) if config_path else cfg, config_dir)
+
+    previous_hup = signal.signal(signal.SIGHUP, lambda *_: rules.request_reload(reload_rules))
     try:
         code = run_until_signal(Group([db, events, rules, server, *local]), on_started=started, stop=stop)
     finally:
+        signal.signal(signal.SIGHUP, previous_hup)
         for sock in sockets:
             sock.close()
     return 1 if server.failed else code

@@ -47,7 +47,7 @@ from urllib.parse import quote_plus
 from vigil.config import Config
 from vigil.notifier.alert import Alert as NotifierAlert
 from vigil.rules.alerting import Alert, AlertingRule
-from vigil.rules.events import EventRule, EventRules
+from vigil.rules.events import EventRule, EventRules, compile_event_rules
 from vigil.rules.group import Group, RuleLoadError, RuleMetrics, RuleOptions, groups_from_spec
 from vigil.rules.rulefmt import RuleError, RuleFileSpec, TemplateCheck, parse_rule_file, parse_rule_text
 from vigil.rules.types import Appender, Expander, QueryFunc
@@ -301,6 +301,8 @@ class Manager:
             registry=registry,
         )
         self._lock = threading.Lock()  # guards the slot list (reload vs. the loop)
+        self._write = threading.Lock()  # one writer on the appender: the loop, or a reload's stale markers
+        self._reload_request: Callable[[], object] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.send_failures = 0
@@ -337,6 +339,7 @@ class Manager:
 
     def _run(self) -> None:
         while not self._stopping:
+            self._reload_requested()
             try:
                 self.run_once(self._clock())
             except Exception:  # a bug in one evaluation must not end rule evaluation
@@ -347,6 +350,26 @@ class Manager:
                 break
             self._sleep(min(wait, _IDLE_WAIT_S))
             self._wake.clear()
+
+    def request_reload(self, reload: Callable[[], object]) -> None:
+        """Have the evaluation thread run `reload` (e.g. `reload_config` of a re-read vigil.yml)
+        before its next round; safe from a signal handler (SIGHUP). What it raises is logged and
+        the old rules stay."""
+        self._reload_request = reload
+        self._wake.set()
+
+    def _reload_requested(self) -> None:
+        load, self._reload_request = self._reload_request, None
+        if load is None:
+            return
+        try:
+            load()
+        except RuleLoadError:
+            pass  # logged by reload
+        except Exception as exc:  # e.g. vigil.yml no longer valid: say why, keep what runs
+            self.last_reload_error = str(exc)
+            self._reload_ok.set(0)
+            log.error("reloading rules failed, keeping the old ones: %s", exc)
 
     def wake(self) -> None:
         """Have the loop look at its schedule again now (a tick's timer moved earlier)."""
@@ -369,7 +392,8 @@ class Manager:
                     g.missed(missed)
                     slot.next_ts += missed * g.interval_ms
                 ts = slot.next_ts
-                g.eval(ts, self._query, self._appender)
+                with self._write:
+                    g.eval(ts, self._query, self._appender)
                 slot.evals += 1
                 slot.next_ts = ts + g.interval_ms
                 if slot.restore and slot.evals >= 2:
@@ -409,6 +433,13 @@ class Manager:
 
     # -- reload -------------------------------------------------------------------------------------
 
+    def reload_config(self, cfg: Config, base_dir: Path) -> None:
+        """`reload` with the rule settings and event rules of `cfg` (raises ConfigError or
+        RuleLoadError); the expander and the fallback external URL stay those of the start."""
+        o = self._settings.options
+        settings = settings_from_config(cfg, base_dir, external_url=o.external_url, expander=o.expander)
+        self.reload(settings, compile_event_rules(cfg.event_rules))
+
     def reload(self, settings: ManagerSettings, event_rules: Sequence[EventRule] | None = None) -> None:
         """Load `settings`' files and swap them in (see the module docstring), and `event_rules` if
         given. Raises RuleLoadError (the old rules stay, event rules too) with every problem;
@@ -434,7 +465,7 @@ class Manager:
                 slots.append(_Slot(g))  # not restored: Prometheus restores only at start
             now = self._clock()
             for gone in old.values():
-                with gone.lock:
+                with gone.lock, self._write:
                     try:
                         gone.group.mark_all_stale(now - gone.group.query_offset_ms, self._appender)
                     except Exception:
