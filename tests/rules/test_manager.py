@@ -447,3 +447,32 @@ def test_request_reload_runs_in_the_loop_and_keeps_rules_on_error(env: Env) -> N
         assert "rules.resend_delay" in m.last_reload_error and [g.name for g in m.groups()] == ["two"]
     finally:
         m.stop()
+
+
+def test_default_tenant_rules_neither_read_nor_write_tenant_data(env: Env) -> None:
+    from vigil.rules.query import DefaultTenantView
+
+    env.write_rules(
+        "groups:\n- name: g\n  rules:\n  - record: total\n    expr: sum(m)\n"
+        "  - record: injected\n    expr: vector(1)\n    labels: {tenant: acme}\n"
+    )
+    env.put("m", T0 - 5 * M, T0 + 5 * M, 1.0)
+    env.put("m", T0 - 5 * M, T0 + 5 * M, 100.0, tenant="acme")
+    reg = CollectorRegistry()
+    view = DefaultTenantView(env.db)
+    m = Manager(
+        ManagerSettings(rule_files=("rules/a.yml",), base_dir=env.dir),
+        query=engine_query(Engine(view)),
+        appender=StorageAppender(env.db, untenanted=True),
+        storage=view,
+        clock=env.clock,
+        registry=reg,
+        builtin=None,
+    )
+    m.run_once(T0)
+    step(m, env.clock)
+    ((_, points),) = env.read("total").items()
+    assert points[0][1] == 1.0  # acme's 100 is not the default tenant's
+    assert env.read("injected") == {}  # would have landed in acme's data
+    key = {"rule_group": str(env.dir / "rules" / "a.yml") + ";g", "reason": "tenant_label"}
+    assert reg.get_sample_value("vigil_rule_samples_refused_total", key) == 1

@@ -38,7 +38,7 @@ from vigil.promql.engine import Engine, EngineOptions
 from vigil.rules.events import EventRules, compile_event_rules
 from vigil.rules.group import RuleLoadError
 from vigil.rules.manager import LogSender, Manager, settings_from_config
-from vigil.rules.query import StorageAppender, engine_query
+from vigil.rules.query import DefaultTenantView, StorageAppender, engine_query
 from vigil.storage.errors import StorageError
 from vigil.storage.metadata import MetadataStore
 from vigil.tsdb.db import DB, Options
@@ -86,11 +86,13 @@ def open_rules(
     external_url: str = "",
     events: EventStore | None = None,
 ) -> Manager:
-    """The rule manager over the DB (queries through its own engine, writes through the DB), with
+    """The rule manager over the default tenant's share of the DB (its own engine over untenanted
+    series; writes to the DB, refusing tenant-labelled results), with
     the event rules subscribed to `events`. Alerts go to a sender that logs and counts them until
     the notifier is connected. Raises ConfigError when a rule file or event rule is invalid."""
     q = cfg.query
-    engine = Engine(db, EngineOptions(lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000))
+    view = DefaultTenantView(db)  # rules are the default tenant's: untenanted series only
+    engine = Engine(view, EngineOptions(lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000))
     settings = settings_from_config(cfg, config_dir, external_url=external_url)
     sender = LogSender(registry)
     event_rules = EventRules(
@@ -100,8 +102,8 @@ def open_rules(
         manager = Manager(
             settings,
             query=engine_query(engine),
-            appender=StorageAppender(db),
-            storage=db,
+            appender=StorageAppender(db, untenanted=True),
+            storage=view,
             sender=sender,
             registry=registry,
             template_check=template_check(),

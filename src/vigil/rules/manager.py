@@ -25,8 +25,10 @@ One scheduler thread (`vigil-rules`) evaluates the groups that are due one after
 group delays the others, which then count missed iterations. Tests drive it without the thread:
 `run_once(now_ms)` and `next_due()` with an injected clock.
 
-Tenants: rules are evaluated for the default (untenanted) data only, over the whole store: they
-query and write untenanted series. Per-tenant rules are later work.
+Tenants: rules are the default tenant's. The server gives the manager a query function and a
+storage over `vigil.rules.query.DefaultTenantView` (untenanted series only) and an appender that
+refuses tenant-labelled results, so no rule reads or writes a tenant's data. Per-tenant rules are
+later work.
 """
 
 from __future__ import annotations
