@@ -11,9 +11,11 @@ so those filters are not compared here (tests/web/test_rules_api.py covers them)
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +178,30 @@ def test_server_with_rule_files_serves_rules_and_stops_cleanly(tmp_path: Path) -
     log = vigil.log()
     assert code == 0, log
     assert "stopped rules" in log and "Traceback" not in log and "threads left" not in log
+
+
+def test_event_rule_alerts_as_the_event_is_stored(tmp_path: Path) -> None:
+    (tmp_path / "vigil.yml").write_text(
+        "event_rules:\n- alert: NewListeningPort\n  kind: listener_new\n  by: [instance, port]\n"
+        "rules: {builtin: {enabled: false}}\n"
+    )
+    vigil = VigilProcess(tmp_path / "data", extra_args=["--config", str(tmp_path / "vigil.yml")]).start()
+    try:
+        event = json.dumps(
+            {
+                "time_ms": int(time.time() * 1000),
+                "kind": "listener_new",
+                "labels": {"instance": "h1"},
+                "fields": {"port": 4444},
+            }
+        )
+        r = httpx.post(vigil.url + "/api/v1/events", content=event, timeout=10)
+        assert r.status_code < 300, r.text
+        # the alert exists once the write is acknowledged: no evaluation interval to wait for
+        (a,) = get(vigil.url, "/api/v1/alerts")["alerts"]
+        assert a["labels"] == {"alertname": "NewListeningPort", "instance": "h1", "port": "4444"}
+        assert a["state"] == "firing" and a["value"] == "1e+00"
+    finally:
+        code = vigil.stop()
+    assert code == 0, vigil.log()
+    assert "alert {'instance': 'h1', 'port': '4444', 'alertname': 'NewListeningPort'}" in vigil.log()
