@@ -156,6 +156,11 @@ def test_filters(manager: Manager) -> None:
     assert names("/api/v1/rules?type=alert&rule_group[]=other") == [("other", "Quiet")]
     assert names("/api/v1/rules?rule_name[]=Fires&rule_name[]=Quiet") == [("g", "Fires"), ("other", "Quiet")]
     assert names("/api/v1/rules?file[]=nope") == []
+    assert names('/api/v1/rules?match[]={severity="page"}') == [("g", "Fires")]
+    assert names('/api/v1/rules?match[]={x="y"}&match[]={severity=~"p.*"}') == [
+        ("g", "labelled"),
+        ("g", "Fires"),
+    ]
     g = c.get("/api/v1/rules?exclude_alerts=true&rule_name[]=Fires").json()["data"]["groups"][0]
     assert "alerts" not in g["rules"][0]
 
@@ -165,6 +170,11 @@ def test_filters(manager: Manager) -> None:
     [
         ("type=x", 'invalid parameter "type": not supported value "x"'),
         ("exclude_alerts=maybe", 'invalid parameter "exclude_alerts": '),
+        ('match[]={x=~"("}', 'invalid parameter "match[]": '),
+        (
+            'match[]={x=""}',
+            'invalid parameter "match[]": 1:6: parse error: vector selector must contain',
+        ),
     ],
 )
 def test_bad_parameters(manager: Manager, query: str, message: str) -> None:

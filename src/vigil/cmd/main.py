@@ -94,7 +94,7 @@ def _config_check(path: Path | None) -> int:
     from vigil.rules.manager import check_rule_files
 
     source = str(path or "vigil.yml")
-    compile_event_rules(checked.event_rules, source)
+    compile_event_rules(checked.event_rules, source, rules_cmd.template_check())
     try:
         check_rule_files(
             checked,

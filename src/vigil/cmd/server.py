@@ -96,7 +96,10 @@ def open_rules(
     settings = settings_from_config(cfg, config_dir, external_url=external_url)
     sender = LogSender(registry)
     event_rules = EventRules(
-        compile_event_rules(cfg.event_rules), sender=sender, options=settings.options, registry=registry
+        compile_event_rules(cfg.event_rules, template_check=template_check()),
+        sender=sender,
+        options=settings.options,
+        registry=registry,
     )
     try:
         manager = Manager(

@@ -45,6 +45,7 @@ from vigil.promql.errors import PromQLError
 from vigil.promql.parser import parse_selector
 from vigil.rules.alerting import RESOLVED_RETENTION_MS
 from vigil.rules.group import RuleOptions
+from vigil.rules.rulefmt import TEMPLATE_DEFS, TemplateCheck
 from vigil.rules.view import AlertView
 
 __all__ = ["EventRule", "EventRules", "compile_event_rules"]
@@ -76,10 +77,15 @@ class EventRule:
         return ev.kind == self.cfg.kind and all(m.matches(event_value(ev, m.name)) for m in self.matchers)
 
 
-def compile_event_rules(rules: Sequence[EventRuleConfig], source: str = "vigil.yml") -> list[EventRule]:
-    """Parse each rule's `match`; ConfigError naming `event_rules[N].match` when one does not parse."""
+def compile_event_rules(
+    rules: Sequence[EventRuleConfig], source: str = "vigil.yml", template_check: TemplateCheck | None = None
+) -> list[EventRule]:
+    """Parse each rule's `match` (and check its templates with `template_check`, as rule files');
+    ConfigError naming `event_rules[N].match` (or `.labels.K`, `.annotations.K`) when one is wrong."""
     out = []
     for i, r in enumerate(rules):
+        if template_check is not None:
+            _check_templates(r, i, source, template_check)
         try:
             matchers = tuple(parse_selector(r.match)) if r.match else ()
         except (PromQLError, ValueError) as exc:
@@ -90,6 +96,19 @@ def compile_event_rules(rules: Sequence[EventRuleConfig], source: str = "vigil.y
             ) from None
         out.append(EventRule(r, matchers))
     return out
+
+
+def _check_templates(r: EventRuleConfig, i: int, source: str, check: TemplateCheck) -> None:
+    for what, pairs in (("labels", r.labels), ("annotations", r.annotations)):
+        for k, text in pairs:
+            try:
+                check(TEMPLATE_DEFS + text)
+            except Exception as exc:  # the checker's message is the problem
+                raise ConfigError(
+                    f"expected a valid template, got {text!r} ({exc})",
+                    source=source,
+                    key=f"event_rules[{i}].{what}.{k}",
+                ) from None
 
 
 @dataclass

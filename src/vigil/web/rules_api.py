@@ -5,10 +5,10 @@ The rule manager stands behind a small protocol (`RuleSource`): snapshots of its
 (`vigil.rules.view`), so this module needs neither the store nor the manager's internals. The
 manager evaluates the default tenant's rules only: a reader confined to a tenant gets empty lists.
 
-Filters are Prometheus 3.x's: `type=alert|record`, `rule_name[]`, `rule_group[]`, `file[]` and
-`exclude_alerts`; a group whose rules are all filtered out is left out. `query` is the expression as
-Prometheus prints it (`promql_parser`'s rendering, which follows Prometheus' String(); an expression
-too long for one line is shown as written).
+Filters are Prometheus 3.x's: `type=alert|record`, `rule_name[]`, `rule_group[]`, `file[]`,
+`match[]` (selectors on a rule's configured labels) and `exclude_alerts`; a group whose rules are
+all filtered out is left out. `query` is the expression as Prometheus prints it (`promql_parser`'s
+rendering, which follows Prometheus' String(); one too long for a line is shown as written).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from vigil.model.matcher import Matcher
+from vigil.promql.errors import PromQLError
+from vigil.promql.parser import parse_selector
 from vigil.rules.view import AlertView, GroupView, RuleView
 from vigil.web.auth import Caller, Scope, TokenAuth, requires
 from vigil.web.errors import invalid_param
@@ -117,6 +120,20 @@ def _rule_json(r: RuleView, with_alerts: bool) -> dict[str, Any]:
     return out
 
 
+def _selectors(texts: Sequence[str]) -> list[list[Matcher]]:
+    """`match[]`: selectors on the rules' configured labels (OR'ed), as Prometheus 3.x."""
+    out = []
+    for text in texts:
+        try:
+            matchers = parse_selector(text)
+        except PromQLError as exc:
+            raise invalid_param("match[]", str(exc)) from None
+        if all(m.matches_empty for m in matchers):
+            raise invalid_param("match[]", "match[] must contain at least one non-empty matcher")
+        out.append(matchers)
+    return out
+
+
 class RulesAPI:
     """The rules and alerts endpoints over a `RuleSource`."""
 
@@ -143,6 +160,7 @@ class RulesAPI:
             )
         with_alerts = exclude not in ("true", "1", "t", "TRUE", "True")
         names, groups, files = (set(form.getlist(k)) for k in ("rule_name[]", "rule_group[]", "file[]"))
+        selectors = _selectors(form.getlist("match[]"))
         out: list[dict[str, Any]] = []
         # Snapshots take each group's lock: off the event loop, which an evaluation must not stall.
         source = [] if caller.tenant is not None else await run_in_threadpool(self._source.rule_groups)
@@ -154,6 +172,10 @@ class RulesAPI:
                 for r in g.rules
                 if (not names or r.name in names)
                 and (not kind or r.type == ("alerting" if kind == "alert" else "recording"))
+                and (
+                    not selectors
+                    or any(all(m.matches(r.labels.get(m.name, "")) for m in ms) for ms in selectors)
+                )
             ]
             if not rules:
                 continue
