@@ -476,3 +476,15 @@ def test_default_tenant_rules_neither_read_nor_write_tenant_data(env: Env) -> No
     assert env.read("injected") == {}  # would have landed in acme's data
     key = {"rule_group": str(env.dir / "rules" / "a.yml") + ";g", "reason": "tenant_label"}
     assert reg.get_sample_value("vigil_rule_samples_refused_total", key) == 1
+
+
+def test_ends_at_uses_the_longer_of_interval_and_resend_delay(env: Env) -> None:
+    env.write_rules(ALERT.replace("- name: g\n", "- name: g\n  interval: 3m\n").replace("for: 2m", "for: 0s"))
+    env.put("m", T0 - 5 * M, T0 + 30 * M)
+    sender = ListSender()
+    m = env.manager(sender)
+    m.run_once(T0)
+    r = Recorder(m, env.clock, sender)
+    r.steps(3)
+    # resend 1m < interval 3m: every evaluation re-sends, each valid for 4 intervals
+    assert [(a.ends_at_ms - t) for t, b in r.sends for a in b] == [12 * M] * 3
