@@ -98,8 +98,16 @@ def test_starts_and_stops_cleanly(tmp_path: Path, command: str, sig: signal.Sign
     assert code == 0, log
     started, stopped = lines(log, "started"), lines(log, "stopped")
     expected = {
-        "up": ["tsdb", "events", "http", "agent-shipper", "agent-event-shipper", "agent-security"],
-        "server": ["tsdb", "events", "http", "syslog-shipper", "syslog-event-shipper", "syslog-security"],
+        "up": ["tsdb", "events", "rules", "http", "agent-shipper", "agent-event-shipper", "agent-security"],
+        "server": [
+            "tsdb",
+            "events",
+            "rules",
+            "http",
+            "syslog-shipper",
+            "syslog-event-shipper",
+            "syslog-security",
+        ],
         "agent": ["agent-shipper", "agent-event-shipper", "agent-security"],
     }[command]
     assert started[: len(expected)] == expected, log

@@ -89,6 +89,21 @@ def _config_check(path: Path | None) -> int:
     from vigil.notifier.config import load_alerting  # and so is the Alertmanager configuration
 
     load_alerting(checked.alerting, str(path or "vigil.yml"), (path or Path("vigil.yml")).parent)
+    from vigil.rules.events import compile_event_rules  # and the rule files and event rules
+    from vigil.rules.group import RuleLoadError
+    from vigil.rules.manager import check_rule_files
+
+    source = str(path or "vigil.yml")
+    compile_event_rules(checked.event_rules, source, rules_cmd.template_check())
+    try:
+        check_rule_files(
+            checked,
+            (path or Path("vigil.yml")).parent,
+            rules_cmd.template_check(),
+            warn=lambda w: print(w, file=sys.stderr),
+        )
+    except RuleLoadError as exc:
+        raise ConfigError(f"invalid rule files:\n{exc}", source=source, key="rule_files") from None
     print(f"{name}: OK")
     return 0
 
@@ -118,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         from vigil.cmd.server import run_server  # heavy imports only when serving
 
         setup_logging(args.log_level)
-        return run_server(cfg, with_agent=args.command == "up")
+        path = args.config or (Path("vigil.yml") if Path("vigil.yml").exists() else None)
+        config_dir = path.parent if path else Path(".")  # relative rule_files are under it
+        return run_server(cfg, with_agent=args.command == "up", config_dir=config_dir, config_path=path)
     except (ConfigError, ListenError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG

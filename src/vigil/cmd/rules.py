@@ -51,7 +51,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return rules
 
 
-def _template_check() -> TemplateCheck | None:
+def template_check() -> TemplateCheck | None:
+    """Vigil's Go-template parse check (`vigil.template`), None while it is not installed."""
     try:
         from vigil.template import prometheus
     except ImportError:
@@ -66,7 +67,7 @@ def check_files(files: list[str], lint: bool, lint_fatal: bool, out: Any, err: A
             print(f"vigil: error: path '{f}' does not exist", file=err)
             return EXIT_FAILED
     failed = has_errors = False
-    tcheck = _template_check()
+    tcheck = template_check()
     for f in files:
         print("Checking", f, file=out)
         spec, errors = parse_rule_file(f, tcheck)

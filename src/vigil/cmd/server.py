@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import resource
+import signal
 import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -23,8 +25,9 @@ from starlette.applications import Starlette
 
 from vigil import __version__
 from vigil.cmd.listen import address, bind_tcp
+from vigil.cmd.rules import template_check
 from vigil.cmd.run import Group, Service, run_until_signal, stop_all
-from vigil.config import Config, ConfigError, check_exposure
+from vigil.config import Config, ConfigError, check_exposure, load_config
 from vigil.events.store import EventStore
 from vigil.ingest.ingester import Ingester, IngestMetrics
 from vigil.ingest.series_limit import SeriesLimiter, SeriesLimitMetrics, SeriesLimits
@@ -32,6 +35,10 @@ from vigil.ingest.validate import Limits
 from vigil.model.event import EventLimits
 from vigil.model.listen import parse_listen
 from vigil.promql.engine import Engine, EngineOptions
+from vigil.rules.events import EventRules, compile_event_rules
+from vigil.rules.group import RuleLoadError
+from vigil.rules.manager import LogSender, Manager, settings_from_config
+from vigil.rules.query import DefaultTenantView, StorageAppender, engine_query
 from vigil.storage.errors import StorageError
 from vigil.storage.metadata import MetadataStore
 from vigil.tsdb.db import DB, Options
@@ -41,6 +48,7 @@ from vigil.web.auth import TokenAuth
 from vigil.web.connections import ConnectionLimits, ConnectionMetrics, guarded_protocol
 from vigil.web.events_api import EventsAPI
 from vigil.web.query_api import QueryAPI
+from vigil.web.rules_api import RulesAPI, RuleSource
 from vigil.web.status import StatusAPI
 from vigil.web.write import WriteAPI, WriteOptions
 
@@ -70,8 +78,53 @@ def open_events(cfg: Config) -> EventStore:
         raise StorageError(f"{path}: {exc}") from None
 
 
+def open_rules(
+    cfg: Config,
+    db: DB,
+    registry: CollectorRegistry | None,
+    config_dir: Path,
+    external_url: str = "",
+    events: EventStore | None = None,
+) -> Manager:
+    """The rule manager over the default tenant's share of the DB (its own engine over untenanted
+    series; writes to the DB, refusing tenant-labelled results), with
+    the event rules subscribed to `events`. Alerts go to a sender that logs and counts them until
+    the notifier is connected. Raises ConfigError when a rule file or event rule is invalid."""
+    q = cfg.query
+    view = DefaultTenantView(db)  # rules are the default tenant's: untenanted series only
+    engine = Engine(view, EngineOptions(lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000))
+    settings = settings_from_config(cfg, config_dir, external_url=external_url)
+    sender = LogSender(registry)
+    event_rules = EventRules(
+        compile_event_rules(cfg.event_rules, template_check=template_check()),
+        sender=sender,
+        options=settings.options,
+        registry=registry,
+    )
+    try:
+        manager = Manager(
+            settings,
+            query=engine_query(engine),
+            appender=StorageAppender(db, untenanted=True),
+            storage=view,
+            sender=sender,
+            registry=registry,
+            template_check=template_check(),
+            event_rules=event_rules,
+        )
+    except RuleLoadError as exc:
+        raise ConfigError(f"invalid rule files:\n{exc}", key="rule_files") from None
+    if events is not None:
+        events.subscribe(event_rules.observe)
+    return manager
+
+
 def build_app(
-    cfg: Config, db: DB, registry: CollectorRegistry, events: EventStore | None = None
+    cfg: Config,
+    db: DB,
+    registry: CollectorRegistry,
+    events: EventStore | None = None,
+    rules: RuleSource | None = None,
 ) -> Starlette:
     lim = cfg.limits
     metadata = MetadataStore()
@@ -112,6 +165,8 @@ def build_app(
         AdminAPI(auth, db),
         StatusAPI(auth, registry, [db] if events is None else [db, events], db.refresh_metrics),
     ]
+    if rules is not None:
+        apis.append(RulesAPI(rules, auth))
     if events is not None:
         apis.append(
             EventsAPI(
@@ -238,13 +293,17 @@ class HTTPServer:
             log.warning("HTTP server did not stop within %.0fs", self._stop_timeout)
 
 
-def run_server(cfg: Config, with_agent: bool = False) -> int:
+def run_server(
+    cfg: Config, with_agent: bool = False, config_dir: Path = Path("."), config_path: Path | None = None
+) -> int:
     """Run until SIGINT/SIGTERM. Raises ConfigError / ListenError / StorageError before listening if
     something is wrong; the addresses are bound first, so a taken one leaves nothing behind.
 
     `with_agent` (`vigil up`) also runs an agent for this host, shipping to this server and serving its
     own /metrics on `agent.listen`; `server.syslog` runs the syslog relay. Both start once the HTTP
-    server accepts connections, so their first delivery does not race its start-up."""
+    server accepts connections, so their first delivery does not race its start-up. `config_dir` is
+    the directory of vigil.yml (relative `rule_files` are under it); SIGHUP re-reads `config_path`
+    (when there is one) and reloads the rules and event rules, as Prometheus reloads on SIGHUP."""
     check_exposure(cfg)
     sockets = [bind_tcp(cfg.server.listen, "server.listen", "choose another with --listen or server.listen")]
     built: list[Service] = []
@@ -258,6 +317,8 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
         built.append(db)
         events = open_events(cfg)
         built.append(events)
+        rules = open_rules(cfg, db, registry, config_dir, f"http://{listening}", events)
+        built.append(rules)
         local = _local_services(cfg, listening, sockets[1] if with_agent else None)
         built += local
     except BaseException:
@@ -266,7 +327,7 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
             sock.close()
         raise
     host, port = parse_listen(cfg.server.listen)
-    app = build_app(cfg, db, registry, events)
+    app = build_app(cfg, db, registry, events, rules)
     config = uvicorn.Config(
         app,
         host=host,
@@ -284,9 +345,14 @@ def run_server(cfg: Config, with_agent: bool = False) -> int:
     def started() -> None:
         log.info("Vigil %s listening on http://%s, data in %s", __version__, listening, cfg.storage.path)
 
+    def reload_rules() -> None:
+        rules.reload_config(load_config(config_path) if config_path else cfg, config_dir)
+
+    previous_hup = signal.signal(signal.SIGHUP, lambda *_: rules.request_reload(reload_rules))
     try:
-        code = run_until_signal(Group([db, events, server, *local]), on_started=started, stop=stop)
+        code = run_until_signal(Group([db, events, rules, server, *local]), on_started=started, stop=stop)
     finally:
+        signal.signal(signal.SIGHUP, previous_hup)
         for sock in sockets:
             sock.close()
     return 1 if server.failed else code

@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BeforeValidator, ConfigDict, ValidationError, ValidationInfo, model_validator
 
 from vigil.config.probes import CertificatesConfig, Probes
+from vigil.config.rules import EventRules, RuleFiles, RulesConfig
 from vigil.config.scrape import ScrapeConfigs
 from vigil.config.security import (
     FileIntegrityConfig,
@@ -360,6 +361,12 @@ class Config(Section):
     """Prometheus-style scrape jobs the agent runs (exporters, applications' /metrics)."""
     alerting: AlertingConfig = AlertingConfig()
     """Routing and receivers of notifications, in Alertmanager's format (inline or a file)."""
+    rule_files: RuleFiles = ()
+    """Prometheus rule files (globs, relative to the directory of vigil.yml) the server evaluates."""
+    rules: RulesConfig = RulesConfig()
+    """How rules are evaluated and alerts re-sent (Prometheus' flags, with its defaults)."""
+    event_rules: EventRules = ()
+    """Alerts raised by security events as they are stored (a new listening port, N failed logins)."""
 
     @model_validator(mode="after")
     def _scrape_timing(self) -> Config:

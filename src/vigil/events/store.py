@@ -78,6 +78,10 @@ CREATE INDEX IF NOT EXISTS events_tenant_time ON events (tenant, time_ms);
 _SCHEMA_VERSION = 1  # PRAGMA user_version: 0 = without received_ms
 
 _COLUMNS = "seq, time_ms, id, kind, labels, fields, message"
+_INSERT = (
+    "INSERT OR IGNORE INTO events (tenant, id, time_ms, kind, labels, fields, message, received_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _KIND_NAMES = frozenset({"kind", "__name__"})
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # safe to splice into a JSON path
 _DELETE_BATCH = 10_000
@@ -223,6 +227,7 @@ class EventStore:
         self._migrate(self._writer)
         self._writer.executescript(_INDEXES)
         self._idle: list[sqlite3.Connection] = []  # pooled read connections
+        self._subscribers: list[Callable[[Sequence[Event]], None]] = []
         self._write_error: str | None = None  # why the last append failed; None once one succeeds
         self._closed = False
         self._stop = threading.Event()
@@ -296,17 +301,21 @@ class EventStore:
             rows.append((tenant, ident, ev.time_ms, ev.kind, labels, fields, ev.message, received))
         if not rows:
             return 0
+        subscribers = tuple(self._subscribers)
+        new: list[Event] = []
         with self._lock:
             conn = self._writer
             before = conn.total_changes
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "INSERT OR IGNORE INTO events"
-                    " (tenant, id, time_ms, kind, labels, fields, message, received_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                if subscribers:  # row by row, to tell subscribers which events are new
+                    for ev, row in zip(events, rows, strict=True):
+                        n = conn.total_changes
+                        conn.execute(_INSERT, row)
+                        if conn.total_changes > n:
+                            new.append(ev)
+                else:
+                    conn.executemany(_INSERT, rows)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.ProgrammingError):
@@ -315,7 +324,18 @@ class EventStore:
                     conn.execute("ROLLBACK")
                 raise
             self._write_error = None
-            return conn.total_changes - before
+            stored = conn.total_changes - before
+        for notify in subscribers if new else ():  # after the commit, outside the lock: durable only
+            try:
+                notify(new)
+            except Exception:
+                log.exception("an event subscriber failed")
+        return stored
+
+    def subscribe(self, callback: Callable[[Sequence[Event]], None]) -> None:
+        """Have `callback` called with the events each `append` stored anew (not duplicates), after
+        they are durable, in the appending thread (the event rules: alerts within a second)."""
+        self._subscribers.append(callback)
 
     @property
     def write_error(self) -> str | None:

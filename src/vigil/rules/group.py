@@ -12,10 +12,11 @@ that calls `eval` on a timer is the caller's.
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ from vigil.rules.rulefmt import RuleError, RuleFileSpec, TemplateCheck, parse_ru
 from vigil.rules.types import ALERTNAME, ALERTS_FOR_STATE_METRIC, Appender, Expander, QueryFunc
 from vigil.rules.xxhash64 import xxh64
 from vigil.storage.interface import Queryable
+
+log = logging.getLogger(__name__)
 
 STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 
@@ -84,6 +87,14 @@ class RuleMetrics:
             "vigil_rule_group_last_evaluation_samples",
             "Samples the last group evaluation wrote.",
             g,
+            registry=registry,
+        )
+        # Prometheus only logs these (a warning with num_dropped); counted so they cannot vanish.
+        self.refused = Counter(
+            "vigil_rule_samples_refused_total",
+            "Samples rule evaluations produced that the store refused (e.g. older than its "
+            "out-of-order window), by reason.",
+            ["rule_group", "reason"],
             registry=registry,
         )
 
@@ -171,11 +182,13 @@ class Group:
                 written += len(samples)
                 self._previous[i] = returned
             try:
-                appender.commit()
+                refused = appender.commit()
             except Exception as exc:
                 rule.status.health, rule.status.last_error = "err", str(exc) or type(exc).__name__
                 if self._metrics:
                     self._metrics.failures.labels(self.key).inc()
+            else:
+                self._refused(rule, refused)
             took = self._clock() - t0
             rule.status.last_eval_ms, rule.status.last_duration_s = ts_ms, took
             if self._metrics:
@@ -186,10 +199,67 @@ class Group:
             self._metrics.last_eval.labels(self.key).set(ts_ms / 1000)
             self._metrics.samples.labels(self.key).set(written)
 
+    def _refused(self, rule: Rule, refused: Mapping[str, int] | None) -> None:
+        """Samples the store refused are not an evaluation failure (the rule ran, as in Prometheus)
+        but are counted and logged, and the total is kept for the rules API."""
+        if not refused:
+            return
+        total = sum(refused.values())
+        rule.status.refused_samples += total
+        if self._metrics:
+            for reason, n in refused.items():
+                self._metrics.refused.labels(self.key, reason).inc(n)
+        log.warning(
+            "rule group %s, rule %s: the store refused %d samples (%s)",
+            self.key,
+            rule.name,
+            total,
+            ", ".join(f"{k}: {v}" for k, v in sorted(refused.items())),
+        )
+
     def missed(self, n: int) -> None:
         """Count `n` skipped evaluations (the scheduler's call)."""
         if self._metrics and n > 0:
             self._metrics.missed.labels(self.key).inc(n)
+
+    def definition(self) -> tuple[Any, ...]:
+        """What the group is, for deciding whether a reload changed it (its state left out)."""
+        rules: list[tuple[Any, ...]] = []
+        for r in self.rules:
+            if isinstance(r, AlertingRule):
+                rules.append(
+                    ("alert", r.name, r.expr, r.for_ms, r.keep_firing_for_ms, r.labels, r.annotations)
+                )
+            else:
+                rules.append(("record", r.name, r.expr, r.labels))
+        return (self.name, self.file, self.interval_ms, self.query_offset_ms, self.limit, rules, self.options)
+
+    def copy_state(self, old: Group) -> None:
+        """Take over the state of the group this one replaces on a reload, as Prometheus' CopyState:
+        a rule of the same kind, name and labels (the n-th of that name to the n-th) keeps its
+        alerts, health and the series it wrote last (so they get stale markers when gone)."""
+        by_key: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[int]] = {}
+        for i, r in enumerate(old.rules):
+            by_key.setdefault(_rule_key(r), []).append(i)
+        for i, r in enumerate(self.rules):
+            candidates = by_key.get(_rule_key(r))
+            if not candidates:
+                continue
+            j = candidates.pop(0)
+            o = old.rules[j]
+            self._previous[i] = old._previous[j]
+            r.status = o.status
+            if isinstance(r, AlertingRule) and isinstance(o, AlertingRule):
+                r.active = o.active
+        self.last_eval_ms, self.last_duration_s = old.last_eval_ms, old.last_duration_s
+
+    def mark_all_stale(self, ts_ms: int, appender: Appender) -> None:
+        """Stale markers for every series the group wrote last (it was removed by a reload)."""
+        for i, prev in enumerate(self._previous):
+            for lb in prev:
+                appender.append(lb, ts_ms, STALE_NAN)
+            self._previous[i] = {}
+        appender.commit()
 
     def restore_for_state(self, ts_ms: int, storage: Queryable) -> None:
         """Restore the `for` state of active alerts from ALERTS_FOR_STATE after a restart (call once,
@@ -206,6 +276,11 @@ class Group:
         """A freshly started group: write no ALERTS until `restore_for_state` ran."""
         for rule in self.alerting_rules():
             rule.restored = False
+
+
+def _rule_key(r: Rule) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    kind = "alert" if isinstance(r, AlertingRule) else "record"
+    return kind, r.name, tuple(sorted(r.labels.items()))
 
 
 def _restore_rule(rule: AlertingRule, ts_ms: int, storage: Queryable, o: RuleOptions) -> None:

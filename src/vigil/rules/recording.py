@@ -22,6 +22,7 @@ class RuleStatus:
     last_error: str = ""
     last_eval_ms: int | None = None
     last_duration_s: float = 0.0
+    refused_samples: int = 0  # samples of this rule the store refused since it was loaded
 
 
 @dataclass

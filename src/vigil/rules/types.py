@@ -32,11 +32,13 @@ exception is an evaluation error of the rule."""
 
 
 class Appender(Protocol):
-    """Where rule results go: `append` buffers, `commit` makes a group evaluation's writes durable."""
+    """Where rule results go: `append` buffers, `commit` makes a rule's writes durable and returns
+    how many samples the store refused, by reason (e.g. `too_old`: older than its out-of-order
+    window); None or empty when it kept them all."""
 
     def append(self, labels: Labels, ts_ms: int, value: float) -> None: ...
 
-    def commit(self) -> None: ...
+    def commit(self) -> Mapping[str, int] | None: ...
 
 
 class Expander(Protocol):
@@ -66,6 +68,7 @@ class ListAppender:
     def append(self, labels: Labels, ts_ms: int, value: float) -> None:
         self._pending.append((labels, ts_ms, value))
 
-    def commit(self) -> None:
+    def commit(self) -> Mapping[str, int] | None:
         self.samples.extend(self._pending)
         self._pending.clear()
+        return None
