@@ -25,11 +25,14 @@ __all__ = ["Integration", "NotifyContext", "NotifyError"]
 
 
 class NotifyError(Exception):
-    """A failed delivery. `retryable` says whether sending the same notification again can help."""
+    """A failed delivery. `retryable` says whether sending the same notification again can help;
+    `reason` labels `alertmanager_notifications_failed_total` as Alertmanager does: "clientError"
+    (a 4xx answer), "serverError" (5xx), "other" (anything else)."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, reason: str = "other") -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
