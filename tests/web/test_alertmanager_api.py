@@ -1,25 +1,25 @@
-"""Alertmanager's v2 API (vigil.web.alertmanager_api) in-process, over the real `Silences` and, for
-the alert endpoints, `MemAlerts` below: a minimal real in-memory alert store and grouper implementing
-the API's protocols (amcore's AlertStore/Dispatcher were not on this branch when these were written).
-Shapes and messages are the ones Debian's Alertmanager 0.25 answers (tests/system/test_amtool.py
-compares the two servers directly)."""
+"""Alertmanager's v2 API (vigil.web.alertmanager_api) in-process, over the real `Silences` and the
+real notifier core (`vigil.notifier.notifier.Notifier`: its AlertStore takes and lists the alerts, its
+dispatcher's aggregation groups are `/alerts/groups`; no integrations, nothing is delivered). Shapes
+and messages are the ones Debian's Alertmanager 0.25 answers (tests/system/test_amtool.py compares
+the two servers directly)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.web.asgi import Client
-from vigil.notifier.alert import Alert, fingerprint
+from vigil.notifier.alert import fingerprint
 from vigil.notifier.config import alertmanager_config_from_yaml
-from vigil.notifier.routing import Route, group_labels
+from vigil.notifier.notifier import Notifier, NotifierLimits
 from vigil.notifier.silence import Silences
+from vigil.notifier.store import AlertStore
 from vigil.web.alertmanager_api import AlertmanagerAPI, ConfigView, format_time, parse_time
 from vigil.web.app import create_app
 from vigil.web.auth import Tenant, TokenAuth
@@ -51,57 +51,16 @@ class Clock:
         return self.now
 
 
-@dataclass(frozen=True)
-class Group:
-    labels: Mapping[str, str]
-    receiver: str
-    alerts: Sequence[Alert]
-
-
-class MemAlerts:
-    """Alerts by fingerprint, with Alertmanager's defaults on put; groups computed from the routing
-    tree (route x group labels), ordered as Alertmanager lists them."""
-
-    def __init__(self, view: ConfigView) -> None:
-        self.view = view
-        self.by_fp: dict[int, Alert] = {}
-
-    def put(self, alerts: Iterable[Alert], now_ms: int) -> Sequence[Alert]:
-        out = []
-        for a in alerts:
-            starts = a.starts_at_ms or a.ends_at_ms or now_ms
-            ends = a.ends_at_ms or now_ms + self.view.resolve_timeout_ms()
-            a = replace(
-                a, starts_at_ms=starts, ends_at_ms=ends, updated_at_ms=now_ms, timeout=not a.ends_at_ms
-            )
-            self.by_fp[fingerprint(a.labels)] = a
-            out.append(a)
-        return out
-
-    def list(self) -> list[Alert]:
-        return list(self.by_fp.values())
-
-    def groups(self) -> Sequence[Group]:
-        root = self.view.route()
-        assert root is not None
-        found: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Route, list[Alert]]] = {}
-        for a in self.by_fp.values():
-            for r in root.match(a.labels):
-                key = (id(r), tuple(sorted(group_labels(r, a.labels).items())))
-                found.setdefault(key, (r, []))[1].append(a)
-        groups = [
-            Group(dict(k[1]), r.receiver, sorted(al, key=lambda a: sorted(a.labels.items())))
-            for k, (r, al) in found.items()
-        ]
-        return sorted(groups, key=lambda g: (sorted(g.labels.items()), g.receiver))
-
-
 @dataclass
 class Env:
     client: Client
     clock: Clock
     silences: Silences
-    alerts: MemAlerts
+    notifier: Notifier
+
+    @property
+    def alerts(self) -> AlertStore:
+        return self.notifier.store
 
     def post_silence(self, **over: Any) -> Any:
         body = {
@@ -115,22 +74,22 @@ class Env:
         return self.client.post("/api/v2/silences", json=body)
 
 
-def make_env(tmp_path: Path, auth: TokenAuth | None = None) -> Env:
+def make_env(tmp_path: Path, auth: TokenAuth | None = None, max_alerts: int = 100) -> Env:
     clock = Clock()
     silences = Silences(tmp_path / "silences", clock=clock)
-    view = ConfigView(alertmanager_config_from_yaml(AM_YAML))
-    alerts = MemAlerts(view)
+    cfg = alertmanager_config_from_yaml(AM_YAML)
+    notifier = Notifier(cfg, {}, muter=silences, clock=clock, limits=NotifierLimits(max_alerts=max_alerts))
     api = AlertmanagerAPI(
         auth or TokenAuth([], []),
         silences,
-        view,
+        ConfigView(cfg),
         clock=clock,
-        alerts=alerts,
-        sink=alerts,
-        groups=alerts,
+        alerts=notifier.store,
+        sink=notifier.store,
+        groups=notifier,
         max_body=4096,
     )
-    return Env(Client(create_app([api], registry=None)), clock, silences, alerts)
+    return Env(Client(create_app([api], registry=None)), clock, silences, notifier)
 
 
 @pytest.fixture
@@ -320,7 +279,7 @@ def test_silence_limit_is_a_400(tmp_path: Path) -> None:
     client = Client(
         create_app([AlertmanagerAPI(TokenAuth([], []), silences, view, clock=clock)], registry=None)
     )
-    env = Env(client, clock, silences, MemAlerts(view))
+    env = Env(client, clock, silences, Notifier(alertmanager_config_from_yaml(AM_YAML), {}, clock=clock))
     assert env.post_silence().status_code == 200
     r = env.post_silence()
     assert (r.status_code, r.json()) == (400, "exceeded maximum number of silences: 1 (limit: 1)")
@@ -592,3 +551,13 @@ def test_snapshot_written_by_the_api_survives_a_restart(tmp_path: Path) -> None:
     again = make_env(tmp_path)
     assert [s["id"] for s in again.client.get("/api/v2/silences").json()] == [sid]
     assert json.loads((tmp_path / "silences" / "silences.json").read_text())["silences"][0]["id"] == sid
+
+
+def test_a_full_store_is_429_and_stores_nothing(tmp_path: Path) -> None:
+    env = make_env(tmp_path, max_alerts=2)
+    assert (
+        post_alerts(env, [{"labels": {"alertname": "A"}}, {"labels": {"alertname": "B"}}]).status_code == 200
+    )
+    r = post_alerts(env, [{"labels": {"alertname": "A"}}, {"labels": {"alertname": "C"}}])
+    assert r.status_code == 429 and "alert store full" in r.json()
+    assert sorted(a.labels["alertname"] for a in env.alerts.list()) == ["A", "B"]

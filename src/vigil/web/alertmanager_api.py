@@ -52,6 +52,7 @@ from vigil.notifier.silence import (
     SilenceState,
     SilenceStoreError,
 )
+from vigil.notifier.store import StoreFull
 from vigil.web.auth import Caller, Scope, TokenAuth, requires
 from vigil.web.body import BodyTooLarge, read_body
 from vigil.web.errors import APIError
@@ -114,7 +115,7 @@ class SilenceStore(Protocol):
 class AlertSink(Protocol):
     def put(self, alerts: Iterable[Alert], now_ms: int) -> Sequence[Alert]:
         """Store alerts received at `now_ms` (the sink fills in missing times as Alertmanager does);
-        ValueError for an alert it refuses."""
+        ValueError for an alert it refuses, StoreFull (429) when it holds all it may."""
         ...
 
 
@@ -772,6 +773,8 @@ class AlertmanagerAPI:
         if valid:  # as Alertmanager: the valid ones are stored, the others reported
             try:
                 await run_in_threadpool(self._sink.put, valid, now)
+            except StoreFull as e:  # nothing of the batch stored: the sender retries it
+                raise _AMError(429, str(e)) from None
             except ValueError as e:
                 raise _bad(str(e)) from None
         if errors:
