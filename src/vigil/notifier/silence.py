@@ -172,8 +172,12 @@ def validate_matcher(m: Matcher) -> None:
     (checked when the Matcher was built). Raises SilenceError."""
     if not is_valid_label_name(m.name):
         raise SilenceError(f"invalid label name {go_quote(m.name)}")
-    if m.type in (MatchType.EQ, MatchType.NEQ) and not _valid_utf8(m.value):
-        raise SilenceError(f"invalid label value {go_quote(m.value)}")
+    if not _valid_utf8(m.value):
+        if m.type in (MatchType.EQ, MatchType.NEQ):
+            raise SilenceError(f"invalid label value {go_quote(m.value)}")
+        raise SilenceError(
+            f"invalid regular expression {go_quote(m.value)}: error parsing regexp: invalid UTF-8"
+        )
 
 
 def build_matcher(type_: MatchType, name: str, value: str) -> Matcher:

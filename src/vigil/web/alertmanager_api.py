@@ -224,7 +224,10 @@ def parse_time(text: str) -> int:
         raise ValueError(f"parsing time {go_quote(text)}: {e}") from None
     if zone not in "Zz":
         sign = 1 if zone[0] == "+" else -1
-        dt -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        try:
+            dt -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        except OverflowError:  # the offset takes it past year 1 or 9999
+            raise ValueError(f"parsing time {go_quote(text)}: out of range") from None
     seconds = int((dt - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
     return seconds * 1000 + int((frac + "000")[:3])
 
