@@ -582,3 +582,19 @@ def test_hostile_silence_fields_are_400(env: Env, over: dict[str, Any], message:
     assert r.status_code == 400, r.text
     assert message in json.dumps(r.json())
     assert len(env.silences) == 0
+
+
+@pytest.mark.parametrize(
+    ("alert", "status"),
+    [
+        ({"labels": {"a": "b"}, "generatorURL": "http://x/\ud800"}, 422),  # not UTF-8: no URI
+        ({"labels": {"a": "b"}, "startsAt": "2023-01-01T00:00:00+99:99"}, 400),  # no such offset
+        ({"labels": {"a": "b"}, "startsAt": "2023-01-01T00:00:00+24:00"}, 400),
+    ],
+)
+def test_hostile_alert_fields_are_refused(env: Env, alert: dict[str, Any], status: int) -> None:
+    r = env.client.post(
+        "/api/v2/alerts", content=json.dumps([alert]).encode(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == status, r.text
+    assert env.alerts.list() == []

@@ -206,7 +206,8 @@ class _Status:
 # -- times -------------------------------------------------------------------------------------------
 
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)",
+    re.ASCII,
 )
 _GO_ZERO = "0001-01-01T00:00:00.000Z"  # Go's zero time.Time: an unset time
 
@@ -563,7 +564,7 @@ def _parse_alerts(doc: Any, now_ms: int, resolve_timeout_ms: int) -> tuple[list[
         starts = _time_field(a, "startsAt", path, "alerts", required=False)
         ends = _time_field(a, "endsAt", path, "alerts", required=False)
         url = _string(a, "generatorURL", path, "alerts", required=False) or ""
-        if url and _URI.fullmatch(url) is None:
+        if url and (_URI.fullmatch(url) is None or not _valid_utf8(url)):
             raise _AMError(
                 422, f"{path}generatorURL in body must be of type uri: {go_quote(url)}", swagger_code=601
             )
