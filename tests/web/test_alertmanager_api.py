@@ -1,6 +1,6 @@
 """Alertmanager's v2 API (vigil.web.alertmanager_api) in-process, over the real `Silences` and the
 real notifier core (`vigil.notifier.notifier.Notifier`: its AlertStore takes and lists the alerts, its
-dispatcher's aggregation groups are `/alerts/groups`; no integrations, nothing is delivered). Shapes
+dispatcher's aggregation groups are `/alerts/groups`; its integrations only record). Shapes
 and messages are the ones Debian's Alertmanager 0.25 answers (tests/system/test_amtool.py compares
 the two servers directly)."""
 
@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 
+from tests.notifier.corekit import Recorder
 from tests.web.asgi import Client
 from vigil.notifier.alert import fingerprint
 from vigil.notifier.config import alertmanager_config_from_yaml
 from vigil.notifier.notifier import Notifier, NotifierLimits
 from vigil.notifier.silence import Silences
 from vigil.notifier.store import AlertStore
-from vigil.web.alertmanager_api import AlertmanagerAPI, ConfigView, format_time, parse_time
+from vigil.web.alertmanager_api import AlertmanagerAPI, ConfigView, MarkerInhibition, format_time, parse_time
 from vigil.web.app import create_app
 from vigil.web.auth import Tenant, TokenAuth
 
@@ -40,6 +41,10 @@ receivers:
   - name: default
   - name: db-pager
   - name: ops
+inhibit_rules:
+  - source_matchers: ['alertname="NodeDown"']
+    target_matchers: ['alertname="ServiceDown"']
+    equal: [node]
 """
 
 
@@ -49,6 +54,10 @@ class Clock:
 
     def __call__(self) -> int:
         return self.now
+
+
+def clock_wait(_: float) -> bool:
+    return True  # a retry gives up at once (the recorders do not fail anyway)
 
 
 @dataclass
@@ -83,7 +92,16 @@ def make_env(tmp_path: Path, auth: TokenAuth | None = None, max_alerts: int = 10
     clock = Clock()
     silences = Silences(tmp_path / "silences", clock=clock)
     cfg = alertmanager_config_from_yaml(AM_YAML)
-    notifier = Notifier(cfg, {}, muter=silences, clock=clock, limits=NotifierLimits(max_alerts=max_alerts))
+    # Integrations that record what they are given (nothing leaves the test).
+    integrations = {r.name: [Recorder(name="webhook")] for r in cfg.receivers}
+    notifier = Notifier(
+        cfg,
+        integrations,
+        muter=silences,
+        clock=clock,
+        wait=clock_wait,
+        limits=NotifierLimits(max_alerts=max_alerts),
+    )
     api = AlertmanagerAPI(
         auth or TokenAuth([], []),
         silences,
@@ -92,6 +110,7 @@ def make_env(tmp_path: Path, auth: TokenAuth | None = None, max_alerts: int = 10
         alerts=notifier.store,
         sink=notifier.store,
         groups=notifier,
+        inhibition=MarkerInhibition(notifier.marker),
         max_body=4096,
     )
     return Env(Client(create_app([api], registry=None)), clock, silences, notifier)
@@ -598,3 +617,29 @@ def test_hostile_alert_fields_are_refused(env: Env, alert: dict[str, Any], statu
     )
     assert r.status_code == status, r.text
     assert env.alerts.list() == []
+
+
+def test_inhibited_alerts_show_their_inhibitor_once_the_pipeline_has_looked(env: Env) -> None:
+    post_alerts(
+        env,
+        [
+            {"labels": {"alertname": "NodeDown", "node": "n1"}},
+            {"labels": {"alertname": "ServiceDown", "node": "n1"}},
+            {"labels": {"alertname": "ServiceDown", "node": "n2"}},
+        ],
+    )
+    source = f"{fingerprint({'alertname': 'NodeDown', 'node': 'n1'}):016x}"
+    env.clock.now += 31_000  # past group_wait: the groups flush
+    assert env.notifier.step(env.clock.now) > 0
+    got = {
+        (a["labels"]["alertname"], a["labels"]["node"]): a["status"]
+        for a in env.client.get("/api/v2/alerts").json()
+    }
+    assert got[("ServiceDown", "n1")] == {"inhibitedBy": [source], "silencedBy": [], "state": "suppressed"}
+    assert got[("ServiceDown", "n2")]["state"] == "active"
+    assert got[("NodeDown", "n1")]["state"] == "active"
+    shown = env.client.get("/api/v2/alerts", params={"inhibited": "false"}).json()
+    assert sorted((a["labels"]["alertname"], a["labels"]["node"]) for a in shown) == [
+        ("NodeDown", "n1"),
+        ("ServiceDown", "n2"),
+    ]

@@ -39,7 +39,7 @@ from vigil import __version__
 from vigil.model.event import json_depth
 from vigil.model.labels import is_valid_label_name
 from vigil.model.matcher import MatchType
-from vigil.notifier.alert import Alert, fingerprint_hex
+from vigil.notifier.alert import Alert, fingerprint, fingerprint_hex
 from vigil.notifier.config import AlertmanagerConfig
 from vigil.notifier.config_yaml import render_config
 from vigil.notifier.matchers import Matcher, MatcherError, go_quote, parse_matcher
@@ -66,6 +66,7 @@ __all__ = [
     "GroupLike",
     "GroupSource",
     "InhibitionSource",
+    "MarkerInhibition",
     "NotifierView",
     "SilenceStore",
     "format_time",
@@ -194,6 +195,22 @@ class ConfigView:
 
     def resolve_timeout_ms(self) -> int:
         return self._cfg.global_.resolve_timeout if self._cfg is not None else 5 * 60_000
+
+
+class _Marker(Protocol):
+    def status(self, fp: int) -> AlertStatusLike: ...
+
+
+class MarkerInhibition:
+    """An InhibitionSource reading the notifier's marker: the inhibitors its pipeline found when it
+    last looked at the alert (evaluating every inhibit rule for every listed alert would cost
+    alerts x sources per request)."""
+
+    def __init__(self, marker: _Marker) -> None:
+        self._marker = marker
+
+    def inhibited_by(self, labels: Mapping[str, str], now_ms: int) -> list[str]:
+        return list(self._marker.status(fingerprint(labels)).inhibited_by)
 
 
 @dataclass(frozen=True, slots=True)
