@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -381,3 +382,20 @@ def test_vigil_silence_cli_matches_amtool(
         assert err.count("\n") == 1 and "at least one matcher must not match the empty string" in err
         assert main(["silence", "expire", "xyz", "--url", server.url]) == 1
         assert "HTTP 422" in capsys.readouterr().err
+
+
+def test_silences_survive_a_restart_of_vigil_server(tmp_path: Path) -> None:
+    v = VigilProcess(tmp_path / "data").start()
+    try:
+        server = Server("vigil", v.url)
+        sid = amtool(server, "silence", "add", "alertname=Kept", "--comment=restart").stdout.strip()
+        assert UUID.fullmatch(sid)
+    finally:
+        assert v.stop() == 0
+    assert (tmp_path / "data" / "silences.json").exists()
+    v.start()
+    try:
+        assert amtool(server, "silence", "query", "-q").stdout.split() == [sid]
+        assert "cannot load silences" not in v.log()
+    finally:
+        v.stop()
