@@ -110,8 +110,6 @@ class SilenceStore(Protocol):
 
     def expire(self, silence_id: str) -> bool: ...
 
-    def mutes(self, labels: Mapping[str, str], now_ms: int) -> list[str]: ...
-
 
 class AlertSink(Protocol):
     def put(self, alerts: Iterable[Alert], now_ms: int) -> Sequence[Alert]:
@@ -735,13 +733,9 @@ class AlertmanagerAPI:
 
     # -- alerts -----------------------------------------------------------------------------------
 
-    def _status(self, a: Alert, now: int) -> _Status:
-        silenced = tuple(self._silences.mutes(a.labels, now))
-        inhibited = tuple(self._inhibition.inhibited_by(a.labels, now)) if self._inhibition else ()
-        return _Status("suppressed" if silenced or inhibited else "active", silenced, inhibited)
-
     def _alert_filter(self, request: Request) -> Callable[[Alert, int], _Status | None]:
-        """Alertmanager's alertFilter: the alert's status if it is to be listed, else None."""
+        """Alertmanager's alertFilter: the alert's status if it is to be listed, else None. The active
+        silences are taken once per request, so the status of every alert is judged by the same set."""
         filters = _filters(request)
         active, silenced, inhibited = (
             _flag(request, "active"),
@@ -749,19 +743,25 @@ class AlertmanagerAPI:
             _flag(request, "inhibited"),
         )
         unprocessed = _flag(request, "unprocessed")
+        muting = self._silences.query(states=[SilenceState.ACTIVE], now_ms=self._clock())
+        inhibition = self._inhibition
 
         def keep(a: Alert, now: int) -> _Status | None:
             if a.resolved_at(now):
                 return None
-            st = self._status(a, now)
+            by_silences = tuple(sorted(s.id for s in muting if s.matches(a.labels)))
+            by_alerts = tuple(inhibition.inhibited_by(a.labels, now)) if inhibition is not None else ()
+            state = "suppressed" if by_silences or by_alerts else "active"
             if (
-                (not active and st.state == "active")
-                or (not unprocessed and st.state == "unprocessed")
-                or (not silenced and st.silenced_by)
-                or (not inhibited and st.inhibited_by)
+                (not active and state == "active")
+                or (not unprocessed and state == "unprocessed")
+                or (not silenced and by_silences)
+                or (not inhibited and by_alerts)
             ):
                 return None
-            return st if _alert_matches_filter(a.labels, filters) else None
+            return (
+                _Status(state, by_silences, by_alerts) if _alert_matches_filter(a.labels, filters) else None
+            )
 
         return keep
 
@@ -772,16 +772,20 @@ class AlertmanagerAPI:
         receiver = _receiver_filter(request)
         route = self._notifier.route()
         now = self._clock()
-        out = []
-        for a in self._alerts.list() if self._alerts is not None else []:
-            receivers = [r.receiver for r in route.match(a.labels)] if route is not None else []
-            if receiver is not None and not any(receiver.matches(r) for r in receivers):
-                continue
-            st = keep(a, now)
-            if st is not None:
-                out.append(alert_json(a, st, receivers))
-        out.sort(key=lambda j: j["fingerprint"])
-        return _json(out)
+
+        def listing() -> list[dict[str, Any]]:  # alerts x silences: off the event loop
+            out = []
+            for a in self._alerts.list() if self._alerts is not None else []:
+                receivers = [r.receiver for r in route.match(a.labels)] if route is not None else []
+                if receiver is not None and not any(receiver.matches(r) for r in receivers):
+                    continue
+                st = keep(a, now)
+                if st is not None:
+                    out.append(alert_json(a, st, receivers))
+            out.sort(key=lambda j: j["fingerprint"])
+            return out
+
+        return _json(await run_in_threadpool(listing))
 
     @requires(Scope.WRITE)
     async def post_alerts(self, request: Request, caller: Caller) -> Response:
@@ -808,22 +812,26 @@ class AlertmanagerAPI:
         keep = self._alert_filter(request)
         receiver = _receiver_filter(request)
         now = self._clock()
-        groups = self._groups.groups() if self._groups is not None else []
-        chosen = [g for g in groups if receiver is None or receiver.matches(g.receiver)]
-        receivers_of: dict[str, list[str]] = {}
-        for g in chosen:
-            for a in g.alerts:
-                receivers_of.setdefault(fingerprint_hex(a.labels), []).append(g.receiver)
-        out = []
-        for g in chosen:
-            listed = []
-            for a in g.alerts:
-                st = keep(a, now)
-                if st is not None:
-                    listed.append(alert_json(a, st, sorted(receivers_of[fingerprint_hex(a.labels)])))
-            if listed:
-                out.append({"alerts": listed, "labels": dict(g.labels), "receiver": {"name": g.receiver}})
-        return _json(out)
+
+        def listing() -> list[dict[str, Any]]:
+            groups = self._groups.groups() if self._groups is not None else []
+            chosen = [g for g in groups if receiver is None or receiver.matches(g.receiver)]
+            receivers_of: dict[str, list[str]] = {}
+            for g in chosen:
+                for a in g.alerts:
+                    receivers_of.setdefault(fingerprint_hex(a.labels), []).append(g.receiver)
+            out = []
+            for g in chosen:
+                listed = []
+                for a in g.alerts:
+                    st = keep(a, now)
+                    if st is not None:
+                        listed.append(alert_json(a, st, sorted(receivers_of[fingerprint_hex(a.labels)])))
+                if listed:
+                    out.append({"alerts": listed, "labels": dict(g.labels), "receiver": {"name": g.receiver}})
+            return out
+
+        return _json(await run_in_threadpool(listing))
 
 
 def _untenanted(caller: Caller) -> None:
