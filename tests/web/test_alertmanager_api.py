@@ -7,6 +7,7 @@ the two servers directly)."""
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -643,3 +644,84 @@ def test_inhibited_alerts_show_their_inhibitor_once_the_pipeline_has_looked(env:
         ("NodeDown", "n1"),
         ("ServiceDown", "n2"),
     ]
+
+
+def _mutate(rng: random.Random, v: Any, depth: int = 0) -> Any:
+    """A random change somewhere in a JSON value: a wrong type, a dropped or extra key, odd text."""
+    odd: list[Any] = [
+        None,
+        0,
+        -1,
+        1.5,
+        True,
+        "",
+        "\ud800",
+        "x" * 300,
+        [],
+        {},
+        "2024-13-45T99:99:99Z",
+        "(",
+        "a b",
+    ]
+    if isinstance(v, dict) and v and rng.random() < 0.7:
+        k = rng.choice(list(v))
+        out = dict(v)
+        r = rng.random()
+        if r < 0.2:
+            del out[k]
+        elif r < 0.3:
+            out[rng.choice(["", "\ud800", "extra", "a-b"])] = rng.choice(odd)
+        else:
+            out[k] = _mutate(rng, v[k], depth + 1)
+        return out
+    if isinstance(v, list) and v and rng.random() < 0.7:
+        i = rng.randrange(len(v))
+        return [*v[:i], _mutate(rng, v[i], depth + 1), *v[i + 1 :]] * rng.choice([1, 1, 2])
+    return rng.choice(odd)
+
+
+def test_fuzzed_requests_never_get_a_server_error(env: Env) -> None:
+    rng = random.Random(7)
+    silence = {
+        "matchers": [{"name": "alertname", "value": "X", "isRegex": False, "isEqual": True}],
+        "startsAt": format_time(T0),
+        "endsAt": format_time(T0 + H),
+        "createdBy": "me",
+        "comment": "c",
+    }
+    alerts = [
+        {
+            "labels": {"alertname": "A"},
+            "annotations": {"s": "t"},
+            "startsAt": format_time(T0),
+            "generatorURL": "http://g/",
+        }
+    ]
+    params = ["filter", "receiver", "active", "silenced", "inhibited", "unprocessed"]
+    statuses: set[int] = set()
+    for _ in range(400):
+        kind = rng.randrange(4)
+        if kind == 0:
+            body = json.dumps(_mutate(rng, silence)).encode()
+            r = env.client.post(
+                "/api/v2/silences", content=body, headers={"content-type": "application/json"}
+            )
+        elif kind == 1:
+            body = json.dumps(_mutate(rng, alerts)).encode()
+            r = env.client.post("/api/v2/alerts", content=body, headers={"content-type": "application/json"})
+        elif kind == 2:
+            q = [
+                (
+                    rng.choice(params),
+                    rng.choice(["", "x", "a=~(", 'a!~"b"', "true", "no", "\x00", "{a=b}", "a=" * 40]),
+                )
+            ]
+            r = env.client.get(
+                rng.choice(["/api/v2/alerts", "/api/v2/alerts/groups", "/api/v2/silences"]), params=q
+            )
+        else:
+            sid = rng.choice([str(uuid.uuid4()), "xyz", "%00", "00000000-0000-0000-0000-00000000000G"])
+            r = env.client.request(rng.choice(["GET", "DELETE"]), f"/api/v2/silence/{sid}")
+        statuses.add(r.status_code)
+        assert r.status_code < 500, (r.status_code, r.text)
+    assert {200, 400, 422} <= statuses  # the fuzz reached accepted and refused requests alike
