@@ -725,3 +725,13 @@ def test_fuzzed_requests_never_get_a_server_error(env: Env) -> None:
         statuses.add(r.status_code)
         assert r.status_code < 500, (r.status_code, r.text)
     assert {200, 400, 422} <= statuses  # the fuzz reached accepted and refused requests alike
+
+
+def test_empty_and_null_alert_bodies_as_alertmanager(env: Env) -> None:
+    r = env.client.post("/api/v2/alerts", content=b"", headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()) == (422, {"code": 602, "message": "alerts in body is required"})
+    r = env.client.post("/api/v2/alerts", content=b"null", headers={"content-type": "application/json"})
+    assert (r.status_code, r.content) == (200, b"")
+    r = env.client.post("/api/v2/alerts", content=b"[null]", headers={"content-type": "application/json"})
+    assert r.status_code == 400  # Alertmanager 0.25 drops the connection here (a nil alert)
+    assert env.alerts.list() == []

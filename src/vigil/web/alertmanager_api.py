@@ -436,6 +436,8 @@ async def _body(request: Request, limit: int, what: str) -> Any:
             f"unsupported media type {go_quote(ctype)}, only [application/json] are allowed",
             swagger_code=415,
         )
+    if not raw.strip():
+        raise _required(what)  # go-swagger: "silence in body is required"
     if json_depth(raw) > MAX_JSON_DEPTH:
         raise _undecodable(what, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
@@ -511,6 +513,8 @@ _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]*|/[^\s]*")
 def _parse_silence(doc: Any) -> tuple[str | None, list[Matcher], int, int, str, str]:
     """A postableSilence: decoded first (a wrong type or time is 400, as go-swagger's unmarshal), then
     checked against the schema (a missing field is 422), then the matchers built (400)."""
+    if doc is None:
+        doc = {}  # JSON null decodes to the empty silence, which the schema then refuses
     if not isinstance(doc, dict):
         raise _undecodable("silence", "expected a JSON object")
     sid = _string(doc, "id", "", "silence", required=False)
@@ -535,20 +539,23 @@ def _parse_silence(doc: Any) -> tuple[str | None, list[Matcher], int, int, str, 
     ends = _time_field(doc, "endsAt", "", "silence", required=False)
     created_by = _string(doc, "createdBy", "", "silence", required=False)
     comment = _string(doc, "comment", "", "silence", required=False)
+    # The schema's checks in go-swagger's order: the fields alphabetically, a matcher's too.
+    for key in ("comment", "createdBy", "endsAt"):
+        if doc.get(key) is None:
+            raise _required(key)
     if raw is None:
         raise _required("matchers")
     if not raw:
         raise _AMError(422, "matchers in body should have at least 1 items", swagger_code=612)
     fields = []
     for path, name, value, is_regex, is_equal in decoded:
-        for key, v in (("name", name), ("value", value), ("isRegex", is_regex)):
+        for key, v in (("isRegex", is_regex), ("name", name), ("value", value)):
             if v is None:
                 raise _required(path + key)
         assert name is not None and value is not None and is_regex is not None
         fields.append((_FLAGS_TYPE[(True if is_equal is None else is_equal, is_regex)], name, value))
-    for key in ("startsAt", "endsAt", "createdBy", "comment"):
-        if doc.get(key) is None:
-            raise _required(key)
+    if doc.get("startsAt") is None:
+        raise _required("startsAt")
     assert created_by is not None and comment is not None
     matchers = []
     for i, (mtype, name, value) in enumerate(fields):
@@ -565,6 +572,8 @@ def _parse_silence(doc: Any) -> tuple[str | None, list[Matcher], int, int, str, 
 
 def _parse_alerts(doc: Any, now_ms: int, resolve_timeout_ms: int) -> tuple[list[Alert], list[str]]:
     """The valid alerts of a postableAlerts body and, in order, why the others are refused."""
+    if doc is None:
+        doc = []  # JSON null decodes to no alerts (200, as Alertmanager)
     if not isinstance(doc, list):
         raise _undecodable("alerts", "expected a JSON array of alerts")
     parsed = []
