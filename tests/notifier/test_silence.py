@@ -300,3 +300,11 @@ def test_a_change_that_cannot_be_written_is_not_made(tmp_path: Path, clock: Cloc
     assert [x.id for x in s.query()] == [a]
     assert s.mutes({"a": "b"}, T0) == [a]
     assert json.loads((tmp_path / SNAPSHOT_NAME).read_text())["silences"][0]["id"] == a
+
+
+def test_an_unreadable_snapshot_stops_the_start(tmp_path: Path, clock: Clock) -> None:
+    # Not a corrupt file to set aside but one that cannot be read: refusing to start (one line, the
+    # CLI's StorageError) is better than starting empty and overwriting it with the next change.
+    (tmp_path / SNAPSHOT_NAME).mkdir()
+    with pytest.raises(SilenceStoreError, match="cannot read silences"):
+        Silences(tmp_path, clock=clock)

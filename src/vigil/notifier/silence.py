@@ -49,6 +49,7 @@ from typing import Any
 from vigil.model.labels import is_valid_label_name
 from vigil.model.matcher import MatchType
 from vigil.notifier.matchers import Matcher, MatcherError, go_quote
+from vigil.storage.errors import StorageError
 
 __all__ = [
     "DEFAULT_MAX_SILENCES",
@@ -91,8 +92,8 @@ class SilenceLimitError(SilenceError):
     """The change would exceed `max_silences` or `max_silence_size_bytes`."""
 
 
-class SilenceStoreError(Exception):
-    """The snapshot could not be written: the change was not made."""
+class SilenceStoreError(StorageError):
+    """The snapshot could not be written (the change was not made) or read (at start)."""
 
 
 class SilenceState(Enum):
@@ -263,7 +264,10 @@ class Silences:
         self._new_id = new_id
         self._fsync = fsync
         self._lock = threading.Lock()
-        self._dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SilenceStoreError(f"{self._dir}: cannot create: {e.strerror or e}") from None
         self._st: dict[str, Silence] = self._load()
 
     # -- reading ------------------------------------------------------------------------------------
@@ -427,6 +431,8 @@ class Silences:
             raw = self._path.read_bytes()
         except FileNotFoundError:
             return {}
+        except OSError as e:  # unreadable (permissions, a directory): not "corrupt", do not start
+            raise SilenceStoreError(f"{self._path}: cannot read silences: {e.strerror or e}") from None
         try:
             doc = json.loads(raw)
             if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
