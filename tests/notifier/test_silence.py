@@ -308,3 +308,20 @@ def test_an_unreadable_snapshot_stops_the_start(tmp_path: Path, clock: Clock) ->
     (tmp_path / SNAPSHOT_NAME).mkdir()
     with pytest.raises(SilenceStoreError, match="cannot read silences"):
         Silences(tmp_path, clock=clock)
+
+
+def test_silences_gauge_by_state(tmp_path: Path, clock: Clock) -> None:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    s = Silences(tmp_path, clock=clock, registry=registry)
+    s.create(m("a=1"), T0, T0 + H)
+    s.create(m("a=2"), T0 + H, T0 + 2 * H)
+    s.expire(s.create(m("a=3"), T0, T0 + H))
+
+    def value(state: str) -> float | None:
+        return registry.get_sample_value("alertmanager_silences", {"state": state})
+
+    assert (value("active"), value("pending"), value("expired")) == (1, 1, 1)
+    clock.now = T0 + H
+    assert (value("active"), value("pending"), value("expired")) == (1, 0, 2)

@@ -114,7 +114,7 @@ def build_app(
         ),
         AdminAPI(auth, db),
         StatusAPI(auth, registry, [db] if events is None else [db, events], db.refresh_metrics),
-        _alertmanager_api(cfg, auth),
+        _alertmanager_api(cfg, auth, registry),
     ]
     if events is not None:
         apis.append(
@@ -142,7 +142,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _alertmanager_api(cfg: Config, auth: TokenAuth) -> AlertmanagerAPI:
+def _alertmanager_api(cfg: Config, auth: TokenAuth, registry: CollectorRegistry | None) -> AlertmanagerAPI:
     """Alertmanager's v2 API with the silences under the data directory (`silences.json`). Alerts are
     not taken yet (POST /api/v2/alerts answers 503) until the notifier's store is wired here."""
     silences = Silences(
@@ -151,6 +151,7 @@ def _alertmanager_api(cfg: Config, auth: TokenAuth) -> AlertmanagerAPI:
         retention_ms=cfg.storage.silence_retention,
         max_silences=cfg.limits.max_silences,
         max_silence_size_bytes=cfg.limits.max_silence_size_bytes,
+        registry=registry,
     )
     notifier = ConfigView(load_alerting(cfg.alerting, "vigil.yml"))
     return AlertmanagerAPI(

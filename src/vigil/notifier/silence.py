@@ -46,6 +46,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
 from vigil.model.labels import is_valid_label_name
 from vigil.model.matcher import MatchType
 from vigil.notifier.matchers import Matcher, MatcherError, go_quote
@@ -254,6 +258,7 @@ class Silences:
         max_silence_size_bytes: int = DEFAULT_MAX_SILENCE_SIZE_BYTES,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         fsync: bool = True,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._dir = Path(directory)
         self._path = self._dir / SNAPSHOT_NAME
@@ -269,6 +274,8 @@ class Silences:
         except OSError as e:
             raise SilenceStoreError(f"{self._dir}: cannot create: {e.strerror or e}") from None
         self._st: dict[str, Silence] = self._load()
+        if registry is not None:
+            registry.register(_SilencesCollector(self))
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -312,6 +319,13 @@ class Silences:
     def __len__(self) -> int:
         with self._lock:
             return len(self._st)
+
+    def counts(self, now_ms: int) -> dict[str, int]:
+        """Silences by state at `now_ms` (what `alertmanager_silences{state}` reports)."""
+        out = {st.value: 0 for st in SilenceState}
+        for s in self.query(now_ms=now_ms):
+            out[s.state(now_ms).value] += 1
+        return out
 
     # -- changing -----------------------------------------------------------------------------------
 
@@ -455,6 +469,19 @@ class Silences:
             )
             return {}
         return out
+
+
+class _SilencesCollector(Collector):
+    """`alertmanager_silences{state}`, Alertmanager's gauge, counted at scrape time."""
+
+    def __init__(self, silences: Silences) -> None:
+        self._s = silences
+
+    def collect(self) -> Any:
+        g = GaugeMetricFamily("alertmanager_silences", "How many silences by state.", labels=["state"])
+        for state, n in self._s.counts(self._s._clock()).items():
+            g.add_metric([state], n)
+        yield g
 
 
 def _expired(s: Silence, now: int) -> Silence:
