@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from tests.notifier.corekit import T0, FakeClock, Recorder, alert, config, make, run_until
 from vigil.notifier.dispatch import Dispatcher, label_set_string, sort_alerts
 from vigil.notifier.notifier import NotifierLimits
@@ -272,3 +274,24 @@ def test_alert_updated_during_a_flush_stays_in_its_group() -> None:
     d.add([replace(alert("Down", starts=T0 + 31_000, ends=FAR, instance="a"), updated_at_ms=T0 + 31_000)], T0)
     d.done(f, True, T0 + 32_000)
     assert [g.alerts[0].ends_at_ms for g in d.groups()] == [FAR]
+
+
+def test_step_looks_only_at_due_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = Dispatcher(build_routes(config(BASIC).route))  # type: ignore[arg-type]
+    d.add([alert(f"A{i}", ends=FAR, starts=T0) for i in range(500)], T0)
+    looked = []
+    live = Dispatcher._live
+    monkeypatch.setattr(Dispatcher, "_live", lambda self, e: looked.append(e) or live(self, e))
+    assert d.step(T0 + 29_999) == [] and looked == []
+    assert len(d.step(T0 + 30_000)) == 500 and len(looked) == 500
+
+
+def test_marker_forgets_alerts_the_store_dropped() -> None:
+    clock = FakeClock()
+    rec = Recorder()
+    n, _ = make(config(BASIC), {"team": [rec]}, clock, limits=NotifierLimits(gc_interval_ms=60_000))
+    n.put([alert("Down", ends=FAR, instance="a")])
+    run_until(n, clock, T0 + 30_000)
+    n.put([alert("Down", ends=clock.t, instance="a")])
+    run_until(n, clock, T0 + 400_000)
+    assert n.alerts() == [] and n.marker.count() == 0

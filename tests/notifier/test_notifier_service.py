@@ -100,3 +100,30 @@ receivers:
     run_until(n, clock, clock.t + 3600_000, step_ms=60_000)
     assert r2.sent == []  # the same group key on the same receiver: already notified
     assert [s.ctx.group_key for s in db.sent] == ['{}/{service="db"}:{alertname="Slow"}']
+
+
+def test_concurrent_puts_all_reach_the_group() -> None:
+    rec = Locked()
+    n = Notifier(config(FAST), {"r": [rec]}, registry=CollectorRegistry())
+    n.start()
+    try:
+        far = wall_ms() + 3600_000
+
+        def sender(k: int) -> None:
+            for i in range(50):
+                n.put([alert("Down", ends=far, instance=f"t{k}-{i}")])
+
+        threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+        def complete() -> bool:
+            with rec.lock:
+                return any(len(s.alerts) == 200 for s in rec.sent)
+
+        wait_until(complete, what="a notification with all 200 alerts")
+        assert len(n.alerts()) == 200 and len(n.groups()) == 1
+    finally:
+        n.stop()

@@ -84,6 +84,7 @@ route:
   group_by: [alertname]
   group_wait: 30s
   group_interval: 1h
+  repeat_interval: 48h
   routes:
   - matchers: ['kind="muted"']
     mute_time_intervals: [office]
@@ -107,6 +108,11 @@ def test_mute_and_active_time_intervals() -> None:
     assert [s.alerts[0].name for s in rec.sent] == ["A"]
     run_until(n, clock, T0 + 30_000 + 3600_000, step_ms=60_000)  # 11:00:30: outside
     assert [s.alerts[0].name for s in rec.sent] == ["A", "M"]
+    n.put([alert("A2", ends=FAR, kind="active")])  # outside the active interval: held back
+    run_until(n, clock, T0 + 4 * 3600_000, step_ms=60_000)
+    assert [s.alerts[0].name for s in rec.sent] == ["A", "M"]
+    run_until(n, clock, T0 + 24 * 3600_000, step_ms=600_000)  # next day 09:00-11:00
+    assert [s.alerts[0].name for s in rec.sent] == ["A", "M", "A2"]
 
 
 def test_retryable_failures_then_success_is_one_delivery() -> None:
@@ -196,3 +202,13 @@ def test_dedup_rules() -> None:
     assert not needs_update(_entry(set(), {1}), set(), {1, 2}, True, rep, now)  # receiver never saw 2
     assert not needs_update(_entry({1}, set(), ts=now - rep), {1}, set(), True, rep, now)
     assert needs_update(_entry({1}, set(), ts=now - rep - 1), {1}, set(), True, rep, now)
+
+
+def test_alerts_of_a_receiver_without_integrations_are_still_marked() -> None:
+    clock = FakeClock()
+    n, _ = make(config(INHIBIT), {"r": []}, clock)  # a "null" receiver
+    a = alert("Down", ends=FAR)
+    n.put([a])
+    assert n.marker.status(a.fingerprint).state is AlertState.UNPROCESSED
+    run_until(n, clock, T0 + 30_000)
+    assert n.marker.status(a.fingerprint).state is AlertState.ACTIVE

@@ -186,3 +186,22 @@ def test_newer_entry_wins_and_older_is_ignored() -> None:
     log.log("g", "r", "webhook", 0, {2}, set(), T0 + 5)
     e = log.query("g", "r", "webhook", 0)
     assert e is not None and e.firing == frozenset({1})
+
+
+def test_failing_disk_keeps_the_entry_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    log = NotificationLog(tmp_path, clock)
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("vigil.notifier.nflog.os.fsync", full)
+    with caplog.at_level(logging.ERROR, logger="vigil.notifier.nflog"):
+        log.log("g", "r", "webhook", 0, {1}, set(), T0)
+    assert log.query("g", "r", "webhook", 0) is not None
+    assert "No space left" in caplog.text
+    monkeypatch.undo()
+    log.log("g2", "r", "webhook", 0, {1}, set(), T0)  # the disk is back: written again
+    assert {e.group_key for e in NotificationLog(tmp_path, clock).entries()} >= {"g2"}

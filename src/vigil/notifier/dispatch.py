@@ -28,6 +28,8 @@ Semantics kept from Alertmanager (dispatch/dispatch.go):
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -125,6 +127,9 @@ class GroupView:
     alerts: tuple[Alert, ...]
 
 
+_Gid = tuple[int, frozenset[tuple[str, str]]]  # route index, group labels
+
+
 @dataclass(eq=False)
 class _Group:
     route: Route
@@ -165,7 +170,11 @@ class Dispatcher:
         self.root = root
         self.max_groups = max_groups
         self._lock = threading.Lock()
-        self._groups: dict[tuple[int, frozenset[tuple[str, str]]], _Group] = {}
+        self._groups: dict[_Gid, _Group] = {}
+        # Deadlines of idle groups, earliest first; an entry whose group is gone, busy or due at
+        # another time is stale and skipped (cheaper than removing it), so step() costs what is due.
+        self._heap: list[tuple[int, int, _Gid]] = []
+        self._tie = itertools.count()
         self._metrics = metrics if metrics is not None else _Metrics(registry)
         self._metrics.groups.set(0)
         self.stopped = False
@@ -204,15 +213,28 @@ class Dispatcher:
             g = _Group(route, labels, f"{route.key()}:{label_set_string(labels)}", now_ms + route.group_wait)
             self._groups[gid] = g
             self._metrics.groups.set(len(self._groups))
+            self._schedule(gid, g)
         g.alerts[fp] = a
-        if not g.has_flushed and a.starts_at_ms + route.group_wait < now_ms:
-            g.next_flush_ms = min(g.next_flush_ms, now_ms)
+        if not g.has_flushed and a.starts_at_ms + route.group_wait < now_ms and g.next_flush_ms > now_ms:
+            g.next_flush_ms = now_ms
+            self._schedule(gid, g)
+
+    def _schedule(self, gid: _Gid, g: _Group) -> None:
+        if not g.busy:
+            heapq.heappush(self._heap, (g.next_flush_ms, next(self._tie), gid))
+
+    def _live(self, entry: tuple[int, int, _Gid]) -> _Group | None:
+        g = self._groups.get(entry[2])
+        if g is None or g.busy or g.next_flush_ms != entry[0]:
+            return None
+        return g
 
     def next_deadline(self) -> int | None:
         """When the earliest idle group is due (ms), None without one."""
         with self._lock:
-            due = [g.next_flush_ms for g in self._groups.values() if not g.busy]
-        return min(due) if due else None
+            while self._heap and self._live(self._heap[0]) is None:
+                heapq.heappop(self._heap)
+            return self._heap[0][0] if self._heap else None
 
     def step(self, now_ms: int) -> list[Flush]:
         """The flushes due at `now_ms`; their groups are busy until `done`."""
@@ -220,8 +242,9 @@ class Dispatcher:
         with self._lock:
             if self.stopped:
                 return out
-            for g in self._groups.values():
-                if g.busy or g.next_flush_ms > now_ms or not g.alerts:
+            while self._heap and self._heap[0][0] <= now_ms:
+                g = self._live(heapq.heappop(self._heap))
+                if g is None:
                     continue
                 g.next_flush_ms = now_ms + g.route.group_interval
                 g.has_flushed = True
@@ -263,6 +286,7 @@ class Dispatcher:
                 return
             g.busy = False
             if not ok:
+                self._schedule(gid, g)
                 return
             for fp, a in zip(flush.fingerprints, flush.alerts, strict=True):
                 if not a.resolved_at(flush.now_ms):
@@ -273,6 +297,8 @@ class Dispatcher:
             if not g.alerts:
                 del self._groups[gid]
                 self._metrics.groups.set(len(self._groups))
+            else:
+                self._schedule(gid, g)
 
     def groups(self) -> list[GroupView]:
         """Every group with its alerts, in Alertmanager's order (by group labels, then receiver)."""

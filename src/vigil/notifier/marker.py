@@ -64,6 +64,15 @@ class Marker:
         with self._lock:
             self._m.pop(fp, None)
 
+    def retain(self, fps: set[int]) -> int:
+        """Forget every alert not in `fps` (a flush can mark an alert the store has already dropped);
+        returns how many."""
+        with self._lock:
+            gone = [fp for fp in self._m if fp not in fps]
+            for fp in gone:
+                del self._m[fp]
+            return len(gone)
+
     def count(self, state: AlertState | None = None) -> int:
         with self._lock:
             if state is None:

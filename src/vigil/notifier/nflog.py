@@ -20,12 +20,14 @@ Loading replays the snapshot and then the journal (a journal line repeating a sn
 harmless: the newer timestamp wins). A snapshot that cannot be parsed is reported by one warning and
 ignored (the log starts empty: at worst one repeated notification per group, never a crash); a
 journal whose tail is cut (a crash mid-line) or garbled is replayed up to the bad line, with one
-warning. Bounded: at most `max_entries` entries; a new entry beyond that first drops expired ones,
+warning. A write that fails (a full disk) is logged and the entry kept in memory.
+Bounded: at most `max_entries` entries; a new entry beyond that first drops expired ones,
 then evicts the oldest (that group may be notified once more).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -165,7 +167,15 @@ class NotificationLog:
             if prev is None and len(self._entries) >= self.max_entries:
                 self._make_room(now_ms)
             self._entries[e.key] = e
-            self._append(e)
+            try:
+                self._append(e)
+            except OSError as err:
+                # The delivery happened and memory knows it; failing it here would only re-send it.
+                log.error("notification log %s not written (kept in memory): %s", self._dir, err)
+                if self._journal is not None:
+                    with contextlib.suppress(OSError):
+                        self._journal.close()
+                    self._journal = None  # reopened (and so retried) with the next entry
 
     def entries(self) -> list[Entry]:
         with self._lock:
@@ -182,7 +192,10 @@ class NotificationLog:
             for k in gone:
                 del self._entries[k]
             if gone and self._dir is not None:
-                self._snapshot()
+                try:
+                    self._snapshot()
+                except OSError as err:
+                    log.error("notification log %s snapshot failed: %s", self._dir, err)
             return len(gone)
 
     def close(self) -> None:
@@ -278,7 +291,10 @@ class NotificationLog:
             self._journal_lines = lines
         if path.exists() or jpath.exists():
             # Compact now: a damaged file or journal tail must not stay in front of what is written next.
-            self._snapshot()
+            try:
+                self._snapshot()
+            except OSError as err:
+                log.error("notification log %s not compacted: %s", directory, err)
 
     def _merge(self, e: Entry, now_ms: int) -> None:
         if e.expires_at_ms <= now_ms:

@@ -246,6 +246,7 @@ class Notifier:
         if now_ms >= self._next_gc:
             self._next_gc = now_ms + self.limits.gc_interval_ms
             self.store.gc(now_ms)
+            self.marker.retain({fp for fp, _ in self.store.items()})
         if now_ms >= self._next_maintenance:
             self._next_maintenance = now_ms + self.limits.maintenance_interval_ms
             try:

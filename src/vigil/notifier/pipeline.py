@@ -261,17 +261,13 @@ class Pipeline:
     ) -> list[Callable[[], bool]]:
         """Steps 1-4 now; one callable per integration for step 5 (each returns success)."""
         integrations = self.integrations.get(flush.receiver)
-        if integrations is None:
-            if flush.receiver not in self._unknown:
-                self._unknown.add(flush.receiver)
-                log.error(
-                    "receiver %r has no integrations configured: its alerts are not sent", flush.receiver
-                )
-            return []
-        if not integrations:
-            return []
+        if integrations is None and flush.receiver not in self._unknown:
+            self._unknown.add(flush.receiver)
+            log.error("receiver %r has no integrations configured: its alerts are not sent", flush.receiver)
+        # Muting runs for a receiver without integrations too (a "null" receiver): the marker is
+        # what the API shows for its alerts.
         alerts = self.mute(flush)
-        if not alerts:
+        if not alerts or not integrations:
             return []
         return [self._task(flush, i, alerts, cancelled) for i in integrations]
 
