@@ -414,3 +414,110 @@ def test_silences_survive_a_restart_of_vigil_server(tmp_path: Path) -> None:
         assert "cannot load silences" not in v.log()
     finally:
         v.stop()
+
+
+@pytest.fixture(scope="module")
+def alerting_vigil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The v2 API over the real notifier core (store, dispatcher groups, marker), served by uvicorn
+    on 127.0.0.1 in this process: `vigil server` does not run the notifier yet, and the alert
+    endpoints need one to compare with Alertmanager's."""
+    import threading
+
+    import uvicorn
+
+    from vigil.notifier.config import alertmanager_config_from_yaml
+    from vigil.notifier.notifier import Notifier, wall_ms
+    from vigil.notifier.silence import Silences
+    from vigil.web.alertmanager_api import AlertmanagerAPI, ConfigView, MarkerInhibition
+    from vigil.web.app import create_app
+    from vigil.web.auth import TokenAuth
+
+    cfg = alertmanager_config_from_yaml(AM_CONFIG)
+    silences = Silences(tmp_path_factory.mktemp("alerting-vigil"), clock=wall_ms)
+    notifier = Notifier(cfg, {}, muter=silences)
+    api = AlertmanagerAPI(
+        TokenAuth([], []),
+        silences,
+        ConfigView(cfg),
+        clock=wall_ms,
+        alerts=notifier.store,
+        sink=notifier.store,
+        groups=notifier,
+        inhibition=MarkerInhibition(notifier.marker),
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app([api], registry=None), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="vigil-test-http", daemon=True)
+    thread.start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/v2/status", timeout=GENEROUS_S)
+        yield Server("vigil", f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(GENEROUS_S)
+
+
+ALERTS = [
+    {"labels": {"alertname": "DiffA", "job": "api", "empty": ""}, "annotations": {"summary": "a is down"}},
+    {
+        "labels": {"alertname": "DiffB", "severity": "page", "instance": "h1"},
+        "generatorURL": "http://prom/graph",
+    },
+    {"labels": {"alertname": "DiffB", "severity": "page", "instance": "h2"}},
+    {"labels": {"alertname": "DiffC"}, "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2020-01-02T00:00:00Z"},
+    {"labels": {}},
+    {"labels": {"bad-name": "x"}},
+]
+TIMES = ("startsAt", "endsAt", "updatedAt")
+
+
+def _alert_view(a: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in a.items() if k not in TIMES}
+    out["status"] = {**a["status"], "silencedBy": ["<id>" for _ in a["status"]["silencedBy"]]}
+    return out
+
+
+def test_alerts_and_groups_are_the_same_as_alertmanager(
+    servers: tuple[Server, Server], alerting_vigil: Server
+) -> None:
+    am = servers[1]
+    answers = []
+    for server in (alerting_vigil, am):
+        posted = send(server, "POST", "/api/v2/alerts", ALERTS)
+        sid = amtool(server, "silence", "add", "instance=h2", "--comment=diff", "--author=t").stdout.strip()
+        assert UUID.fullmatch(sid)
+        q = "?filter=alertname%3D~%22Diff.%2A%22"
+        alerts = send(server, "GET", "/api/v2/alerts" + q, None).json()
+        groups = send(server, "GET", "/api/v2/alerts/groups" + q, None).json()
+        unsilenced = send(server, "GET", "/api/v2/alerts" + q + "&silenced=false", None).json()
+        paged = send(server, "GET", "/api/v2/alerts" + q + "&receiver=pager", None).json()
+        tool = normalized(amtool(server, "alert", "query", 'alertname=~"Diff.*"').stdout)
+        tool_all = normalized(
+            amtool(server, "alert", "query", "-a", "-o", "extended", 'alertname=~"Diff.*"').stdout
+        )
+        answers.append(
+            (
+                (posted.status_code, posted.json() if posted.content else None),
+                [_alert_view(a) for a in alerts],
+                [{**g, "alerts": [_alert_view(a) for a in g["alerts"]]} for g in groups],
+                [a["labels"]["instance"] for a in unsilenced if "instance" in a["labels"]],
+                [a["fingerprint"] for a in paged],
+                tool,
+                tool_all,
+            )
+        )
+    ours, theirs = answers
+    names = [
+        "POST answer",
+        "alerts",
+        "groups",
+        "silenced=false",
+        "receiver=pager",
+        "amtool alert query",
+        "-a extended",
+    ]
+    for name, got, want in zip(names, ours, theirs, strict=True):
+        assert got == want, name
+    assert ours[3] == ["h1"]  # h2 silenced, and the silence shows at once
