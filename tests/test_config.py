@@ -157,7 +157,7 @@ BAD: list[tuple[str, str]] = [
     (
         "storage:\n  retentoin: 15d\n",
         "vigil.yml: storage.retentoin: unknown key (expected one of: path, retention, out_of_order_window, "
-        "head_flush_interval, wal_segment_size)",
+        "head_flush_interval, wal_segment_size, silence_retention)",
     ),
     (
         "storge:\n  retention: 15d\n",
@@ -175,7 +175,7 @@ BAD: list[tuple[str, str]] = [
     (
         "storage: 15d\n",
         "vigil.yml: storage: expected a mapping with keys path, retention, out_of_order_window, "
-        'head_flush_interval, wal_segment_size, got "15d"',
+        'head_flush_interval, wal_segment_size, silence_retention, got "15d"',
     ),
     (
         "- a\n",

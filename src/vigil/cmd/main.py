@@ -10,6 +10,7 @@ from vigil import __version__
 from vigil.cmd import query as query_cmd
 from vigil.cmd import routes as routes_cmd
 from vigil.cmd import rules as rules_cmd
+from vigil.cmd import silence as silence_cmd
 from vigil.cmd import templates as templates_cmd
 from vigil.cmd.listen import ListenError
 from vigil.config import Config, ConfigError, load_config
@@ -49,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     query_cmd.add_parser(sub)
     routes_cmd.add_parser(sub)
+    silence_cmd.add_parser(sub)
     templates_cmd.add_parser(sub)
     rules_cmd.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools")
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             return routes_cmd.run(args)
         if args.command == "rules":
             return rules_cmd.run(args)
+        if args.command == "silence":
+            return silence_cmd.run(args)
         if args.command == "logs":
             return templates_cmd.run(args)
         if args.command == "agent":

@@ -34,6 +34,8 @@ from vigil.ingest.series_limit import SeriesLimiter, SeriesLimitMetrics, SeriesL
 from vigil.ingest.validate import Limits
 from vigil.model.event import EventLimits
 from vigil.model.listen import parse_listen
+from vigil.notifier.config import load_alerting
+from vigil.notifier.silence import Silences
 from vigil.promql.engine import Engine, EngineOptions
 from vigil.rules.events import EventRules, compile_event_rules
 from vigil.rules.group import RuleLoadError
@@ -43,6 +45,7 @@ from vigil.storage.errors import StorageError
 from vigil.storage.metadata import MetadataStore
 from vigil.tsdb.db import DB, Options
 from vigil.web.admin import AdminAPI
+from vigil.web.alertmanager_api import AlertmanagerAPI, ConfigView
 from vigil.web.app import API, create_app
 from vigil.web.auth import TokenAuth
 from vigil.web.connections import ConnectionLimits, ConnectionMetrics, guarded_protocol
@@ -164,6 +167,7 @@ def build_app(
         ),
         AdminAPI(auth, db),
         StatusAPI(auth, registry, [db] if events is None else [db, events], db.refresh_metrics),
+        _alertmanager_api(cfg, auth, registry),
     ]
     if rules is not None:
         apis.append(RulesAPI(rules, auth))
@@ -187,6 +191,27 @@ def build_app(
             )
         )
     return create_app(apis, registry=registry)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _alertmanager_api(cfg: Config, auth: TokenAuth, registry: CollectorRegistry | None) -> AlertmanagerAPI:
+    """Alertmanager's v2 API with the silences under the data directory (`silences.json`). Alerts are
+    not taken yet (POST /api/v2/alerts answers 503) until the notifier's store is wired here."""
+    silences = Silences(
+        cfg.storage.path,
+        clock=_now_ms,
+        retention_ms=cfg.storage.silence_retention,
+        max_silences=cfg.limits.max_silences,
+        max_silence_size_bytes=cfg.limits.max_silence_size_bytes,
+        registry=registry,
+    )
+    notifier = ConfigView(load_alerting(cfg.alerting, "vigil.yml"))
+    return AlertmanagerAPI(
+        auth, silences, notifier, clock=_now_ms, max_body=cfg.limits.max_request_body_bytes
+    )
 
 
 def new_registry() -> CollectorRegistry:

@@ -219,6 +219,9 @@ class StorageConfig(Section):
     """Sample time, or wall-clock time across restarts, the in-memory head covers before it is
     written out as a block."""
     wal_segment_size: Size = parse_size("64MiB")
+    silence_retention: PositiveDuration = parse_duration("120h")
+    """How long an expired silence is kept (and shown by `GET /api/v2/silences`) before it is dropped,
+    as Alertmanager's `--data.retention`."""
 
 
 class LimitsConfig(Section):
@@ -249,6 +252,12 @@ class LimitsConfig(Section):
     before they are parsed."""
     future_grace: Duration = parse_duration("10m")
     """How far ahead of the server's clock a sample may be; later ones are refused (400) and counted."""
+    max_silences: Annotated[int, integer(minimum=0)] = 10_000
+    """Silences kept, expired ones included (0: no limit); creating one more is refused with 400, as
+    Alertmanager's `--silences.max-silences`."""
+    max_silence_size_bytes: Size = parse_size("64KiB")
+    """Largest silence (its stored JSON record: matchers, comment, author); larger is refused with 400,
+    as Alertmanager's `--silences.max-silence-size-bytes`."""
 
 
 class QueryConfig(Section):
