@@ -154,7 +154,7 @@ def test_missingkey_options() -> None:
         ("{{ .a", None, "unclosed action"),
         ("{{ /* x */ }}", None, ""),  # a comment must touch the delimiters: `{{ /*` is a syntax error
         ("{{/* x */ a}}", None, "comment ends before closing delimiter"),
-        ("{{ printf 1 }}", None, "wrong type for value; expected string; got int"),
+        ("{{ printf 1 }}", None, "at <1>: expected string; found 1"),
         ('{{ "a" | len 2 }}', None, "wrong number of args for len: want 1 got 2"),
         ("{{ range 5 }}{{ end }}", None, "range can't iterate over 5"),
         ("{{ .x.y }}", {"x": None}, "nil pointer evaluating interface {}.y"),

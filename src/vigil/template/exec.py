@@ -182,8 +182,6 @@ class _State:
         col = node.pos if nl < 0 else node.pos - (nl + 1)
         line = 1 + text.count("\n")
         ctx = str(node)
-        if len(ctx) > 20:
-            ctx = ctx[:20] + "..."
         raise TemplateError(f'template: {t.parse_name}:{line}:{col}: executing "{t.name}" at <{ctx}>: {msg}')
 
     def step(self) -> None:
@@ -265,7 +263,7 @@ class _State:
         elif isinstance(v, list | tuple):
             items = iter(list(enumerate(v)))
         else:
-            self.fail(f"range can't iterate over {value_string(v)}", node)
+            self.fail(f"range can't iterate over {value_string(v)}")  # at the last node evaluated, as Go
         ran = False
         for k, e in items:
             ran = True
@@ -451,11 +449,12 @@ class _State:
 
             spec = as_func(fn)
         params, variadic = spec.params, spec.variadic
+        # Go reports the count at the function's own node, a failed call at the whole command.
         if variadic is not None:
             if n < len(params):
-                self.fail(f"wrong number of args for {name}: want at least {len(params)} got {n}", node)
+                self.fail(f"wrong number of args for {name}: want at least {len(params)} got {len(argn)}")
         elif n != len(params):
-            self.fail(f"wrong number of args for {name}: want {len(params)} got {n}", node)
+            self.fail(f"wrong number of args for {name}: want {len(params)} got {n}")
         kinds = list(params) + [variadic or "any"] * max(0, n - len(params))
         vals = self.eval_args(dot, kinds, argn, final)
         self.node = node
@@ -532,13 +531,22 @@ class _State:
         argn = list(args[1:])
         n = len(argn) + (0 if final is _MISSING else 1)
 
+        fn_node = self.node
+
         def want(k: int, at_least: bool = False) -> None:
             if (n < k) if at_least else (n != k):
                 more = "at least " if at_least else ""
-                self.fail(f"wrong number of args for {name}: want {more}{k} got {n}", node)
+                self.fail(
+                    f"wrong number of args for {name}: want {more}{k} got {len(argn) if at_least else n}",
+                    fn_node,
+                )
 
         def values() -> list[Any]:
-            return self.eval_args(dot, ["value"] * n, argn, final)
+            kinds = ["value"] * n
+            if name == "printf" and n:
+                want(1, at_least=True)
+                kinds[0] = "string"
+            return self.eval_args(dot, kinds, argn, final)
 
         if name in ("and", "or"):
             want(1, at_least=True)
@@ -572,8 +580,6 @@ class _State:
                 if name == "println":
                     return sprintln(vals)
                 want(1, at_least=True)
-                if not isinstance(vals[0], str):
-                    self.fail(f"wrong type for value; expected string; got {go_type(vals[0])}")
                 return sprintf(vals[0], vals[1:])
             if name in ("html", "js", "urlquery"):
                 s = (

@@ -78,16 +78,19 @@ def go_type(v: Any) -> str:
     name = getattr(type(v), "go_type_name", None)
     if isinstance(name, str):
         return name
+    # Python containers carry no element type: take the one all elements share, if any.
     if isinstance(v, Mapping):
-        vals = list(v.values())
-        if vals and all(isinstance(x, str) for x in vals):
-            return "map[string]string"
-        return "map[string]interface {}"
+        return "map[string]" + _elem_type(list(v.values()))
     if isinstance(v, list | tuple):
-        if v and all(isinstance(x, str) for x in v):
-            return "[]string"
-        return "[]interface {}"
+        return "[]" + _elem_type(list(v))
     return type(v).__name__
+
+
+def _elem_type(items: list[Any]) -> str:
+    kinds = {go_type(x) for x in items[:100]}
+    if len(kinds) == 1 and "<nil>" not in kinds:
+        return kinds.pop()
+    return "interface {}"
 
 
 def _shortest_digits(v: float) -> tuple[str, int]:

@@ -517,7 +517,7 @@ class _Parser:
         if end.word != "{{end}}":
             raise self.fail(f"unexpected {end.word} in block clause", end.tok)
         self.add_def(name, body)
-        return TemplateNode(t.pos, t.line, name, pipe)
+        return TemplateNode(name_tok.pos, t.line, name, pipe)
 
     def template(self, t: Token) -> Node:
         name_tok = self.next_non_space()
@@ -528,7 +528,7 @@ class _Parser:
         if self.next_non_space().kind is not Kind.RIGHT:
             self.backup()
             pipe = self.pipeline("template clause", Kind.RIGHT)
-        return TemplateNode(t.pos, t.line, name, pipe)
+        return TemplateNode(name_tok.pos, t.line, name, pipe)
 
     # -- pipelines --
     def pipeline(self, context: str, end: Kind) -> PipeNode:
@@ -615,15 +615,16 @@ class _Parser:
             return None
         if self.peek().kind is Kind.FIELD:
             fields: list[str] = []
+            pos = self.peek().pos  # Go places a chained node at its first appended field
             while self.peek().kind is Kind.FIELD:
                 fields.append(self.next().text[1:])
             if isinstance(node, FieldNode):
-                return FieldNode(node.pos, node.ident + fields)
+                return FieldNode(pos, node.ident + fields)
             if isinstance(node, VariableNode):
-                return VariableNode(node.pos, node.ident + fields)
+                return VariableNode(pos, node.ident + fields)
             if isinstance(node, BoolNode | StringNode | NumberNode | NilNode | DotNode):
                 raise self.fail(f"unexpected . after term {repr_go(str(node))}")
-            return ChainNode(node.pos, node, fields)
+            return ChainNode(pos, node, fields)
         return node
 
     def term(self) -> Node | None:
