@@ -314,7 +314,9 @@ class _State:
         value: Any = _MISSING
         for cmd in pipe.cmds:
             value = self.eval_command(dot, cmd, value)
-        if value is _MISSING:  # pragma: no cover - the parser rejects empty pipelines
+        if value is _MISSING or value is None:
+            # Go digs into a pipeline's interface{} result: a nil one becomes the invalid value
+            # (printed "<no value>"; `print` of it still says "<nil>").
             value = NO_VALUE
         for var in pipe.decl:
             if pipe.is_assign:
@@ -513,13 +515,14 @@ class _State:
         """Check a computed value against a parameter kind, as Go's validateType does."""
         if kind == "value":
             return v
+        nillable = kind == "any" or kind.startswith(("*", "[]", "map[")) or kind not in _SCALAR_KINDS
         if v is NO_VALUE:
-            if kind in ("any", "[]string"):
+            if nillable:
                 return None
             self.fail(f"invalid value; expected {kind}", node)
         if kind == "any":
             return v
-        if v is None and kind == "[]string":
+        if v is None and nillable:
             return None
         if not _is_kind(v, kind):
             self.fail(f"wrong type for value; expected {kind}; got {go_type(v)}", node)
@@ -616,6 +619,9 @@ class _State:
         except (FuncError, FormatError) as e:
             self.fail(f"error calling {name}: {e}", node)
         self.fail(f"{_q(name)} is not a defined function")  # pragma: no cover
+
+
+_SCALAR_KINDS = frozenset({"string", "int", "float64", "bool", "time.Time", "time.Duration"})
 
 
 def _is_kind(v: Any, kind: str) -> bool:

@@ -29,8 +29,9 @@ __all__ = [
 ]
 
 # Go parameter kinds a Func may declare: "any", "string", "int", "float64", "bool", "[]string",
-# "time.Time", "time.Duration", "value" (any value, even a missing one, unconverted).
-PARAM_KINDS = frozenset({"any", "string", "int", "float64", "bool", "[]string", "time.Time", "value"})
+# "value" (any value, even a missing one, unconverted), or any other Go type name, which a value
+# matches when its `go_type` is that name (nil matches pointer, slice and map types).
+PARAM_KINDS = frozenset({"any", "string", "int", "float64", "bool", "[]string", "value"})
 
 
 class FuncError(Exception):
@@ -45,8 +46,8 @@ class Func:
 
     def __post_init__(self) -> None:
         for k in (*self.params, *((self.variadic,) if self.variadic else ())):
-            if k not in PARAM_KINDS:
-                raise ValueError(f"unknown parameter kind {k!r}")
+            if not k:
+                raise ValueError("empty parameter kind")
 
 
 def as_func(f: Func | Callable[..., Any]) -> Func:

@@ -26,7 +26,7 @@ from vigil.model.duration import parse_duration
 from vigil.template import Func, FuncError, Limits, Template, TemplateError
 from vigil.template.common import convert_to_float, humanize_duration, match, re_replace_all, title
 from vigil.template.exec import DEFAULT_LIMITS
-from vigil.template.fmt import HTML, go_type, sprintf, value_string
+from vigil.template.fmt import HTML, sprintf, value_string
 from vigil.template.funcs import query_escape
 from vigil.template.gotime import GoDuration, GoTime
 
@@ -83,17 +83,13 @@ class _AlertData:
         return "{" + " ".join(value_string(p) for p in parts) + "}"
 
 
-def _want_result(v: Any) -> _QueryResult:
-    if not isinstance(v, _QueryResult):
-        raise FuncError(f"wrong type for value; expected template.queryResult; got {go_type(v)}")
-    return v
+_RESULT = "template.queryResult"
+_SAMPLE = "*template.sample"
 
 
-def _want_sample(v: Any) -> _Sample:
+def _want_sample(v: _Sample | None) -> _Sample:
     if v is None:
         raise FuncError("runtime error: invalid memory address or nil pointer dereference")
-    if not isinstance(v, _Sample):
-        raise FuncError(f"wrong type for value; expected *template.sample; got {go_type(v)}")
     return v
 
 
@@ -207,8 +203,10 @@ def _parse_duration(d: str) -> float:
     return (-ms if neg else ms) / 1000
 
 
-def _sort_by_label(label: str, v: Any) -> _QueryResult:
-    res = _want_result(v)
+def _sort_by_label(label: str, v: _QueryResult | None) -> _QueryResult:
+    if v is None:
+        raise FuncError("runtime error: invalid memory address or nil pointer dereference")
+    res = v
     res.sort(key=lambda s: s.Labels.get(label, "").encode())
     return res
 
@@ -233,8 +231,7 @@ def functions(
             raise FuncError(str(e)) from None
         return _QueryResult(_Sample(_labels_dict(s.labels), float(s.value)) for s in vector)
 
-    def first(v: Any) -> _Sample:
-        res = _want_result(v)
+    def first(res: _QueryResult | None) -> _Sample:
         if not res:
             raise FuncError("first() called on vector with no elements")
         return res[0]
@@ -243,10 +240,10 @@ def functions(
     s1, s2, s3 = ("string",), ("string", "string"), ("string", "string", "string")
     return {
         "query": Func(run_query, s1),
-        "first": Func(first, ("value",)),
-        "label": Func(lambda name, s: _want_sample(s).Labels.get(name, ""), ("string", "value")),
-        "value": Func(lambda s: _want_sample(s).Value, ("value",)),
-        "strvalue": Func(lambda s: _want_sample(s).Labels.get("__value__", ""), ("value",)),
+        "first": Func(first, (_RESULT,)),
+        "label": Func(lambda name, s: _want_sample(s).Labels.get(name, ""), ("string", _SAMPLE)),
+        "value": Func(lambda s: _want_sample(s).Value, (_SAMPLE,)),
+        "strvalue": Func(lambda s: _want_sample(s).Labels.get("__value__", ""), (_SAMPLE,)),
         "args": Func(lambda *a: {f"arg{i}": x for i, x in enumerate(a)}, (), "any"),
         "reReplaceAll": Func(re_replace_all, s3),
         "safeHtml": Func(HTML, s1),
@@ -256,7 +253,7 @@ def functions(
         "toLower": Func(str.lower, s1),
         "graphLink": Func(lambda e: f"/graph?g0.expr={query_escape(e)}&g0.tab=0", s1),
         "tableLink": Func(lambda e: f"/graph?g0.expr={query_escape(e)}&g0.tab=1", s1),
-        "sortByLabel": Func(_sort_by_label, ("string", "value")),
+        "sortByLabel": Func(_sort_by_label, ("string", _RESULT)),
         "stripPort": Func(_strip_port, s1),
         "stripDomain": Func(_strip_domain, s1),
         "humanize": Func(_humanize, ("any",)),
