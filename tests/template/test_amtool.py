@@ -132,6 +132,9 @@ HTML_CASES = [
     '<div style="color: {{ "red" }}">{{ .Status }}</div>',
     '<title>{{ "<t>" }}</title>',
     '<img src="{{ "http://x/a b" }}" alt="{{ "\\"q\\"" }}">',
+    '<a href="{{ "http://x/ä ö?a=b c" }}">',
+    '<a href={{ "<b>x+y</b>" }}>',
+    "<p>{{ 12 }} {{ .CommonLabels.x }}|</p><script>var a = {{ 1.5 }}, b = {{ .CommonLabels }};</script>",
 ]
 
 # Cases whose failure both tools report, with a message worded differently.

@@ -30,6 +30,7 @@ from vigil.template import Func, FuncError, Limits, Template, TemplateError
 from vigil.template.common import humanize_duration, match, re_replace_all, title
 from vigil.template.exec import DEFAULT_LIMITS
 from vigil.template.fmt import HTML, NO_VALUE
+from vigil.template.funcs import AnyMap
 from vigil.template.gotime import GoDuration, GoTime, load_location, parse_go_time
 from vigil.template.htmlesc import URL, HtmlEscaper
 
@@ -97,10 +98,10 @@ def _b64decode(s: str) -> str:
         raise FuncError("illegal base64 data at input byte 0") from None
 
 
-def _dict(*values: Any) -> dict[str, Any]:
+def _dict(*values: Any) -> AnyMap:
     if len(values) % 2:
         raise FuncError("dict requires an even number of arguments")
-    res: dict[str, Any] = {}
+    res = AnyMap()
     for k, v in zip(values[::2], values[1::2], strict=True):
         if not isinstance(k, str):
             raise FuncError("dict keys must be strings")

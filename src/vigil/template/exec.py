@@ -124,7 +124,11 @@ def _method(obj: Any, name: str) -> Callable[..., Any] | None:
 
 
 def _zero_of_values(m: Mapping[Any, Any]) -> Any:
-    """The zero value of a map's element type, inferred from its values (Python maps carry none)."""
+    """The zero value of a map's element type: declared by the map's class (`go_elem_zero`), else
+    inferred from its values, as Python maps carry no element type."""
+    declared = getattr(type(m), "go_elem_zero", _MISSING)
+    if declared is not _MISSING:
+        return declared
     kinds = {type(v) for v in m.values()}
     if not kinds or kinds <= {str, HTML}:
         return ""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AnyMap",
     "Func",
     "FuncError",
     "as_func",
@@ -32,6 +33,13 @@ __all__ = [
 # "value" (any value, even a missing one, unconverted), or any other Go type name, which a value
 # matches when its `go_type` is that name (nil matches pointer, slice and map types).
 PARAM_KINDS = frozenset({"any", "string", "int", "float64", "bool", "[]string", "value"})
+
+
+class AnyMap(dict[str, Any]):
+    """A Go `map[string]interface{}` (what `args` and `dict` return): a missing key is nil."""
+
+    go_type_name = "map[string]interface {}"
+    go_elem_zero = None
 
 
 class FuncError(Exception):

@@ -86,7 +86,7 @@ def _url_process(s: str, norm: bool) -> str:
         if (c.isascii() and (c.isalnum() or c in "-._~")) or (norm and c in "!#$%&*+,/:;=?@[]"):
             out.append(c)
         else:
-            out.append(f"%{b:02X}")
+            out.append(f"%{b:02x}")  # lower-case hex, as html/template writes it
     return "".join(out)
 
 
@@ -108,7 +108,7 @@ def _js_val(v: Any) -> str:
     if isinstance(v, str):
         v = str.__str__(v)
     try:
-        s = json.dumps(_jsonable(v), separators=(",", ":"), ensure_ascii=False)
+        s = json.dumps(_jsonable(v), separators=(",", ":"), ensure_ascii=False, sort_keys=True)
     except (TypeError, ValueError) as e:
         return f" /* {str(e).replace('*/', '* /')} */null "
     s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -27,7 +27,7 @@ from vigil.template import Func, FuncError, Limits, Template, TemplateError
 from vigil.template.common import convert_to_float, humanize_duration, match, re_replace_all, title
 from vigil.template.exec import DEFAULT_LIMITS
 from vigil.template.fmt import HTML, sprintf, value_string
-from vigil.template.funcs import query_escape
+from vigil.template.funcs import AnyMap, query_escape
 from vigil.template.gotime import GoDuration, GoTime
 
 __all__ = ["DEFS", "QueryLike", "check", "expand", "functions"]
@@ -244,7 +244,7 @@ def functions(
         "label": Func(lambda name, s: _want_sample(s).Labels.get(name, ""), ("string", _SAMPLE)),
         "value": Func(lambda s: _want_sample(s).Value, (_SAMPLE,)),
         "strvalue": Func(lambda s: _want_sample(s).Labels.get("__value__", ""), (_SAMPLE,)),
-        "args": Func(lambda *a: {f"arg{i}": x for i, x in enumerate(a)}, (), "any"),
+        "args": Func(lambda *a: AnyMap({f"arg{i}": x for i, x in enumerate(a)}), (), "any"),
         "reReplaceAll": Func(re_replace_all, s3),
         "safeHtml": Func(HTML, s1),
         "match": Func(match, s2),
