@@ -96,11 +96,20 @@ def humanize_duration(i: Any) -> str:
     return f"{_g4(v)}{prefix}s"
 
 
-def _compile(pattern: str) -> Any:
+def _compile(pattern: str, must: bool = False) -> Any:
     try:
         return compile_regex(pattern)
     except RegexSyntaxError as e:
-        raise FuncError(f"error parsing regexp: {e}") from None
+        # regexp.MustCompile's panic names the pattern; MatchString returns the bare error.
+        prefix = f"regexp: Compile({_backquote(pattern)}): " if must else ""
+        raise FuncError(f"{prefix}error parsing regexp: {e}") from None
+
+
+def _backquote(s: str) -> str:
+    """strconv.Quote, or a raw `...` string where possible, as regexp's quote() does."""
+    from vigil.template.fmt import go_quote
+
+    return f"`{s}`" if "`" not in s and s.isprintable() else go_quote(s)
 
 
 def match(pattern: str, text: str) -> bool:
@@ -153,7 +162,7 @@ def _expand(template: str, m: Any, names: dict[str, int]) -> str:
 
 def re_replace_all(pattern: str, repl: str, text: str) -> str:
     """regexp.MustCompile(pattern).ReplaceAllString(text, repl)."""
-    rx = _compile(pattern)
+    rx = _compile(pattern, must=True)
     names: dict[str, int] = dict(getattr(rx._re2, "groupindex", {}) or {})
     out: list[str] = []
     pos = 0
@@ -185,18 +194,22 @@ def title(s: str, lower_rest: bool = True) -> str:
     keep it. Words per UAX #29, approximated: letters, digits, `_`, and `'` `.` `:` between letters."""
     out: list[str] = []
     in_word = False
+    cased = False  # the word's first letter is done (digits before it do not count)
     n = len(s)
     for i, ch in enumerate(s):
         wordy = ch.isalnum() or ch == "_" or ch in "\u00ad"
         if not wordy and ch in _MID and in_word and i + 1 < n and s[i + 1].isalnum():
             wordy = True
-        if wordy:
-            if not in_word:
-                out.append(ch.title() if ch.isalpha() else ch)
-                in_word = True
-            else:
-                out.append(ch.lower() if lower_rest else ch)
+        if not wordy:
+            in_word = cased = False
+            out.append(ch)
+            continue
+        in_word = True
+        if not cased and ch.isalpha():
+            out.append(ch.title())
+            cased = True
+        elif cased:
+            out.append(ch.lower() if lower_rest else ch)
         else:
-            in_word = False
             out.append(ch)
     return "".join(out)

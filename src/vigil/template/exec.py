@@ -333,6 +333,7 @@ class _State:
         self.step()
         first = cmd.args[0]
         if isinstance(first, FieldNode):
+            self.node = first
             return self.eval_field_chain(dot, dot, first, first.ident, cmd.args, final)
         if isinstance(first, ChainNode):
             return self.eval_chain(dot, first, cmd.args, final)
@@ -387,7 +388,7 @@ class _State:
     def eval_field(
         self, dot: Any, name: str, node: Node, args: Sequence[Node], final: Any, receiver: Any
     ) -> Any:
-        self.node = node
+        # Errors here are reported at the node last evaluated (set by the caller), as in Go.
         if receiver is NO_VALUE:
             if self.missingkey == "error":
                 self.fail(f"nil data; no entry for key {_q(name)}")
@@ -463,7 +464,6 @@ class _State:
             self.fail(f"wrong number of args for {name}: want {len(params)} got {n}")
         kinds = list(params) + [variadic or "any"] * max(0, n - len(params))
         vals = self.eval_args(dot, kinds, argn, final)
-        self.node = node
         try:
             return fn(*vals)
         except FuncError as e:
@@ -495,11 +495,11 @@ class _State:
         if isinstance(node, BoolNode):
             if kind in ("bool", "any", "value"):
                 return node.value
-            self.fail(f"expected {kind}; found {node}")
+            self.bad_literal(kind, node)
         if isinstance(node, StringNode):
             if kind in ("string", "any", "value"):
                 return node.text
-            self.fail(f"expected {kind}; found {node}")
+            self.bad_literal(kind, node)
         if isinstance(node, NumberNode):
             v = node.value
             if kind == "float64":
@@ -512,8 +512,14 @@ class _State:
                 return v
             if kind in ("any", "value"):
                 return v
-            self.fail(f"expected {kind}; found {node}")
+            self.bad_literal(kind, node)
         self.fail(f"can't handle {node} for arg of type {kind}")  # pragma: no cover
+
+    def bad_literal(self, kind: str, node: Node) -> NoReturn:
+        word = {"string": "string", "int": "integer", "float64": "float", "bool": "bool"}.get(kind)
+        if word is None:
+            self.fail(f"can't handle {node} for arg of type {kind}")
+        self.fail(f"expected {word}; found {node}")
 
     def convert(self, v: Any, kind: str, node: Node | None) -> Any:
         """Check a computed value against a parameter kind, as Go's validateType does."""
@@ -569,7 +575,6 @@ class _State:
             want(1)
             return not _truth(values()[0])
         vals = values()
-        self.node = node
         try:
             if name == "len":
                 want(1)
@@ -617,8 +622,7 @@ class _State:
                 if fn is None or fn is NO_VALUE:
                     raise FuncError("call of nil")
                 if not callable(fn) or isinstance(fn, type):
-                    what = args[1] if len(args) > 1 else "final"
-                    raise FuncError(f"non-function {what} of type {go_type(fn)}")
+                    raise FuncError(f"non-function of type {go_type(fn)}")
                 return fn(*vals[1:])
         except (FuncError, FormatError) as e:
             self.fail(f"error calling {name}: {e}", node)

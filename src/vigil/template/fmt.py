@@ -206,7 +206,44 @@ def value_string(v: Any) -> str:
         return "map[" + " ".join(f"{value_string(k)}:{value_string(x)}" for k, x in items) + "]"
     if isinstance(v, list | tuple):
         return "[" + " ".join(value_string(x) for x in v) + "]"
+    if not any("__str__" in c.__dict__ for c in type(v).__mro__[:-1]):
+        return "{" + " ".join(value_string(x) for x in _struct_fields(v)) + "}"  # as Go prints a struct
     return str(v)
+
+
+def _struct_fields(v: Any) -> list[Any]:
+    """The public data attributes of an object, in definition order: Go's struct fields."""
+    names: list[str] = []
+    for cls in reversed(type(v).__mro__):
+        slots = cls.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    names.extend(getattr(v, "__dict__", {}))
+    seen: list[Any] = []
+    done: set[str] = set()
+    for n in names:
+        if n.startswith("_") or n in done or not hasattr(v, n):
+            continue
+        done.add(n)
+        x = getattr(v, n)
+        if not callable(x) or isinstance(x, str | Mapping | list | tuple):
+            seen.append(x)
+    return seen
+
+
+def _hex_float(v: float, upper: bool) -> str:
+    """strconv's 'x' format with the shortest precision: 0x1.cp+01."""
+    if v == 0:
+        s = "0x0p+00"
+        return ("-" if math.copysign(1, v) < 0 else "") + (s.upper().replace("0X", "0X") if upper else s)
+    h = float.hex(v)  # [-]0x1.<13 hex digits>p<exp>
+    neg = h.startswith("-")
+    mant, exp = h.lstrip("-")[2:].split("p")
+    mant = mant.rstrip("0").rstrip(".")
+    e = int(exp)
+    s = "0x" + mant + "p" + ("-" if e < 0 else "+") + f"{abs(e):02d}"
+    if upper:
+        s = s.upper()
+    return ("-" if neg else "") + s
 
 
 def _sort_key(k: Any) -> tuple[int, Any]:
@@ -379,6 +416,8 @@ def _format_one(v: Any, sp: _Spec) -> str:
     if isinstance(v, float):
         if verb in "veEfFgG":
             return _fmt_float(v, sp)
+        if verb in "xX" and not (math.isnan(v) or math.isinf(v)):
+            return _pad(_hex_float(v, verb == "X"), sp)
         return _bad(verb, v)
     if isinstance(v, str):
         if verb in "vsqxX":

@@ -70,10 +70,25 @@ def as_func(f: Func | Callable[..., Any]) -> Func:
     variadic: str | None = None
     for p in sig.parameters.values():
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
-            params.append("any")
+            params.append(_kind_of(p.annotation))
         elif p.kind is p.VAR_POSITIONAL:
-            variadic = "any"
+            variadic = _kind_of(p.annotation)
     return Func(f, tuple(params), variadic)
+
+
+_ANNOTATION_KINDS = {"str": "string", "int": "int", "float": "float64", "bool": "bool"}
+
+
+def _kind_of(annotation: Any) -> str:
+    """A Go parameter kind from a Python annotation (a string under `from __future__ import
+    annotations`): str, int, float, bool and lists of str map to Go's types, the rest is `any`."""
+    a = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    a = a.replace(" ", "").removesuffix("|None")
+    if a in _ANNOTATION_KINDS:
+        return _ANNOTATION_KINDS[a]
+    if a in ("list[str]", "Sequence[str]", "tuple[str,...]", "List[str]"):
+        return "[]string"
+    return "any"
 
 
 def html_escape(s: str) -> str:

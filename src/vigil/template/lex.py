@@ -58,7 +58,7 @@ class Token:
         """The token as Go's parser quotes it in errors."""
         if self.kind is Kind.EOF:
             return "EOF"
-        if self.kind is Kind.KEYWORD:
+        if self.kind in (Kind.KEYWORD, Kind.DOT):  # Go counts `.` among its keyword items
             return f"<{self.text}>"
         if self.kind is Kind.SPACE:
             return "space"
@@ -283,9 +283,7 @@ def _lex_action(text: str, pos: int, line: int, toks: list[Token]) -> tuple[int,
             emit(Kind.LPAREN, pos, pos + 1)
             pos += 1
         elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                raise LexError("unexpected right paren", line)
+            depth = max(depth - 1, 0)  # an unmatched one is the parser's error, as in Go
             emit(Kind.RPAREN, pos, pos + 1)
             pos += 1
         else:

@@ -318,6 +318,8 @@ def parse_number(text: str, line: int) -> int | float:
         if "." in body or "e" in low:
             return sign * float(body)
         if len(body) > 1 and body.startswith("0"):
+            if any(c in "89" for c in body):
+                raise ParseError(f"integer overflow: {repr_go(text)}", line)  # Go's wording
             return sign * int(body, 8)
         return sign * int(body, 10)
     except ValueError:
@@ -555,8 +557,7 @@ class _Parser:
                     pipe.is_assign = op2.kind is Kind.ASSIGN
                     pipe.decl.append(VariableNode(v2.pos, [v2.text]))
                 for d in pipe.decl:
-                    if pipe.is_assign and d.ident[0] not in self.vars:
-                        raise self.fail(f"undefined variable {repr_go(d.ident[0])}", v)
+                    # `$x = ...` of an undeclared $x parses; Go fails it when it runs.
                     if not pipe.is_assign:
                         self.vars.append(d.ident[0])  # in scope from here on, as in Go
             elif op.kind is Kind.COMMA:
