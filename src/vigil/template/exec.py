@@ -220,7 +220,10 @@ class _State:
         if isinstance(node, TextNode):
             self.write(self.escaper(_RawText(node.text)) if self.escaper else node.text)
         elif isinstance(node, ActionNode):
-            v = self.eval_pipeline(dot, node.pipe)
+            pipe = node.pipe
+            if self.escaper is not None and not pipe.decl:
+                pipe = self.merge_predefined_escaper(pipe)
+            v = self.eval_pipeline(dot, pipe)
             if not node.pipe.decl:
                 self.print_value(node, v)
         elif isinstance(node, ListNode):
@@ -244,6 +247,22 @@ class _State:
             raise _Continue
         else:  # pragma: no cover - the parser makes no other statements
             self.fail(f"unknown node: {node}")
+
+    def merge_predefined_escaper(self, pipe: PipeNode) -> PipeNode:
+        """html/template folds a pipeline's final `html` or `urlquery` into its own contextual
+        escaping (`{{ html x }}` is `{{ print x }}` escaped once), instead of escaping twice."""
+        last = pipe.cmds[-1]
+        first = last.args[0]
+        if not isinstance(first, IdentifierNode) or first.name not in ("html", "urlquery"):
+            return pipe
+        if first.name in self.funcs:
+            return pipe
+        if len(last.args) > 1:
+            printed = CommandNode(last.pos, [IdentifierNode(first.pos, "print"), *last.args[1:]])
+            return PipeNode(pipe.pos, pipe.line, False, [], [*pipe.cmds[:-1], printed])
+        if len(pipe.cmds) == 1:
+            return pipe
+        return PipeNode(pipe.pos, pipe.line, False, [], pipe.cmds[:-1])
 
     def print_value(self, node: Node, v: Any) -> None:
         self.node = node
@@ -350,7 +369,7 @@ class _State:
             return first.value
         if isinstance(first, DotNode):
             return dot
-        if isinstance(first, NilNode):  # pragma: no cover - rejected by the parser
+        if isinstance(first, NilNode):  # Go parses `{{ nil }}` and fails it when it runs
             self.fail("nil is not a command")
         if isinstance(first, NumberNode):
             return first.value

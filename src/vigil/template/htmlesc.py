@@ -57,7 +57,18 @@ _URL_ATTRS = frozenset(
     {"action", "archive", "background", "cite", "classid", "codebase", "data", "formaction", "href",
      "icon", "longdesc", "manifest", "poster", "profile", "src", "usemap", "xmlns"}
 )  # fmt: skip
-_CSS_SAFE = re.compile(r"[\w #%+,\-./]*", re.ASCII)
+_CSS_UNSAFE = frozenset("\0\"'()/;@[\\]`{}<>")
+
+
+def _css_value_ok(s: str) -> bool:
+    """html/template's cssValueFilter: no quotes, brackets, `/`, `;`, `@`, `\\`, `--`, or the
+    `expression`/`mozbinding` keywords."""
+    if any(c in _CSS_UNSAFE for c in s) or "--" in s:
+        return False
+    low = s.lower()
+    return "expression" not in low and "mozbinding" not in low
+
+
 _TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9:-]*")
 
 
@@ -171,7 +182,7 @@ class HtmlEscaper:
             return out + self.attr_escape(_js_val(v))
         if st == "style" or (st == "attr" and self.attr_kind() == "css"):
             s, _ = _stringify(v)
-            return out + (self.attr_escape(s) if _CSS_SAFE.fullmatch(s) else FAILSAFE)
+            return out + (self.attr_escape(s) if _css_value_ok(s) else FAILSAFE)
         # An attribute value.
         s, t = _stringify(v)
         if self.attr_kind() == "url":
@@ -195,7 +206,7 @@ class HtmlEscaper:
         if self.state == "attr":
             if self.delim:
                 return _replace(s, _HTML_TABLE)
-            return _replace(s, _NOSPACE_TABLE) if s else FAILSAFE
+            return _replace(s, _NOSPACE_TABLE)
         return s
 
     def attr_kind(self) -> str:

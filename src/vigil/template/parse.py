@@ -588,8 +588,6 @@ class _Parser:
             first = c.args[0]
             if i > 0 and isinstance(first, BoolNode | NumberNode | StringNode | NilNode | DotNode):
                 raise self.fail(f"non executable command in pipeline stage {i + 1}", t)
-            if isinstance(first, NilNode):
-                raise self.fail("nil is not a command", t)
         return pipe
 
     def command(self, end: Kind) -> CommandNode:
