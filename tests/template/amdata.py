@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from vigil.template.gotime import GoTime, parse_go_time
+
+RFC3339 = "2006-01-02T15:04:05.999999999Z07:00"
+
 
 class Pair:
     go_type_name = "template.Pair"
@@ -57,8 +61,8 @@ class Alert:
         self.Status = status
         self.Labels = KV(labels)
         self.Annotations = KV(annotations)
-        self.StartsAt: Any = None
-        self.EndsAt: Any = None
+        self.StartsAt: GoTime | None = None
+        self.EndsAt: GoTime | None = None
         self.GeneratorURL = "https://generatorurl.com"
         self.Fingerprint = fp
 
@@ -79,6 +83,23 @@ class Alerts(list[Alert]):
 
 class Data:
     go_type_name = "template.Data"
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Data:
+        """What Go's json.Unmarshal makes of an amtool `--template.data` file."""
+        d = cls()
+        d.Receiver, d.Status, d.ExternalURL = doc["receiver"], doc["status"], doc["externalURL"]
+        d.GroupLabels, d.CommonLabels = KV(doc["groupLabels"]), KV(doc["commonLabels"])
+        d.CommonAnnotations = KV(doc["commonAnnotations"])
+        alerts = []
+        for a in doc["alerts"]:
+            alert = Alert(a["status"], a["labels"], a["annotations"], a["fingerprint"])
+            alert.StartsAt = parse_go_time(RFC3339, a["startsAt"])
+            alert.EndsAt = parse_go_time(RFC3339, a["endsAt"])
+            alert.GeneratorURL = a["generatorURL"]
+            alerts.append(alert)
+        d.Alerts = Alerts(alerts)
+        return d
 
     def __init__(self) -> None:
         common = {"commonlabelkey1": "commonlabelvalue1", "commonlabelkey2": "commonlabelvalue2"}

@@ -12,6 +12,7 @@ their type errors, Alertmanager's 0.25 functions and methods on its data, and HT
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -321,3 +322,55 @@ def test_amtool_agrees(tmpl_dir: Path, html: bool) -> None:
         if want != got:
             mismatches.append(f"{text!r}\n   amtool: {want!r}\n   vigil:  {got!r}")
     assert not mismatches, f"{len(mismatches)} of {len(cases)} differ:\n" + "\n".join(mismatches)
+
+
+DATA_FILE = {
+    "receiver": "team-x", "status": "firing", "externalURL": "http://am.example/",
+    "groupLabels": {"alertname": "HighLoad"}, "commonLabels": {"alertname": "HighLoad", "job": "node"},
+    "commonAnnotations": {},
+    "alerts": [
+        {"status": "firing", "labels": {"alertname": "HighLoad", "job": "node", "instance": "a:9100"},
+         "annotations": {"summary": "load <high>"}, "startsAt": "2024-02-29T13:04:05.123456789+01:00",
+         "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/graph", "fingerprint": "abc"},
+        {"status": "resolved", "labels": {"alertname": "HighLoad", "job": "node", "instance": "b:9100"},
+         "annotations": {}, "startsAt": "2024-02-29T12:00:00Z", "endsAt": "2024-02-29T12:30:00.5Z",
+         "generatorURL": "", "fingerprint": "def"},
+    ],
+}  # fmt: skip
+
+# Texts on a `--template.data` file: Go's time.Time printing, layouts and methods, Firing/Resolved.
+DATA_CASES = [
+    "{{ range .Alerts }}{{ .StartsAt }}|{{ .EndsAt }}|{{ .StartsAt.UTC }}|{{ .EndsAt.IsZero }};{{ end }}",
+    '{{ range .Alerts }}{{ .StartsAt.Format "Mon Jan _2 15:04:05 MST 2006 .000 -07:00 Z07:00 pm 3" }};'
+    "{{ end }}",
+    '{{ range .Alerts }}{{ .StartsAt.Format "2006-01-02T15:04:05.999Z07:00 January Monday 06 1 2 002" }};'
+    "{{ end }}",
+    "{{ range .Alerts }}{{ .StartsAt.Unix }} {{ .EndsAt.Sub .StartsAt }};{{ end }}",
+    "{{ len .Alerts.Firing }} {{ range .Alerts.Resolved }}{{ .Fingerprint }}{{ end }} "
+    "{{ .CommonLabels.SortedPairs }}",
+    "{{ range .Alerts.Firing }}{{ .Annotations.summary }} {{ .GeneratorURL }}{{ end }}",
+    '{{ .GroupLabels.SortedPairs.Values | join "" }} '
+    '{{ (index .Alerts 1).Labels.Remove (stringSlice "job") }}',
+]
+
+
+def test_amtool_agrees_on_a_data_file(tmp_path: Path) -> None:
+    assert AMTOOL is not None
+    (tmp_path / "d.tmpl").write_text("")
+    (tmp_path / "data.json").write_text(json.dumps(DATA_FILE))
+    ts = TemplateSet([])
+    mismatches = []
+    for text in DATA_CASES:
+        p = subprocess.run(
+            [AMTOOL, "template", "render", f"--template.glob={tmp_path / 'd.tmpl'}",
+             f"--template.text={text}", f"--template.data={tmp_path / 'data.json'}"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        want = (p.returncode == 0, p.stdout if p.returncode == 0 else p.stderr)
+        try:
+            got = (True, ts.render(text, Data.from_json(DATA_FILE)))
+        except TemplateError as e:
+            got = (False, str(e))
+        if want != got:
+            mismatches.append(f"{text!r}\n   amtool: {want!r}\n   vigil:  {got!r}")
+    assert not mismatches, f"{len(mismatches)} of {len(DATA_CASES)} differ:\n" + "\n".join(mismatches)

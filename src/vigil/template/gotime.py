@@ -105,10 +105,10 @@ class GoTime:
 
     def _datetime(self) -> _dt.datetime:
         try:
-            base = _dt.datetime.fromtimestamp(self.ns // 1_000_000_000, self.tz)
-        except (OverflowError, OSError, ValueError):
+            utc = _EPOCH + _dt.timedelta(seconds=self.ns // 1_000_000_000)
+            return utc.astimezone(self.tz)
+        except (OverflowError, ValueError):
             raise FuncError("time out of the supported range (years 1..9999)") from None
-        return base
 
     def String(self) -> str:
         return self.Format("2006-01-02 15:04:05.999999999 -0700 MST")
@@ -135,7 +135,7 @@ class GoTime:
         return GoTime(self.ns, loc)
 
     def Sub(self, other: GoTime) -> GoDuration:
-        return GoDuration(self.ns - other.ns)
+        return GoDuration(max(_MIN_NS, min(_MAX_NS, self.ns - other.ns)))  # Go saturates
 
     def Year(self) -> int:
         return self._datetime().year
@@ -143,6 +143,9 @@ class GoTime:
     def IsZero(self) -> bool:
         return self.ns == _ZERO_NS
 
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_MIN_NS, _MAX_NS = -(2**63), 2**63 - 1
 
 # Go's zero Time is January 1, year 1, 00:00:00 UTC.
 _ZERO_NS = -62135596800 * 1_000_000_000
@@ -215,8 +218,8 @@ def _chunk(d: _dt.datetime, c: str) -> str:
     if c == "MST":
         if name and not name.startswith(("+", "-")):
             return name
-        h, m = divmod(abs(off) // 60, 60)
-        return ("-" if off < 0 else "+") + f"{h:02d}" + (f"{m:02d}" if m else "")
+        h, m = divmod(abs(off) // 60, 60)  # no zone name: Go prints the offset as -0700
+        return ("-" if off < 0 else "+") + f"{h:02d}{m:02d}"
     if c == "2006":
         return f"{d.year:04d}"
     if c == "06":
@@ -315,5 +318,6 @@ def parse_go_time(layout: str, value: str) -> GoTime:
     frac = vals.get("frac") or ""
     frac_ns = int((frac + "000000000")[:9]) if frac else 0
     secs = int(d.timestamp()) - off
-    tz: _dt.tzinfo = _UTC if off == 0 else _dt.timezone(_dt.timedelta(seconds=off))
+    # Go keeps a parsed offset as a zone without a name (printed as +0100); "Z" is UTC.
+    tz: _dt.tzinfo = _UTC if z in (None, "", "Z") else _dt.timezone(_dt.timedelta(seconds=off), "")
     return GoTime(secs * 1_000_000_000 + frac_ns, tz)
