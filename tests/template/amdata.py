@@ -21,9 +21,6 @@ class Pair:
         self.Name = name
         self.Value = value
 
-    def __str__(self) -> str:
-        return "{" + self.Name + " " + self.Value + "}"
-
 
 class Pairs(list[Pair]):
     go_type_name = "template.Pairs"

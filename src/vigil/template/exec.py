@@ -372,10 +372,19 @@ class _State:
         if isinstance(first, NilNode):  # Go parses `{{ nil }}` and fails it when it runs
             self.fail("nil is not a command")
         if isinstance(first, NumberNode):
-            return first.value
+            return self.ideal_constant(first)
         if isinstance(first, StringNode):
             return first.text
         self.fail(f"can't evaluate command {first}")  # pragma: no cover
+
+    def ideal_constant(self, node: NumberNode) -> Any:
+        """A number constant as a value (Go's idealConstant): int64 ints, float64 floats."""
+        v = node.value
+        if isinstance(v, int) and not -(2**63) <= v < 2**63:
+            if v < 2**64:
+                self.fail(f"{node.text} overflows int", node)
+            return NO_VALUE  # neither int, uint nor float-looking: Go yields no value
+        return v
 
     def not_a_function(self, args: Sequence[Node], final: Any) -> None:
         if len(args) > 1 or final is not _MISSING:
@@ -530,7 +539,7 @@ class _State:
                     self.fail(f"expected integer; found {node}")
                 return v
             if kind in ("any", "value"):
-                return v
+                return self.ideal_constant(node)
             self.bad_literal(kind, node)
         self.fail(f"can't handle {node} for arg of type {kind}")  # pragma: no cover
 
@@ -747,7 +756,7 @@ def _lt(a: Any, b: Any) -> bool:
 
 def _length(v: Any) -> int:
     if _is_nil(v):
-        raise FuncError("len of nil pointer")
+        raise FuncError("reflect: call of reflect.Value.Type on zero Value")
     if isinstance(v, str):
         return len(v.encode("utf-8", "surrogatepass"))
     if isinstance(v, Mapping | list | tuple):
@@ -775,12 +784,12 @@ def _index(item: Any, idx: Sequence[Any]) -> Any:
             b = item.encode("utf-8", "surrogatepass")
             x = _index_arg(i, len(b))
             if x == len(b):
-                raise FuncError(f"index out of range: {x}")
+                raise FuncError("reflect: string index out of range")
             item = b[x]
         elif isinstance(item, list | tuple):
             x = _index_arg(i, len(item))
             if x == len(item):
-                raise FuncError(f"index out of range: {x}")
+                raise FuncError("reflect: slice index out of range")
             item = item[x]
         elif isinstance(item, Mapping):
             keys = list(item)

@@ -133,8 +133,8 @@ def format_float_g(v: float, prec: int = -1, upper: bool = False, sharp: bool = 
     if shortest:
         eprec = 6
     exp = dp - 1
-    if sharp and not shortest:
-        ds = ds.ljust(max(prec, 1), "0")
+    if sharp:  # `#` keeps trailing zeros: the precision's digits (6 when shortest), as Go pads
+        ds = ds.ljust(max(prec if prec >= 0 else 6, 1), "0")
         nd = len(ds)
     if exp < -4 or exp >= eprec:
         out = ds[0] + ("." + ds[1:] if len(ds) > 1 else ("." if sharp else "")) + _exp_str(exp, upper)
@@ -184,8 +184,8 @@ def go_quote(s: str, ascii_only: bool = False) -> str:
     return "".join(out)
 
 
-def value_string(v: Any) -> str:
-    """fmt's %v of one value."""
+def value_string(v: Any, plus: bool = False) -> str:
+    """fmt's %v of one value (`plus`: %+v, struct fields with their names)."""
     if isinstance(v, str):
         return str.__str__(v)
     if v is NO_VALUE:
@@ -203,22 +203,25 @@ def value_string(v: Any) -> str:
         return str(stringer())
     if isinstance(v, Mapping):
         items = sorted(v.items(), key=lambda kv: _sort_key(kv[0]))
-        return "map[" + " ".join(f"{value_string(k)}:{value_string(x)}" for k, x in items) + "]"
+        return "map[" + " ".join(f"{value_string(k, plus)}:{value_string(x, plus)}" for k, x in items) + "]"
     if isinstance(v, list | tuple):
-        return "[" + " ".join(value_string(x) for x in v) + "]"
-    if not any("__str__" in c.__dict__ for c in type(v).__mro__[:-1]):
-        return "{" + " ".join(value_string(x) for x in _struct_fields(v)) + "}"  # as Go prints a struct
+        return "[" + " ".join(value_string(x, plus) for x in v) + "]"
+    if not any("__str__" in c.__dict__ for c in type(v).__mro__[:-1]):  # as Go prints a struct
+        fields = _struct_fields(v)
+        if plus:
+            return "{" + " ".join(f"{n}:{value_string(x, plus)}" for n, x in fields) + "}"
+        return "{" + " ".join(value_string(x) for _, x in fields) + "}"
     return str(v)
 
 
-def _struct_fields(v: Any) -> list[Any]:
+def _struct_fields(v: Any) -> list[tuple[str, Any]]:
     """The public data attributes of an object, in definition order: Go's struct fields."""
     names: list[str] = []
     for cls in reversed(type(v).__mro__):
         slots = cls.__dict__.get("__slots__", ())
         names.extend([slots] if isinstance(slots, str) else slots)
     names.extend(getattr(v, "__dict__", {}))
-    seen: list[Any] = []
+    seen: list[tuple[str, Any]] = []
     done: set[str] = set()
     for n in names:
         if n.startswith("_") or n in done or not hasattr(v, n):
@@ -226,7 +229,7 @@ def _struct_fields(v: Any) -> list[Any]:
         done.add(n)
         x = getattr(v, n)
         if not callable(x) or isinstance(x, str | Mapping | list | tuple):
-            seen.append(x)
+            seen.append((n, x))
     return seen
 
 
@@ -429,7 +432,7 @@ def _format_one(v: Any, sp: _Spec) -> str:
     if isinstance(v, list | tuple) and verb != "v":
         return "[" + " ".join(_format_one(x, sp) for x in v) + "]"
     if verb in "vs" or isinstance(v, Mapping | list | tuple):
-        return _pad(value_string(v), sp)
+        return _pad(value_string(v, plus=sp.plus and verb == "v"), sp)
     return _bad(verb, v)
 
 
@@ -439,6 +442,18 @@ def sprintf(fmt: str, args: Sequence[Any]) -> str:
     i = 0
     n = len(fmt)
     argi = 0
+    reordered = False
+
+    def arg_index(i: int, argi: int) -> tuple[int, int, bool]:
+        """An explicit `[n]` argument index at fmt[i]: (new i, new argi, ok)."""
+        if i >= n or fmt[i] != "[":
+            return i, argi, True
+        close = fmt.find("]", i)
+        digits = fmt[i + 1 : close] if close > 0 else ""
+        if not digits.isdigit() or not 1 <= int(digits) <= len(args) + 1:
+            return (close + 1 if close > 0 else n), argi, False
+        return close + 1, int(digits) - 1, True
+
     while i < n:
         j = fmt.find("%", i)
         if j < 0:
@@ -461,6 +476,10 @@ def sprintf(fmt: str, args: Sequence[Any]) -> str:
             else:
                 sp.sharp = True
             i += 1
+        bad_index = False
+        i, argi, ok = arg_index(i, argi)
+        reordered = reordered or (i > 0 and fmt[i - 1] == "]")
+        bad_index = bad_index or not ok
         bad_width = False
         if i < n and fmt[i] == "*":
             i += 1
@@ -480,6 +499,8 @@ def sprintf(fmt: str, args: Sequence[Any]) -> str:
                 sp.width = int(fmt[start:i])
         if i < n and fmt[i] == ".":
             i += 1
+            i, argi, ok = arg_index(i, argi)
+            bad_index = bad_index or not ok
             if i < n and fmt[i] == "*":
                 i += 1
                 if argi < len(args) and isinstance(args[argi], int) and not isinstance(args[argi], bool):
@@ -496,6 +517,11 @@ def sprintf(fmt: str, args: Sequence[Any]) -> str:
             raise FormatError(f"printf width or precision over {MAX_WIDTH}")
         if bad_width:
             out.append("%!(BADWIDTH)")
+        i2, argi, ok = arg_index(i, argi)
+        if i2 != i:
+            reordered = True
+        i = i2
+        bad_index = bad_index or not ok
         if i >= n:
             out.append("%!(NOVERB)")
             break
@@ -503,6 +529,9 @@ def sprintf(fmt: str, args: Sequence[Any]) -> str:
         i += 1
         if verb == "%":
             out.append("%")
+            continue
+        if bad_index:
+            out.append(f"%!{verb}(BADINDEX)")
             continue
         sp.verb = verb
         if argi >= len(args):
@@ -514,7 +543,7 @@ def sprintf(fmt: str, args: Sequence[Any]) -> str:
             out.append(_bad(verb, v))
             continue
         out.append(_format_one(v, sp))
-    if argi < len(args):
+    if argi < len(args) and not reordered:
         extra = ", ".join("<nil>" if a is None else f"{go_type(a)}={value_string(a)}" for a in args[argi:])
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)

@@ -461,9 +461,9 @@ class _Parser:
             if w == "template":
                 return self.template(t)
             if w in ("break", "continue"):
+                self.expect(Kind.RIGHT, "{{" + w + "}}")
                 if self.range_depth == 0:
                     raise self.fail(f"{{{{{w}}}}} outside {{{{range}}}}", t)
-                self.expect(Kind.RIGHT, w)
                 return BreakNode(t.pos, t.line) if w == "break" else ContinueNode(t.pos, t.line)
         self.backup()
         return ActionNode(left.pos, t.line, self.pipeline("command", Kind.RIGHT))
@@ -488,9 +488,8 @@ class _Parser:
         else_list: ListNode | None = None
         if end.word == "{{else}}":
             if end.chain is not None:
-                if word == "range" or end.chain != word:
-                    raise self.fail(f"expected end; found {{{{else {end.chain}}}}}" if word == "range" else
-                                    f"unexpected {{{{else {end.chain}}}}}", end.tok)  # fmt: skip
+                if end.chain != word:  # {{else if}} only in an if, {{else with}} only in a with
+                    raise self.fail(f"unexpected <{end.chain}> in input", end.tok)
                 self.next_non_space()  # the `if` / `with` keyword
                 # The nested branch's variables are scoped like ours: they end at the shared {{end}}.
                 nested = self.control(end.chain, end.tok)
@@ -572,7 +571,7 @@ class _Parser:
                 break
             if t.kind in (Kind.PIPE,) and pipe.cmds:
                 continue
-            if t.kind in (Kind.EOF, Kind.RIGHT, Kind.RPAREN, Kind.PIPE):
+            if t.kind not in _OPERAND_START and not (t.kind is Kind.KEYWORD and t.text == "nil"):
                 raise self.fail(f"unexpected {t.describe()} in {_operand_context(context)}", t)
             self.backup()
             pipe.cmds.append(self.command(end))
@@ -656,6 +655,12 @@ class _Parser:
             return StringNode(t.pos, t.text, unquote(t.text, t.line))
         self.backup()
         return None
+
+
+_OPERAND_START = frozenset(
+    {Kind.BOOL, Kind.CHAR, Kind.DOT, Kind.FIELD, Kind.IDENT, Kind.NUMBER, Kind.RAW, Kind.STRING,
+     Kind.VARIABLE, Kind.LPAREN}
+)  # fmt: skip
 
 
 def _operand_context(context: str) -> str:
