@@ -92,8 +92,67 @@ CASES = [
     '{{ title "foo.bar wORLD" }}',
 ]
 
+# Edge cases: NaN/Inf and strings to humanize*, time methods, label maps, query results, nil arguments.
+CASES += [
+    '{{ humanize "NaN" }} {{ humanize "+Inf" }} {{ humanize "-Inf" }} '
+    "{{ humanize -0.000001234 }} {{ humanize 999.99999 }}",
+    "{{ humanize 1000 }} {{ humanize 1e-30 }} {{ humanize 123456789012 }} "
+    '{{ humanize "1e3" }} {{ humanize true }}',
+    '{{ humanize1024 -2048 }} {{ humanize1024 "NaN" }} {{ humanize1024 0.5 }} {{ humanize1024 1e30 }}',
+    '{{ humanizeDuration "NaN" }} {{ humanizeDuration "Inf" }} {{ humanizeDuration 86400 }} '
+    "{{ humanizeDuration 90061.5 }} {{ humanizeDuration -0.5 }}",
+    '{{ humanizeDuration 1e-10 }} {{ humanizeDuration 1e12 }} {{ humanizeDuration "x" }}',
+    '{{ humanizePercentage "0.5" }} {{ humanizePercentage -0.123456 }} {{ humanizePercentage "NaN" }}',
+    "{{ humanizeTimestamp 0 }} {{ humanizeTimestamp -1.5 }} "
+    '{{ humanizeTimestamp "NaN" }} {{ humanizeTimestamp 1e10 }}',
+    "{{ humanizeTimestamp 1e20 }}",
+    '{{ toTime "NaN" }}',
+    '{{ (toTime 1.5).Format "2006-01-02 15:04:05.000" }} {{ (toTime 1700000000).Year }}',
+    '{{ printf "%v %.3f %g" $value $value 1e21 }} {{ $value | printf "%T" }}',
+    "{{ $labels }}",
+    "{{ $externalLabels }} {{ .ExternalLabels }}",
+    '{{ index $labels "instance" }} {{ index $labels "nope" }}|',
+    "{{ range $k, $v := $externalLabels }}{{ $k }}:{{ $v }} {{ end }}",
+    "{{ if $labels.nope }}y{{ else }}n{{ end }} {{ with $labels.job }}{{ . }}{{ end }}",
+    "{{ len $labels }} {{ len $labels.instance }}",
+    '{{ reReplaceAll "^(.*)\\\\.example\\\\.com:(\\\\d+)$" "$1[$2]" $labels.instance }}',
+    '{{ reReplaceAll "[aeiou]" "" "education" }} {{ reReplaceAll "(?i)HOST" "h" $labels.instance }}',
+    '{{ match "." "" }} {{ match "" "" }} {{ match "^$" "" }}',
+    '{{ toUpper $labels.instance }} {{ toLower "ÀB" }}',
+    '{{ stripPort "host" }} {{ stripPort ":80" }} '
+    '{{ stripPort "[fe80::1%eth0]:80" }} {{ stripPort "host:" }}',
+    '{{ stripDomain "host.example.com" }} {{ stripDomain "::1" }} '
+    '{{ stripDomain "[host.a]:80" }} {{ stripDomain "" }}',
+    '{{ graphLink "" }} {{ tableLink "a b+c&d" }}',
+    '{{ parseDuration "0" }} {{ parseDuration "100ms" }}',
+    '{{ args }} {{ len (args 1 2) }} {{ (args "a").arg0 }}',
+    '{{ range query "node_load1" }}{{ . }};{{ end }}',
+    '{{ query "node_load1" | len }} {{ (query "node_load1" | first).Value }}',
+    '{{ with query "disk_bytes" }}{{ (first .).Labels }}{{ end }}',
+    '{{ value (query "disk_bytes" | first) | printf "%.1f" }}',
+    '{{ strvalue (query "disk_bytes" | first) }}|',
+    '{{ label "nope" (query "disk_bytes" | first) }}|',
+    '{{ first "x" }}',
+    '{{ sortByLabel "instance" "x" }}',
+    "{{ first nil }}",
+    '{{ safeHtml "a" | printf "%T" }}',
+    '{{ printf "%T %T" (args) (query "x") }}',
+    "{{ $value := 5 }}{{ $value }}",
+    "{{ $labels = 1 }}{{ $labels }}",
+    '{{ template "nope" }}',
+    '{{ define "a" }}A{{ end }}{{ template "a" }}',
+    "{{ .Value | humanize }} {{ .Labels.job | toUpper }}",
+    '{{ title "hello-world foo_bar" }}',
+    '{{ title "3rd x_y" }}',
+    '{{ parseDuration "-1m" }}',
+    '{{ parseDuration "1y2w" }} {{ parseDuration "0s" }}',
+    '{{ parseDuration "1.5h" }}',
+]
+
 # Texts where promtool 2.42 renders differently from Prometheus 3.x, which vigil follows.
 KNOWN_2_42 = {
+    '{{ title "3rd x_y" }}': "2.42: strings.Title (3rd); 3.x: cases.Title (3Rd)",
+    '{{ parseDuration "-1m" }}': "3.x parses negative durations (ParseDurationAllowNegative), 2.42 does not",
     '{{ title "foo.bar wORLD" }}': "2.42: strings.Title (Foo.Bar); 3.x: cases.Title, NoLower (Foo.bar)",
     "{{ .Nope }}": "the data's type in the message: 2.42 `Value float64`, 3.x `Value interface {}`",
     # promtool (not the server) runs templates without an external URL: pathPrefix dereferences nil.

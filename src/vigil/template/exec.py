@@ -506,7 +506,7 @@ class _State:
         if isinstance(node, DotNode):
             return self.convert(dot, kind, node)
         if isinstance(node, NilNode):
-            if kind in ("any", "value", "[]string"):
+            if _nillable(kind) or kind == "value":
                 return None
             self.fail(f"cannot assign nil to {kind}")
         if isinstance(node, FieldNode):
@@ -553,7 +553,7 @@ class _State:
         """Check a computed value against a parameter kind, as Go's validateType does."""
         if kind == "value":
             return v
-        nillable = kind == "any" or kind.startswith(("*", "[]", "map[")) or kind not in _SCALAR_KINDS
+        nillable = _nillable(kind)
         if v is NO_VALUE:
             if nillable:
                 return None
@@ -658,6 +658,11 @@ class _State:
 
 
 _SCALAR_KINDS = frozenset({"string", "int", "float64", "bool", "time.Time", "time.Duration"})
+
+
+def _nillable(kind: str) -> bool:
+    """Go's canBeNil for a parameter kind: interfaces, pointers, slices, maps (named ones too)."""
+    return kind not in _SCALAR_KINDS
 
 
 def _is_kind(v: Any, kind: str) -> bool:

@@ -55,9 +55,6 @@ class _Sample:
         self.Labels = labels
         self.Value = value
 
-    def __str__(self) -> str:
-        return f"&{{{value_string(self.Labels)} {value_string(self.Value)}}}"
-
 
 class _QueryResult(list[_Sample]):
     go_type_name = "template.queryResult"
