@@ -242,3 +242,13 @@ def test_printf_width_is_capped_before_allocating() -> None:
 def test_no_value_is_falsy_and_prints_as_go() -> None:
     assert render("{{ if .x }}y{{ else }}n{{ end }}{{ .x }}", {}) == "n<no value>"
     assert repr(NO_VALUE) == "<no value>"
+
+
+def test_parsing_depends_on_the_function_names_given() -> None:
+    # Parses are memoised by text: the function names are part of what decides the outcome.
+    assert render("{{ f }}", funcs={"f": lambda: "x"}) == "x"
+    with pytest.raises(TemplateError, match='function "f" not defined'):
+        render("{{ f }}")
+    with pytest.raises(TemplateError, match="nesting exceeds the limit of 3"):
+        render("{{ ((((1)))) }}", limits=Limits(max_depth=3))
+    assert render("{{ ((((1)))) }}") == "1"

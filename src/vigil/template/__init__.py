@@ -12,13 +12,15 @@ under the template's name, its `{{define}}`s under theirs), `execute` runs one o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from vigil.template.exec import DEFAULT_LIMITS, Escaper, Limits, TemplateError, Tree, execute
 from vigil.template.fmt import HTML, NO_VALUE
 from vigil.template.funcs import Func, FuncError, as_func
-from vigil.template.parse import ParseError, parse_trees
+from vigil.template.parse import ListNode, ParseError, parse_trees
 
 __all__ = [
     "HTML",
@@ -72,7 +74,7 @@ class Template:
         """
         pname = self.name if parse_name is None else parse_name
         try:
-            root, defs = parse_trees(text, self.funcs, max_depth=self.limits.max_depth)
+            root, defs = _parse_cached(text, frozenset(self.funcs), self.limits.max_depth)
         except ParseError as e:
             raise TemplateError(f"template: {pname}:{e.line}: {e.message}") from None
         except RecursionError:
@@ -98,6 +100,16 @@ class Template:
             limits=self.limits,
             escaper=escaper,
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(
+    text: str, funcs: frozenset[str], max_depth: int
+) -> tuple[ListNode, Mapping[str, ListNode]]:
+    """parse_trees, memoised: rule annotations are re-expanded for every alert at every evaluation
+    with the same text, as Prometheus re-parses them; the trees are never mutated after parsing."""
+    root, defs = parse_trees(text, funcs, max_depth=max_depth)
+    return root, MappingProxyType(defs)
 
 
 def _empty(root: Any) -> bool:
