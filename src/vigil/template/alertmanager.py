@@ -29,7 +29,7 @@ from typing import Any
 from vigil.template import Func, FuncError, Limits, Template, TemplateError
 from vigil.template.common import humanize_duration, match, re_replace_all, title
 from vigil.template.exec import DEFAULT_LIMITS
-from vigil.template.fmt import HTML, NO_VALUE
+from vigil.template.fmt import HTML, NO_VALUE, FormatError, check_print_size
 from vigil.template.funcs import AnyMap
 from vigil.template.gotime import GoDuration, GoTime, load_location, parse_go_time
 from vigil.template.htmlesc import URL, HtmlEscaper
@@ -115,8 +115,17 @@ _GO_SPACE = (
 )
 
 
-def functions(now_ns: Callable[[], int] = time.time_ns) -> dict[str, Func]:
-    """Alertmanager's DefaultFuncs, with the clock injected."""
+def functions(now_ns: Callable[[], int] = time.time_ns, max_output: int = 1 << 20) -> dict[str, Func]:
+    """Alertmanager's DefaultFuncs, with the clock injected; `max_output` bounds the results of
+    reReplaceAll and toJson (whose input may share structure, as `append` builds)."""
+
+    def json_of(v: Any) -> str:
+        try:
+            check_print_size([v], max_output)
+        except FormatError as e:
+            raise FuncError(str(e)) from None
+        return to_json(v)
+
     s1 = ("string",)
 
     def to_date(layout: str, s: str) -> GoTime:
@@ -135,7 +144,9 @@ def functions(now_ns: Callable[[], int] = time.time_ns) -> dict[str, Func]:
         "safeHtml": Func(HTML, s1),
         "safeUrl": Func(URL, s1),
         "urlUnescape": Func(_url_unescape, s1),
-        "reReplaceAll": Func(re_replace_all, ("string", "string", "string")),
+        "reReplaceAll": Func(
+            lambda p, r, t: re_replace_all(p, r, t, max_output), ("string", "string", "string")
+        ),
         "stringSlice": Func(lambda *s: list(s), (), "string"),
         "date": Func(lambda layout, t: _as_time(t).Format(layout), ("string", "value")),
         "tz": Func(lambda name, t: _as_time(t).In(load_location(name)), ("string", "value")),
@@ -144,7 +155,7 @@ def functions(now_ns: Callable[[], int] = time.time_ns) -> dict[str, Func]:
         "humanizeDuration": Func(humanize_duration, ("any",)),
         "toDate": Func(to_date, ("string", "string")),
         "mustToDate": Func(parse_go_time, ("string", "string")),
-        "toJson": Func(to_json, ("any",)),
+        "toJson": Func(json_of, ("any",)),
         "base64encode": Func(lambda s: base64.urlsafe_b64encode(s.encode()).decode(), s1),
         "base64decode": Func(_b64decode, s1),
         "list": Func(lambda *a: list(a), (), "any"),
@@ -165,7 +176,9 @@ class TemplateSet:
     ) -> None:
         """Parse every file the globs match (sorted, as Go's filepath.Glob); raises TemplateError
         naming the file for a syntax error, OSError for an unreadable file."""
-        self._base = Template("", funcs=functions(now_ns), missingkey="zero", limits=limits)
+        self._base = Template(
+            "", funcs=functions(now_ns, limits.max_output), missingkey="zero", limits=limits
+        )
         for pattern in globs:
             for path in sorted(_glob.glob(pattern)):
                 self.add(Path(path).read_text(encoding="utf-8"), Path(path).name)

@@ -160,25 +160,29 @@ def _expand(template: str, m: Any, names: dict[str, int]) -> str:
     return "".join(out)
 
 
-def re_replace_all(pattern: str, repl: str, text: str) -> str:
-    """regexp.MustCompile(pattern).ReplaceAllString(text, repl)."""
+def re_replace_all(pattern: str, repl: str, text: str, limit: int = 1 << 20) -> str:
+    """regexp.MustCompile(pattern).ReplaceAllString(text, repl); FuncError once the result passes
+    `limit` characters (an empty pattern puts `repl` between every two characters)."""
     rx = _compile(pattern, must=True)
     names: dict[str, int] = dict(getattr(rx._re2, "groupindex", {}) or {})
     out: list[str] = []
     pos = 0
     last_end = 0
     n = len(text)
-    steps = 0
+    size = 0
     while pos <= n:
         m = rx.search(text, pos)
         if m is None:
             break
-        steps += 1
         start, end = m.span()
         out.append(text[last_end:start])
+        size += start - last_end
         # No replacement for an empty match right after the previous match (Go's rule).
         if end > last_end or start == 0:
             out.append(_expand(repl, m, names))
+            size += len(out[-1])
+        if size > limit:
+            raise FuncError(f"result exceeds the limit of {limit} characters")
         last_end = end
         pos = pos + 1 if pos + 1 > end else end
     out.append(text[last_end:])

@@ -26,6 +26,7 @@ from vigil.template.fmt import (
     HTML,
     NO_VALUE,
     FormatError,
+    check_print_size,
     go_type,
     sprint,
     sprintf,
@@ -268,6 +269,10 @@ class _State:
         self.node = node
         if callable(v) and not isinstance(v, str | Mapping | list | tuple) and not hasattr(v, "String"):
             self.fail(f"can't print {node} of type {go_type(v)}")
+        try:
+            check_print_size([v], self.limits.max_output - self.size)
+        except FormatError as e:
+            self.fail(f"output exceeds the limit of {self.limits.max_output} characters ({e})")
         if self.escaper is not None:
             self.write(self.escaper(v))
         else:
@@ -493,13 +498,18 @@ class _State:
         kinds = list(params) + [variadic or "any"] * max(0, n - len(params))
         vals = self.eval_args(dot, kinds, argn, final)
         try:
-            return fn(*vals)
+            result = fn(*vals)
         except FuncError as e:
             self.fail(f"error calling {name}: {e}", node)
         except TemplateError:
             raise
         except (ValueError, TypeError, ArithmeticError, LookupError, OverflowError) as e:
             self.fail(f"error calling {name}: {e}", node)
+        if isinstance(result, str) and len(result) > self.limits.max_output:
+            self.fail(
+                f"error calling {name}: result exceeds the limit of {self.limits.max_output} characters", node
+            )
+        return result
 
     def eval_arg(self, dot: Any, kind: str, node: Node) -> Any:
         self.node = node
@@ -615,13 +625,18 @@ class _State:
                 return _slice(vals[0], vals[1:])
             if name in ("print", "println", "printf"):
                 vals = [None if x is NO_VALUE else x for x in vals]
+                # A printed value may go into a variable and be printed again: bound each one.
+                limit = self.limits.max_output
                 if name == "print":
+                    check_print_size(vals, limit)
                     return sprint(vals)
                 if name == "println":
+                    check_print_size(vals, limit)
                     return sprintln(vals)
                 want(1, at_least=True)
-                return sprintf(vals[0], vals[1:])
+                return sprintf(vals[0], vals[1:], limit)
             if name in ("html", "js", "urlquery"):
+                check_print_size(vals, self.limits.max_output)
                 s = (
                     vals[0]
                     if len(vals) == 1 and isinstance(vals[0], str)
@@ -738,7 +753,12 @@ def _eq(a: Any, others: Sequence[Any]) -> bool:
             if _is_nil(a) or _is_nil(b):
                 truth = _is_nil(a) == _is_nil(b)
             elif isinstance(a, Mapping | list) or isinstance(b, Mapping | list):
-                raise FuncError(f"non-comparable type {value_string(b)}: {go_type(b)}")
+                try:
+                    check_print_size([b], 4096)
+                    shown = value_string(b)
+                except FormatError:
+                    shown = "..."
+                raise FuncError(f"non-comparable type {shown}: {go_type(b)}")
             else:
                 truth = a is b or a == b
         if truth:

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_WIDTH",
     "NO_VALUE",
     "FormatError",
+    "check_print_size",
     "format_float_g",
     "go_quote",
     "go_type",
@@ -182,6 +183,38 @@ def go_quote(s: str, ascii_only: bool = False) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+def check_print_size(values: Sequence[Any], limit: int) -> None:
+    """Raise FormatError if printing `values` would take more than `limit` characters.
+
+    Containers may share elements (`append $l $l` in a loop doubles what printing the list
+    writes), so the walk counts what printing would write and stops as soon as it passes the
+    limit: its cost is bounded by the limit, not by the (possibly exponential) printed size."""
+    total = 0
+    stack: list[Any] = list(values)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            total += len(v) + 1
+        elif isinstance(v, Mapping):
+            total += 5 + len(v)
+            for k, x in v.items():
+                stack.append(k)
+                stack.append(x)
+        elif isinstance(v, list | tuple):
+            total += 2 + len(v)
+            stack.extend(v)
+        elif v is None or isinstance(v, bool | int | float) or v is NO_VALUE:
+            total += 24
+        elif callable(getattr(v, "String", None)):
+            total += 64
+        else:
+            fields = _struct_fields(v)
+            total += 2 + len(fields)
+            stack.extend(x for _, x in fields)
+        if total > limit:
+            raise FormatError(f"printing the value would exceed the limit of {limit} characters")
 
 
 def value_string(v: Any, plus: bool = False) -> str:
@@ -436,13 +469,17 @@ def _format_one(v: Any, sp: _Spec) -> str:
     return _bad(verb, v)
 
 
-def sprintf(fmt: str, args: Sequence[Any]) -> str:
-    """fmt.Sprintf with Go's error markers for missing, extra and mismatched operands."""
+def sprintf(fmt: str, args: Sequence[Any], limit: int | None = None) -> str:
+    """fmt.Sprintf with Go's error markers for missing, extra and mismatched operands; with a
+    `limit`, FormatError as soon as the result passes that many characters."""
+    if limit is not None:
+        check_print_size(args, limit)
     out: list[str] = []
     i = 0
     n = len(fmt)
     argi = 0
     reordered = False
+    size = len(fmt)
 
     def arg_index(i: int, argi: int) -> tuple[int, int, bool]:
         """An explicit `[n]` argument index at fmt[i]: (new i, new argi, ok)."""
@@ -543,6 +580,10 @@ def sprintf(fmt: str, args: Sequence[Any]) -> str:
             out.append(_bad(verb, v))
             continue
         out.append(_format_one(v, sp))
+        if limit is not None:
+            size += len(out[-1])
+            if size > limit:
+                raise FormatError(f"printf result exceeds the limit of {limit} characters")
     if argi < len(args) and not reordered:
         extra = ", ".join("<nil>" if a is None else f"{go_type(a)}={value_string(a)}" for a in args[argi:])
         out.append(f"%!(EXTRA {extra})")

@@ -215,9 +215,9 @@ def _labels_dict(labels: Any) -> dict[str, str]:
 
 
 def functions(
-    *, timestamp_ms: int, external_url: str, query: QueryLike | None
+    *, timestamp_ms: int, external_url: str, query: QueryLike | None, max_output: int = 1 << 20
 ) -> dict[str, Func | Callable[..., Any]]:
-    """Prometheus' template function map for one expansion."""
+    """Prometheus' template function map for one expansion (`max_output` bounds reReplaceAll)."""
 
     def run_query(q: str) -> _QueryResult:
         if query is None:
@@ -242,7 +242,7 @@ def functions(
         "value": Func(lambda s: _want_sample(s).Value, (_SAMPLE,)),
         "strvalue": Func(lambda s: _want_sample(s).Labels.get("__value__", ""), (_SAMPLE,)),
         "args": Func(lambda *a: AnyMap({f"arg{i}": x for i, x in enumerate(a)}), (), "any"),
-        "reReplaceAll": Func(re_replace_all, s3),
+        "reReplaceAll": Func(lambda p, r, t: re_replace_all(p, r, t, max_output), s3),
         "safeHtml": Func(HTML, s1),
         "match": Func(match, s2),
         "title": Func(lambda s: title(s, lower_rest=False), s1),
@@ -281,7 +281,9 @@ def expand(
     limits: Limits = DEFAULT_LIMITS,
 ) -> str:
     """Render one alert label or annotation as Prometheus does; raises TemplateError."""
-    funcs = functions(timestamp_ms=timestamp_ms, external_url=external_url, query=query)
+    funcs = functions(
+        timestamp_ms=timestamp_ms, external_url=external_url, query=query, max_output=limits.max_output
+    )
     t = Template(name, funcs=funcs, missingkey="zero", limits=limits)
     try:
         t.parse(DEFS + text)
