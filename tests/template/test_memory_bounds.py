@@ -31,7 +31,8 @@ def test_growth_is_bounded(text: str) -> None:
             out = TemplateSet().render({text!r}, {{"L": list(range(60))}})
         except TemplateError as e:
             assert "limit" in str(e), str(e)
-            assert {text!r}.startswith("{{{{ printf") == ("printf result exceeds" in str(e)), str(e)
+            if "%65536d" in {text!r}:
+                assert "printf result exceeds" in str(e), str(e)
             print("bounded:", str(e)[-80:])
         else:
             raise SystemExit(f"rendered {{len(out)}} characters")

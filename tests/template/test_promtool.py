@@ -126,8 +126,9 @@ CASES += [
     '{{ graphLink "" }} {{ tableLink "a b+c&d" }}',
     '{{ parseDuration "0" }} {{ parseDuration "100ms" }}',
     '{{ args }} {{ len (args 1 2) }} {{ (args "a").arg0 }}',
-    '{{ range query "node_load1" }}{{ . }};{{ end }}',
-    '{{ query "node_load1" | len }} {{ (query "node_load1" | first).Value }}',
+    # Prometheus returns a plain selector's series in no fixed order: these texts sort first.
+    '{{ range query "node_load1" | sortByLabel "instance" }}{{ . }};{{ end }}',
+    '{{ query "node_load1" | len }} {{ (query "node_load1" | sortByLabel "instance" | first).Value }}',
     '{{ with query "disk_bytes" }}{{ (first .).Labels }}{{ end }}',
     '{{ value (query "disk_bytes" | first) | printf "%.1f" }}',
     '{{ strvalue (query "disk_bytes" | first) }}|',
