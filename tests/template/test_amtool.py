@@ -313,6 +313,52 @@ MORE_CASES += [
     "{{3-}} b",
 ]
 
+# Lexer corners, pipelines feeding methods and templates, redefinition, notification-style texts.
+MORE_CASES += [
+    "a {{-}} b",
+    "a {{- -}} b",
+    "a {{- /* c */}} b",
+    "a {{/* c */ -}} b",
+    "a {{ /* c */ }} b",
+    "{{/* unclosed",
+    "{{/* a */ .Receiver }}",
+    "{{ .Receiver }}}}",
+    "{{{ .Receiver }}",
+    '{ {{ "}}" }} }',
+    '{{ "{{" }}',
+    "{{ `}}` }}",
+    '{{ .Receiver | printf "%s" | printf "%s|%s" "x" }}',
+    '{{ printf "%s" .Receiver | printf "[%s]" }}',
+    '{{ 1 | printf "%d %d" 2 }}',
+    '{{ .Alerts | len | printf "%T" }}',
+    '{{ .Receiver\n| printf "%s" }}',
+    '{{ $x := 5 }}{{ $x | printf "%d" }}',
+    "{{ $x := .GroupLabels }}{{ $x.Names }}{{ $x.SortedPairs.Names }}",
+    "{{ range $i, $p := .GroupLabels.SortedPairs }}{{ $i }}{{ $p.Name }}{{ end }}",
+    "{{ range .GroupLabels.SortedPairs }}{{ .Name }}{{ $.Receiver }}{{ end }}",
+    "{{ with .GroupLabels.SortedPairs }}{{ len . }}{{ end }}",
+    '{{ index .GroupLabels.SortedPairs 0 | printf "%v" }}',
+    "{{ (index .GroupLabels.SortedPairs 1).Value }}",
+    "{{ range .Alerts }}{{ range .Labels.SortedPairs }}{{ .Name }} {{ end }}|{{ end }}",
+    '{{ define "T" }}{{ .Name }}={{ .Value }}{{ end }}{{ range .CommonLabels.SortedPairs }}'
+    '{{ template "T" . }},{{ end }}',
+    '{{ template "greet" }}',
+    '{{ block "b1" . }}{{ .Status }}{{ end }}{{ block "b1" . }}x{{ end }}',
+    '{{ define "d" }}a{{ end }}{{ define "d" }}b{{ end }}{{ template "d" }}',
+    "{{ if eq (len .Alerts) 2 }}two{{ end }}",
+    "{{ if gt (len .Alerts.Firing) 0 }}some{{ else }}none{{ end }}",
+    '{{ if and (gt (len .Alerts) 0) (eq .Status "alertstatus") }}yes{{ end }}',
+    "{{ range $i, $a := .Alerts }}{{ if gt $i 0 }}, {{ end }}{{ $a.Labels.instance }}{{ end }}",
+    '{{ .CommonLabels.SortedPairs.Values | join ", " | toUpper }}',
+    '{{ reReplaceAll "commonlabel" "cl" (.CommonLabels.Names | join ",") }}',
+    "{{ .ExternalURL }}/#/silences/new?filter=%7B{{ range .CommonLabels.SortedPairs }}"
+    "{{ .Name }}%3D%22{{ .Value }}%22%2C{{ end }}%7D",
+    '{{ printf "%s" (index .Alerts 0).GeneratorURL | urlquery }}',
+    "{{ len (index .Alerts 0).Annotations }}",
+    "{{ (index .Alerts 0).Annotations.SortedPairs.Names }}",
+    "{{ with (index .Alerts 0) }}{{ .Annotations.annotation1 }} {{ .Labels.label1 }}{{ end }}",
+]
+
 HTML_CASES = [
     '<p>{{ "<b>&amp;</b>" }}</p>',
     '<a href="{{ .ExternalURL }}/path?x={{ "a b&c" }}">link</a>',

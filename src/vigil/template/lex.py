@@ -39,6 +39,7 @@ class Kind(Enum):
     DECLARE = auto()  # :=
     ASSIGN = auto()  # =
     COMMA = auto()
+    CHAR_ITEM = auto()  # any other printable ASCII character: the parser rejects it in context
     EOF = auto()
 
 
@@ -285,6 +286,9 @@ def _lex_action(text: str, pos: int, line: int, toks: list[Token]) -> tuple[int,
         elif ch == ")":
             depth = max(depth - 1, 0)  # an unmatched one is the parser's error, as in Go
             emit(Kind.RPAREN, pos, pos + 1)
+            pos += 1
+        elif ch.isascii() and ch.isprintable():
+            emit(Kind.CHAR_ITEM, pos, pos + 1)
             pos += 1
         else:
             raise LexError(f"unrecognized character in action: {_go_u(ch)}", line)

@@ -420,10 +420,13 @@ class _Parser:
         self.add_def(name, body)
 
     def add_def(self, name: str, body: ListNode) -> None:
-        # As Go: a later definition replaces an earlier one, except that an empty one never does.
+        # As Go: within one text a name is defined once, though an empty definition may repeat a
+        # name and never replaces a non-empty one (across texts, Template.parse lets later win).
         old = self.defs.get(name)
-        if old is not None and _is_empty(body) and not _is_empty(old):
-            return
+        if old is not None and not _is_empty(old):
+            if _is_empty(body):
+                return
+            raise self.fail(f"template: multiple definition of template {repr_go(name)}")
         self.defs[name] = body
 
     def item_list(self, opener: Token) -> tuple[ListNode, _End]:
