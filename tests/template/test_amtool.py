@@ -13,6 +13,7 @@ their type errors, Alertmanager's 0.25 functions and methods on its data, and HT
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -514,3 +515,40 @@ def test_amtool_agrees_on_a_data_file(tmp_path: Path) -> None:
         if want != got:
             mismatches.append(f"{text!r}\n   amtool: {want!r}\n   vigil:  {got!r}")
     assert not mismatches, f"{len(mismatches)} of {len(DATA_CASES)} differ:\n" + "\n".join(mismatches)
+
+
+DEBIAN_TEMPLATES = Path("/usr/share/prometheus/alertmanager")
+
+
+@pytest.mark.skipif(
+    not (DEBIAN_TEMPLATES / "default.tmpl").exists(), reason="Debian's Alertmanager templates missing"
+)
+@pytest.mark.parametrize("html", [False, True], ids=["text", "html"])
+def test_amtool_agrees_on_alertmanagers_own_templates(tmp_path: Path, html: bool) -> None:
+    """Every notification template Alertmanager ships (Debian installs them beside amtool), as
+    real-world templates: rendered through `{{ template "name" . }}` on the data file."""
+    assert AMTOOL is not None
+    files = sorted(str(p) for p in DEBIAN_TEMPLATES.glob("*.tmpl"))
+    names = sorted({n for f in files for n in re.findall(r'define "([^"]+)"', Path(f).read_text())})
+    assert len(names) > 30
+    (tmp_path / "data.json").write_text(json.dumps(DATA_FILE))
+    ts = TemplateSet(files)
+    mismatches = []
+    for name in names:
+        text = '{{ template "' + name + '" . }}'
+        args = [AMTOOL, "template", "render", f"--template.glob={DEBIAN_TEMPLATES / '*.tmpl'}",
+                f"--template.text={text}", f"--template.data={tmp_path / 'data.json'}"]  # fmt: skip
+        p = subprocess.run(args + (["--template.type=html"] if html else []), capture_output=True,
+                           text=True, timeout=60, check=False)  # fmt: skip
+        want = (
+            (True, p.stdout)
+            if p.returncode == 0
+            else (False, p.stderr.rstrip("\n").removeprefix("amtool: error: "))
+        )
+        try:
+            got = (True, ts.render(text, Data.from_json(DATA_FILE), html=html))
+        except TemplateError as e:
+            got = (False, str(e))
+        if want != got:
+            mismatches.append(f"{name}\n   amtool: {want!r}\n   vigil:  {got!r}")
+    assert not mismatches, f"{len(mismatches)} of {len(names)} differ:\n" + "\n".join(mismatches)
