@@ -1029,6 +1029,11 @@ class Regex:
     _full: Callable[[str], RegexMatch | None]
     _re2: Any
 
+    @property
+    def group_index(self) -> dict[str, int]:
+        """The named capture groups and their numbers."""
+        return dict(self._re2.groupindex)
+
     def fullmatch(self, value: str) -> RegexMatch | None:
         """The match of the whole of `value`, or None."""
         return self._full(value)

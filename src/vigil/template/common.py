@@ -164,7 +164,7 @@ def re_replace_all(pattern: str, repl: str, text: str, limit: int = 1 << 20) -> 
     """regexp.MustCompile(pattern).ReplaceAllString(text, repl); FuncError once the result passes
     `limit` characters (an empty pattern puts `repl` between every two characters)."""
     rx = _compile(pattern, must=True)
-    names: dict[str, int] = dict(getattr(rx._re2, "groupindex", {}) or {})
+    names = rx.group_index
     out: list[str] = []
     pos = 0
     last_end = 0

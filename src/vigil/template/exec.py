@@ -58,7 +58,7 @@ from vigil.template.parse import (
     WithNode,
 )
 
-__all__ = ["DEFAULT_LIMITS", "Escaper", "Limits", "TemplateError", "Tree", "execute"]
+__all__ = ["DEFAULT_LIMITS", "Escaper", "Limits", "RawText", "TemplateError", "Tree", "execute"]
 
 
 class TemplateError(Exception):
@@ -219,7 +219,7 @@ class _State:
         self.step()
         self.node = node
         if isinstance(node, TextNode):
-            self.write(self.escaper(_RawText(node.text)) if self.escaper else node.text)
+            self.write(self.escaper(RawText(node.text)) if self.escaper else node.text)
         elif isinstance(node, ActionNode):
             pipe = node.pipe
             if self.escaper is not None and not pipe.decl:
@@ -701,8 +701,9 @@ class _Missing:
 _MISSING: Any = _Missing()
 
 
-class _RawText(str):
-    """Template text (not data) handed to an escaper: it tracks context from it and copies it."""
+class RawText(str):
+    """Template text (not data) handed to an escaper: the escaper follows the HTML context
+    through it and copies it (minus comments), where data values are escaped."""
 
     __slots__ = ()
 

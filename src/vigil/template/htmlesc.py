@@ -153,9 +153,9 @@ class HtmlEscaper:
 
     # -- values --
     def __call__(self, v: Any) -> str:
-        from vigil.template.exec import _RawText
+        from vigil.template.exec import RawText
 
-        if isinstance(v, _RawText):
+        if isinstance(v, RawText):
             return self.text(str.__str__(v))
         return self.value(v)
 
