@@ -27,6 +27,7 @@ from vigil.template.alertmanager import TemplateSet
 AMTOOL = shutil.which("amtool")
 pytestmark = [
     pytest.mark.peer,
+    pytest.mark.slow,
     pytest.mark.skipif(
         AMTOOL is None, reason="Debian's amtool (package prometheus-alertmanager) is not installed"
     ),

@@ -28,6 +28,7 @@ from vigil.template.prometheus import expand
 PROMTOOL = shutil.which("promtool")
 pytestmark = [
     pytest.mark.peer,
+    pytest.mark.slow,
     pytest.mark.skipif(PROMTOOL is None, reason="Debian's promtool (package prometheus) is not installed"),
 ]
 

@@ -20,7 +20,7 @@ from typing import Any
 from vigil.template.exec import DEFAULT_LIMITS, Escaper, Limits, TemplateError, Tree, execute
 from vigil.template.fmt import HTML, NO_VALUE
 from vigil.template.funcs import Func, FuncError, as_func
-from vigil.template.parse import ListNode, ParseError, parse_trees
+from vigil.template.parse import ListNode, ParseError, TextNode, parse_trees
 
 __all__ = [
     "HTML",
@@ -113,8 +113,6 @@ def _parse_cached(
 
 
 def _empty(root: Any) -> bool:
-    from vigil.template.parse import TextNode
-
     return all(isinstance(n, TextNode) and not n.text.strip() for n in root.nodes)
 
 

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from vigil.model.regex import RegexSyntaxError, compile_regex
-from vigil.template.fmt import go_type, sprintf
+from vigil.template.fmt import go_quote, go_type, sprintf
 from vigil.template.funcs import FuncError
 from vigil.template.gotime import GoDuration
 
@@ -107,8 +107,6 @@ def _compile(pattern: str, must: bool = False) -> Any:
 
 def _backquote(s: str) -> str:
     """strconv.Quote, or a raw `...` string where possible, as regexp's quote() does."""
-    from vigil.template.fmt import go_quote
-
     return f"`{s}`" if "`" not in s and s.isprintable() else go_quote(s)
 
 

@@ -33,7 +33,8 @@ from vigil.template.fmt import (
     sprintln,
     value_string,
 )
-from vigil.template.funcs import Func, FuncError, html_escape, js_escape, query_escape
+from vigil.template.funcs import Func, FuncError, as_func, html_escape, js_escape, query_escape
+from vigil.template.lex import repr_go
 from vigil.template.parse import (
     ActionNode,
     BoolNode,
@@ -485,8 +486,6 @@ class _State:
         argn = list(args[1:])
         n = len(argn) + (0 if final is _MISSING else 1)
         if spec is None:
-            from vigil.template.funcs import as_func
-
             spec = as_func(fn)
         params, variadic = spec.params, spec.variadic
         # Go reports the count at the function's own node, a failed call at the whole command.
@@ -709,8 +708,6 @@ class RawText(str):
 
 
 def _q(s: str) -> str:
-    from vigil.template.lex import repr_go
-
     return repr_go(s)
 
 

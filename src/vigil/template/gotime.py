@@ -12,6 +12,7 @@ fractional-second `,999` variants beyond `.000`/`.999`/`,000`, years outside 1..
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -278,8 +279,6 @@ def parse_go_time(layout: str, value: str) -> GoTime:
     simple = {"2006": r"(\d{4})", "01": r"(\d{2})", "02": r"(\d{2})", "15": r"(\d{2})", "04": r"(\d{2})",
               "05": r"(\d{2})", "1": r"(\d{1,2})", "2": r"(\d{1,2})", "Z07:00": r"(Z|[+-]\d{2}:\d{2})",
               "-07:00": r"([+-]\d{2}:\d{2})", "-0700": r"([+-]\d{4})", "MST": r"([A-Z]{3,4})"}  # fmt: skip
-    import re
-
     while i < n:
         for c in ("Z07:00", "-07:00", "-0700", "2006", "MST", "01", "02", "15", "04", "05", "1", "2"):
             if layout.startswith(c, i):

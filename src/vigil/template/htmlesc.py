@@ -21,6 +21,7 @@ import json
 import re
 from typing import Any
 
+from vigil.template.exec import RawText
 from vigil.template.fmt import HTML, NO_VALUE, sprint
 
 __all__ = ["URL", "HtmlEscaper"]
@@ -153,8 +154,6 @@ class HtmlEscaper:
 
     # -- values --
     def __call__(self, v: Any) -> str:
-        from vigil.template.exec import RawText
-
         if isinstance(v, RawText):
             return self.text(str.__str__(v))
         return self.value(v)
