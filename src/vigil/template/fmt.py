@@ -4,12 +4,14 @@ Templates written for Prometheus print `$value` as Go does (`1.234567e+06`, `0.3
 and `printf` verbs misused on the wrong type print Go's error markers (`%!d(string=x)`,
 `%!s(MISSING)`, `%!(EXTRA int=2)`) instead of failing. This module maps Python values onto the Go
 types a template sees (str → string, int → int, float → float64, bool, None → nil, list → slice,
-dict → map, `HTML`, `GoTime`, `GoDuration`) and implements the verbs `v s q d b o x X c U e E f F g G
-t %` with the flags `-+ 0#`, width and precision (also `*`).
+dict → map, objects → structs printed as `{v1 v2}` / `%+v` `{A:v1 B:v2}`, `HTML`, and anything
+with a Go `String` method such as `gotime.GoTime`) and implements the verbs `v s q d b o x X c U e
+E f F g G t T %` with the flags `-+ 0#`, width and precision (also `*`) and `[n]` argument indexes.
 
-Not covered: `%T` beyond the type names below, `%p`, complex numbers, `%x` on floats, Go-syntax
-`%#v` of structs. Widths and precisions are capped (`MAX_WIDTH`) so `%999999999d` cannot allocate
-a gigabyte before the output bound sees it.
+Not covered: `%p`, complex numbers, Go-syntax `%#v` of structs and maps, pointers (a value is
+printed as Go prints what it points to). Widths and precisions are capped (`MAX_WIDTH`), and
+`check_print_size` bounds what printing a value would write before it is built, so neither
+`%999999999d` nor a list that shares its elements can allocate past the output bound.
 """
 
 from __future__ import annotations
