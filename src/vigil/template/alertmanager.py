@@ -98,6 +98,12 @@ def _b64decode(s: str) -> str:
         raise FuncError("illegal base64 data at input byte 0") from None
 
 
+class StringSlice(list[str]):
+    """A Go `[]string` (what stringSlice returns): typed even when empty."""
+
+    go_type_name = "[]string"
+
+
 def _dict(*values: Any) -> AnyMap:
     if len(values) % 2:
         raise FuncError("dict requires an even number of arguments")
@@ -147,7 +153,7 @@ def functions(now_ns: Callable[[], int] = time.time_ns, max_output: int = 1 << 2
         "reReplaceAll": Func(
             lambda p, r, t: re_replace_all(p, r, t, max_output), ("string", "string", "string")
         ),
-        "stringSlice": Func(lambda *s: list(s), (), "string"),
+        "stringSlice": Func(lambda *s: StringSlice(s), (), "string"),
         "date": Func(lambda layout, t: _as_time(t).Format(layout), ("string", "value")),
         "tz": Func(lambda name, t: _as_time(t).In(load_location(name)), ("string", "value")),
         "now": Func(lambda: GoTime(now_ns())),

@@ -108,6 +108,13 @@ _BUILTINS = frozenset(
 
 _BUILTIN_BASES = (dict, list, tuple, str, int, float, object)
 
+# Builtins' parameter counts: (n, True) for "at least n" (variadic), (n, False) for exactly n.
+_BUILTIN_ARITY: dict[str, tuple[int, bool]] = {
+    "and": (1, True), "or": (1, True), "not": (1, False), "len": (1, False), "index": (1, True),
+    "slice": (1, True), "printf": (1, True), "eq": (1, True), "ne": (2, False), "lt": (2, False),
+    "le": (2, False), "gt": (2, False), "ge": (2, False), "call": (1, True),
+}  # fmt: skip
+
 
 def _method(obj: Any, name: str) -> Callable[..., Any] | None:
     """A Go-visible method: a public callable defined by a class of obj other than the builtins."""
@@ -559,20 +566,21 @@ class _State:
         self.fail(f"expected {word}; found {node}")
 
     def convert(self, v: Any, kind: str, node: Node | None) -> Any:
-        """Check a computed value against a parameter kind, as Go's validateType does."""
+        """Check a computed value against a parameter kind, as Go's validateType does (a failure is
+        reported at the node evaluated last, as Go's is)."""
         if kind == "value":
             return v
         nillable = _nillable(kind)
         if v is NO_VALUE:
             if nillable:
                 return None
-            self.fail(f"invalid value; expected {kind}", node)
+            self.fail(f"invalid value; expected {kind}")
         if kind == "any":
             return v
         if v is None and nillable:
             return None
         if not _is_kind(v, kind):
-            self.fail(f"wrong type for value; expected {kind}; got {go_type(v)}", node)
+            self.fail(f"wrong type for value; expected {kind}; got {go_type(v)}")
         return v
 
     # -- builtins --
@@ -594,9 +602,13 @@ class _State:
         def values() -> list[Any]:
             kinds = ["value"] * n
             if name == "printf" and n:
-                want(1, at_least=True)
                 kinds[0] = "string"
             return self.eval_args(dot, kinds, argn, final)
+
+        # Go checks the count before it evaluates any argument.
+        arity = _BUILTIN_ARITY.get(name)
+        if arity is not None:
+            want(arity[0], at_least=arity[1])
 
         if name in ("and", "or"):
             want(1, at_least=True)
@@ -636,10 +648,12 @@ class _State:
                 return sprintf(vals[0], vals[1:], limit)
             if name in ("html", "js", "urlquery"):
                 check_print_size(vals, self.limits.max_output)
+                # Go's evalArgs: one string as is, else each operand's printable value (nil ones
+                # become the string "<no value>") through fmt.Sprint.
                 s = (
                     vals[0]
                     if len(vals) == 1 and isinstance(vals[0], str)
-                    else sprint([None if x is NO_VALUE else x for x in vals])
+                    else sprint(["<no value>" if _is_nil(x) else x for x in vals])
                 )
                 return {"html": html_escape, "js": js_escape, "urlquery": query_escape}[name](str(s))
             if name == "eq":
@@ -849,8 +863,15 @@ def _slice(item: Any, idx: Sequence[Any]) -> Any:
     if len(idx) == 3 and bounds[1] > bounds[2]:
         raise FuncError(f"invalid slice index: {bounds[1]} > {bounds[2]}")
     if isinstance(item, str):
-        return item.encode("utf-8", "surrogatepass")[lo:hi].decode("utf-8", "replace")
-    return list(item[lo:hi])
+        part = item.encode("utf-8", "surrogatepass")[lo:hi].decode("utf-8", "replace")
+        return type(item)(part) if type(item) is not str else part  # template.HTML stays HTML
+    part_list = list(item[lo:hi])
+    if type(item) not in (list, tuple):  # a named slice type (template.Pairs) keeps its type
+        try:
+            return type(item)(part_list)
+        except TypeError:
+            pass
+    return part_list
 
 
 def execute(

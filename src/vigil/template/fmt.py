@@ -241,7 +241,7 @@ def value_string(v: Any, plus: bool = False) -> str:
         return "map[" + " ".join(f"{value_string(k, plus)}:{value_string(x, plus)}" for k, x in items) + "]"
     if isinstance(v, list | tuple):
         return "[" + " ".join(value_string(x, plus) for x in v) + "]"
-    if not any("__str__" in c.__dict__ for c in type(v).__mro__[:-1]):  # as Go prints a struct
+    if _is_struct(v):  # as Go prints a struct
         fields = _struct_fields(v)
         if plus:
             return "{" + " ".join(f"{n}:{value_string(x, plus)}" for n, x in fields) + "}"
@@ -250,7 +250,11 @@ def value_string(v: Any, plus: bool = False) -> str:
 
 
 def _struct_fields(v: Any) -> list[tuple[str, Any]]:
-    """The public data attributes of an object, in definition order: Go's struct fields."""
+    """The public data attributes of an object, in definition order (or as its class's
+    `go_fields` lists them): Go's struct fields."""
+    declared = getattr(type(v), "go_fields", None)
+    if declared is not None:
+        return [(n, getattr(v, n)) for n in declared]
     names: list[str] = []
     for cls in reversed(type(v).__mro__):
         slots = cls.__dict__.get("__slots__", ())
@@ -333,10 +337,16 @@ def _pad(s: str, sp: _Spec, zero_ok: bool = True) -> str:
     return " " * fill + s
 
 
-def _bad(verb: str, v: Any) -> str:
+def _bad(verb: str, v: Any, sp: _Spec | None = None) -> str:
+    """Go's %!verb(type=value) marker; the value printed with %v under the same flags and width."""
     if v is None:
         return f"%!{verb}(<nil>)"
-    return f"%!{verb}({go_type(v)}={value_string(v)})"
+    if sp is None:
+        return f"%!{verb}({go_type(v)}={value_string(v)})"
+    as_v = _Spec()
+    as_v.minus, as_v.plus, as_v.space, as_v.zero, as_v.sharp = sp.minus, sp.plus, sp.space, sp.zero, sp.sharp
+    as_v.width, as_v.prec, as_v.verb = sp.width, sp.prec, "v"
+    return f"%!{verb}({go_type(v)}={_format_one(v, as_v)})"
 
 
 def _fmt_int(v: int, sp: _Spec) -> str:
@@ -446,29 +456,43 @@ def _format_one(v: Any, sp: _Spec) -> str:
     if isinstance(v, bool):
         if verb in ("v", "t"):
             return _pad("true" if v else "false", sp)
-        return _bad(verb, v)
+        return _bad(verb, v, sp)
     if isinstance(v, int):
         if verb in "dbcoOqxXUv":
             return _fmt_int(v, sp)
-        return _bad(verb, v)
+        return _bad(verb, v, sp)
     if isinstance(v, float):
         if verb in "veEfFgG":
             return _fmt_float(v, sp)
         if verb in "xX" and not (math.isnan(v) or math.isinf(v)):
             return _pad(_hex_float(v, verb == "X"), sp)
-        return _bad(verb, v)
+        return _bad(verb, v, sp)
     if isinstance(v, str):
         if verb in "vsqxX":
             return _fmt_str(str.__str__(v), sp)
-        return _bad(verb, v)
+        return _bad(verb, v, sp)
     stringer = getattr(v, "String", None)
-    if callable(stringer) and verb in "vsqxX":
-        return _fmt_str(str(stringer()), sp)
-    if isinstance(v, list | tuple) and verb != "v":
+    if callable(stringer):
+        return _fmt_str(str(stringer()), sp) if verb in "vsqxX" else _bad(verb, v, sp)
+    # Composites: Go formats every element with the same verb, flags and width.
+    if isinstance(v, Mapping):
+        items = sorted(v.items(), key=lambda kv: _sort_key(kv[0]))
+        return "map[" + " ".join(f"{_format_one(k, sp)}:{_format_one(x, sp)}" for k, x in items) + "]"
+    if isinstance(v, list | tuple):
         return "[" + " ".join(_format_one(x, sp) for x in v) + "]"
-    if verb in "vs" or isinstance(v, Mapping | list | tuple):
-        return _pad(value_string(v, plus=sp.plus and verb == "v"), sp)
-    return _bad(verb, v)
+    if _is_struct(v):
+        fields = _struct_fields(v)
+        if sp.plus and verb == "v":
+            return "{" + " ".join(f"{n}:{_format_one(x, sp)}" for n, x in fields) + "}"
+        return "{" + " ".join(_format_one(x, sp) for _, x in fields) + "}"
+    if verb in "vs":
+        return _pad(str(v), sp)
+    return _bad(verb, v, sp)
+
+
+def _is_struct(v: Any) -> bool:
+    """An object Go would print as a struct: no `__str__` of its own."""
+    return not any("__str__" in c.__dict__ for c in type(v).__mro__[:-1])
 
 
 def sprintf(fmt: str, args: Sequence[Any], limit: int | None = None) -> str:
@@ -579,7 +603,7 @@ def sprintf(fmt: str, args: Sequence[Any], limit: int | None = None) -> str:
         v = args[argi]
         argi += 1
         if verb not in "vsqdbcoOxXUeEfFgGtT":
-            out.append(_bad(verb, v))
+            out.append(_bad(verb, v, sp))
             continue
         out.append(_format_one(v, sp))
         if limit is not None:

@@ -68,16 +68,13 @@ class _AlertData:
         "ExternalURL string; Value interface {} }"
     )
     __slots__ = ("ExternalLabels", "ExternalURL", "Labels", "Value")
+    go_fields = ("Labels", "ExternalLabels", "ExternalURL", "Value")
 
     def __init__(self, labels: dict[str, str], ext: dict[str, str], url: str, value: float) -> None:
         self.Labels = labels
         self.ExternalLabels = ext
         self.ExternalURL = url
         self.Value = value
-
-    def __str__(self) -> str:
-        parts = (self.Labels, self.ExternalLabels, self.ExternalURL, self.Value)
-        return "{" + " ".join(value_string(p) for p in parts) + "}"
 
 
 _RESULT = "template.queryResult"
