@@ -12,14 +12,12 @@ entry cannot outlive the difference) and Vigil the 3.x one.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from vigil.cmd.main import main
 
@@ -33,31 +31,11 @@ needs_promtool = pytest.mark.skipif(
 # Until the rules engine (vigil.rules.group, branch rulescore) and the template engine (vigil.template,
 # branch gotmpl) are merged, files that evaluate rules must fail in Vigil ("cannot evaluate rules");
 # strict, so this mark cannot outlive the merge.
-ENGINES_MISSING = [m for m in ("vigil.rules.group", "vigil.template") if importlib.util.find_spec(m) is None]
 
 
 # These name rule files but fail (or pass) before any rule is loaded.
-DECIDED_BEFORE_RULES = {
-    "23_missing_rule_file.test.yml",
-    "28_repeated_group_order.fail.test.yml",
-    "29_missing_alertname.fail.test.yml",
-}
-
-
-def uses_rules(path: Path) -> bool:
-    return bool(yaml.safe_load(path.read_text()).get("rule_files"))
-
-
 def params() -> list[object]:
-    out: list[object] = []
-    for p in FILES:
-        marks = []
-        if ENGINES_MISSING and uses_rules(p) and p.name not in DECIDED_BEFORE_RULES:
-            marks.append(
-                pytest.mark.xfail(reason=f"not merged yet: {', '.join(ENGINES_MISSING)}", strict=True)
-            )
-        out.append(pytest.param(p, id=p.name, marks=marks))
-    return out
+    return [pytest.param(p, id=p.name) for p in FILES]
 
 
 # file -> why 2.42 fails where 3.x (and Vigil) passes

@@ -90,4 +90,5 @@ def render_config(cfg: AlertmanagerConfig | None) -> str:
     """YAML of `cfg` (empty text when there is no configuration)."""
     if cfg is None:
         return ""
-    return yaml.safe_dump(_model(cfg, ""), sort_keys=False, allow_unicode=True, default_flow_style=False)
+    text: str = yaml.safe_dump(_model(cfg, ""), sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return text

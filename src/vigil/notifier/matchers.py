@@ -154,7 +154,7 @@ class Matchers(tuple[Matcher, ...]):
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels.get(m.name, "")) for m in self)
 
-    def __add__(self, other: tuple[Any, ...]) -> Matchers:  # type: ignore[override]
+    def __add__(self, other: tuple[Any, ...]) -> Matchers:
         return Matchers.of([*self, *other])
 
     def __str__(self) -> str:

@@ -45,7 +45,7 @@ from vigil.promql.errors import PromQLError
 from vigil.promql.parser import parse_selector
 from vigil.rules.alerting import RESOLVED_RETENTION_MS
 from vigil.rules.group import RuleOptions
-from vigil.rules.rulefmt import TEMPLATE_DEFS, TemplateCheck
+from vigil.rules.rulefmt import TemplateCheck
 from vigil.rules.view import AlertView
 
 __all__ = ["EventRule", "EventRules", "compile_event_rules"]
@@ -102,7 +102,7 @@ def _check_templates(r: EventRuleConfig, i: int, source: str, check: TemplateChe
     for what, pairs in (("labels", r.labels), ("annotations", r.annotations)):
         for k, text in pairs:
             try:
-                check(TEMPLATE_DEFS + text)
+                check(text, f"__alert_{r.alert}")
             except Exception as exc:  # the checker's message is the problem
                 raise ConfigError(
                     f"expected a valid template, got {text!r} ({exc})",

@@ -27,14 +27,10 @@ from vigil.model.labels import METRIC_NAME, is_valid_label_name, is_valid_metric
 from vigil.promql.errors import PromQLError
 from vigil.promql.parser import parse as parse_promql
 
-# Validates a template (parse only); raises with the problem as its message.
-TemplateCheck = Callable[[str], None]
-
-# Prometheus parses templates with these variables defined, so `$labels` and friends are known.
-TEMPLATE_DEFS = (
-    "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}"
-    "{{$externalURL := .ExternalURL}}{{$value := .Value}}"
-)
+# Validates one label or annotation template (parse only) as Prometheus does — with `$labels` and
+# friends defined — under the template name given (`__alert_<name>`); raises with the problem as its
+# message (`vigil.template.prometheus.check`).
+TemplateCheck = Callable[[str, str], None]
 
 _GROUP_KEYS = ("name", "interval", "query_offset", "limit", "rules", "labels")
 _RULE_KEYS = ("record", "alert", "expr", "for", "keep_firing_for", "labels", "annotations")
@@ -306,7 +302,7 @@ class _Parser:
             for what, pairs in (("label", labels), ("annotation", annotations)):
                 for _k, k, vnode, v in pairs:
                     try:
-                        self.template_check(TEMPLATE_DEFS + v)
+                        self.template_check(v, f"__alert_{name}")
                     except Exception as exc:  # the checker's error is the message
                         err(vnode, f'{what} "{k}": {exc}')
         if len(self.errors) > before:
