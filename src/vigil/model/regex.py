@@ -1033,12 +1033,13 @@ class Regex:
         """The match of the whole of `value`, or None."""
         return self._full(value)
 
-    def search(self, value: str) -> RegexMatch | None:
-        """The leftmost match anywhere in `value`, or None."""
+    def search(self, value: str, pos: int = 0) -> RegexMatch | None:
+        """The leftmost match in `value` at or after `pos` (`^` and `\\b` still see the text
+        before `pos`, as Go's regexp does when it resumes a search), or None."""
         try:
-            return self._re2.search(value)  # type: ignore[no-any-return]
+            return self._re2.search(value, pos)  # type: ignore[no-any-return]
         except UnicodeEncodeError:
-            return self._re2.search(_no_surrogates(value))  # type: ignore[no-any-return]
+            return self._re2.search(_no_surrogates(value), pos)  # type: ignore[no-any-return]
 
 
 @functools.lru_cache(maxsize=1024)
