@@ -8,11 +8,12 @@ maps `.SortedPairs .Names .Values .Remove`. Vigil adds `.GraphURL` and `.EventsU
 alert's query in the graph view and the security events behind it (both under `server.external_url`;
 the events link is the HTTP API until the UI exists).
 
-Integrations render through the small `Templater` protocol, so this module neither knows nor imports
-the engine; `Renderer` turns a failed render into a non-retryable `NotifyError` naming the
-integration and the field (a bad template is not fixed by sending again).
+Integrations render through the small `Templater` protocol (`load_templater` builds the real one,
+`vigil.template`'s Alertmanager TemplateSet); `Renderer` turns a failed render into a non-retryable
+`NotifyError` naming the integration and the field (a bad template is not fixed by sending again).
 
-Vigil's own default templates live in `default.tmpl` beside this module (`DEFAULT_TEMPLATES`): the
+Times are `vigil.template.gotime.GoTime`, so `.StartsAt.Format "15:04"` works as in Go. Vigil's own
+default templates live in `default.tmpl` beside this module (`DEFAULT_TEMPLATES`): the
 title reads `[FIRING:3] BruteForce bastion-1`, then one line per alert with its summary (or
 description) and its two links, short enough to read on a phone.
 """
@@ -20,15 +21,17 @@ description) and its two links, short enough to read on a phone.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from vigil.notifier.alert import Alert, fingerprint_hex
 from vigil.notifier.integration import NotifyContext, NotifyError
+from vigil.template.alertmanager import TemplateSet
+from vigil.template.gotime import GoTime
 
 __all__ = [
     "DEFAULT_TEMPLATES",
@@ -48,6 +51,7 @@ __all__ = [
     "go_time",
     "go_time_json",
     "graph_url",
+    "load_templater",
     "quote_meta",
     "status_of",
     "template_data",
@@ -60,7 +64,8 @@ DEFAULT_TEMPLATES = Path(__file__).with_name("default.tmpl")
 # Labels an event shares with its host's series (vigil.model.event): these select an alert's evidence.
 EVENT_IDENTITY_LABELS = ("tenant", "cluster", "instance", "platform", "app", "job")
 EVENTS_LOOKBACK_MS = 3_600_000  # the events link starts an hour before the alert: what led to it
-GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)  # Go's time.Time{}: "no end" in templates and JSON
+_GO_ZERO_S = -62_135_596_800  # 0001-01-01T00:00:00Z in Unix seconds
+GO_ZERO_TIME = GoTime(_GO_ZERO_S * 1_000_000_000)  # Go's time.Time{}: "no end" in templates and JSON
 _LEGACY_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
@@ -69,6 +74,13 @@ class Templater(Protocol):
     Raises an exception (the engine's `TemplateError`) when the text does not parse or execute."""
 
     def render(self, text: str, data: Any, *, html: bool = False) -> str: ...
+
+
+def load_templater(globs: Iterable[str] = (), *, now_ns: Callable[[], int] = time.time_ns) -> TemplateSet:
+    """The engine with Vigil's defaults and then the configuration's `templates:` globs (later
+    files may redefine a default). Raises the engine's TemplateError naming the file for a syntax
+    error, OSError for an unreadable file: both are configuration errors, found at start-up."""
+    return TemplateSet([str(DEFAULT_TEMPLATES), *globs], now_ns=now_ns)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,8 +134,8 @@ class AlertData:
     Status: str
     Labels: KV
     Annotations: KV
-    StartsAt: datetime
-    EndsAt: datetime  # GO_ZERO_TIME while firing: an end in the future is not shown
+    StartsAt: GoTime
+    EndsAt: GoTime  # GO_ZERO_TIME while firing: an end in the future is not shown
     GeneratorURL: str
     Fingerprint: str
     GraphURL: str
@@ -153,20 +165,15 @@ class Data:
     ExternalURL: str
 
 
-def go_time(ms: int) -> datetime:
-    """Unix milliseconds as a UTC datetime; 0 is Go's zero time."""
-    return GO_ZERO_TIME if ms == 0 else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+def go_time(ms: int) -> GoTime:
+    """Unix milliseconds as a UTC Go time; 0 is Go's zero time."""
+    return GO_ZERO_TIME if ms == 0 else GoTime(ms * 1_000_000)
 
 
 def go_time_json(ms: int) -> str:
     """Unix milliseconds as Go's `time.Time` marshals to JSON in UTC (RFC 3339 with the fraction's
     trailing zeros dropped); 0 is `0001-01-01T00:00:00Z`."""
-    t = go_time(ms)
-    text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
-    frac = ms % 1000 if ms else 0
-    if frac:
-        text += "." + f"{frac:03d}".rstrip("0")
-    return text + "Z"
+    return go_time(ms).Format("2006-01-02T15:04:05.999999999Z07:00")
 
 
 def common(maps: Sequence[Mapping[str, str]]) -> KV:

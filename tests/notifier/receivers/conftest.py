@@ -86,20 +86,6 @@ def capture() -> Iterator[Capture]:
         thread.join(10)
 
 
-class LiteralTemplater:
-    """Stands in for the Go-template engine where a test's templates have no actions: returns the
-    text, refuses any action (so a test cannot pass by accident through an unrendered default)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, bool]] = []
-
-    def render(self, text: str, data: Any, *, html: bool = False) -> str:
-        self.calls.append((text, html))
-        if "{{" in text:
-            raise ValueError(f"template: unexpected action in {text[:40]!r}")
-        return text
-
-
 def ctx(receiver: str = "ops", group_labels: dict[str, str] | None = None, **kw: Any) -> NotifyContext:
     gl = {"alertname": "BruteForce"} if group_labels is None else group_labels
     return NotifyContext(

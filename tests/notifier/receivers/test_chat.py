@@ -24,15 +24,16 @@ from vigil.notifier.receivers import (
     SmsIntegration,
     build_integrations,
 )
+from vigil.notifier.templates import load_templater
 
-from .conftest import EXTERNAL, Capture, LiteralTemplater, ctx, firing, resolved
+from .conftest import EXTERNAL, Capture, ctx, firing, resolved
 
-PLAIN = {"title": "T1", "text": "body text"}  # no actions: LiteralTemplater renders them as they are
+PLAIN = {"title": "T1", "text": "body text"}  # no actions: rendered as they are
 
 
 def slack(url: str, **kw: Any) -> SlackIntegration:
     cfg = SlackConfig.model_validate({"api_url": url, "fallback": "fb", **PLAIN, **kw})
-    return SlackIntegration(cfg, GlobalConfig(), LiteralTemplater())
+    return SlackIntegration(cfg, GlobalConfig(), load_templater())
 
 
 def test_slack_block_kit_with_text_fallback(capture: Capture) -> None:
@@ -69,7 +70,7 @@ def test_slack_cuts_to_block_kit_limits(capture: Capture) -> None:
 def test_slack_global_api_url(capture: Capture) -> None:
     cfg = SlackConfig.model_validate({"fallback": "fb", **PLAIN})
     g = GlobalConfig.model_validate({"slack_api_url": capture.url + "/g"})
-    SlackIntegration(cfg, g, LiteralTemplater()).notify(ctx(), [firing()])
+    SlackIntegration(cfg, g, load_templater()).notify(ctx(), [firing()])
     assert capture.received[0].path == "/g"
 
 
@@ -79,7 +80,7 @@ def test_slack_bot_api_error_is_final(capture: Capture) -> None:
         {"app_token": "xoxb-SECRET", "app_url": capture.url + "/api", "fallback": "fb", **PLAIN}
     )
     with pytest.raises(NotifyError) as e:
-        SlackIntegration(cfg, GlobalConfig(), LiteralTemplater()).notify(ctx(), [firing()])
+        SlackIntegration(cfg, GlobalConfig(), load_templater()).notify(ctx(), [firing()])
     assert not e.value.retryable and "channel_not_found" in str(e.value)
     assert capture.received[0].headers["Authorization"] == "Bearer xoxb-SECRET"
     assert "SECRET" not in str(e.value)
@@ -101,7 +102,7 @@ def test_slack_bad_template_is_final(capture: Capture) -> None:
 
 def test_teams_workflows_adaptive_card(capture: Capture) -> None:
     cfg = MSTeamsV2Config.model_validate({"webhook_url": capture.url + "/workflows/SECRET", **PLAIN})
-    MSTeamsV2Integration(cfg, GlobalConfig(), LiteralTemplater()).notify(ctx(), [resolved()])
+    MSTeamsV2Integration(cfg, GlobalConfig(), load_templater()).notify(ctx(), [resolved()])
     m = capture.received[0].json()
     assert m["type"] == "message"
     [att] = m["attachments"]
@@ -118,7 +119,7 @@ def test_teams_workflows_adaptive_card(capture: Capture) -> None:
 
 def test_teams_message_card(capture: Capture) -> None:
     cfg = MSTeamsConfig.model_validate({"webhook_url": capture.url, "summary": "sum", **PLAIN})
-    MSTeamsIntegration(cfg, GlobalConfig(), LiteralTemplater()).notify(ctx(), [firing()])
+    MSTeamsIntegration(cfg, GlobalConfig(), load_templater()).notify(ctx(), [firing()])
     c = capture.received[0].json()
     assert c["@type"] == "MessageCard" and c["@context"] == "http://schema.org/extensions"
     assert (c["themeColor"], c["title"], c["text"], c["summary"]) == ("8C1A1A", "T1", "body text", "sum")
@@ -130,7 +131,7 @@ def test_teams_500_retries_without_url(capture: Capture) -> None:
     capture.status = 502
     cfg = MSTeamsV2Config.model_validate({"webhook_url": capture.url + "/sig=SECRETSIG", **PLAIN})
     with pytest.raises(NotifyError) as e:
-        MSTeamsV2Integration(cfg, GlobalConfig(), LiteralTemplater()).notify(ctx(), [firing()])
+        MSTeamsV2Integration(cfg, GlobalConfig(), load_templater()).notify(ctx(), [firing()])
     assert e.value.retryable and "SECRETSIG" not in str(e.value)
 
 
@@ -145,7 +146,7 @@ def sms(url: str, **kw: Any) -> SmsIntegration:
             **kw,
         }
     )
-    return SmsIntegration(cfg, GlobalConfig(), LiteralTemplater())
+    return SmsIntegration(cfg, GlobalConfig(), load_templater())
 
 
 def test_sms_twilio_form_per_recipient(capture: Capture) -> None:
@@ -187,7 +188,7 @@ def test_build_integrations_order_and_indices(capture: Capture) -> None:
             "msteams_configs": [{"webhook_url": capture.url}],
         }
     )
-    got = build_integrations(rcv, GlobalConfig(), LiteralTemplater(), external_url=EXTERNAL)
+    got = build_integrations(rcv, GlobalConfig(), load_templater(), external_url=EXTERNAL)
     assert [(i.name, i.index) for i in got] == [
         ("webhook", 0), ("email", 0), ("slack", 0), ("slack", 1), ("msteams", 0), ("msteamsv2", 0),
         ("sms", 0), ("alertmanager", 0),
@@ -199,7 +200,7 @@ def test_context_without_external_url_uses_the_built_one(capture: Capture) -> No
     rcv = ReceiverConfig.model_validate(
         {"name": "s", "slack_configs": [{"api_url": capture.url, "fallback": "f", **PLAIN}]}
     )
-    [i] = build_integrations(rcv, GlobalConfig(), LiteralTemplater(), external_url="http://built:9")
+    [i] = build_integrations(rcv, GlobalConfig(), load_templater(), external_url="http://built:9")
     i.notify(ctx(external_url=""), [firing()])
     urls = [e["url"] for e in capture.received[0].json()["blocks"][-1]["elements"]]
     assert all(u.startswith("http://built:9/") for u in urls)

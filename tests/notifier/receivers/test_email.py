@@ -21,8 +21,9 @@ from tests.conftest import free_port
 from vigil.notifier.config import EmailConfig, GlobalConfig
 from vigil.notifier.integration import NotifyError
 from vigil.notifier.receivers import EmailIntegration
+from vigil.notifier.templates import load_templater
 
-from .conftest import LiteralTemplater, ctx, firing
+from .conftest import ctx, firing
 
 USER, PASSWORD = "vigil", "s3cret-PASS"
 
@@ -99,7 +100,7 @@ def integration(box: Mailbox, **kw: Any) -> EmailIntegration:
     g = GlobalConfig.model_validate(
         {"smtp_smarthost": f"127.0.0.1:{box.port}", "smtp_from": "vigil@example.com"}
     )
-    return EmailIntegration(cfg, g, LiteralTemplater(), timeout_s=30)
+    return EmailIntegration(cfg, g, load_templater(), timeout_s=30)
 
 
 def test_starttls_auth_and_multipart_message(mailbox: Mailbox) -> None:
@@ -172,5 +173,5 @@ def test_connection_refused_is_retryable() -> None:
         {"smtp_smarthost": f"127.0.0.1:{free_port()}", "smtp_from": "v@example.com"}
     )
     with pytest.raises(NotifyError) as e:
-        EmailIntegration(cfg, g, LiteralTemplater()).notify(ctx(), [firing()])
+        EmailIntegration(cfg, g, load_templater()).notify(ctx(), [firing()])
     assert e.value.retryable and "ConnectionRefused" in str(e.value)

@@ -16,11 +16,12 @@ from vigil.notifier.templates import (
     events_url,
     go_time_json,
     graph_url,
+    load_templater,
     quote_meta,
     template_data,
 )
 
-from .conftest import EXTERNAL, NOW_MS, LiteralTemplater, ctx, firing, resolved
+from .conftest import EXTERNAL, NOW_MS, ctx, firing, resolved
 
 
 def test_sorted_pairs_put_alertname_first_then_sort_by_name() -> None:
@@ -40,7 +41,7 @@ def test_data_model_status_common_labels_and_hidden_future_end() -> None:
     assert len(d.Alerts.Firing()) == 2 and len(d.Alerts.Resolved()) == 1
     assert d.CommonLabels == {"alertname": "BruteForce"}
     assert d.Alerts[2].EndsAt == GO_ZERO_TIME  # an end not reached yet is not shown
-    assert d.Alerts[1].EndsAt.timestamp() * 1000 == NOW_MS - 1_000
+    assert d.Alerts[1].EndsAt.UnixMilli() == NOW_MS - 1_000
     assert d.Alerts[0].Fingerprint == f"{firing().fingerprint:016x}"
     assert d.ExternalURL == EXTERNAL
     only_resolved = template_data(ctx(), [resolved()])
@@ -79,7 +80,7 @@ def test_quote_meta() -> None:
 
 
 def test_render_failure_is_final_and_names_integration_and_field() -> None:
-    r = Renderer("slack[2]", LiteralTemplater(), template_data(ctx(), [firing()]))
+    r = Renderer("slack[2]", load_templater(), template_data(ctx(), [firing()]))
     with pytest.raises(NotifyError) as e:
         r("title", "{{ .Nope ")
     assert not e.value.retryable
