@@ -114,11 +114,11 @@ def test_webhook_message_equals_alertmanagers(am_factory: Any, capture: Capture)
     am = am_factory(
         f"""
 route:
-  receiver: hook
+  receiver: hook.sec
   group_by: [alertname]
   group_wait: 1s
 receivers:
-  - name: hook
+  - name: hook.sec
     webhook_configs: [{{url: "{capture.url}/am"}}]
 """
     )
@@ -129,7 +129,7 @@ receivers:
     wait_until(lambda: capture.received, what="Alertmanager's webhook")
     theirs = capture.received[0]
     ctx = NotifyContext(
-        receiver="hook",
+        receiver="hook.sec",  # Alertmanager sends it regexp-quoted: hook\.sec
         group_key='{}:{alertname="BruteForce"}',
         group_labels={"alertname": "BruteForce"},
         now_ms=int(time.time() * 1000),
