@@ -4,6 +4,7 @@ receives and answers as told, a notification context, and alerts."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+import trustme
 
 from vigil.notifier.alert import Alert
 from vigil.notifier.integration import NotifyContext
@@ -67,13 +69,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def capture() -> Iterator[Capture]:
+def _serve(tls: ssl.SSLContext | None) -> Iterator[Capture]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     cap = Capture()
     server.capture = cap  # type: ignore[attr-defined]
-    cap.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "https" if tls is not None else "http"
+    cap.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="test-capture", daemon=True)
     thread.start()
     try:
@@ -84,6 +88,23 @@ def capture() -> Iterator[Capture]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+@pytest.fixture
+def capture() -> Iterator[Capture]:
+    yield from _serve(None)
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def https_capture(ca: trustme.CA) -> Iterator[Capture]:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    yield from _serve(ctx)
 
 
 def ctx(receiver: str = "ops", group_labels: dict[str, str] | None = None, **kw: Any) -> NotifyContext:

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.conftest import free_port
 from vigil.notifier.config import GlobalConfig, HTTPConfig, WebhookConfig
@@ -122,3 +123,18 @@ def test_answer_read_is_bounded(capture: Capture) -> None:
     with pytest.raises(NotifyError) as e:
         hook.notify(ctx(), [firing()])
     assert len(str(e.value)) < 400  # the message quotes only the start of the answer
+
+
+def test_tls_with_configured_ca(https_capture: Capture, ca: trustme.CA, tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    tls = {"http_config": {"tls_config": {"ca_file": str(ca_file)}}}
+    webhook(https_capture.url + "/tls", **tls).notify(ctx(), [firing()])
+    assert [r.path for r in https_capture.received] == ["/tls"]
+
+
+def test_tls_with_unknown_ca_is_refused_and_retryable(https_capture: Capture) -> None:
+    with pytest.raises(NotifyError) as e:
+        webhook(https_capture.url + "/token-CCCC").notify(ctx(), [firing()])
+    assert e.value.retryable and "token-CCCC" not in str(e.value)
+    assert https_capture.received == []
