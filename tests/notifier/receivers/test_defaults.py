@@ -146,3 +146,21 @@ def test_bad_template_is_final_and_named(capture: Capture, title: str) -> None:
         SlackIntegration(cfg, GlobalConfig(), load_templater()).notify(ctx(), [firing()])
     assert not e.value.retryable and str(e.value).startswith("slack[0]: template of title: ")
     assert "SECRET" not in str(e.value) and capture.received == []
+
+
+@pytest.mark.parametrize(
+    ("am_name", "vigil_name"),
+    [
+        ("slack.default.title", "vigil.default.title"),
+        ("slack.default.text", "vigil.slack.text"),
+        ("email.default.subject", "vigil.default.title"),
+        ("email.default.html", "vigil.default.html"),
+        ("msteams.default.text", "vigil.teams.text"),
+        ("msteamsv2.default.title", "vigil.default.title"),
+    ],
+)
+def test_alertmanagers_default_names_render_vigils_defaults(am_name: str, vigil_name: str) -> None:
+    # A configuration written for Alertmanager names its defaults; they must render, with Vigil's text.
+    html = "html" in am_name
+    got = render(f'{{{{ template "{am_name}" . }}}}', html=html)
+    assert got and got == render(f'{{{{ template "{vigil_name}" . }}}}', html=html)
