@@ -4,8 +4,9 @@ refuses it) and `vigil.yml`'s `alerting:` section can hold the same schema inlin
 
 Schema: Alertmanager 0.25 (Debian's, the differential oracle) plus what later versions added that
 Vigil implements: `msteams_configs` (0.26), `msteamsv2_configs` (0.28, Teams Workflows), quoted UTF-8
-label names in matchers and `group_by`/`equal` (0.27+ fallback mode). Vigil's own addition is
-`sms_configs`: a Twilio-style form POST to a configurable HTTP gateway.
+label names in matchers and `group_by`/`equal` (0.27+ fallback mode). Vigil's own additions are
+`sms_configs` (a Twilio-style form POST to a configurable HTTP gateway) and `alertmanager_configs`
+(forwarding the alerts to an external Alertmanager's `POST /api/v2/alerts`).
 
 Integrations Alertmanager has and Vigil does not deliver to (pagerduty, opsgenie, wechat, pushover,
 victorops, sns, telegram, discord, webex, ...) are *loaded* (their content is kept as written, so a
@@ -43,6 +44,7 @@ from vigil.notifier.matchers import Matcher, MatcherError, Matchers, legacy_matc
 
 __all__ = [
     "AlertmanagerConfig",
+    "AlertmanagerForwardConfig",
     "EmailConfig",
     "GlobalConfig",
     "HTTPConfig",
@@ -565,6 +567,24 @@ class SmsConfig(_Notifier):
         return self
 
 
+class AlertmanagerForwardConfig(_Notifier):
+    """`alertmanager_configs` item (Vigil's own): forward the alerts to an external Alertmanager's
+    `POST <url>/api/v2/alerts`, so an existing Alertmanager keeps routing them."""
+
+    default_send_resolved: ClassVar[bool] = True
+    http_config: HTTPConfig | None = None
+    url: URL = ""
+    """Base URL of the Alertmanager (e.g. http://alertmanager:9093); `/api/v2/alerts` is appended."""
+    timeout: OptDuration = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("url"):
+            raise KeyedError("url", "expected the Alertmanager's http(s) base URL, got nothing")
+        return data
+
+
 _SUPPORTED = (
     "email_configs",
     "slack_configs",
@@ -572,6 +592,7 @@ _SUPPORTED = (
     "msteams_configs",
     "msteamsv2_configs",
     "sms_configs",
+    "alertmanager_configs",
 )
 _KNOWN_UNSUPPORTED = (
     "discord_configs",
@@ -607,6 +628,7 @@ class ReceiverConfig(_AM):
     msteams_configs: tuple[MSTeamsConfig, ...] = ()
     msteamsv2_configs: tuple[MSTeamsV2Config, ...] = ()
     sms_configs: tuple[SmsConfig, ...] = ()
+    alertmanager_configs: tuple[AlertmanagerForwardConfig, ...] = ()
     discord_configs: Opaque = ()
     opsgenie_configs: Opaque = ()
     pagerduty_configs: Opaque = ()
