@@ -28,9 +28,11 @@ from vigil.template.fmt import (
     FormatError,
     check_print_size,
     go_type,
+    is_struct,
     sprint,
     sprintf,
     sprintln,
+    struct_fields,
     value_string,
 )
 from vigil.template.funcs import Func, FuncError, as_func, html_escape, js_escape, query_escape
@@ -764,18 +766,37 @@ def _eq(a: Any, others: Sequence[Any]) -> bool:
         else:
             if _is_nil(a) or _is_nil(b):
                 truth = _is_nil(a) == _is_nil(b)
-            elif isinstance(a, Mapping | list) or isinstance(b, Mapping | list):
-                try:
-                    check_print_size([b], 4096)
-                    shown = value_string(b)
-                except FormatError:
-                    shown = "..."
-                raise FuncError(f"non-comparable type {shown}: {go_type(b)}")
+            elif _container_kind(a) != _container_kind(b):
+                raise FuncError(f"non-comparable types {_shown(a)}: {go_type(a)}, {go_type(b)}: {_shown(b)}")
+            elif not _comparable(b):
+                raise FuncError(f"non-comparable type {_shown(b)}: {go_type(b)}")
             else:
-                truth = a is b or a == b
+                truth = a is b or (type(a) is type(b) and a == b)
         if truth:
             return True
     return False
+
+
+def _container_kind(v: Any) -> str:
+    return "map" if isinstance(v, Mapping) else "slice" if isinstance(v, list | tuple) else "struct"
+
+
+def _comparable(v: Any) -> bool:
+    """Go's Type.Comparable: not maps or slices, nor structs holding them."""
+    if isinstance(v, Mapping | list | tuple):
+        return False
+    if _basic_kind(v) is not None or _is_nil(v) or not is_struct(v):
+        return True
+    return all(isinstance(x, str | int | float | bool) or x is None for _, x in struct_fields(v))
+
+
+def _shown(v: Any) -> str:
+    """A value for an error message, bounded."""
+    try:
+        check_print_size([v], 4096)
+    except FormatError:
+        return "..."
+    return value_string(v)
 
 
 def _lt(a: Any, b: Any) -> bool:

@@ -30,9 +30,11 @@ __all__ = [
     "format_float_g",
     "go_quote",
     "go_type",
+    "is_struct",
     "sprint",
     "sprintf",
     "sprintln",
+    "struct_fields",
     "value_string",
 ]
 
@@ -212,7 +214,7 @@ def check_print_size(values: Sequence[Any], limit: int) -> None:
         elif callable(getattr(v, "String", None)):
             total += 64
         else:
-            fields = _struct_fields(v)
+            fields = struct_fields(v)
             total += 2 + len(fields)
             stack.extend(x for _, x in fields)
         if total > limit:
@@ -241,15 +243,15 @@ def value_string(v: Any, plus: bool = False) -> str:
         return "map[" + " ".join(f"{value_string(k, plus)}:{value_string(x, plus)}" for k, x in items) + "]"
     if isinstance(v, list | tuple):
         return "[" + " ".join(value_string(x, plus) for x in v) + "]"
-    if _is_struct(v):  # as Go prints a struct
-        fields = _struct_fields(v)
+    if is_struct(v):  # as Go prints a struct
+        fields = struct_fields(v)
         if plus:
             return "{" + " ".join(f"{n}:{value_string(x, plus)}" for n, x in fields) + "}"
         return "{" + " ".join(value_string(x) for _, x in fields) + "}"
     return str(v)
 
 
-def _struct_fields(v: Any) -> list[tuple[str, Any]]:
+def struct_fields(v: Any) -> list[tuple[str, Any]]:
     """The public data attributes of an object, in definition order (or as its class's
     `go_fields` lists them): Go's struct fields."""
     declared = getattr(type(v), "go_fields", None)
@@ -480,8 +482,8 @@ def _format_one(v: Any, sp: _Spec) -> str:
         return "map[" + " ".join(f"{_format_one(k, sp)}:{_format_one(x, sp)}" for k, x in items) + "]"
     if isinstance(v, list | tuple):
         return "[" + " ".join(_format_one(x, sp) for x in v) + "]"
-    if _is_struct(v):
-        fields = _struct_fields(v)
+    if is_struct(v):
+        fields = struct_fields(v)
         if sp.plus and verb == "v":
             return "{" + " ".join(f"{n}:{_format_one(x, sp)}" for n, x in fields) + "}"
         return "{" + " ".join(_format_one(x, sp) for _, x in fields) + "}"
@@ -490,7 +492,7 @@ def _format_one(v: Any, sp: _Spec) -> str:
     return _bad(verb, v, sp)
 
 
-def _is_struct(v: Any) -> bool:
+def is_struct(v: Any) -> bool:
     """An object Go would print as a struct: no `__str__` of its own."""
     return not any("__str__" in c.__dict__ for c in type(v).__mro__[:-1])
 
