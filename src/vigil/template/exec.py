@@ -822,6 +822,12 @@ def _length(v: Any) -> int:
     raise FuncError(f"len of type {go_type(v)}")
 
 
+class _Byte(int):
+    """A byte of a string (what `index` of a string gives): Go's uint8."""
+
+    go_type_name = "uint8"
+
+
 def _index_arg(i: Any, cap: int) -> int:
     if _is_nil(i):
         raise FuncError("cannot index slice/array with nil")
@@ -843,7 +849,7 @@ def _index(item: Any, idx: Sequence[Any]) -> Any:
             x = _index_arg(i, len(b))
             if x == len(b):
                 raise FuncError("reflect: string index out of range")
-            item = b[x]
+            item = _Byte(b[x])
         elif isinstance(item, list | tuple):
             x = _index_arg(i, len(item))
             if x == len(item):
@@ -856,8 +862,8 @@ def _index(item: Any, idx: Sequence[Any]) -> Any:
             if _is_nil(i):
                 raise FuncError("value is nil; should be of type string")
             item = item[i] if i in item else _zero_of_values(item)
-        else:
-            raise FuncError(f"can't index item of type {go_type(item)}")
+        else:  # Go dereferences a pointer before it looks at what it indexes
+            raise FuncError(f"can't index item of type {go_type(item).removeprefix('*')}")
     return item
 
 

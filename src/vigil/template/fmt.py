@@ -70,6 +70,9 @@ def go_type(v: Any) -> str:
     """The Go type name a value has in a template, as Go prints it in error messages."""
     if v is None or v is NO_VALUE:
         return "<nil>"
+    named = getattr(type(v), "go_type_name", None)
+    if isinstance(named, str):
+        return named
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, int):

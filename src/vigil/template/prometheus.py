@@ -81,6 +81,18 @@ _RESULT = "template.queryResult"
 _SAMPLE = "*template.sample"
 
 
+class _TimePointer(GoTime):
+    """toTime's result: Prometheus returns a *time.Time (its type shows in error messages)."""
+
+    go_type_name = "*time.Time"
+
+
+class _DurationPointer(GoDuration):
+    """toDuration's result, a *time.Duration."""
+
+    go_type_name = "*time.Duration"
+
+
 def _want_sample(v: _Sample | None) -> _Sample:
     if v is None:
         raise FuncError("runtime error: invalid memory address or nil pointer dereference")
@@ -171,7 +183,7 @@ def _float_to_time(v: float) -> GoTime:
         why = "cannot be represented as a nanoseconds timestamp since it overflows int64"
         raise FuncError(f"{value_string(v)} {why}")
     # model.TimeFromUnixNano truncates to milliseconds.
-    return GoTime(int(ts) // 1_000_000 * 1_000_000)
+    return _TimePointer(int(ts) // 1_000_000 * 1_000_000)
 
 
 def _humanize_timestamp(i: Any) -> str:
@@ -183,9 +195,9 @@ def _humanize_timestamp(i: Any) -> str:
 
 def _to_duration(i: Any) -> GoDuration:
     v = convert_to_float(i) * 1e9
-    if math.isnan(v):
-        return GoDuration(-(2**63))
-    return GoDuration(max(-(2**63), min(2**63 - 1, int(v))) if not math.isinf(v) else -(2**63))
+    if math.isnan(v) or math.isinf(v):
+        return _DurationPointer(-(2**63))  # Go's float-to-int64 conversion of NaN/Inf
+    return _DurationPointer(max(-(2**63), min(2**63 - 1, int(v))))
 
 
 def _parse_duration(d: str) -> float:
