@@ -819,7 +819,7 @@ def _length(v: Any) -> int:
         return len(v.encode("utf-8", "surrogatepass"))
     if isinstance(v, Mapping | list | tuple):
         return len(v)
-    raise FuncError(f"len of type {go_type(v)}")
+    raise FuncError(f"len of type {go_type(v).removeprefix('*')}")  # Go dereferences pointers first
 
 
 class _Byte(int):

@@ -309,14 +309,20 @@ def sprint(args: Sequence[Any]) -> str:
         is_string = isinstance(a, str)
         if i > 0 and not is_string and not prev_string:
             out.append(" ")
-        out.append(value_string(a))
+        out.append(_pointer_mark(a) + value_string(a))
         prev_string = is_string
     return "".join(out)
 
 
+def _pointer_mark(v: Any) -> str:
+    """fmt prints a pointer to a struct passed to it directly as `&{...}` (classes say they model
+    one with `go_pointer`); template actions print the struct itself, without the `&`."""
+    return "&" if getattr(type(v), "go_pointer", False) else ""
+
+
 def sprintln(args: Sequence[Any]) -> str:
     """fmt.Sprintln: spaces between all operands, and a newline."""
-    return " ".join(value_string(a) for a in args) + "\n"
+    return " ".join(_pointer_mark(a) + value_string(a) for a in args) + "\n"
 
 
 class _Spec:
@@ -610,7 +616,7 @@ def sprintf(fmt: str, args: Sequence[Any], limit: int | None = None) -> str:
         if verb not in "vsqdbcoOxXUeEfFgGtT":
             out.append(_bad(verb, v, sp))
             continue
-        out.append(_format_one(v, sp))
+        out.append((_pointer_mark(v) if sp.verb != "T" else "") + _format_one(v, sp))
         if limit is not None:
             size += len(out[-1])
             if size > limit:

@@ -49,6 +49,7 @@ class _Sample:
     """Prometheus' template `sample`: `.Labels` (with `__name__`) and `.Value`."""
 
     go_type_name = "*template.sample"
+    go_pointer = True
     __slots__ = ("Labels", "Value")
 
     def __init__(self, labels: dict[str, str], value: Any) -> None:
