@@ -58,6 +58,7 @@ _URL_ATTRS = frozenset(
     {"action", "archive", "background", "cite", "classid", "codebase", "data", "formaction", "href",
      "icon", "longdesc", "manifest", "poster", "profile", "src", "usemap", "xmlns"}
 )  # fmt: skip
+# `<` and `>` since Go 1.20.4 (CVE-2023-24539); amtool 0.25 was built with an older Go.
 _CSS_UNSAFE = frozenset("\0\"'()/;@[\\]`{}<>")
 
 
@@ -169,7 +170,7 @@ class HtmlEscaper:
             s, t = _stringify(v)
             if t is HTML and st == "text":
                 return out + s
-            return out + _replace(_strip_tags(s) if t is HTML else s, _HTML_TABLE)
+            return out + _replace(s, _HTML_TABLE)  # RCDATA escapes even trusted HTML
         if st in ("tag", "attrname", "afterattr"):
             s, _ = _stringify(v)
             ok = bool(re.fullmatch(r"[A-Za-z0-9_\-]+", s))
