@@ -9,10 +9,12 @@ unescaped in element text, `URL` (`safeUrl`) skips the scheme filter.
 
 Go decides contexts when it parses (and rejects templates whose branches end in different
 contexts); this escaper follows the context at run time from the template text actually emitted,
-which gives the same output for templates Go accepts. Not covered: Go's parse-time errors for
-ambiguous contexts, `srcset`, JS regexp and template-literal contexts, CSS strings and URLs inside
-CSS (values there are filtered to a safe subset or replaced by `ZgotmplZ`), `<template>` elements,
-attribute-name values (filtered).
+which gives the same output for templates Go accepts. CSS values are filtered as Go 1.20.4+
+does (`<` and `>` rejected too; older Go, as in amtool 0.25, let them through).
+
+Not covered: Go's parse-time errors for ambiguous contexts, `srcset`, JS regexp and
+template-literal contexts, CSS strings and URLs inside CSS (values there are filtered to a safe
+subset or replaced by `ZgotmplZ`), `<template>` elements, attribute-name values (filtered).
 """
 
 from __future__ import annotations
