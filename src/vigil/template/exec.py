@@ -72,8 +72,10 @@ class TemplateError(Exception):
 class Limits:
     """Work bounds of one execution (and of parse nesting)."""
 
-    max_output: int = 1 << 20  # characters written
-    max_steps: int = 200_000  # nodes evaluated, range iterations, function calls
+    # The defaults fit notification bodies: Alertmanager's own email template writes ~2 MB for a
+    # group of 1000 alerts; alert annotations get tighter ones (prometheus.ANNOTATION_LIMITS).
+    max_output: int = 16 << 20  # characters written
+    max_steps: int = 2_000_000  # nodes evaluated, range iterations, function calls
     max_depth: int = 100  # nested {{template}} calls; also parse nesting of parens and controls
 
 

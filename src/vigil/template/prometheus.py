@@ -25,12 +25,14 @@ from typing import Any, Protocol
 from vigil.model.duration import parse_duration
 from vigil.template import Func, FuncError, Limits, Template, TemplateError
 from vigil.template.common import convert_to_float, humanize_duration, match, re_replace_all, title
-from vigil.template.exec import DEFAULT_LIMITS
 from vigil.template.fmt import HTML, sprintf, value_string
 from vigil.template.funcs import AnyMap, query_escape
 from vigil.template.gotime import GoDuration, GoTime
 
-__all__ = ["DEFS", "QueryLike", "check", "expand", "functions"]
+__all__ = ["ANNOTATION_LIMITS", "DEFS", "QueryLike", "check", "expand", "functions"]
+
+# One label or annotation value: far below what a notification body may need.
+ANNOTATION_LIMITS = Limits(max_output=1 << 20, max_steps=200_000)
 
 DEFS = (
     "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}"
@@ -288,7 +290,7 @@ def expand(
     external_url: str,
     timestamp_ms: int,
     query: QueryLike | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits = ANNOTATION_LIMITS,
 ) -> str:
     """Render one alert label or annotation as Prometheus does; raises TemplateError."""
     funcs = functions(
