@@ -48,8 +48,6 @@ class FormatError(Exception):
 class _NoValue:
     """Go's invalid reflect.Value: what a missing map key or field of nil data evaluates to."""
 
-    _inst: _NoValue | None = None
-
     def __repr__(self) -> str:
         return "<no value>"
 
