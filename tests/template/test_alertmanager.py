@@ -99,3 +99,24 @@ def test_html_url_scheme_filter_and_safe_types() -> None:
     assert s.render("<p>{{ safeHtml . }}</p>", "<i>ok</i>", html=True) == "<p><i>ok</i></p>"
     # the same text in text mode is not escaped at all
     assert s.render("<p>{{ . }}</p>", "<i>", html=False) == "<p><i></p>"
+
+
+DEBIAN_TEMPLATES = Path("/usr/share/prometheus/alertmanager")
+
+
+@pytest.mark.skipif(
+    not (DEBIAN_TEMPLATES / "email.tmpl").exists(), reason="Debian's Alertmanager templates missing"
+)
+def test_default_limits_fit_a_large_group_in_alertmanagers_email_template() -> None:
+    # A group of 1000 alerts: Alertmanager renders it (about 2 MB of HTML); the bounds must too.
+    from tests.template.amdata import Data
+    from tests.template.test_amtool import DATA_FILE
+
+    first = DATA_FILE["alerts"][0]
+    doc = {
+        **DATA_FILE,
+        "alerts": [{**first, "labels": {**first["labels"], "instance": f"h{i}"}} for i in range(1000)],
+    }
+    s = TemplateSet([str(DEBIAN_TEMPLATES / "*.tmpl")])
+    out = s.render('{{ template "email.default.html" . }}', Data.from_json(doc), html=True)
+    assert out.count("h999") == 1 and len(out) > 1 << 20

@@ -28,9 +28,11 @@ from vigil.template.fmt import (
     FormatError,
     check_print_size,
     go_type,
+    is_struct,
     sprint,
     sprintf,
     sprintln,
+    struct_fields,
     value_string,
 )
 from vigil.template.funcs import Func, FuncError, as_func, html_escape, js_escape, query_escape
@@ -70,8 +72,10 @@ class TemplateError(Exception):
 class Limits:
     """Work bounds of one execution (and of parse nesting)."""
 
-    max_output: int = 1 << 20  # characters written
-    max_steps: int = 200_000  # nodes evaluated, range iterations, function calls
+    # The defaults fit notification bodies: Alertmanager's own email template writes ~2 MB for a
+    # group of 1000 alerts; alert annotations get tighter ones (prometheus.ANNOTATION_LIMITS).
+    max_output: int = 16 << 20  # characters written
+    max_steps: int = 2_000_000  # nodes evaluated, range iterations, function calls
     max_depth: int = 100  # nested {{template}} calls; also parse nesting of parens and controls
 
 
@@ -764,18 +768,37 @@ def _eq(a: Any, others: Sequence[Any]) -> bool:
         else:
             if _is_nil(a) or _is_nil(b):
                 truth = _is_nil(a) == _is_nil(b)
-            elif isinstance(a, Mapping | list) or isinstance(b, Mapping | list):
-                try:
-                    check_print_size([b], 4096)
-                    shown = value_string(b)
-                except FormatError:
-                    shown = "..."
-                raise FuncError(f"non-comparable type {shown}: {go_type(b)}")
+            elif _container_kind(a) != _container_kind(b):
+                raise FuncError(f"non-comparable types {_shown(a)}: {go_type(a)}, {go_type(b)}: {_shown(b)}")
+            elif not _comparable(b):
+                raise FuncError(f"non-comparable type {_shown(b)}: {go_type(b)}")
             else:
-                truth = a is b or a == b
+                truth = a is b or (type(a) is type(b) and a == b)
         if truth:
             return True
     return False
+
+
+def _container_kind(v: Any) -> str:
+    return "map" if isinstance(v, Mapping) else "slice" if isinstance(v, list | tuple) else "struct"
+
+
+def _comparable(v: Any) -> bool:
+    """Go's Type.Comparable: not maps or slices, nor structs holding them."""
+    if isinstance(v, Mapping | list | tuple):
+        return False
+    if _basic_kind(v) is not None or _is_nil(v) or not is_struct(v):
+        return True
+    return all(isinstance(x, str | int | float | bool) or x is None for _, x in struct_fields(v))
+
+
+def _shown(v: Any) -> str:
+    """A value for an error message, bounded."""
+    try:
+        check_print_size([v], 4096)
+    except FormatError:
+        return "..."
+    return value_string(v)
 
 
 def _lt(a: Any, b: Any) -> bool:
@@ -798,7 +821,13 @@ def _length(v: Any) -> int:
         return len(v.encode("utf-8", "surrogatepass"))
     if isinstance(v, Mapping | list | tuple):
         return len(v)
-    raise FuncError(f"len of type {go_type(v)}")
+    raise FuncError(f"len of type {go_type(v).removeprefix('*')}")  # Go dereferences pointers first
+
+
+class _Byte(int):
+    """A byte of a string (what `index` of a string gives): Go's uint8."""
+
+    go_type_name = "uint8"
 
 
 def _index_arg(i: Any, cap: int) -> int:
@@ -822,7 +851,7 @@ def _index(item: Any, idx: Sequence[Any]) -> Any:
             x = _index_arg(i, len(b))
             if x == len(b):
                 raise FuncError("reflect: string index out of range")
-            item = b[x]
+            item = _Byte(b[x])
         elif isinstance(item, list | tuple):
             x = _index_arg(i, len(item))
             if x == len(item):
@@ -835,8 +864,8 @@ def _index(item: Any, idx: Sequence[Any]) -> Any:
             if _is_nil(i):
                 raise FuncError("value is nil; should be of type string")
             item = item[i] if i in item else _zero_of_values(item)
-        else:
-            raise FuncError(f"can't index item of type {go_type(item)}")
+        else:  # Go dereferences a pointer before it looks at what it indexes
+            raise FuncError(f"can't index item of type {go_type(item).removeprefix('*')}")
     return item
 
 

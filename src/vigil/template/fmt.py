@@ -30,9 +30,11 @@ __all__ = [
     "format_float_g",
     "go_quote",
     "go_type",
+    "is_struct",
     "sprint",
     "sprintf",
     "sprintln",
+    "struct_fields",
     "value_string",
 ]
 
@@ -45,8 +47,6 @@ class FormatError(Exception):
 
 class _NoValue:
     """Go's invalid reflect.Value: what a missing map key or field of nil data evaluates to."""
-
-    _inst: _NoValue | None = None
 
     def __repr__(self) -> str:
         return "<no value>"
@@ -68,6 +68,9 @@ def go_type(v: Any) -> str:
     """The Go type name a value has in a template, as Go prints it in error messages."""
     if v is None or v is NO_VALUE:
         return "<nil>"
+    named = getattr(type(v), "go_type_name", None)
+    if isinstance(named, str):
+        return named
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, int):
@@ -212,7 +215,7 @@ def check_print_size(values: Sequence[Any], limit: int) -> None:
         elif callable(getattr(v, "String", None)):
             total += 64
         else:
-            fields = _struct_fields(v)
+            fields = struct_fields(v)
             total += 2 + len(fields)
             stack.extend(x for _, x in fields)
         if total > limit:
@@ -241,15 +244,15 @@ def value_string(v: Any, plus: bool = False) -> str:
         return "map[" + " ".join(f"{value_string(k, plus)}:{value_string(x, plus)}" for k, x in items) + "]"
     if isinstance(v, list | tuple):
         return "[" + " ".join(value_string(x, plus) for x in v) + "]"
-    if _is_struct(v):  # as Go prints a struct
-        fields = _struct_fields(v)
+    if is_struct(v):  # as Go prints a struct
+        fields = struct_fields(v)
         if plus:
             return "{" + " ".join(f"{n}:{value_string(x, plus)}" for n, x in fields) + "}"
         return "{" + " ".join(value_string(x) for _, x in fields) + "}"
     return str(v)
 
 
-def _struct_fields(v: Any) -> list[tuple[str, Any]]:
+def struct_fields(v: Any) -> list[tuple[str, Any]]:
     """The public data attributes of an object, in definition order (or as its class's
     `go_fields` lists them): Go's struct fields."""
     declared = getattr(type(v), "go_fields", None)
@@ -304,14 +307,20 @@ def sprint(args: Sequence[Any]) -> str:
         is_string = isinstance(a, str)
         if i > 0 and not is_string and not prev_string:
             out.append(" ")
-        out.append(value_string(a))
+        out.append(_pointer_mark(a) + value_string(a))
         prev_string = is_string
     return "".join(out)
 
 
+def _pointer_mark(v: Any) -> str:
+    """fmt prints a pointer to a struct passed to it directly as `&{...}` (classes say they model
+    one with `go_pointer`); template actions print the struct itself, without the `&`."""
+    return "&" if getattr(type(v), "go_pointer", False) else ""
+
+
 def sprintln(args: Sequence[Any]) -> str:
     """fmt.Sprintln: spaces between all operands, and a newline."""
-    return " ".join(value_string(a) for a in args) + "\n"
+    return " ".join(_pointer_mark(a) + value_string(a) for a in args) + "\n"
 
 
 class _Spec:
@@ -480,8 +489,8 @@ def _format_one(v: Any, sp: _Spec) -> str:
         return "map[" + " ".join(f"{_format_one(k, sp)}:{_format_one(x, sp)}" for k, x in items) + "]"
     if isinstance(v, list | tuple):
         return "[" + " ".join(_format_one(x, sp) for x in v) + "]"
-    if _is_struct(v):
-        fields = _struct_fields(v)
+    if is_struct(v):
+        fields = struct_fields(v)
         if sp.plus and verb == "v":
             return "{" + " ".join(f"{n}:{_format_one(x, sp)}" for n, x in fields) + "}"
         return "{" + " ".join(_format_one(x, sp) for _, x in fields) + "}"
@@ -490,7 +499,7 @@ def _format_one(v: Any, sp: _Spec) -> str:
     return _bad(verb, v, sp)
 
 
-def _is_struct(v: Any) -> bool:
+def is_struct(v: Any) -> bool:
     """An object Go would print as a struct: no `__str__` of its own."""
     return not any("__str__" in c.__dict__ for c in type(v).__mro__[:-1])
 
@@ -605,7 +614,7 @@ def sprintf(fmt: str, args: Sequence[Any], limit: int | None = None) -> str:
         if verb not in "vsqdbcoOxXUeEfFgGtT":
             out.append(_bad(verb, v, sp))
             continue
-        out.append(_format_one(v, sp))
+        out.append((_pointer_mark(v) if sp.verb != "T" else "") + _format_one(v, sp))
         if limit is not None:
             size += len(out[-1])
             if size > limit:

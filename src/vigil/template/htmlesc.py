@@ -9,10 +9,12 @@ unescaped in element text, `URL` (`safeUrl`) skips the scheme filter.
 
 Go decides contexts when it parses (and rejects templates whose branches end in different
 contexts); this escaper follows the context at run time from the template text actually emitted,
-which gives the same output for templates Go accepts. Not covered: Go's parse-time errors for
-ambiguous contexts, `srcset`, JS regexp and template-literal contexts, CSS strings and URLs inside
-CSS (values there are filtered to a safe subset or replaced by `ZgotmplZ`), `<template>` elements,
-attribute-name values (filtered).
+which gives the same output for templates Go accepts. CSS values are filtered as Go 1.20.4+
+does (`<` and `>` rejected too; older Go, as in amtool 0.25, let them through).
+
+Not covered: Go's parse-time errors for ambiguous contexts, `srcset`, JS regexp and
+template-literal contexts, CSS strings and URLs inside CSS (values there are filtered to a safe
+subset or replaced by `ZgotmplZ`), `<template>` elements, attribute-name values (filtered).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ _URL_ATTRS = frozenset(
     {"action", "archive", "background", "cite", "classid", "codebase", "data", "formaction", "href",
      "icon", "longdesc", "manifest", "poster", "profile", "src", "usemap", "xmlns"}
 )  # fmt: skip
+# `<` and `>` since Go 1.20.4 (CVE-2023-24539); amtool 0.25 was built with an older Go.
 _CSS_UNSAFE = frozenset("\0\"'()/;@[\\]`{}<>")
 
 
@@ -169,7 +172,7 @@ class HtmlEscaper:
             s, t = _stringify(v)
             if t is HTML and st == "text":
                 return out + s
-            return out + _replace(_strip_tags(s) if t is HTML else s, _HTML_TABLE)
+            return out + _replace(s, _HTML_TABLE)  # RCDATA escapes even trusted HTML
         if st in ("tag", "attrname", "afterattr"):
             s, _ = _stringify(v)
             ok = bool(re.fullmatch(r"[A-Za-z0-9_\-]+", s))

@@ -14,7 +14,7 @@ exhaust the Python stack.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from vigil.template.lex import Kind, LexError, Token, lex, repr_go
@@ -369,7 +369,8 @@ class _Parser:
 
     def peek_non_space(self) -> Token:
         t = self.next_non_space()
-        self.backup() if t.kind is not Kind.EOF else None
+        if t.kind is not Kind.EOF:  # next() does not move past EOF, so there is nothing to undo
+            self.backup()
         return t
 
     def fail(self, msg: str, tok: Token | None = None) -> ParseError:
@@ -692,6 +693,3 @@ def parse_trees(
     p = _Parser(text, funcs, max_depth)
     root = p.parse_top()
     return root, p.defs
-
-
-NodeVisitor = Callable[[Node], None]

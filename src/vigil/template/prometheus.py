@@ -25,12 +25,14 @@ from typing import Any, Protocol
 from vigil.model.duration import parse_duration
 from vigil.template import Func, FuncError, Limits, Template, TemplateError
 from vigil.template.common import convert_to_float, humanize_duration, match, re_replace_all, title
-from vigil.template.exec import DEFAULT_LIMITS
 from vigil.template.fmt import HTML, sprintf, value_string
 from vigil.template.funcs import AnyMap, query_escape
 from vigil.template.gotime import GoDuration, GoTime
 
-__all__ = ["DEFS", "QueryLike", "check", "expand", "functions"]
+__all__ = ["ANNOTATION_LIMITS", "DEFS", "QueryLike", "check", "expand", "functions"]
+
+# One label or annotation value: far below what a notification body may need.
+ANNOTATION_LIMITS = Limits(max_output=1 << 20, max_steps=200_000)
 
 DEFS = (
     "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}"
@@ -49,6 +51,7 @@ class _Sample:
     """Prometheus' template `sample`: `.Labels` (with `__name__`) and `.Value`."""
 
     go_type_name = "*template.sample"
+    go_pointer = True
     __slots__ = ("Labels", "Value")
 
     def __init__(self, labels: dict[str, str], value: Any) -> None:
@@ -79,6 +82,18 @@ class _AlertData:
 
 _RESULT = "template.queryResult"
 _SAMPLE = "*template.sample"
+
+
+class _TimePointer(GoTime):
+    """toTime's result: Prometheus returns a *time.Time (its type shows in error messages)."""
+
+    go_type_name = "*time.Time"
+
+
+class _DurationPointer(GoDuration):
+    """toDuration's result, a *time.Duration."""
+
+    go_type_name = "*time.Duration"
 
 
 def _want_sample(v: _Sample | None) -> _Sample:
@@ -171,7 +186,7 @@ def _float_to_time(v: float) -> GoTime:
         why = "cannot be represented as a nanoseconds timestamp since it overflows int64"
         raise FuncError(f"{value_string(v)} {why}")
     # model.TimeFromUnixNano truncates to milliseconds.
-    return GoTime(int(ts) // 1_000_000 * 1_000_000)
+    return _TimePointer(int(ts) // 1_000_000 * 1_000_000)
 
 
 def _humanize_timestamp(i: Any) -> str:
@@ -183,9 +198,9 @@ def _humanize_timestamp(i: Any) -> str:
 
 def _to_duration(i: Any) -> GoDuration:
     v = convert_to_float(i) * 1e9
-    if math.isnan(v):
-        return GoDuration(-(2**63))
-    return GoDuration(max(-(2**63), min(2**63 - 1, int(v))) if not math.isinf(v) else -(2**63))
+    if math.isnan(v) or math.isinf(v):
+        return _DurationPointer(-(2**63))  # Go's float-to-int64 conversion of NaN/Inf
+    return _DurationPointer(max(-(2**63), min(2**63 - 1, int(v))))
 
 
 def _parse_duration(d: str) -> float:
@@ -275,7 +290,7 @@ def expand(
     external_url: str,
     timestamp_ms: int,
     query: QueryLike | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits = ANNOTATION_LIMITS,
 ) -> str:
     """Render one alert label or annotation as Prometheus does; raises TemplateError."""
     funcs = functions(
