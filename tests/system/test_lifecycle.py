@@ -98,10 +98,20 @@ def test_starts_and_stops_cleanly(tmp_path: Path, command: str, sig: signal.Sign
     assert code == 0, log
     started, stopped = lines(log, "started"), lines(log, "stopped")
     expected = {
-        "up": ["tsdb", "events", "rules", "http", "agent-shipper", "agent-event-shipper", "agent-security"],
+        "up": [
+            "tsdb",
+            "events",
+            "notifier",
+            "rules",
+            "http",
+            "agent-shipper",
+            "agent-event-shipper",
+            "agent-security",
+        ],
         "server": [
             "tsdb",
             "events",
+            "notifier",
             "rules",
             "http",
             "syslog-shipper",

@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 
 from vigil import __version__
 from vigil.cmd.listen import address, bind_tcp
+from vigil.cmd.notify import NotifierParts, NotifierSender, open_notifier
 from vigil.cmd.rules import template_check
 from vigil.cmd.run import Group, Service, run_until_signal, stop_all
 from vigil.config import Config, ConfigError, check_exposure, load_config
@@ -34,18 +35,17 @@ from vigil.ingest.series_limit import SeriesLimiter, SeriesLimitMetrics, SeriesL
 from vigil.ingest.validate import Limits
 from vigil.model.event import EventLimits
 from vigil.model.listen import parse_listen
-from vigil.notifier.config import load_alerting
-from vigil.notifier.silence import Silences
 from vigil.promql.engine import Engine, EngineOptions
 from vigil.rules.events import EventRules, compile_event_rules
 from vigil.rules.group import RuleLoadError
-from vigil.rules.manager import LogSender, Manager, settings_from_config
+from vigil.rules.manager import AlertSender, LogSender, Manager, settings_from_config
 from vigil.rules.query import DefaultTenantView, StorageAppender, engine_query
 from vigil.storage.errors import StorageError
 from vigil.storage.metadata import MetadataStore
+from vigil.template.prometheus import expand
 from vigil.tsdb.db import DB, Options
 from vigil.web.admin import AdminAPI
-from vigil.web.alertmanager_api import AlertmanagerAPI, ConfigView
+from vigil.web.alertmanager_api import AlertmanagerAPI, ConfigView, MarkerInhibition
 from vigil.web.app import API, create_app
 from vigil.web.auth import TokenAuth
 from vigil.web.connections import ConnectionLimits, ConnectionMetrics, guarded_protocol
@@ -88,16 +88,19 @@ def open_rules(
     config_dir: Path,
     external_url: str = "",
     events: EventStore | None = None,
+    sender: AlertSender | None = None,
 ) -> Manager:
     """The rule manager over the default tenant's share of the DB (its own engine over untenanted
-    series; writes to the DB, refusing tenant-labelled results), with
-    the event rules subscribed to `events`. Alerts go to a sender that logs and counts them until
-    the notifier is connected. Raises ConfigError when a rule file or event rule is invalid."""
+    series; writes to the DB, refusing tenant-labelled results), with the event rules subscribed to
+    `events`, annotations and labels rendered as Prometheus renders them. Alerts go to `sender` (the
+    notifier; None: a sender that logs and counts them). Raises ConfigError when a rule file or event
+    rule is invalid."""
     q = cfg.query
     view = DefaultTenantView(db)  # rules are the default tenant's: untenanted series only
     engine = Engine(view, EngineOptions(lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000))
-    settings = settings_from_config(cfg, config_dir, external_url=external_url)
-    sender = LogSender(registry)
+    settings = settings_from_config(cfg, config_dir, external_url=external_url, expander=expand)
+    if sender is None:
+        sender = LogSender(registry)
     event_rules = EventRules(
         compile_event_rules(cfg.event_rules, template_check=template_check()),
         sender=sender,
@@ -128,6 +131,7 @@ def build_app(
     registry: CollectorRegistry,
     events: EventStore | None = None,
     rules: RuleSource | None = None,
+    alerting: NotifierParts | None = None,
 ) -> Starlette:
     lim = cfg.limits
     metadata = MetadataStore()
@@ -167,8 +171,9 @@ def build_app(
         ),
         AdminAPI(auth, db),
         StatusAPI(auth, registry, [db] if events is None else [db, events], db.refresh_metrics),
-        _alertmanager_api(cfg, auth, registry),
     ]
+    if alerting is not None:
+        apis.append(_alertmanager_api(cfg, auth, alerting))
     if rules is not None:
         apis.append(RulesAPI(rules, auth))
     if events is not None:
@@ -197,20 +202,19 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _alertmanager_api(cfg: Config, auth: TokenAuth, registry: CollectorRegistry | None) -> AlertmanagerAPI:
-    """Alertmanager's v2 API with the silences under the data directory (`silences.json`). Alerts are
-    not taken yet (POST /api/v2/alerts answers 503) until the notifier's store is wired here."""
-    silences = Silences(
-        cfg.storage.path,
-        clock=_now_ms,
-        retention_ms=cfg.storage.silence_retention,
-        max_silences=cfg.limits.max_silences,
-        max_silence_size_bytes=cfg.limits.max_silence_size_bytes,
-        registry=registry,
-    )
-    notifier = ConfigView(load_alerting(cfg.alerting, "vigil.yml"))
+def _alertmanager_api(cfg: Config, auth: TokenAuth, alerting: NotifierParts) -> AlertmanagerAPI:
+    """Alertmanager's v2 API over the notifier's alert store, groups and marker and the silences."""
+    n = alerting.notifier
     return AlertmanagerAPI(
-        auth, silences, notifier, clock=_now_ms, max_body=cfg.limits.max_request_body_bytes
+        auth,
+        alerting.silences,
+        ConfigView(alerting.config if alerting.configured else None),
+        clock=_now_ms,
+        alerts=n.store,
+        sink=n.store,
+        groups=n,
+        inhibition=MarkerInhibition(n.marker),
+        max_body=cfg.limits.max_request_body_bytes,
     )
 
 
@@ -342,7 +346,11 @@ def run_server(
         built.append(db)
         events = open_events(cfg)
         built.append(events)
-        rules = open_rules(cfg, db, registry, config_dir, f"http://{listening}", events)
+        external_url = (cfg.server.external_url or f"http://{listening}").rstrip("/")
+        alerting = open_notifier(cfg, registry, config_dir=config_dir, external_url=external_url)
+        rules = open_rules(
+            cfg, db, registry, config_dir, external_url, events, NotifierSender(alerting.notifier)
+        )
         built.append(rules)
         local = _local_services(cfg, listening, sockets[1] if with_agent else None)
         built += local
@@ -352,7 +360,7 @@ def run_server(
             sock.close()
         raise
     host, port = parse_listen(cfg.server.listen)
-    app = build_app(cfg, db, registry, events, rules)
+    app = build_app(cfg, db, registry, events, rules, alerting)
     config = uvicorn.Config(
         app,
         host=host,
@@ -375,7 +383,9 @@ def run_server(
 
     previous_hup = signal.signal(signal.SIGHUP, lambda *_: rules.request_reload(reload_rules))
     try:
-        code = run_until_signal(Group([db, events, rules, server, *local]), on_started=started, stop=stop)
+        code = run_until_signal(
+            Group([db, events, alerting.notifier, rules, server, *local]), on_started=started, stop=stop
+        )
     finally:
         signal.signal(signal.SIGHUP, previous_hup)
         for sock in sockets:

@@ -1,0 +1,121 @@
+"""Assembles the server's notification side from `vigil.yml`: silences, templates, receivers, notifier.
+
+`vigil server` calls `open_notifier` once at start-up. Everything a user can get wrong here — the
+Alertmanager configuration (inline `alerting:` or `alerting.config_file`), an integration Vigil does
+not deliver to, a template file that does not parse — is a `ConfigError` raised before anything
+listens, so a broken configuration never half-starts. With no `alerting:` section the notifier still
+runs, with one receiver and no integrations: alerts are kept, grouped, silenced and shown
+(`/api/v2/alerts`, `amtool alert query`), and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from vigil.config import Config, ConfigError
+from vigil.notifier.alert import Alert
+from vigil.notifier.config import (
+    AlertmanagerConfig,
+    alertmanager_config_from_dict,
+    check_supported,
+    load_alerting,
+)
+from vigil.notifier.integration import Integration
+from vigil.notifier.notifier import Notifier
+from vigil.notifier.receivers import build_integrations
+from vigil.notifier.silence import Silences
+from vigil.notifier.templates import load_templater
+from vigil.template import TemplateError
+
+__all__ = ["NotifierParts", "NotifierSender", "default_alerting", "open_notifier"]
+
+# What runs when vigil.yml has no `alerting:` section: alerts are kept and shown, none is sent.
+_NO_RECEIVERS = {"route": {"receiver": "none"}, "receivers": [{"name": "none"}]}
+
+
+def default_alerting() -> AlertmanagerConfig:
+    return alertmanager_config_from_dict(_NO_RECEIVERS, "<default>")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class NotifierParts:
+    """The notifier (a service) with its silences, and the configuration they were built from."""
+
+    notifier: Notifier
+    silences: Silences
+    config: AlertmanagerConfig
+    configured: bool  # False: vigil.yml has no `alerting:` (the no-receiver default runs)
+
+
+class NotifierSender:
+    """The rule manager's AlertSender: hands alerts to the notifier's store, as Prometheus posts
+    them to Alertmanager. A full store (`StoreFull`) or an invalid alert is the store's to count."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def send(self, alerts: Sequence[Alert]) -> None:
+        if alerts:
+            self.notifier.put(list(alerts))
+
+
+def integrations_for(
+    cfg: AlertmanagerConfig, *, external_url: str, source: str
+) -> dict[str, list[Integration]]:
+    """Every receiver's integrations, templates loaded once. Raises ConfigError."""
+    check_supported(cfg, source, "alerting.")
+    try:
+        templater = load_templater(cfg.templates)
+    except TemplateError as exc:
+        raise ConfigError(
+            f"expected templates that parse, got {exc}", source=source, key="alerting.templates"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read a template file: {exc}", source=source, key="alerting.templates"
+        ) from None
+    return {
+        r.name: build_integrations(r, cfg.global_, templater, external_url=external_url)
+        for r in cfg.receivers
+    }
+
+
+def open_notifier(
+    cfg: Config,
+    registry: CollectorRegistry | None,
+    *,
+    config_dir: Path,
+    external_url: str,
+    source: str = "vigil.yml",
+) -> NotifierParts:
+    """Silences under the data directory (`silences.json`), the notification log under
+    `<data>/notifier/`, and the notifier built from `alerting:`. Raises ConfigError."""
+    loaded = load_alerting(cfg.alerting, source, config_dir)
+    am = loaded if loaded is not None else default_alerting()
+    integrations = integrations_for(am, external_url=external_url, source=source)
+    silences = Silences(
+        cfg.storage.path,
+        clock=_now_ms,
+        retention_ms=cfg.storage.silence_retention,
+        max_silences=cfg.limits.max_silences,
+        max_silence_size_bytes=cfg.limits.max_silence_size_bytes,
+        registry=registry,
+    )
+    notifier = Notifier(
+        am,
+        integrations,
+        state_dir=cfg.storage.path / "notifier",
+        registry=registry,
+        muter=silences,
+        external_url=external_url,
+    )
+    return NotifierParts(notifier, silences, am, loaded is not None)
