@@ -278,3 +278,71 @@ def test_templates_checked_like_rule_files() -> None:
     assert str(exc.value).startswith(where + "expected a valid template")
     assert 'function "bad" not defined' in str(exc.value)
     compile_event_rules(config_from_yaml(NEW_PORT, "vigil.yml").event_rules, "vigil.yml", check)
+
+
+# -- the built-in event rules ---------------------------------------------------------------------
+
+
+def builtin_rules(yaml: str, clock: Clock, sender: ListSender) -> EventRules:
+    from vigil.rules.events import with_builtin
+    from vigil.template.prometheus import check, expand
+
+    cfg = config_from_yaml(yaml, "vigil.yml")
+    return EventRules(
+        compile_event_rules(with_builtin(cfg.event_rules, cfg.rules.builtin), "vigil.yml", check),
+        sender=sender,
+        clock=clock,
+        options=RuleOptions(external_url="http://v:9400", expander=expand),
+    )
+
+
+def failed_login(t: int, source: str, user: str = "root") -> Event:
+    fields: dict[str, str | int] = {"service": "sshd", "result": "failure", "method": "password"}
+    fields |= {"user": user, "source_address": source, "count": 1}
+    return Event(t, "auth", "sshd failure", fields, {"instance": "bastion-1"})
+
+
+def test_builtin_brute_force_fires_on_the_tenth_failure_from_one_address() -> None:
+    clock, sender = Clock(), ListSender()
+    er = builtin_rules("", clock, sender)
+    er.observe([failed_login(T0 + i * 1000, "203.0.113.7") for i in range(9)])
+    er.observe([failed_login(T0 + i * 1000, f"198.51.100.{i}") for i in range(9)])  # 9 addresses, 1 each
+    assert sender.alerts == []
+    er.observe([failed_login(T0 + 10_000, "203.0.113.7", "admin")])
+    (a,) = sender.alerts
+    assert a.labels["alertname"] == "SSHBruteForceSource" and a.labels["severity"] == "critical"
+    assert a.labels["source_address"] == "203.0.113.7" and a.labels["instance"] == "bastion-1"
+    assert a.annotations["summary"] == "10 failed SSH logins from 203.0.113.7 on bastion-1 in 5 minutes"
+    assert "last user tried: admin" in a.annotations["description"]
+
+
+def test_builtin_new_port_only_for_unexpected_listeners() -> None:
+    clock, sender = Clock(), ListSender()
+    er = builtin_rules("", clock, sender)
+    fields = {"protocol": "tcp", "address": "0.0.0.0", "process": "nc"}
+    er.observe(
+        [Event(T0, "listener_new", "new", {**fields, "port": 22, "expected": True}, {"instance": "h"})]
+    )
+    assert sender.alerts == []
+    er.observe(
+        [Event(T0, "listener_new", "new", {**fields, "port": 4444, "expected": False}, {"instance": "h"})]
+    )
+    (a,) = sender.alerts
+    assert a.labels["alertname"] == "NewListeningPort" and a.labels["port"] == "4444"
+    assert a.annotations["summary"] == "New tcp port 4444 listening on h"
+    assert a.annotations["description"].startswith("nc listens on 0.0.0.0:4444 (tcp)")
+
+
+def test_builtin_event_rules_disabled_replaced_or_off() -> None:
+    from vigil.config.rules import BuiltinRulesConfig
+    from vigil.rules.events import builtin_event_rules, with_builtin
+
+    shipped = {r.alert for r in builtin_event_rules()}
+    assert {"NewListeningPort", "SSHBruteForceSource"} <= shipped
+    assert {r.alert for r in with_builtin((), BuiltinRulesConfig())} == shipped
+    left = with_builtin((), BuiltinRulesConfig(disable=("NewListeningPort",)))
+    assert "NewListeningPort" not in {r.alert for r in left}
+    assert with_builtin((), BuiltinRulesConfig(enabled=False)) == ()
+    mine = config_from_yaml(NEW_PORT, "vigil.yml").event_rules
+    replaced = with_builtin(mine, BuiltinRulesConfig())
+    assert [r for r in replaced if r.alert == "NewListeningPort"] == list(mine)  # the user's, once

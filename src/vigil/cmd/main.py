@@ -91,12 +91,14 @@ def _config_check(path: Path | None) -> int:
     from vigil.notifier.config import load_alerting  # and so is the Alertmanager configuration
 
     load_alerting(checked.alerting, str(path or "vigil.yml"), (path or Path("vigil.yml")).parent)
-    from vigil.rules.events import compile_event_rules  # and the rule files and event rules
+    from vigil.rules.events import compile_event_rules, with_builtin  # and the rule files and event rules
     from vigil.rules.group import RuleLoadError
     from vigil.rules.manager import check_rule_files
 
     source = str(path or "vigil.yml")
-    compile_event_rules(checked.event_rules, source, rules_cmd.template_check())
+    compile_event_rules(
+        with_builtin(checked.event_rules, checked.rules.builtin), source, rules_cmd.template_check()
+    )
     try:
         check_rule_files(
             checked,

@@ -32,14 +32,37 @@ from vigil.notifier.silence import Silences
 from vigil.notifier.templates import load_templater
 from vigil.template import TemplateError
 
-__all__ = ["NotifierParts", "NotifierSender", "default_alerting", "open_notifier"]
+__all__ = [
+    "GROUP_WAIT_MS",
+    "NotifierParts",
+    "NotifierSender",
+    "default_alerting",
+    "open_notifier",
+    "with_vigil_defaults",
+]
 
 # What runs when vigil.yml has no `alerting:` section: alerts are kept and shown, none is sent.
 _NO_RECEIVERS = {"route": {"receiver": "none"}, "receivers": [{"name": "none"}]}
 
 
+# Vigil's one departure from Alertmanager's defaults. Alertmanager waits 30 s before a new group's
+# first notification, to collect the alerts that Prometheus servers send spread over an evaluation
+# cycle. Vigil's rule manager hands over all alerts of an evaluation at once, and event rules fire the
+# moment the event is stored, so one second collects an incident's alerts into one message without
+# holding a new listening port back for half a minute. A `group_wait` in the file (root or any
+# route) is used as written; `vigil routes` shows Alertmanager's own defaults.
+GROUP_WAIT_MS = 1_000
+
+
 def default_alerting() -> AlertmanagerConfig:
     return alertmanager_config_from_dict(_NO_RECEIVERS, "<default>")
+
+
+def with_vigil_defaults(cfg: AlertmanagerConfig) -> AlertmanagerConfig:
+    """`cfg` with Vigil's root `group_wait` when the file sets none (routes below inherit it)."""
+    if cfg.route is None or cfg.route.group_wait is not None:
+        return cfg
+    return cfg.model_copy(update={"route": cfg.route.model_copy(update={"group_wait": GROUP_WAIT_MS})})
 
 
 def _now_ms() -> int:
@@ -100,7 +123,7 @@ def open_notifier(
     """Silences under the data directory (`silences.json`), the notification log under
     `<data>/notifier/`, and the notifier built from `alerting:`. Raises ConfigError."""
     loaded = load_alerting(cfg.alerting, source, config_dir)
-    am = loaded if loaded is not None else default_alerting()
+    am = with_vigil_defaults(loaded if loaded is not None else default_alerting())
     integrations = integrations_for(am, external_url=external_url, source=source)
     silences = Silences(
         cfg.storage.path,

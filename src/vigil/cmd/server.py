@@ -36,7 +36,7 @@ from vigil.ingest.validate import Limits
 from vigil.model.event import EventLimits
 from vigil.model.listen import parse_listen
 from vigil.promql.engine import Engine, EngineOptions
-from vigil.rules.events import EventRules, compile_event_rules
+from vigil.rules.events import EventRules, compile_event_rules, with_builtin
 from vigil.rules.group import RuleLoadError
 from vigil.rules.manager import AlertSender, LogSender, Manager, settings_from_config
 from vigil.rules.query import DefaultTenantView, StorageAppender, engine_query
@@ -102,7 +102,9 @@ def open_rules(
     if sender is None:
         sender = LogSender(registry)
     event_rules = EventRules(
-        compile_event_rules(cfg.event_rules, template_check=template_check()),
+        compile_event_rules(
+            with_builtin(cfg.event_rules, cfg.rules.builtin), template_check=template_check()
+        ),
         sender=sender,
         options=settings.options,
         registry=registry,

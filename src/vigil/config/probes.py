@@ -61,7 +61,8 @@ __all__ = [
 MODULES = ("http", "tcp", "tls", "dns", "icmp")
 DNS_QUERY_TYPES = ("A", "NS", "CNAME", "SOA", "PTR", "MX", "TXT", "AAAA", "SRV", "CAA", "ANY")
 DNS_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED")
-DEFAULT_INTERVAL_MS = parse_duration("60s")
+# As often as the agent collects: a target that goes down is seen within one collection.
+DEFAULT_INTERVAL_MS = parse_duration("10s")
 DEFAULT_TIMEOUT_MS = parse_duration("10s")
 
 
@@ -272,6 +273,6 @@ class CertificatesConfig(Section):
     """Local certificate files to watch (PEM, one or more certificates per file)."""
 
     files: Annotated[tuple[Annotated[str, BeforeValidator(_glob)], ...], _list("paths or globs")] = ()
-    interval: PositiveDuration = DEFAULT_INTERVAL_MS
+    interval: PositiveDuration = parse_duration("60s")  # expiry moves in days: a minute is plenty
     max_files: Annotated[int, integer(minimum=1)] = 1000
     """Most files reported, so a glob like /etc/** cannot flood the store."""

@@ -92,8 +92,10 @@ class BuiltinRulesConfig(Section):
 class RulesConfig(Section):
     """How `rule_files` are evaluated (Prometheus' flags and global settings, with its defaults)."""
 
-    evaluation_interval: PositiveDuration = parse_duration("1m")
-    """Interval of groups that set none (Prometheus' `global.evaluation_interval`)."""
+    evaluation_interval: PositiveDuration = parse_duration("10s")
+    """Interval of groups that set none (Prometheus' `global.evaluation_interval`). Prometheus'
+    default is 1m; Vigil's is the agent's collection interval, so that an alert waits for at most
+    one evaluation after the data that raises it arrives. The built-in groups set their own."""
     query_offset: Duration = 0
     """How far back rules query by default, for data that arrives late (`global.rule_query_offset`)."""
     outage_tolerance: PositiveDuration = parse_duration("1h")

@@ -15,6 +15,11 @@ a new one; when every key is firing the event is counted as dropped), a key hold
 event times, and keys quiet for longer than their window are pruned by `tick`. Events older than
 `now - keep_firing_for` (a backlog) would resolve at once and are not counted.
 
+Built-in event rules (`vigil.rules.builtin`'s `events/events.yml`: a new unexpected listening port, a
+brute force from one address) come first, unless `rules.builtin.enabled` is false; like the built-in
+alerting rules, one is left out when `rules.builtin.disable` names it or replaced when `event_rules`
+has an entry of the same alert name (`with_builtin`).
+
 Tenants: only untenanted events (no `tenant` label) are matched, as rules are the default
 tenant's; per-tenant rules are later work.
 
@@ -35,8 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
 
-from vigil.config.rules import EventRuleConfig
-from vigil.config.types import ConfigError
+from vigil.config.rules import BuiltinRulesConfig, EventRuleConfig
+from vigil.config.types import ConfigError, Section
+from vigil.config.validate import read_yaml, validate
 from vigil.events.store import field_string
 from vigil.model.event import Event
 from vigil.model.matcher import Matcher
@@ -48,7 +54,7 @@ from vigil.rules.group import RuleOptions
 from vigil.rules.rulefmt import TemplateCheck
 from vigil.rules.view import AlertView
 
-__all__ = ["EventRule", "EventRules", "compile_event_rules"]
+__all__ = ["EventRule", "EventRules", "builtin_event_rules", "compile_event_rules", "with_builtin"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,34 @@ class EventRule:
 
     def matches(self, ev: Event) -> bool:
         return ev.kind == self.cfg.kind and all(m.matches(event_value(ev, m.name)) for m in self.matchers)
+
+
+class EventRulesFile(Section):
+    """A file of event rules in vigil.yml's schema (the built-in ones)."""
+
+    event_rules: tuple[EventRuleConfig, ...] = ()
+
+
+def builtin_event_rules() -> tuple[EventRuleConfig, ...]:
+    """The event rules shipped in `vigil.rules.builtin` (a broken file is a bug of the package, and
+    raises ConfigError naming it like any other file)."""
+    from vigil.rules.builtin import event_rule_file  # package data beside the rule pack
+
+    f = event_rule_file()
+    return validate(EventRulesFile, read_yaml(str(f)), str(f)).event_rules
+
+
+def with_builtin(
+    user: Sequence[EventRuleConfig],
+    builtin: BuiltinRulesConfig,
+    shipped: Callable[[], Sequence[EventRuleConfig]] = builtin_event_rules,
+) -> tuple[EventRuleConfig, ...]:
+    """The event rules to run: the built-in ones not disabled and not replaced by a user rule of the
+    same alert name, then the user's."""
+    if not builtin.enabled:
+        return tuple(user)
+    drop = set(builtin.disable) | {r.alert for r in user}
+    return (*(r for r in shipped() if r.alert not in drop), *user)
 
 
 def compile_event_rules(

@@ -49,7 +49,7 @@ from urllib.parse import quote_plus
 from vigil.config import Config
 from vigil.notifier.alert import Alert as NotifierAlert
 from vigil.rules.alerting import Alert, AlertingRule
-from vigil.rules.events import EventRule, EventRules, compile_event_rules
+from vigil.rules.events import EventRule, EventRules, builtin_event_rules, compile_event_rules, with_builtin
 from vigil.rules.group import Group, RuleLoadError, RuleMetrics, RuleOptions, groups_from_spec
 from vigil.rules.rulefmt import RuleError, RuleFileSpec, TemplateCheck, parse_rule_file, parse_rule_text
 from vigil.rules.types import Appender, Expander, QueryFunc
@@ -231,6 +231,7 @@ def load_specs(
         specs, errs = _builtin_specs(builtin, template_check)
         errors += errs
         known = {r.name for s in specs for g in s.groups for r in g.rules if r.kind == "alert"}
+        known |= {r.alert for r in builtin_event_rules()}  # the list names those too
         for name in settings.builtin_disable:
             if name not in known:
                 warn(f"rules.builtin.disable: no built-in alert is named {name!r}")
@@ -440,7 +441,7 @@ class Manager:
         RuleLoadError); the expander and the fallback external URL stay those of the start."""
         o = self._settings.options
         settings = settings_from_config(cfg, base_dir, external_url=o.external_url, expander=o.expander)
-        self.reload(settings, compile_event_rules(cfg.event_rules))
+        self.reload(settings, compile_event_rules(with_builtin(cfg.event_rules, cfg.rules.builtin)))
 
     def reload(self, settings: ManagerSettings, event_rules: Sequence[EventRule] | None = None) -> None:
         """Load `settings`' files and swap them in (see the module docstring), and `event_rules` if
