@@ -137,7 +137,9 @@ def test_http_redirect_bodies_are_not_read() -> None:
         assert not r.success and "redirects" in r.error, r.error
         assert value(r, "probe_http_redirects") == 10
         no_follow = {"follow_redirects": False, "valid_status_codes": [302]}
-        r = returns(lambda: probe(module="http", target=target, interval="30s", timeout="20s", http=no_follow))
+        r = returns(
+            lambda: probe(module="http", target=target, interval="30s", timeout="20s", http=no_follow)
+        )
         assert r.success, r.error
         assert value(r, "probe_http_uncompressed_body_length") == 0  # as blackbox: closed unread
 
