@@ -177,10 +177,11 @@ class Browser:
         data = {"username": name, "password": password, "next": next_, "login_token": token.group(1)}
         return self.request("POST", "/login", data=data, **kwargs)
 
-    def csrf(self, rig: Rig) -> str:
-        session = rig.sessions.store.get(self.cookies[COOKIE])
-        assert session is not None
-        return session.csrf
+    def csrf(self, _: Rig) -> str:
+        r = self.request("GET", "/api/v1/session")
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store", r.text
+        token: str = r.json()["csrf_token"]
+        return token
 
 
 @pytest.fixture

@@ -33,10 +33,11 @@ from collections.abc import Callable, Iterable, Sequence
 import argon2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from vigil.config import Config
+from vigil.web.errors import APIError
 from vigil.web.session import SessionAuth, User, read_form, safe_next, users_from_config
 
 __all__ = ["SECURITY_HEADERS", "LoginAPI", "LoginLimiter", "Passwords"]
@@ -162,7 +163,7 @@ def source_key(host: str | None) -> str:
 
 
 class LoginAPI:
-    """`GET /login` (the form), `POST /login`, `POST /logout`."""
+    """`GET /login` (the form), `POST /login`, `POST /logout`, `GET /api/v1/session` (who, CSRF token)."""
 
     def __init__(self, sessions: SessionAuth, passwords: Passwords, limiter: LoginLimiter) -> None:
         self.sessions, self.passwords, self.limiter = sessions, passwords, limiter
@@ -183,7 +184,18 @@ class LoginAPI:
             Route("/login", self.login_form, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
+            Route("/api/v1/session", self.whoami, methods=["GET"]),
         ]
+
+    async def whoami(self, request: Request) -> Response:
+        """The session's user and CSRF token, for the UI's scripts (other origins cannot read it:
+        no CORS); 401 without a session."""
+        session = self.sessions.session(request)
+        if session is None:
+            raise APIError(401, "unauthorized", "unauthorized: no login session", text=True)
+        user = session.user
+        body = {"user": user.name, "role": user.role, "tenant": user.tenant, "csrf_token": session.csrf}
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     async def login_form(self, request: Request) -> Response:
         return self._form(request, safe_next(request.query_params.get("next")), 200)
