@@ -600,3 +600,16 @@ def test_tenant_user_sees_only_the_tenant_series(served: tuple[Any, DB]) -> None
     assert who(alice) == ["acme", "ops"]
     assert json.loads(tina.request("GET", "/api/v1/label/who/values").text)["data"] == ["acme"]
     assert Browser(app).request("GET", "/api/v1/query", params={"query": "1"}).status_code == 401
+
+
+def test_users_count_as_read_authentication_off_loopback() -> None:
+    from vigil.config import ConfigError, check_exposure
+
+    def exposed(cfg: Config) -> Config:
+        return cfg.model_copy(update={"server": cfg.server.model_copy(update={"insecure": False})})
+
+    check_exposure(
+        exposed(config(listen="0.0.0.0:9400", tenant_reader=False))
+    )  # writes: token; reads: session
+    with pytest.raises(ConfigError, match=r"without server\.auth tokens"):
+        check_exposure(exposed(config(listen="0.0.0.0:9400", tenant_reader=False, users=False)))
