@@ -419,6 +419,13 @@ def test_bearer_tokens_need_no_csrf_and_ignore_the_cookie(rig: Rig) -> None:
     r = b.request("POST", "/probe/admin", headers={"Authorization": "Bearer writer"})
     assert r.status_code == 200 and r.json() == {"tenant": None, "user": None}
     anonymous = Browser(rig.app)
+    # EDIT goes with tokens as ADMIN does: the writer's token (no admin tokens set), never a tenant's.
+    assert (
+        anonymous.request("POST", "/probe/edit", headers={"Authorization": "Bearer writer"}).status_code
+        == 200
+    )
+    refused = anonymous.request("POST", "/probe/edit", headers={"Authorization": "Bearer acme-r"})
+    assert refused.status_code == 401 and "silences and templates need" in refused.text
     assert anonymous.request("GET", "/probe/read", headers={"Authorization": "Bearer acme-r"}).json() == {
         "tenant": "acme",
         "user": None,

@@ -68,9 +68,11 @@ class Passwords:
     def __init__(self, users: Sequence[User], hasher: argon2.PasswordHasher | None = None) -> None:
         self._users = {u.name: u for u in users}
         self._hasher = hasher or argon2.PasswordHasher()  # today's recommended parameters
-        self._dummy: str | None = None  # made on first use: start-up without users costs nothing
+        self._dummy: str | None = None
         self._slots = threading.BoundedSemaphore(_PARALLEL_VERIFIES)
         self._warned: set[str] = set()
+        if self._users:  # made now, so the first unknown name costs no extra hash; none: on first use
+            self._dummy_hash()
 
     def _dummy_hash(self) -> str:
         if self._dummy is None:
