@@ -29,7 +29,15 @@ from vigil.tsdb.db import DB, Options
 from vigil.web.app import create_app
 from vigil.web.auth import Caller, Scope, TokenAuth, requires
 from vigil.web.login import LoginAPI, LoginLimiter, Passwords, source_key
-from vigil.web.session import COOKIE, SessionAuth, SessionStore, User, safe_next, users_from_config
+from vigil.web.session import (
+    COOKIE,
+    SessionAuth,
+    SessionStore,
+    User,
+    login_redirect,
+    safe_next,
+    users_from_config,
+)
 
 CHEAP = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)  # tests only: fast hashes
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "tina": "tina-pw"}
@@ -100,7 +108,13 @@ class Probe:
             Route("/probe/admin", self.admin, methods=["POST"]),
             Route("/probe/write", self.write, methods=["POST"]),
             Route("/page", self.sessions.require_session(self.page), methods=["GET", "POST"]),
+            Route("/guarded-page", self.guarded_page, methods=["GET"]),
         ]
+
+    @login_redirect
+    @requires(Scope.READ)
+    async def guarded_page(self, _: Request, caller: Caller) -> Response:
+        return PlainTextResponse(f"page for {caller.user} of {caller.tenant}")
 
     @staticmethod
     def _answer(caller: Caller) -> Response:
@@ -482,6 +496,16 @@ def test_pages_redirect_to_login_with_the_page_as_next(rig: Rig) -> None:
     r = Browser(rig.app).request("GET", "/page?q=up&x=1")
     assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Fpage%3Fq%3Dup%26x%3D1"
     assert Browser(rig.app).request("POST", "/page", data={"a": "1"}).status_code == 401
+
+
+def test_guarded_pages_redirect_to_login_and_get_the_caller(rig: Rig) -> None:
+    b = Browser(rig.app)
+    r = b.request("GET", "/guarded-page?range=1h")
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Fguarded-page%3Frange%3D1h"
+    wrong = b.request("GET", "/guarded-page", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401  # a script with a wrong token gets the refusal, not a page
+    b.login("tina", "tina-pw")
+    assert b.request("GET", "/guarded-page").text == "page for tina of acme"
 
 
 def test_pages_open_on_loopback_without_users(clock: Clock) -> None:

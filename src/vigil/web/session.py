@@ -18,6 +18,9 @@ The interface UI pages use (`vigil.web.ui`):
 - `sessions.current_user(request) -> User | None`: who is logged in;
 - `sessions.csrf_token(request) -> str`: the token every form must carry as `csrf_token` ("" with
   no session);
+- `@login_redirect` above `@requires(scope)` on a page endpoint: the endpoint gets the `Caller`
+  (tenant-scoped as for tokens), and a GET refused with 401 (no token, no session) is redirected
+  to `/login?next=<the page>` instead;
 - `@sessions.require_session` on a page handler `async (request, user) -> Response`: without a
   session a GET is redirected to `/login?next=<the page>` (unless pages are open: loopback and no
   users), other methods get 401; a state-changing request is CSRF- and Origin-checked before the
@@ -35,6 +38,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ParamSpec
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from starlette.requests import Request
@@ -55,6 +59,8 @@ __all__ = [
     "SessionAuth",
     "SessionStore",
     "User",
+    "login_redirect",
+    "login_url",
     "parse_form",
     "safe_next",
 ]
@@ -209,6 +215,36 @@ async def read_form(request: Request, limit: int = MAX_FORM_BYTES) -> dict[str, 
 
 
 PageHandler = Callable[[Request, "User | None"], Awaitable[Response]]
+P = ParamSpec("P")
+
+
+def login_url(request: Request) -> str:
+    """`/login?next=<this page>`, the page's path and query kept when they are safe."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return "/login?next=" + quote(safe_next(target), safe="")
+
+
+def login_redirect(endpoint: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
+    """Wraps a page endpoint (a function or method taking the request last, e.g. one guarded by
+    `requires`): a GET or HEAD that would get 401 and sent no bearer token is redirected to the
+    login page instead. Other refusals (403, or 401 of a wrong token) are answered as they are."""
+
+    @functools.wraps(endpoint)
+    async def page(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return await endpoint(*args, **kwargs)
+        except APIError as exc:
+            request = args[-1]
+            if (
+                exc.status == 401
+                and isinstance(request, Request)
+                and request.method in ("GET", "HEAD")
+                and "authorization" not in request.headers
+            ):
+                return RedirectResponse(login_url(request), 303)
+            raise
+
+    return page
 
 
 class SessionAuth:
@@ -273,8 +309,7 @@ class SessionAuth:
             session = self.session(request)
             if session is None and not self.pages_open:
                 if request.method in ("GET", "HEAD"):
-                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                    return RedirectResponse("/login?next=" + quote(safe_next(target), safe=""), 303)
+                    return RedirectResponse(login_url(request), 303)
                 raise APIError(401, "unauthorized", "unauthorized: log in first (/login)", text=True)
             if request.method not in SAFE_METHODS:
                 self.check_origin(request, required=session is None)
