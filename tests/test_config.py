@@ -166,7 +166,8 @@ BAD: list[tuple[str, str]] = [
     (
         "server:\n  auth:\n    tokens: [a]\n",
         "vigil.yml: server.auth.tokens: unknown key "
-        "(expected one of: write_tokens, read_tokens, hmac_key, tenants, admin_tokens, trusted_proxy_tokens)",
+        "(expected one of: write_tokens, read_tokens, hmac_key, tenants, admin_tokens, trusted_proxy_tokens, "
+        "users)",
     ),
     (
         "1: x\n",

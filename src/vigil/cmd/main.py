@@ -12,6 +12,7 @@ from vigil.cmd import routes as routes_cmd
 from vigil.cmd import rules as rules_cmd
 from vigil.cmd import silence as silence_cmd
 from vigil.cmd import templates as templates_cmd
+from vigil.cmd import users as users_cmd
 from vigil.cmd.listen import ListenError
 from vigil.config import Config, ConfigError, load_config
 from vigil.storage.errors import StorageError
@@ -53,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
     silence_cmd.add_parser(sub)
     templates_cmd.add_parser(sub)
     rules_cmd.add_parser(sub)
+    users_cmd.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file and exit")
@@ -125,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return silence_cmd.run(args)
         if args.command == "logs":
             return templates_cmd.run(args)
+        if args.command == "users":
+            return users_cmd.run(args)
         if args.command == "agent":
             from vigil.cmd import agent as agent_cmd  # the agent's imports only when running it
             from vigil.cmd.logs import setup_logging

@@ -50,8 +50,10 @@ from vigil.web.app import API, create_app
 from vigil.web.auth import TokenAuth
 from vigil.web.connections import ConnectionLimits, ConnectionMetrics, guarded_protocol
 from vigil.web.events_api import EventsAPI
+from vigil.web.login import LoginAPI
 from vigil.web.query_api import QueryAPI
 from vigil.web.rules_api import RulesAPI, RuleSource
+from vigil.web.session import SessionAuth
 from vigil.web.status import StatusAPI
 from vigil.web.write import WriteAPI, WriteOptions
 
@@ -157,7 +159,8 @@ def build_app(
             lookback_delta_ms=q.lookback_delta, timeout_s=q.timeout / 1000, max_samples=q.max_samples
         ),
     )
-    auth = TokenAuth.from_config(cfg.server.auth)
+    sessions = SessionAuth.from_config(cfg)  # UI logins; the UI pages take it too
+    auth = TokenAuth.from_config(cfg.server.auth, sessions)
     hmac_key = cfg.server.auth.hmac_key or None
     apis: list[API] = [
         QueryAPI(engine, db, auth, metadata),
@@ -173,6 +176,7 @@ def build_app(
         ),
         AdminAPI(auth, db),
         StatusAPI(auth, registry, [db] if events is None else [db, events], db.refresh_metrics),
+        LoginAPI.from_config(cfg, sessions),
     ]
     if alerting is not None:
         apis.append(_alertmanager_api(cfg, auth, alerting))

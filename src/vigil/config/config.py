@@ -44,6 +44,7 @@ from vigil.config.types import (
     check_plain_url,
     integer,
 )
+from vigil.config.users import SessionConfig, UserConfig
 from vigil.config.validate import KeyedError, error_message, key_path, load_yaml, read_yaml, validate
 from vigil.model.duration import parse_duration, parse_size
 from vigil.model.listen import is_loopback_listen
@@ -120,6 +121,10 @@ class AuthConfig(Section):
     """Tokens of a proxy that authenticates users itself and names their tenant in `X-Scope-OrgID`:
     a read with such a token is scoped to that tenant (which must be configured here), and one without
     the header is refused. `X-Scope-OrgID` is ignored with any other token."""
+    users: tuple[UserConfig, ...] = ()
+    """Local users of the web UI, `{name, password_hash, role, tenant}` (`vigil users add` prints an
+    entry). With any configured, reads, admin endpoints and UI pages need a bearer token or a login
+    session, also on loopback; writes are unchanged."""
 
     @model_validator(mode="after")
     def _unambiguous(self) -> AuthConfig:
@@ -147,7 +152,27 @@ class AuthConfig(Section):
                         )
                     owner[token] = f"server.auth.tenants.{name}"
         self._check_hmac_keys()
+        self._check_users()
         return self
+
+    def _check_users(self) -> None:
+        tenants = {name for name, _ in self.tenants}
+        seen: set[str] = set()
+        for i, user in enumerate(self.users):
+            if user.name in seen:
+                raise KeyedError(f"users[{i}].name", f"expected each name once, got {show(user.name)} twice")
+            seen.add(user.name)
+            if user.tenant and user.tenant not in tenants:
+                raise KeyedError(
+                    f"users[{i}].tenant",
+                    f"expected a tenant of server.auth.tenants, got {show(user.tenant)}",
+                )
+            if user.tenant and user.role != "viewer":
+                raise KeyedError(
+                    f"users[{i}].role",
+                    "expected viewer for a user with a tenant (silences, templates and admin act on "
+                    f"every tenant's data), got {user.role}",
+                )
 
     def _check_hmac_keys(self) -> None:
         # One key per signer: a key two tenants share lets either sign as the other.
@@ -181,6 +206,7 @@ class AuthConfig(Section):
             or self.admin_tokens
             or self.trusted_proxy_tokens
             or any(t.read_tokens for _, t in self.tenants)
+            or self.users
         )
 
 
@@ -190,6 +216,8 @@ class ServerConfig(Section):
     """Allow a non-loopback `listen` without auth tokens."""
     external_url: Annotated[str, BeforeValidator(check_external_url)] = ""
     auth: AuthConfig = AuthConfig()
+    session: SessionConfig = SessionConfig()
+    """Web UI login sessions (held in memory: a restart logs everyone out) and login rate limits."""
     syslog: SyslogConfig = SyslogConfig()
     """A syslog receiver in the server (for firewalls and network gear that send to it directly): lines
     go through the same auth parsing, log rules and unknown-line detection as the agent's."""

@@ -9,6 +9,10 @@ The roles a token can have (`server.auth` in `vigil.yml`):
   authenticates users itself, as in front of Mimir). The header is ignored with any other token, so
   no caller picks its own tenant by sending it.
 
+UI users log in to a session instead (`vigil.web.session`): `TokenAuth` is given the session
+resolver when users are configured, and a request without an Authorization header is then the
+caller its session cookie names. A request with a bearer token is decided by the token alone.
+
 A scope for which no token is configured is open (loopback development: `check_exposure` refuses to
 listen elsewhere like that); an open read sees everything. Admin endpoints are never open to a
 tenant's token. A presented token is compared with every configured one in constant time, so timing
@@ -30,7 +34,16 @@ from starlette.responses import Response
 from vigil.config import AuthConfig
 from vigil.web.errors import APIError
 
-__all__ = ["ORG_ID_HEADER", "Caller", "Guarded", "Scope", "Tenant", "TokenAuth", "requires"]
+__all__ = [
+    "ORG_ID_HEADER",
+    "Caller",
+    "Guarded",
+    "Scope",
+    "SessionResolver",
+    "Tenant",
+    "TokenAuth",
+    "requires",
+]
 
 ORG_ID_HEADER = "X-Scope-OrgID"
 
@@ -38,6 +51,8 @@ ORG_ID_HEADER = "X-Scope-OrgID"
 class Scope(Enum):
     WRITE = "write"
     READ = "read"
+    EDIT = "edit"
+    """Acting on alerting state: silences, log templates. Bearer tokens get it as they get ADMIN."""
     ADMIN = "admin"
 
 
@@ -55,10 +70,12 @@ class Tenant:
 class Caller:
     """Who an authorized request is. For a read, `tenant` is the one tenant whose data it may see
     (None: everything); for a write, the tenant it writes as (None: untenanted data), with that
-    tenant's own signing key `hmac_key` ("" when it has none)."""
+    tenant's own signing key `hmac_key` ("" when it has none). `user` names a UI user who came with
+    a session (None for bearer tokens and open scopes), for "created by" records."""
 
     tenant: str | None
     hmac_key: str = ""
+    user: str | None = None
 
     def signing_key(self, shared: str | None) -> str | None:
         """The HMAC key a write's signature must be made with: the tenant's own key if it has one,
@@ -88,6 +105,16 @@ def _tenant(t: Tenant | tuple[str, Sequence[str]]) -> Tenant:
     return t if isinstance(t, Tenant) else Tenant(t[0], tuple(t[1]))
 
 
+class SessionResolver(Protocol):
+    """What `TokenAuth` asks about a request without a bearer token (`vigil.web.session.SessionAuth`)."""
+
+    def caller(self, request: Request, scope: Scope) -> Caller | None:
+        """The caller of the request's valid session, or None when it has none (or `scope` is one
+        sessions never have, such as WRITE). Raises APIError (403) when the session's role lacks
+        `scope` or a state-changing request fails the CSRF checks."""
+        ...
+
+
 class TokenAuth:
     """Decides what a request's bearer token may do (see the module docstring)."""
 
@@ -98,9 +125,12 @@ class TokenAuth:
         tenants: Sequence[Tenant | tuple[str, Sequence[str]]] = (),
         admin_tokens: Sequence[str] = (),
         trusted_proxy_tokens: Sequence[str] = (),
+        sessions: SessionResolver | None = None,
     ) -> None:
         """Raises ValueError if a token is ambiguous: a tenant's token that is also another tenant's
-        or a global one, or a proxy token that is also a global reader."""
+        or a global one, or a proxy token that is also a global reader. With `sessions` (UI users are
+        configured) every scope but WRITE needs a token or a session."""
+        self._sessions = sessions
         self._tenants = {t.name: t for t in map(_tenant, tenants)}
         table: list[tuple[bytes, _Role, str | None]] = []
         for role, tokens in (
@@ -118,13 +148,14 @@ class TokenAuth:
         self._has = {role for _, role, _ in table}
 
     @classmethod
-    def from_config(cls, auth: AuthConfig) -> TokenAuth:
+    def from_config(cls, auth: AuthConfig, sessions: SessionResolver | None = None) -> TokenAuth:
         return cls(
             auth.write_tokens,
             auth.read_tokens,
             [Tenant(name, t.write_tokens, t.read_tokens, t.hmac_key) for name, t in auth.tenants],
             auth.admin_tokens,
             auth.trusted_proxy_tokens,
+            sessions if auth.users else None,
         )
 
     # -- looking tokens up ---------------------------------------------------------------------------
@@ -134,13 +165,15 @@ class TokenAuth:
         kind, _, presented = request.headers.get("authorization", "").partition(" ")
         given = presented.strip().encode()
         if kind.lower() != "bearer" or not given:
-            return set(), "missing bearer token"
+            return set(), "missing bearer token" + (" or login session" if self._sessions else "")
         # A comprehension compares against every token: no early exit for timing to reveal.
         found = {(role, tenant) for token, role, tenant in self._table if hmac.compare_digest(given, token)}
         return found, "invalid bearer token"
 
     def enabled(self, scope: Scope) -> bool:
-        """Whether `scope` needs a token at all."""
+        """Whether `scope` needs a token (or a session) at all."""
+        if self._sessions is not None and scope is not Scope.WRITE:
+            return True
         if scope is Scope.WRITE:
             return bool(self._has & {_Role.WRITE, _Role.TENANT_WRITE})
         if scope is Scope.READ:
@@ -152,6 +185,10 @@ class TokenAuth:
     def authorize(self, request: Request, scope: Scope) -> Caller:
         """Who the request is for `scope`; raises APIError (401, plain text) if it may not use it.
         One look-up of the token per request: the caller carries its tenant and signing key."""
+        if self._sessions is not None and "authorization" not in request.headers:
+            session_caller = self._sessions.caller(request, scope)
+            if session_caller is not None:
+                return session_caller
         if scope is Scope.READ:
             return self._reader(request)
         if not self.enabled(scope):
@@ -174,7 +211,8 @@ class TokenAuth:
             reason = (
                 "this token may not write"
                 if scope is Scope.WRITE
-                else "admin endpoints need a token from server.auth.admin_tokens"
+                else ("admin endpoints" if scope is Scope.ADMIN else "silences and templates")
+                + " need a token from server.auth.admin_tokens"
                 + ("" if _Role.ADMIN in self._has else " (or server.auth.write_tokens while it is empty)")
             )
         raise _unauthorized(reason)
