@@ -13,6 +13,7 @@ import fnmatch
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,7 +57,23 @@ PROMTOOL = Runner(
     check=lambda files, cwd: _promtool("check", "rules", *files, cwd=cwd),
     test=lambda files, cwd: _promtool("test", "rules", *files, cwd=cwd),
 )
-RUNNERS = [pytest.param(PROMTOOL, id="promtool", marks=[pytest.mark.peer, pytest.mark.slow])]
+
+
+def _vigil(*args: str | Path, cwd: Path) -> Result:
+    p = subprocess.run(
+        [sys.executable, "-m", "vigil", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    return Result(p.returncode, p.stdout + p.stderr)
+
+
+VIGIL = Runner(
+    check=lambda files, cwd: _vigil("rules", "check", *files, cwd=cwd),
+    test=lambda files, cwd: _vigil("rules", "test", *files, cwd=cwd),
+)
+RUNNERS = [
+    pytest.param(PROMTOOL, id="promtool", marks=[pytest.mark.peer, pytest.mark.slow]),
+    pytest.param(VIGIL, id="vigil", marks=[pytest.mark.slow]),
+]
 
 
 def rule_paths(pack: Path = PACK) -> list[Path]:
