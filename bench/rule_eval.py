@@ -89,7 +89,9 @@ MODES = ("in-process", "server")
 TARGETS = ("vigil", "prometheus")
 RECORD_PREFIX = "bench:"
 # How `vigil server` is told to load the rule file in `--mode server` (the server's rule manager).
-SERVER_RULES_CONFIG = "rules:\n  files:\n    - {path}\n  evaluation_interval: {interval}s\n"
+SERVER_RULES_CONFIG = (
+    "rule_files:\n  - {path}\nrules:\n  evaluation_interval: {interval}ms\n  builtin: {{enabled: false}}\n"
+)
 
 # An instant query answer: (labels, value) per sample.
 Vector = list[tuple[dict[str, str], float]]
@@ -612,7 +614,7 @@ def run_vigil(
         rule_path = cfg_dir / f"vigil-bench-rules-{os.getpid()}.yml"
         cfg = cfg_dir / f"vigil-bench-rules-{os.getpid()}.vigil.yml"
         rule_path.write_text(rule_text)
-        cfg.write_text(SERVER_RULES_CONFIG.format(path=json.dumps(str(rule_path)), interval=args.interval))
+        cfg.write_text(SERVER_RULES_CONFIG.format(path=json.dumps(str(rule_path)), interval=int(args.interval * 1000)))
         try:
             with _target("vigil", args.url, args, ["--config", str(cfg)]) as peer:
                 load(peer.url, wl, "vigil")
