@@ -614,7 +614,8 @@ def run_vigil(
         rule_path = cfg_dir / f"vigil-bench-rules-{os.getpid()}.yml"
         cfg = cfg_dir / f"vigil-bench-rules-{os.getpid()}.vigil.yml"
         rule_path.write_text(rule_text)
-        cfg.write_text(SERVER_RULES_CONFIG.format(path=json.dumps(str(rule_path)), interval=int(args.interval * 1000)))
+        interval_ms = int(args.interval * 1000)
+        cfg.write_text(SERVER_RULES_CONFIG.format(path=json.dumps(str(rule_path)), interval=interval_ms))
         try:
             with _target("vigil", args.url, args, ["--config", str(cfg)]) as peer:
                 load(peer.url, wl, "vigil")
