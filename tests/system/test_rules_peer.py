@@ -208,3 +208,54 @@ def test_event_rule_alerts_as_the_event_is_stored(tmp_path: Path) -> None:
     finally:
         code = vigil.stop()
     assert code == 0, vigil.log()
+
+
+def test_prometheus_sends_its_alerts_to_vigil_as_to_an_alertmanager(tmp_path: Path) -> None:
+    """Debian's Prometheus with Vigil as its Alertmanager (`alerting.alertmanagers`): its firing alert
+    is in Vigil's notifier, with Prometheus' labels, annotations and generatorURL, as amtool shows."""
+    prometheus = require_binary("prometheus")
+    vigil = VigilProcess(tmp_path / "vigil").start()
+    port = free_port()
+    (tmp_path / "rules.yml").write_text(RULES)
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {evaluation_interval: 1s}\n"
+        f"rule_files: [{tmp_path / 'rules.yml'}]\n"
+        f"alerting: {{alertmanagers: [{{static_configs: [{{targets: ['127.0.0.1:{vigil.port}']}}]}}]}}\n"
+    )
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'prom'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            # its first send can come before the Alertmanager is discovered (dropped); re-send soon
+            "--rules.alert.resend-delay=1s",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready", proc=proc)
+
+        def held() -> list[dict[str, Any]]:
+            r = httpx.get(vigil.url + "/api/v2/alerts", params={"filter": "alertname=Always"}, timeout=10)
+            assert r.status_code == 200, r.text
+            return list(r.json())
+
+        wait_until(held, what="Prometheus' alert in Vigil's notifier")
+        (a,) = held()
+        assert a["labels"] == {"alertname": "Always", "severity": "page"}
+        assert a["annotations"] == {"summary": "always firing"}
+        assert a["generatorURL"].startswith("http://") and "g0.expr=vector" in a["generatorURL"]
+        assert a["status"]["state"] == "active" and a["receivers"] == [{"name": "none"}]
+        # Prometheus counts what Vigil accepted: nothing dropped or failed
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert re.search(r"^prometheus_notifications_errors_total\{[^}]*\} 0$", metrics, re.M), metrics
+        assert f'alertmanager="http://127.0.0.1:{vigil.port}/api/v2/alerts"' in metrics
+        assert re.search(r"^prometheus_notifications_sent_total\{[^}]*\} [1-9]", metrics, re.M)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+        assert vigil.stop() == 0, vigil.log()
