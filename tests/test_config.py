@@ -21,7 +21,9 @@ from vigil.config.validate import read_yaml, validate
 from vigil.model.duration import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 from vigil.model.listen import is_loopback_listen, parse_listen
 
-SECTIONS = "server, storage, limits, query, agent, scrape_configs, alerting, rule_files, rules, event_rules"
+SECTIONS = (
+    "server, storage, limits, query, agent, scrape_configs, alerting, rule_files, rules, event_rules, ui"
+)
 
 MiB = 2**20
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from vigil import __version__
+from vigil.cmd import dashboards as dashboards_cmd
 from vigil.cmd import query as query_cmd
 from vigil.cmd import routes as routes_cmd
 from vigil.cmd import rules as rules_cmd
@@ -51,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
     routes_cmd.add_parser(sub)
     templates_cmd.add_parser(sub)
     rules_cmd.add_parser(sub)
+    dashboards_cmd.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file and exit")
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             return routes_cmd.run(args)
         if args.command == "rules":
             return rules_cmd.run(args)
+        if args.command == "dashboards":
+            return dashboards_cmd.run(args)
         if args.command == "logs":
             return templates_cmd.run(args)
         if args.command == "agent":
