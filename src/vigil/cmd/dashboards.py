@@ -111,9 +111,10 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run a `dashboards` subcommand; a ConfigError (a bad file, directory or config) is one line on
-    `err` and exit 1."""
+    `err` (default: stderr, looked up when called) and exit 1."""
+    out, err = out or sys.stdout, err or sys.stderr
     try:
         if args.dashboards_command == "list":
             return _list(args, out)

@@ -37,7 +37,15 @@ from vigil.dashboards.model import (
 from vigil.model.duration import parse_duration
 from vigil.model.show import show
 
-__all__ = ["MAX_IMPORT_BYTES", "ImportResult", "Skipped", "from_grafana", "parse_grafana", "to_grafana"]
+__all__ = [
+    "MAX_IMPORT_BYTES",
+    "MAX_IMPORT_DEPTH",
+    "ImportResult",
+    "Skipped",
+    "from_grafana",
+    "parse_grafana",
+    "to_grafana",
+]
 
 SCHEMA_VERSION = 39  # Grafana 10.4/11.0's classic model
 DS_INPUT = "DS_PROMETHEUS"
