@@ -298,6 +298,11 @@ BAD: list[tuple[str, str]] = [
         "vigil.yml: server.auth.write_tokens: expected a list of tokens, got a single value "
         "(value not shown)",
     ),
+    ("ui:\n  dashboards_dir: [a]\n", "vigil.yml: ui.dashboards_dir: expected a directory path, got a list"),
+    (
+        "ui:\n  dashboard_dir: d\n",
+        "vigil.yml: ui.dashboard_dir: unknown key (expected one of: dashboards_dir)",
+    ),
     # YAML problems carry line:column.
     ("server:\n  listen: [a\n", "vigil.yml:3:1: invalid YAML: expected ',' or ']', but got '<stream end>'"),
     (
