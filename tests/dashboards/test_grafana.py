@@ -51,6 +51,7 @@ EVERYTHING: dict[str, Any] = {
         },
         {"name": "window", "kind": "interval", "values": ["5m", "1h"]},
         {"name": "n", "kind": "custom", "values": ["5", "10"]},
+        {"name": "sep", "kind": "custom", "values": ["a,b", "c"]},
     ],
     "panels": [
         {"title": "About", "kind": "text", "content": "# Hello", "width": 24, "height": 2},
@@ -171,7 +172,8 @@ def test_export_shape() -> None:
     assert g["__inputs"][0]["name"] == "DS_PROMETHEUS" and g["__inputs"][0]["pluginId"] == "prometheus"
     ds_var = g["templating"]["list"][0]
     assert (ds_var["name"], ds_var["type"], ds_var["query"]) == ("DS_PROMETHEUS", "datasource", "prometheus")
-    assert [v["name"] for v in g["templating"]["list"][1:]] == ["instance", "window", "n"]
+    assert [v["name"] for v in g["templating"]["list"][1:]] == ["instance", "window", "n", "sep"]
+    assert g["templating"]["list"][4]["query"] == "a\\,b,c"
     types = [(p["type"], p["title"]) for p in g["panels"]]
     assert types == [
         ("text", "About"),
@@ -467,3 +469,35 @@ def test_hostile_values_are_clamped_or_skipped() -> None:
     ]
     assert "expected a color" in result.skipped[2].reason
     assert len(result.notes) == 2
+
+
+def test_library_panels_repeats_and_escaped_custom_values() -> None:
+    stat = {
+        "type": "stat",
+        "title": "Shared",
+        "targets": [{"expr": "up", "refId": "A"}],
+        "repeat": "instance",
+    }
+    doc = {
+        "title": "Lib",
+        "__elements": {"lib-1": {"name": "Shared", "uid": "lib-1", "kind": 1, "model": stat}},
+        "templating": {"list": [{"type": "custom", "name": "pairs", "query": "a\\,b,c"}]},
+        "panels": [
+            {
+                "id": 1,
+                "gridPos": {"h": 3, "w": 5, "x": 0, "y": 0},
+                "libraryPanel": {"uid": "lib-1", "name": "Shared"},
+            },
+            {
+                "id": 2,
+                "gridPos": {"h": 3, "w": 5, "x": 5, "y": 0},
+                "libraryPanel": {"uid": "gone", "name": "Gone"},
+            },
+        ],
+    }
+    result = from_grafana(doc, "lib.json")
+    [p] = result.dashboard.panels
+    assert (p.title, p.kind, p.width, p.height, p.queries[0].expr) == ("Shared", "stat", 5, 3, "up")
+    assert result.skipped == [Skipped("Gone", "library panel", "its definition is not in the file")]
+    assert result.notes == ["panel 'Shared' repeats per $instance in Grafana; drawn once here"]
+    assert result.dashboard.variables[0].values == ("a,b", "c")

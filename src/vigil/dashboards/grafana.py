@@ -202,7 +202,7 @@ def _variable(v: Variable) -> dict[str, Any]:
     options = [{"selected": i == 0, "text": x, "value": x} for i, x in enumerate(v.values)]
     out = base | {
         "type": v.kind,
-        "query": ",".join(v.values),
+        "query": ",".join(x.replace(",", "\\,") for x in v.values),  # Grafana's escape for a comma
         "current": {"selected": True, "text": first, "value": first},
         "options": options,
     }
@@ -424,6 +424,7 @@ class _Importer:
         self.notes: list[str] = []
         self.values: dict[str, str] = {}  # variable sample values for the PromQL check
         self.count = 0
+        self.elements: dict[str, Any] = {}  # library panels by uid (`__elements` of a shared export)
 
     # Variables ------------------------------------------------------------------------------
 
@@ -466,7 +467,7 @@ class _Importer:
             return common | {"kind": "query", "query": query}
         if kind in ("custom", "interval"):
             # Grafana's custom values are comma separated, optionally `text : value`.
-            parts = [p.split(" : ")[-1].strip() for p in re.split(r"(?<!\\),", query)]
+            parts = [p.split(" : ")[-1].strip().replace("\\,", ",") for p in re.split(r"(?<!\\),", query)]
             values = [p for p in parts if p and p != "auto"]
             return common | {"kind": kind, "values": values}
         return f"{kind or 'this'} variables are not supported"
@@ -474,7 +475,19 @@ class _Importer:
     # Panels ---------------------------------------------------------------------------------
 
     def panel(self, p: dict[str, Any]) -> dict[str, Any] | None:
+        library = _dict(p.get("libraryPanel"))
+        if library and "targets" not in p:
+            # A library panel: its definition is in `__elements` when Grafana exported the
+            # dashboard for sharing; the dashboard's own reference only places it.
+            model = _dict(_dict(self.elements.get(_str(library.get("uid")))).get("model"))
+            if not model:
+                name = _str(p.get("title"), _str(library.get("name")))
+                self.skipped.append(Skipped(name, "library panel", "its definition is not in the file"))
+                return None
+            p = model | {"gridPos": p.get("gridPos", model.get("gridPos"))}
         gtype, title = _str(p.get("type"), "?"), _str(p.get("title"))
+        if isinstance(p.get("repeat"), str) and p["repeat"]:
+            self.notes.append(f"panel {title!r} repeats per ${p['repeat']} in Grafana; drawn once here")
         kind = _KIND_OF.get(gtype)
         if kind is None:
             self.skipped.append(Skipped(title, gtype, "this panel type is not drawn by Vigil"))
@@ -663,6 +676,7 @@ def from_grafana(data: dict[str, Any], source: str) -> ImportResult:
     """A Grafana dashboard (parsed JSON, see `parse_grafana`) as a Vigil dashboard, with what was
     skipped. Raises ConfigError naming `source` when the result is not a valid dashboard."""
     imp = _Importer(source)
+    imp.elements = _dict(data.get("__elements"))
     title = _str(data.get("title"), "Imported dashboard").strip()[:256] or "Imported dashboard"
     variables = imp.variables(data.get("templating"))
     if isinstance(data.get("panels"), list):
