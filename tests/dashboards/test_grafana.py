@@ -481,7 +481,12 @@ def test_library_panels_repeats_and_escaped_custom_values() -> None:
     doc = {
         "title": "Lib",
         "__elements": {"lib-1": {"name": "Shared", "uid": "lib-1", "kind": 1, "model": stat}},
-        "templating": {"list": [{"type": "custom", "name": "pairs", "query": "a\\,b,c"}]},
+        "templating": {
+            "list": [
+                {"type": "custom", "name": "pairs", "query": "a\\,b,c"},
+                {"type": "query", "name": "host", "query": "label_values(up, instance)", "regex": "/web.*/"},
+            ]
+        },
         "panels": [
             {
                 "id": 1,
@@ -499,5 +504,8 @@ def test_library_panels_repeats_and_escaped_custom_values() -> None:
     [p] = result.dashboard.panels
     assert (p.title, p.kind, p.width, p.height, p.queries[0].expr) == ("Shared", "stat", 5, 3, "up")
     assert result.skipped == [Skipped("Gone", "library panel", "its definition is not in the file")]
-    assert result.notes == ["panel 'Shared' repeats per $instance in Grafana; drawn once here"]
+    assert result.notes == [
+        "variable 'host': its regex filter '/web.*/' is not applied",
+        "panel 'Shared' repeats per $instance in Grafana; drawn once here",
+    ]
     assert result.dashboard.variables[0].values == ("a,b", "c")

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from vigil.config import ConfigError, load_config
 from vigil.dashboards.grafana import MAX_IMPORT_BYTES, from_grafana, parse_grafana, to_grafana
-from vigil.dashboards.load import Limits, load_all, load_file
+from vigil.dashboards.load import Limits, configured_dir, load_all, load_file
 from vigil.dashboards.model import to_yaml
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -52,10 +52,7 @@ def _directory(args: argparse.Namespace) -> Path | None:
     path = args.config or (Path("vigil.yml") if Path("vigil.yml").exists() else None)
     if path is None:
         return None
-    configured = load_config(path).ui.dashboards_dir
-    if configured is None:
-        return None
-    return configured if configured.is_absolute() else path.parent / configured
+    return configured_dir(load_config(path).ui.dashboards_dir, path.parent)
 
 
 def _list(args: argparse.Namespace, out: TextIO) -> int:

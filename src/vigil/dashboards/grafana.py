@@ -464,6 +464,8 @@ class _Importer:
         if kind == "query":
             if not query.startswith("label_values("):
                 return f"only label_values(...) queries are supported, got {show(query)}"
+            if _str(v.get("regex")):
+                self.notes.append(f"variable {name!r}: its regex filter {v['regex']!r} is not applied")
             return common | {"kind": "query", "query": query}
         if kind in ("custom", "interval"):
             # Grafana's custom values are comma separated, optionally `text : value`.

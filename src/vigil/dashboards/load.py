@@ -16,7 +16,7 @@ from vigil.config.types import ConfigError
 from vigil.config.validate import load_yaml
 from vigil.dashboards.model import Dashboard, dashboard_from
 
-__all__ = ["Limits", "Loaded", "load_all", "load_builtin", "load_dir", "load_file"]
+__all__ = ["Limits", "Loaded", "configured_dir", "load_all", "load_builtin", "load_dir", "load_file"]
 
 BUILTIN_PACKAGE = "vigil.dashboards.builtin"
 
@@ -99,6 +99,14 @@ def _check_unique(found: list[Loaded]) -> None:
         if uid in seen:
             raise ConfigError(f"uid {uid!r} is already used by {seen[uid]}", source=item.source, key="uid")
         seen[uid] = item.source
+
+
+def configured_dir(dashboards_dir: Path | None, config_dir: Path) -> Path | None:
+    """The directory `ui.dashboards_dir` names: relative to vigil.yml's directory, as rule_files are
+    (None: not set)."""
+    if dashboards_dir is None:
+        return None
+    return dashboards_dir if dashboards_dir.is_absolute() else config_dir / dashboards_dir
 
 
 def load_all(directory: Path | None, limits: Limits = Limits()) -> list[Loaded]:
