@@ -206,6 +206,11 @@ def test_substitute_forms() -> None:
     assert (
         substitute("[$__rate_interval] [$window] $__range_s $other $1", values) == "[1m] [5m] 3600 $other $1"
     )
+    # A page drawing the dashboard passes its range's real values.
+    assert (
+        substitute("[$__rate_interval] $__range_s", {}, {"__rate_interval": "2m", "__range_s": "60"})
+        == "[2m] 60"
+    )
     assert check_expr('up{a="$x"}', {}) is None
     assert check_expr("up[$x]", {}) is not None
 

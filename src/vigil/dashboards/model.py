@@ -15,6 +15,7 @@ never shows a parse error on its first draw.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -31,6 +32,7 @@ __all__ = [
     "GRID_COLUMNS",
     "KINDS",
     "MAX_PANELS",
+    "SAMPLE_BUILTINS",
     "UNITS",
     "Dashboard",
     "Panel",
@@ -66,10 +68,12 @@ _LABEL_VALUES_RE = re.compile(
     r"label_values\(\s*(?:(?P<sel>.+?)\s*,\s*)?(?P<label>[A-Za-z_][A-Za-z0-9_]*)\s*\)"
 )
 
-# Grafana's built-in variables, replaced by sample values of their kind: a duration where Grafana
-# puts one (`[$__rate_interval]`), a number where it puts a number (`$__range_s`).
-_BUILTINS: dict[str, str] = {
+# Grafana's built-in variables, with sample values of their kind for checking that queries parse:
+# a duration where Grafana puts one (`[$__rate_interval]`), a number where it puts one (`$__range_s`).
+# A page drawing a dashboard passes the real values of its range and step to `substitute` instead.
+SAMPLE_BUILTINS: Mapping[str, str] = {
     "__rate_interval": "1m",
+    "__rate_interval_ms": "60000",
     "__interval": "1m",
     "__range": "1h",
     "__interval_ms": "60000",
@@ -82,21 +86,22 @@ _BUILTINS: dict[str, str] = {
 _VAR_RE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::\w+)?\]\]|\$(\w+)")
 
 
-def substitute(expr: str, values: dict[str, str]) -> str:
-    """`expr` with Grafana variable references replaced: built-ins by sample values, the dashboard's
-    own variables by `values`; references to neither are left as written (as Grafana leaves them),
-    so `$1` in a label_replace replacement stays."""
+def substitute(expr: str, values: Mapping[str, str], builtins: Mapping[str, str] = SAMPLE_BUILTINS) -> str:
+    """`expr` with Grafana variable references replaced: `$__…` built-ins from `builtins`, the
+    dashboard's own variables from `values` (already formatted: a multi-value selection as the
+    caller wants it, e.g. `(a|b)` for `=~`); references to neither are left as written, as Grafana
+    leaves them, so `$1` in a label_replace replacement stays."""
 
     def repl(m: re.Match[str]) -> str:
         name = m.group(1) or m.group(2) or m.group(3)
-        if name in _BUILTINS:
-            return _BUILTINS[name]
+        if name in builtins:
+            return builtins[name]
         return values.get(name, m.group(0))
 
     return _VAR_RE.sub(repl, expr)
 
 
-def check_expr(expr: str, values: dict[str, str]) -> str | None:
+def check_expr(expr: str, values: Mapping[str, str]) -> str | None:
     """None when `expr` parses as PromQL after `substitute`, else the parser's message."""
     try:
         parse(substitute(expr, values))
