@@ -88,3 +88,21 @@ def test_import_prints_skipped_and_writes_a_loadable_file(
     (tmp_path / "bad.json").write_text("{")
     assert main(["dashboards", "import", str(tmp_path / "bad.json")]) == 1
     assert capsys.readouterr().err.startswith(f"{tmp_path / 'bad.json'}:1:2: invalid JSON")
+
+
+def test_config_check_loads_the_dashboards_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "vigil.yml").write_text("ui: {dashboards_dir: dash}\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["config", "check"]) == 0  # not there yet: a warning, as for rule files
+    captured = capsys.readouterr()
+    assert captured.out == "vigil.yml: OK\n"
+    assert captured.err == "vigil.yml: ui.dashboards_dir: dash is not a directory (yet)\n"
+    (tmp_path / "dash").mkdir()
+    (tmp_path / "dash" / "web.yml").write_text(GOOD.replace("expr: up", "expr: 'up{'"))
+    assert main(["config", "check"]) == 2
+    assert capsys.readouterr().err.startswith("dash/web.yml: panels[0].queries[0].expr: expected PromQL")
+    (tmp_path / "dash" / "web.yml").write_text(GOOD)
+    assert main(["config", "check"]) == 0
+    assert capsys.readouterr().out == "vigil.yml: OK\n"

@@ -106,6 +106,13 @@ def _config_check(path: Path | None) -> int:
         )
     except RuleLoadError as exc:
         raise ConfigError(f"invalid rule files:\n{exc}", source=source, key="rule_files") from None
+    from vigil.dashboards.load import configured_dir, load_all  # and the dashboards directory
+
+    dashboards = configured_dir(checked.ui.dashboards_dir, (path or Path("vigil.yml")).parent)
+    if dashboards is not None and not dashboards.is_dir():
+        print(f"{source}: ui.dashboards_dir: {dashboards} is not a directory (yet)", file=sys.stderr)
+    else:
+        load_all(dashboards)
     print(f"{name}: OK")
     return 0
 
