@@ -415,6 +415,16 @@ def test_import_input_is_bounded() -> None:
         from_grafana(many, "many.json")
 
 
+def test_non_finite_numbers_are_dropped() -> None:
+    text = (
+        b'{"title": "n", "panels": [{"type": "gauge", "title": "g", "targets": [{"expr": "up"}],'
+        b' "fieldConfig": {"defaults": {"min": NaN, "max": Infinity, "decimals": -Infinity,'
+        b' "thresholds": {"steps": [{"color": "green"}, {"color": "red", "value": NaN}]}}}}]}'
+    )
+    [p] = from_grafana(parse_grafana(text, "n.json"), "n.json").dashboard.panels
+    assert (p.min, p.max, p.decimals, p.thresholds) == (None, None, None, ())
+
+
 def test_hostile_values_are_clamped_or_skipped() -> None:
     doc = {
         "title": 42,

@@ -94,6 +94,14 @@ def _panel(doc: dict[str, Any]) -> dict[str, Any]:
             '#e02f44, got "not a color"',
         ),
         (
+            lambda d: _panel(d).update(max=float("nan")),
+            "dash.yml: rows[0].panels[0].max: expected a finite number, got nan",
+        ),
+        (
+            lambda d: _panel(d).update(min="0"),
+            'dash.yml: rows[0].panels[0].min: expected a finite number, got "0"',
+        ),
+        (
             lambda d: _panel(d).update(decimals=True),
             "dash.yml: rows[0].panels[0].decimals: expected an integer from 0 to 10, got true",
         ),

@@ -19,6 +19,7 @@ depth and panel count are bounded before any of it is converted.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -404,12 +405,14 @@ def _str(v: Any, default: str = "") -> str:
 
 
 def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        try:
-            return float(v) if isinstance(v, str) and v.strip() else None
-        except ValueError:
-            return None
-    return float(v)
+    """A finite number from a number or numeric text (old panels write `"min": "0"`), else None."""
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        return None
+    try:
+        n = float(v)
+    except ValueError:
+        return None
+    return n if math.isfinite(n) else None  # Python's json reads NaN and Infinity; Grafana's never
 
 
 def _int(v: Any, default: int, lo: int, hi: int) -> int:
@@ -575,9 +578,10 @@ class _Importer:
                 if isinstance(s, dict):
                     value = None if i == 0 else _num(s.get("value"))
                     steps.append({"value": value, "color": _str(s.get("color"), "green")})
-            if [s["value"] for s in steps] != [None] or steps[0]["color"] != "green":  # the default
-                rest = sorted((s for s in steps[1:] if s["value"] is not None), key=lambda s: s["value"])
-                out["thresholds"] = steps[:1] + rest
+            rest = sorted((s for s in steps[1:] if s["value"] is not None), key=lambda s: s["value"])
+            kept = steps[:1] + rest
+            if kept and kept != [{"value": None, "color": "green"}]:  # that one is Grafana's default
+                out["thresholds"] = kept
             if th.get("mode") == "percentage":
                 out["thresholds_mode"] = "percentage"
         custom = _dict(d.get("custom"))

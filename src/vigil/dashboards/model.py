@@ -14,6 +14,7 @@ never shows a parse error on its first draw.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -133,8 +134,9 @@ def _choice(*options: str) -> BeforeValidator:
 def _number(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a number, got {show(value)}")
+    # YAML's .nan and .inf are floats; neither is a threshold or an axis bound.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {show(value)}")
     return float(value)
 
 
