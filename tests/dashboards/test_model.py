@@ -4,11 +4,13 @@ of every query after Grafana-style variable substitution, and YAML that loads ba
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.isolated import run_isolated
 from vigil.config.types import ConfigError
 from vigil.dashboards.load import load_file
 from vigil.dashboards.model import Dashboard, check_expr, dashboard_from, substitute, to_yaml
@@ -242,3 +244,49 @@ def test_panel_count_bounded() -> None:
         ConfigError, match=r"dash\.yml: panels: expected at most 500 panels in a dashboard, got 501"
     ):
         dashboard_from(doc, "dash.yml")
+
+
+def test_alias_amplified_panels_refused_before_validation() -> None:
+    """A 9 KB file naming one row of 500 panels 500 times through YAML aliases: refused from the
+    parsed document's shape. Validating its 250,000 panels first took 40 s and 3.4 GB here, so the
+    child runs under a 1 GiB address-space limit and fails if the count comes after validation."""
+    outcome = run_isolated(
+        """
+        from vigil.config.types import ConfigError
+        from vigil.config.validate import load_yaml
+        from vigil.dashboards.model import dashboard_from
+
+        qs = ", ".join(["&q {expr: up}"] + ["*q"] * 25)
+        panels = "\\n".join(["      - &p {title: p, queries: [" + qs + "]}"] + ["      - *p"] * 499)
+        rows = "\\n".join(["  - &r\\n    panels:\\n" + panels] + ["  - *r"] * 499)
+        try:
+            dashboard_from(load_yaml("title: t\\nuid: t\\nrows:\\n" + rows + "\\n", "bomb.yml"), "bomb.yml")
+        except ConfigError as e:
+            print(e)
+        """,
+        max_bytes=1 << 30,
+    )
+    assert outcome.ok, outcome.stderr[-2000:]
+    assert outcome.stdout == "bomb.yml: panels: expected at most 500 panels in a dashboard, got 250000\n"
+
+
+def test_an_expression_used_many_times_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vigil.dashboards.model as model
+
+    calls: list[str] = []
+    real = model.check_expr
+
+    def counting(expr: str, values: Mapping[str, str]) -> str | None:
+        calls.append(expr)
+        return real(expr, values)
+
+    monkeypatch.setattr(model, "check_expr", counting)
+    expr = (
+        'sum(rate(node_cpu_seconds_total{instance=~"'
+        + "|".join(f"host-{i}" for i in range(1500))
+        + '"}[5m]))'
+    )
+    panel = {"title": "p", "queries": [{"expr": expr}] * 26}
+    d = dashboard_from({"title": "t", "uid": "t", "panels": [panel] * 500}, "dash.yml")
+    assert sum(len(p.queries) for _, p in d.all_panels()) == 13_000
+    assert calls == [expr]
