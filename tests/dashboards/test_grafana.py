@@ -519,3 +519,24 @@ def test_library_panels_repeats_and_escaped_custom_values() -> None:
         "panel 'Shared' repeats per $instance in Grafana; drawn once here",
     ]
     assert result.dashboard.variables[0].values == ("a,b", "c")
+
+
+def test_import_work_per_panel_and_variable_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vigil.dashboards.grafana as grafana
+
+    parsed: list[str] = []
+    real = grafana.check_expr
+    monkeypatch.setattr(grafana, "check_expr", lambda e, v: parsed.append(e) or real(e, v))
+    targets = [{"expr": f'up{{n="{i}"}}', "refId": "A"} for i in range(10_000)]
+    variables = [{"type": "custom", "name": f"v{i % 60}", "query": "a"} for i in range(100_000)]
+    doc = {
+        "title": "t",
+        "templating": {"list": variables},
+        "panels": [{"type": "stat", "title": "s", "targets": targets}],
+    }
+    result = from_grafana(doc, "t.json")
+    assert len(parsed) == 26 and len(result.dashboard.panels[0].queries) == 26
+    assert len(result.dashboard.variables) == 50
+    assert len(result.skipped) == 200 - 50  # only the first 200 are looked at
+    assert result.skipped[0] == Skipped("v50", "custom variable", "too many variables")
+    assert Skipped("v0", "custom variable", "a variable of this name came before") in result.skipped

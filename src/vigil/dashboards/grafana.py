@@ -28,6 +28,8 @@ from vigil.config.types import ConfigError
 from vigil.dashboards.model import (
     GRID_COLUMNS,
     MAX_PANELS,
+    MAX_QUERIES,
+    MAX_VARIABLES,
     UNITS,
     Dashboard,
     Panel,
@@ -434,12 +436,16 @@ class _Importer:
     def variables(self, templating: Any) -> list[dict[str, Any]]:
         items = templating.get("list") if isinstance(templating, dict) else None
         out: list[dict[str, Any]] = []
-        for v in items if isinstance(items, list) else []:
+        for v in _lst(items)[: 4 * MAX_VARIABLES]:  # beyond, no dashboard is plausibly meant
             if not isinstance(v, dict):
                 continue
             name, kind = _str(v.get("name")), _str(v.get("type"))
             if kind == "datasource":
                 continue  # Vigil queries itself
+            if len(out) == MAX_VARIABLES or name in self.values:
+                why = "a variable of this name came before" if name in self.values else "too many variables"
+                self.skipped.append(Skipped(name, f"{kind} variable", why))
+                continue
             converted = self._variable(v, name, kind)
             if isinstance(converted, str):
                 self.skipped.append(Skipped(name, f"{kind or 'untyped'} variable", converted))
@@ -451,8 +457,6 @@ class _Importer:
                 continue
             out.append(converted)
             self.values[var.name] = var.sample_value()
-            if len(out) >= 50:
-                break
         return out
 
     def _variable(self, v: dict[str, Any], name: str, kind: str) -> dict[str, Any] | str:
@@ -532,10 +536,12 @@ class _Importer:
             if t.get("instant") is True and t.get("range") is not True:
                 q["instant"] = True
             queries.append(q)
+            if len(queries) == MAX_QUERIES:  # Grafana's refIds run out at Z too; parse no more
+                break
         if not queries:
             self.skipped.append(Skipped(title, gtype, "no PromQL queries"))
             return None
-        out["queries"] = queries[:26]
+        out["queries"] = queries
         out |= self._fields(p, gtype, title)
         return self._valid(out, gtype)
 

@@ -33,6 +33,8 @@ __all__ = [
     "GRID_COLUMNS",
     "KINDS",
     "MAX_PANELS",
+    "MAX_QUERIES",
+    "MAX_VARIABLES",
     "SAMPLE_BUILTINS",
     "UNITS",
     "Dashboard",
