@@ -15,6 +15,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vigil.config.types import ConfigError
 from vigil.config.validate import load_yaml
@@ -540,3 +542,42 @@ def test_import_work_per_panel_and_variable_is_bounded(monkeypatch: pytest.Monke
     assert len(result.skipped) == 200 - 50  # only the first 200 are looked at
     assert result.skipped[0] == Skipped("v50", "custom variable", "too many variables")
     assert Skipped("v0", "custom variable", "a variable of this name came before") in result.skipped
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_KEYS = st.sampled_from(
+    ["type", "title", "gridPos", "targets", "fieldConfig", "datasource", "panels", "collapsed", "options",
+     "yaxes", "stack", "format", "thresholds", "colors", "libraryPanel", "repeat", "span", "height"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    panel=st.dictionaries(_KEYS, _JSON, max_size=6),
+    variable=st.dictionaries(
+        st.sampled_from(["type", "name", "query", "multi", "includeAll", "label"]), _JSON
+    ),
+    top=st.dictionaries(st.sampled_from(["title", "uid", "time", "refresh", "tags", "__elements"]), _JSON),
+)
+def test_any_json_imports_or_is_one_config_error(
+    panel: dict[str, Any], variable: dict[str, Any], top: dict[str, Any]
+) -> None:
+    """Whatever shape the values have, import returns a valid dashboard or raises ConfigError."""
+    fixture = json.loads(FIXTURE.read_text())
+    fixture["panels"].append(panel)
+    next(p for p in fixture["panels"] if p.get("collapsed"))["panels"].append(panel)  # in a row too
+    fixture["templating"]["list"].append(variable)
+    fixture.update(top)
+    try:
+        result = from_grafana(fixture, "fuzz.json")
+    except ConfigError:
+        return
+    assert isinstance(result.dashboard, Dashboard)
