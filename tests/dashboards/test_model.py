@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.isolated import run_isolated
 from vigil.config.types import ConfigError
@@ -290,3 +292,35 @@ def test_an_expression_used_many_times_is_parsed_once(monkeypatch: pytest.Monkey
     d = dashboard_from({"title": "t", "uid": "t", "panels": [panel] * 500}, "dash.yml")
     assert sum(len(p.queries) for _, p in d.all_panels()) == 13_000
     assert calls == [expr]
+
+
+_YAML_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**4), 10**4) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_PANEL_KEYS = st.sampled_from(
+    ["title", "kind", "queries", "unit", "thresholds", "thresholds_mode", "min", "max", "decimals", "stacked",
+     "width", "height", "content", "expr"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    panel=st.dictionaries(_PANEL_KEYS, _YAML_VALUE, max_size=5),
+    variable=st.dictionaries(st.sampled_from(["name", "kind", "query", "values", "multi"]), _YAML_VALUE),
+    top=st.dictionaries(
+        st.sampled_from(["title", "uid", "time_from", "refresh", "tags", "rows"]), _YAML_VALUE
+    ),
+)
+def test_any_document_loads_or_is_one_config_error(
+    panel: dict[str, Any], variable: dict[str, Any], top: dict[str, Any]
+) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["rows"][0]["panels"].append(panel)
+    doc["variables"].append(variable)
+    doc.update(top)
+    try:
+        dashboard_from(doc, "fuzz.yml")
+    except ConfigError as e:
+        assert str(e).startswith("fuzz.yml: ") and "\n" not in str(e)
