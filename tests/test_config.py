@@ -21,7 +21,9 @@ from vigil.config.validate import read_yaml, validate
 from vigil.model.duration import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 from vigil.model.listen import is_loopback_listen, parse_listen
 
-SECTIONS = "server, storage, limits, query, agent, scrape_configs, alerting, rule_files, rules, event_rules"
+SECTIONS = (
+    "server, storage, limits, query, agent, scrape_configs, alerting, rule_files, rules, event_rules, ui"
+)
 
 MiB = 2**20
 
@@ -296,6 +298,11 @@ BAD: list[tuple[str, str]] = [
         "server:\n  auth:\n    write_tokens: hunter2\n",
         "vigil.yml: server.auth.write_tokens: expected a list of tokens, got a single value "
         "(value not shown)",
+    ),
+    ("ui:\n  dashboards_dir: [a]\n", "vigil.yml: ui.dashboards_dir: expected a directory path, got a list"),
+    (
+        "ui:\n  dashboard_dir: d\n",
+        "vigil.yml: ui.dashboard_dir: unknown key (expected one of: dashboards_dir)",
     ),
     # YAML problems carry line:column.
     ("server:\n  listen: [a\n", "vigil.yml:3:1: invalid YAML: expected ',' or ']', but got '<stream end>'"),

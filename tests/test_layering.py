@@ -3,8 +3,8 @@
 Floors, ground first (the order in which Vigil is built up, as Prometheus' packages are):
 
     model, prompb  <  config, receiver  <  storage, tsdb, events  <
-    ingest, promql, ship, logs, probe, notifier, template  <  security, scrape, rules  <  agent  <
-    web  <  cmd
+    ingest, promql, ship, logs, probe, notifier, template  <  security, scrape, rules, dashboards  <
+    agent  <  web  <  cmd
 
 Imports are read from the source (every `import` / `from ... import`, also those inside functions:
 a lazy import still ties the packages together); `if TYPE_CHECKING:` blocks count too.
@@ -23,7 +23,7 @@ FLOORS: list[set[str]] = [
     {"config", "receiver"},
     {"storage", "tsdb", "events"},
     {"ingest", "promql", "ship", "logs", "probe", "notifier", "template"},
-    {"security", "scrape", "rules"},
+    {"security", "scrape", "rules", "dashboards"},
     {"agent"},
     {"web"},
     {"cmd"},

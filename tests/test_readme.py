@@ -11,6 +11,8 @@ import yaml
 
 from vigil.cmd.main import main
 from vigil.config import config_from_yaml
+from vigil.config.validate import load_yaml
+from vigil.dashboards.model import dashboard_from
 from vigil.logs.linerules import parse_line_rules
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -28,6 +30,9 @@ def test_example_is_valid(block: str) -> None:
     if block.startswith("rules:"):
         assert parse_line_rules(yaml.safe_load(block), "README.md")
         return
+    if block.startswith("# dashboards/"):
+        assert dashboard_from(load_yaml(block, "README.md"), "README.md").all_panels()
+        return
     config_from_yaml(block, "README.md")
 
 
@@ -37,7 +42,7 @@ def test_example_passes_config_check(
 ) -> None:
     """As a user would try it: `vigil config check` on the snippet as written (rule files it names that
     do not exist yet are a warning, not a failure)."""
-    if block.startswith(("# prometheus.yml", "rules:")):
+    if block.startswith(("# prometheus.yml", "rules:", "# dashboards/")):
         pytest.skip("not a vigil.yml")
     (tmp_path / "vigil.yml").write_text(block)
     monkeypatch.chdir(tmp_path)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from vigil import __version__
+from vigil.cmd import dashboards as dashboards_cmd
 from vigil.cmd import query as query_cmd
 from vigil.cmd import routes as routes_cmd
 from vigil.cmd import rules as rules_cmd
@@ -55,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     templates_cmd.add_parser(sub)
     rules_cmd.add_parser(sub)
     users_cmd.add_parser(sub)
+    dashboards_cmd.add_parser(sub)
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file and exit")
@@ -110,6 +112,13 @@ def _config_check(path: Path | None) -> int:
         )
     except RuleLoadError as exc:
         raise ConfigError(f"invalid rule files:\n{exc}", source=source, key="rule_files") from None
+    from vigil.dashboards.load import configured_dir, load_all  # and the dashboards directory
+
+    dashboards = configured_dir(checked.ui.dashboards_dir, (path or Path("vigil.yml")).parent)
+    if dashboards is not None and not dashboards.is_dir():
+        print(f"{source}: ui.dashboards_dir: {dashboards} is not a directory (yet)", file=sys.stderr)
+    else:
+        load_all(dashboards)
     print(f"{name}: OK")
     return 0
 
@@ -125,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             return rules_cmd.run(args)
         if args.command == "silence":
             return silence_cmd.run(args)
+        if args.command == "dashboards":
+            return dashboards_cmd.run(args)
         if args.command == "logs":
             return templates_cmd.run(args)
         if args.command == "users":

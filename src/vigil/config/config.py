@@ -386,6 +386,12 @@ class AlertingConfig(Section):
         return dict(self.model_extra or {})
 
 
+class UIConfig(Section):
+    dashboards_dir: OptionalPath = None
+    """A directory of dashboard YAML files listed next to the built-in ones (relative to vigil.yml's
+    directory; empty: the built-in dashboards only)."""
+
+
 class Config(Section):
     """The whole `vigil.yml`. `Config()` is the all-defaults configuration."""
 
@@ -404,6 +410,8 @@ class Config(Section):
     """How rules are evaluated and alerts re-sent (Prometheus' flags, with its defaults)."""
     event_rules: EventRules = ()
     """Alerts raised by security events as they are stored (a new listening port, N failed logins)."""
+    ui: UIConfig = UIConfig()
+    """The web UI: where user dashboards are."""
 
     @model_validator(mode="after")
     def _scrape_timing(self) -> Config:

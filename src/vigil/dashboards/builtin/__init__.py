@@ -1,0 +1,1 @@
+"""The dashboards shipped with Vigil (package data: `*.yml`)."""
