@@ -50,6 +50,7 @@ from vigil.web.events_api import EventsAPI
 from vigil.web.query_api import QueryAPI
 from vigil.web.rules_api import RulesAPI, RuleSource
 from vigil.web.status import StatusAPI
+from vigil.web.ui.pages import PagesAPI
 from vigil.web.write import WriteAPI, WriteOptions
 
 log = logging.getLogger("vigil")
@@ -167,6 +168,7 @@ def build_app(
     ]
     if rules is not None:
         apis.append(RulesAPI(rules, auth))
+    apis.append(PagesAPI(engine, db, auth, events, rules))
     if events is not None:
         apis.append(
             EventsAPI(
