@@ -189,6 +189,15 @@ def test_time_picker_changes_the_url_and_the_queries(session: Session) -> None:
     session.wait_charts()
     assert session.query()["range"] == ["6h"]
     assert session.ranges and all(5.9 * 3600 <= span_s(q) <= 6 * 3600 for q in session.ranges)
+    # The step follows the range and the chart's width (a point per pixel or fewer, not below the
+    # scrape interval); rates use max(step + scrape, 4 x scrape).
+    width = session.page.locator(".chart").first.bounding_box()["width"]
+    for q in session.ranges:
+        step = float(q["step"][0])
+        assert step >= 15 and span_s(q) / step <= width, (step, width)
+        assert "$" not in q["query"][0]
+        if "rate(" in q["query"][0]:
+            assert f"[{int(max(step + 15, 60))}s]" in q["query"][0], q["query"][0]
     # A custom range: the inputs show the view's bounds; editing them sets from/to.
     session.page.select_option("#range", "custom")
     assert session.page.locator("#from-input").is_visible()

@@ -26,6 +26,7 @@ from vigil.promql.parser import parse
 from vigil.tsdb.db import DB, Options
 from vigil.web.app import create_app
 from vigil.web.auth import TokenAuth
+from vigil.web.promapi import parse_duration_param
 from vigil.web.ui import panels as P
 from vigil.web.ui.pages import CSP, PagesAPI
 from vigil.web.ui.state import StateError, parse_state
@@ -141,6 +142,24 @@ def test_overview_counts_hosts_alerts_and_security_items(app: Fleet) -> None:
     assert values["Certificates expiring in 14 days"] == "1"
     # Each fleet chart draws the worst 5 hosts and one "others" line for the other 15.
     assert body.count("others (avg of 15)") == len(P.FLEET_PANELS)
+
+
+def test_overview_names_filesystems_filling_within_a_day(app: Fleet) -> None:
+    body = app.get("/").text
+    [note] = re.findall(r'<span class="filling">(.*?)</span>', body, re.S)
+    assert ESCAPED in note and "host-0" not in note  # only host 1's root filesystem is filling
+
+
+def test_host_page_shows_its_agents_health(app: Fleet) -> None:
+    body = app.get(host_url(instance(3))).text
+    cells = dict(re.findall(r'<th scope="row">([^<]+)</th><td class="num">([^<]+)</td>', body))
+    assert cells["Queued payloads"] == "2" and cells["Queued bytes"] == "4 KiB"
+    assert cells["Collector errors in range"] != "–" and float(cells["Collector errors in range"]) >= 1
+    assert cells["Filesystems filling within 24 h"] == "–"
+    other = dict(
+        re.findall(r'<th scope="row">([^<]+)</th><td class="num">([^<]+)</td>', app.get(host_url(XSS)).text)
+    )
+    assert other["Queued payloads"] == "–" and other["Filesystems filling within 24 h"] == "1"
 
 
 def test_chart_queries_are_valid_promql_for_hostile_instances(app: Fleet) -> None:
@@ -266,7 +285,29 @@ def test_page_work_does_not_grow_with_the_range(app: Fleet) -> None:
             engine.instant.clear()
         assert engine.ranges == 0  # charts are the browser's: the server renders no series
     # The same fixed number of instant queries whatever the range (a 30d page is not 2880x a 15m one).
-    assert all(a == b and a <= 20 for a, b in counted.values()), counted
+    assert all(a == b and a <= 25 for a, b in counted.values()), counted
+
+
+def test_no_page_query_reads_more_than_a_day_whatever_the_range(app: Fleet) -> None:
+    engine = CountingEngine(Engine(app.db))
+    c = Client(create_app([PagesAPI(engine, app.db, TokenAuth([], []), app.events)], registry=None))  # type: ignore[arg-type]
+    for path in PAGES:
+        body = c.get(f"{path}?range=30d").text
+        if path == "/":
+            assert "Failed logins (approx.)" in body
+    windows = [parse_duration_param(w) for q in engine.instant for w in re.findall(r"\[(\w+)\]", q)]
+    assert windows and max(windows) <= 86_400_000, sorted(set(engine.instant))
+    assert any("offset 2592000s" in q for q in engine.instant)  # the counters' 30 days: two instants
+
+
+def test_counter_increase_over_the_range() -> None:
+    expr = 'sum by (instance) (increase(x_total{a="b",$sel}[$range]))'
+    assert P.over_range(expr, 3_600_000) == 'sum by (instance) (increase(x_total{a="b",$sel}[3600s]))'
+    week = P.over_range(expr, 7 * 86_400_000)
+    assert (
+        week == 'sum by (instance) (clamp_min(x_total{a="b",$sel} - x_total{a="b",$sel} offset 604800s, 0))'
+    )
+    parse(P.narrow(week, 'instance="h]"'))
 
 
 TENANT_CONFIG = """

@@ -2,8 +2,9 @@
 plus what the pages read besides (`up`, PSI, the agent's security metrics), sent by remote write.
 
 Host 1's instance is a hostile label value (`XSS`): every page that shows it must show it as text.
-Host 2 is down (`up` 0) and host 1 has security findings (failed logins, pending security updates,
-an unexpected port, integrity changes, unknown log lines, a certificate expiring in 3 days).
+Host 1 also has security findings (failed logins, pending security updates, an unexpected port,
+integrity changes, unknown log lines, a certificate expiring in 3 days) and a root filesystem that
+fills within the hour; host 2 is down (`up` 0); host 3's agent reports its queue and a collector error.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def fleet(hosts: int, scrapes: int, end_ms: int, interval_ms: int = 15_000) -> W
         extra_rows.append(row.astype(np.float64))
         extra_host.append(h)
 
+    gib = float(1 << 30)
+    for i, ls in enumerate(labels):  # host 1's root filesystem loses 10 GiB an hour, 10 GiB left
+        d = dict(ls)
+        if d["__name__"] == "node_filesystem_avail_bytes" and d["instance"] == XSS and d["mountpoint"] == "/":
+            wl.values[i] = np.round((20 * gib - ramp / (k - 1) * 10 * gib) / 4096) * 4096
     end_s = end_ms / 1000
     for h in range(hosts):
         add(h, "up", np.full(k, 0.0 if h == 2 else 1.0))
@@ -67,6 +73,10 @@ def fleet(hosts: int, scrapes: int, end_ms: int, interval_ms: int = 15_000) -> W
             np.full(k, end_s + (3 if bad else 90) * 86400),
             path="/etc/ssl/site.pem",
         )
+    add(3, "vigil_agent_collections_total", ramp + 100)
+    add(3, "vigil_agent_collector_errors_total", np.floor(ramp / (k / 2)), collector="apt")
+    add(3, "vigil_agent_queue_entries", np.full(k, 2.0))
+    add(3, "vigil_agent_queue_bytes", np.full(k, 4096.0))
     host_of = np.concatenate([wl.host_of, np.array(extra_host)])
     values = np.concatenate([wl.values, np.stack(extra_rows)])
     return Workload(labels + extra_labels, host_of, values, wl.timestamps)

@@ -202,6 +202,7 @@ class PagesAPI:
             "keep": dict(keep),
             "nav": nav,
             "refresh_ms": REFRESHES[state.refresh],
+            "approx": state.span_ms > P.EXACT_INCREASE_MS,
         }
 
     def _state(self, request: Request) -> ViewState | Response:
@@ -230,7 +231,7 @@ class PagesAPI:
     def _security(self, q: _Queries, state: ViewState, sel: str = "") -> dict[str, dict[str, float]]:
         """Per security item, its value by host (`$range` = the page's range)."""
         return {
-            item.key: q.by_instance(P.narrow(item.expr, sel).replace("$range", state.span_promql))
+            item.key: q.by_instance(P.narrow(P.over_range(item.expr, state.span_ms), sel))
             for item in P.SECURITY_ITEMS
         }
 
@@ -289,7 +290,10 @@ class PagesAPI:
                     }
                 )
             security = self._security(q, state)
-            return {"hosts": hosts, "use": use, "security": _security_summary(security)}
+            filling = sorted(
+                q.by_instance(P.narrow(P.DISK_FILLING, "")).items(), key=lambda kv: (-kv[1], kv[0])
+            )
+            return {"hosts": hosts, "use": use, "security": _security_summary(security), "filling": filling}
 
         data = await run_in_threadpool(work)
         alerts = self._alerts(caller)
@@ -387,6 +391,11 @@ class PagesAPI:
             up, seen = self._hosts_status(q, sel)
             now = {p.key: q.by_instance(P.instant(p.series[0].expr, sel)).get(inst) for p in P.FLEET_PANELS}
             security = self._security(q, state, sel)
+            agent = [
+                (it, q.by_instance(P.narrow(P.over_range(it.expr, state.span_ms), sel)).get(inst))
+                for it in P.AGENT_ITEMS
+            ]
+            filling = q.by_instance(P.narrow(P.DISK_FILLING, sel)).get(inst)
             events: list[Event] = []
             if self._events is not None:
                 events, _ = self._events.query(
@@ -401,6 +410,8 @@ class PagesAPI:
                 "last_seen": seen.get(inst),
                 "now": now,
                 "security": [(it, security[it.key].get(inst)) for it in P.SECURITY_ITEMS],
+                "agent": agent,
+                "filling": filling,
                 "events": events,
             }
 

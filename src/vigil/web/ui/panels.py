@@ -10,6 +10,7 @@ Label values are attacker-controlled, so they enter PromQL only through `quote` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -75,6 +76,22 @@ def narrow(expr: str, sel: str) -> str:
 def instant(expr: str, sel: str = "") -> str:
     """`expr` for an instant query: narrowed, with the instant rate window."""
     return narrow(expr, sel).replace("$__rate_interval", INSTANT_RATE)
+
+
+# Counters' increase over the page's range: exact (`increase`) up to a day; beyond, the difference
+# of two instants, so a 30-day page reads two samples per series instead of 30 days of them
+# (a counter reset or a series newer than the range then undercounts; the page says "approx.").
+EXACT_INCREASE_MS = 86_400_000
+_INCREASE = re.compile(r"increase\(([^()\[\]]+)\[\$range\]\)")
+
+
+def over_range(expr: str, span_ms: int) -> str:
+    """A template's `increase(sel[$range])` for a range of `span_ms` (see above). Call before
+    `narrow`: the selector text is still the template's own, with no label value in it."""
+    span = f"{max(1, span_ms // 1000)}s"
+    if span_ms <= EXACT_INCREASE_MS:
+        return _INCREASE.sub(lambda m: f"increase({m[1]}[{span}])", expr)
+    return _INCREASE.sub(lambda m: f"clamp_min({m[1]} - {m[1]} offset {span}, 0)", expr)
 
 
 _PCT = (Threshold(0.8, "warn"), Threshold(0.9, "crit"))
@@ -280,4 +297,45 @@ SECURITY_ITEMS: tuple[SecurityItem, ...] = (
 # Hosts: a target's `up` (1/0, by the scraper or the agent itself) and when it was last heard of
 # (the heartbeat rule keeps `vigil:agent_last_seen_timestamp_seconds` for 7 days after it stops).
 HOST_UP = "max by (instance) (up{$sel})"
-LAST_SEEN = "max by (instance) (timestamp(up{$sel}) or vigil:agent_last_seen_timestamp_seconds{$sel})"
+LAST_SEEN = (
+    "max by (instance) (timestamp(up{$sel}) or timestamp(vigil_agent_collections_total{$sel})"
+    " or vigil:agent_last_seen_timestamp_seconds{$sel})"
+)
+
+# A filesystem that a linear fit of the last 6 hours has full within a day ("disk filling").
+DISK_FILLING = (
+    f"count by (instance) (predict_linear(node_filesystem_avail_bytes{{{_REAL_FS},$sel}}[6h], 86400) < 0)"
+)
+
+
+@dataclass(frozen=True)
+class AgentItem:
+    """One number about a host's agent itself (src/vigil/agent, src/vigil/ship), `$range` as above."""
+
+    title: str
+    expr: str
+    unit: str
+
+
+AGENT_ITEMS: tuple[AgentItem, ...] = (
+    AgentItem(
+        "Collections in range",
+        "sum by (instance) (increase(vigil_agent_collections_total{$sel}[$range]))",
+        "short",
+    ),
+    AgentItem(
+        "Collector errors in range",
+        "sum by (instance) (increase(vigil_agent_collector_errors_total{$sel}[$range]))",
+        "short",
+    ),
+    AgentItem("Queued payloads", "sum by (instance) (vigil_agent_queue_entries{$sel})", "short"),
+    AgentItem("Queued bytes", "sum by (instance) (vigil_agent_queue_bytes{$sel})", "bytes"),
+    AgentItem(
+        "Oldest unsent sample", "max by (instance) (vigil_agent_queue_oldest_sample_age_seconds{$sel})", "s"
+    ),
+    AgentItem(
+        "Samples dropped in range",
+        "sum by (instance) (increase(vigil_agent_ship_dropped_samples_total{$sel}[$range]))",
+        "short",
+    ),
+)

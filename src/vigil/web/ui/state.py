@@ -48,11 +48,6 @@ class ViewState:
     def span_ms(self) -> int:
         return self.end_ms - self.start_ms
 
-    @property
-    def span_promql(self) -> str:
-        """The range as a PromQL duration (whole seconds), for `increase(x[...])` over the view."""
-        return f"{max(1, self.span_ms // 1000)}s"
-
     def params(self) -> dict[str, str]:
         """The query parameters that reproduce this view (defaults left out: shorter links)."""
         out: dict[str, str] = {}
