@@ -213,7 +213,9 @@ def test_bad_view_state_is_a_400_naming_the_parameter(app: Fleet, query: str, na
         assert r.headers["content-security-policy"] == CSP
 
 
-@pytest.mark.parametrize("query", ["sort=bogus", "dir=up", "page=0", "page=x"])
+@pytest.mark.parametrize(
+    "query", ["sort=bogus", "dir=up", "page=0", "page=x", "page=" + "9" * 5000, "page=%C2%B2"]
+)
 def test_bad_hosts_parameters_are_a_400(app: Fleet, query: str) -> None:
     r = app.get(f"/hosts?{query}")
     assert r.status_code == 400 and "parameter" in r.text

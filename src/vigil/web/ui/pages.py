@@ -14,6 +14,7 @@ carries a strict Content-Security-Policy: no inline script or style anywhere.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -321,7 +322,7 @@ class PagesAPI:
         if order not in ("asc", "desc"):
             return self._error(request, 400, 'parameter "dir": expected "asc" or "desc"')
         page_text = params.get("page") or "1"
-        if not page_text.isdigit() or int(page_text) < 1:
+        if not re.fullmatch(r"[0-9]{1,9}", page_text) or int(page_text) < 1:
             return self._error(request, 400, 'parameter "page": expected a positive integer')
         page = int(page_text)
         text = params.get("q", "")
