@@ -1,5 +1,5 @@
 """The web UI in a real browser: Debian's chromium driven by Playwright against a real `vigil server`
-on 127.0.0.1 holding ~20 synthetic node_exporter-shaped hosts (tests/web/ui_fleet.py, remote write).
+on 127.0.0.1 holding ~20 synthetic node_exporter-shaped hosts (bench/ui_fleet.py, remote write).
 
 Each page at 1280 px and at phone width, light and dark: no console errors, every chart drew (its
 canvas has painted pixels), the theme applies, and no request leaves the server's origin (all
@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
+from bench.ui_fleet import HEADERS, XSS, fleet, instance, send
 
 from tests.conftest import VigilProcess
-from tests.web.ui_fleet import HEADERS, XSS, fleet, instance, send
 
 pytestmark = pytest.mark.slow
 

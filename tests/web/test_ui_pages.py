@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from bench.ui_fleet import HEADERS, XSS, fleet, instance, send
 from prometheus_client import CollectorRegistry
 
 from tests.web.asgi import Client
-from tests.web.ui_fleet import HEADERS, XSS, fleet, instance, send
 from vigil.cmd.server import build_app
 from vigil.config import config_from_yaml
 from vigil.events.store import EventStore

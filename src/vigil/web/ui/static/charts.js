@@ -193,6 +193,7 @@
       if (!names.length) { message(el, "No data in this time range"); return; }
       var plot = draw(el, xs, names, columns, unit, thresholds);
       el.setAttribute("data-drawn", String(names.length));
+      performance.mark("vigil-chart-drawn"); // bench/ui.py reads the first and the last
       fillTable(fig, names, columns, unit);
       var redraw = function () { plot.destroy(); plot = draw(el, xs, names, columns, unit, thresholds); };
       window.addEventListener("vigil:theme", redraw);

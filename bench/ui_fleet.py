@@ -1,5 +1,6 @@
-"""A synthetic fleet for the UI tests: node_exporter-shaped series (bench.workload) for `hosts` hosts,
-plus what the pages read besides (`up`, PSI, the agent's security metrics), sent by remote write.
+"""A synthetic fleet for the UI tests and `bench.ui`: node_exporter-shaped series (bench.workload)
+for `hosts` hosts, plus what the pages read besides (`up`, PSI, the agent's security metrics),
+sent by remote write.
 
 Host 1's instance is a hostile label value (`XSS`): every page that shows it must show it as text.
 Host 1 also has security findings (failed logins, pending security updates, an unexpected port,
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
 from bench.workload import Workload, encode_streams, generate
 
 XSS = "<img src=x onerror=alert(1)>"
