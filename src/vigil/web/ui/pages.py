@@ -98,8 +98,6 @@ class _Queries:
             inst = s.labels.get("instance")
             if inst and len(s.values) and len(out) < MAX_HOSTS:
                 out[inst] = float(s.values[-1])
-        if result.type == "scalar" and result.scalar is not None:
-            out[""] = result.scalar[1]
         return out
 
 

@@ -57,12 +57,13 @@
     go({ range: null, from: String(Math.floor(f / 1000)), to: String(Math.ceil(t / 1000)) });
   }
   if (form) {
-    form.querySelectorAll("button.apply").forEach(function (b) { b.hidden = true; });
+    // Presets and switches apply at once; a custom range when its Apply button is pressed.
+    var apply = form.querySelector("button.apply");
+    apply.hidden = range.value !== "custom";
     range.addEventListener("change", function () {
-      if (range.value === "custom") { custom.hidden = false; fromIn.focus(); return; }
+      if (range.value === "custom") { custom.hidden = false; apply.hidden = false; fromIn.focus(); return; }
       go({ range: range.value === "1h" ? null : range.value, from: null, to: null });
     });
-    [fromIn, toIn].forEach(function (el) { el.addEventListener("change", function () { if (fromIn.value && toIn.value) applyCustom(); }); });
     document.getElementById("refresh").addEventListener("change", function (e) {
       go({ refresh: e.target.value === "off" ? null : e.target.value });
     });
