@@ -24,6 +24,7 @@ from bench.ui_fleet import HEADERS, XSS, fleet, instance, send
 from playwright import sync_api
 
 from tests.conftest import VigilProcess
+from vigil.model.event import Event
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +37,7 @@ PAGES = {
     "hosts": "/hosts",
     "host": "/hosts/" + quote(instance(3), safe=""),
     "xss": "/hosts/" + quote(XSS, safe=""),
+    "events": "/events",
 }
 MAX_ASSET_BYTES = 300 * 1024  # the page-weight budget (JS+CSS, uncompressed)
 
@@ -53,6 +55,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VigilProcess]:
             fleet(HOSTS, 240, int(time.time() * 1000)),
             lambda p: c.post(v.url + "/api/v1/write", content=p, headers=HEADERS).status_code,
         )
+        evil = Event(
+            int(time.time() * 1000) - 60_000,
+            "auth",
+            "Failed password for <script>alert(2)</script>",
+            {"user": "<b>root</b>"},
+            {"instance": XSS},
+            "e1",
+        )
+        r = c.post(
+            v.url + "/api/v1/events",
+            content=evil.to_json() + "\n",
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        assert r.status_code == 200, r.text
     yield v
     v.stop()
 
@@ -160,13 +176,13 @@ def test_page_renders(browser: Any, server: VigilProcess, name: str, size: str, 
         assert s.errors == [], s.errors
         assert not s.foreign, s.foreign
         assert all(u.startswith(server.url + "/") for u in s.requests)
-        if name != "hosts":
+        if name not in ("hosts", "events"):
             assert charts >= 6 and len(painted) == charts
             assert all(n > 500 for n in painted), painted  # every chart drew lines, axes and grid
         bg = luminance(s.page.evaluate("getComputedStyle(document.body).backgroundColor"))
         assert (bg < 0.3) if scheme == "dark" else (bg > 0.8), bg
         # The hostile instance is text: no element was made from it.
-        assert s.page.locator("img[src=x]").count() == 0
+        assert s.page.locator("img[src=x], main script, main b").count() == 0
         # The page fits the viewport's width (the phone layout wraps instead of scrolling sideways).
         overflow = s.page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"

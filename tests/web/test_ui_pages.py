@@ -47,7 +47,18 @@ class Fleet:
             lambda p: self.client.post("/api/v1/write", content=p, headers=HEADERS).status_code,
         )
         ev = Event(self.now - 60_000, "auth", EVIL_LINE, {"user": "<b>root</b>"}, {"instance": XSS}, "e1")
-        assert self.events.append([ev]) == 1
+        changes = [
+            Event(
+                self.now - 120_000 - i * 1000,
+                "file_change",
+                f"changed /etc/f{i}",
+                {"path": f"/etc/f{i}"},
+                {"instance": instance(5)},
+                f"f{i}",
+            )
+            for i in range(130)
+        ]
+        assert self.events.append([ev, *changes]) == 131
 
     def get(self, url: str, **kw: Any) -> httpx.Response:
         return self.client.get(url, **kw)
@@ -68,7 +79,7 @@ def host_url(inst: str) -> str:
     return "/hosts/" + quote(inst, safe="")
 
 
-PAGES = ["/", "/hosts", host_url(XSS), host_url(instance(3))]
+PAGES = ["/", "/hosts", host_url(XSS), host_url(instance(3)), "/events"]
 
 
 class Markup(HTMLParser):
@@ -115,7 +126,7 @@ def test_pages_answer_with_a_strict_csp_and_no_inline_code(app: Fleet, path: str
     assert srcs and all(re.fullmatch(r"/static/[\w./-]+\?v=[0-9a-f]{12}", s or "") for s in srcs), srcs
 
 
-@pytest.mark.parametrize("path", PAGES[:3])
+@pytest.mark.parametrize("path", [*PAGES[:3], "/events"])
 def test_a_hostile_label_value_is_text_on_every_page_that_shows_it(app: Fleet, path: str) -> None:
     body = app.get(path).text
     assert ESCAPED in body  # it is shown (host 1 has security findings: on the overview too)...
@@ -128,6 +139,39 @@ def test_event_evidence_is_escaped_on_the_host_page(app: Fleet) -> None:
     assert "Failed password for &lt;script&gt;alert(2)&lt;/script&gt; from 203.0.113.9" in body
     assert "&lt;b&gt;root&lt;/b&gt;" in body
     assert "<script>alert" not in body and "<b>root" not in body
+
+
+def event_rows(body: str) -> list[str]:
+    return re.findall(r'<td class="msg">([^<]*)</td>', body)
+
+
+def test_events_page_filters_by_host_and_kind_and_pages_by_cursor(app: Fleet) -> None:
+    first = app.get("/events", params={"host": instance(5)}).text
+    assert event_rows(first) == [f"changed /etc/f{i}" for i in range(100)]  # newest first
+    [older] = re.findall(r'href="([^"]*)" rel="next"', first)
+    older = older.replace("&amp;", "&")
+    assert "host=host-05%3A9100" in older and "cursor=" in older
+    second = app.get(older).text
+    assert event_rows(second) == [f"changed /etc/f{i}" for i in range(100, 130)]
+    assert 'rel="next"' not in second and ">Newest<" in second
+    auth = app.get("/events", params={"kind": "auth"}).text
+    assert event_rows(auth) == ["Failed password for &lt;script&gt;alert(2)&lt;/script&gt; from 203.0.113.9"]
+    assert ESCAPED in auth  # the host column links the hostile instance, as text
+    assert event_rows(
+        app.get("/events", params={"kind": "auth,file_change", "host": XSS}).text
+    ) == event_rows(auth)
+    assert event_rows(app.get("/events", params={"range": "15m", "kind": "nothing"}).text) == []
+    # The host page shows its newest events and links to all of them.
+    host = app.get(host_url(instance(5))).text
+    assert len(event_rows(host)) == 50 and "/events?host=host-05%3A9100" in host
+
+
+@pytest.mark.parametrize(
+    "query", ["kind=a%20b", "kind=" + ",".join(f"k{i}" for i in range(21)), "cursor=nope"]
+)
+def test_bad_events_parameters_are_a_400(app: Fleet, query: str) -> None:
+    r = app.get(f"/events?{query}")
+    assert r.status_code == 400 and "parameter" in r.text
 
 
 def test_overview_counts_hosts_alerts_and_security_items(app: Fleet) -> None:
@@ -334,6 +378,17 @@ def test_a_tenants_reader_sees_only_its_hosts(tmp_path: Path) -> None:
                 "/api/v1/import/prometheus", content=text, headers={"Authorization": f"Bearer {token}"}
             )
             assert r.status_code == 204, r.text
+        for token, host in (("acme-w", "acme-web:9100"), ("w", "core-secret:9100")):
+            line = Event(now - 5000, "auth", f"login on {host}", {}, {"instance": host}, "x").to_json()
+            r = c.post(
+                "/api/v1/events",
+                content=line + "\n",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"},
+            )
+            assert r.status_code == 200, r.text
+        seen = c.get("/events", headers={"Authorization": "Bearer acme-r"}).text
+        assert "login on acme-web:9100" in seen and "core-secret" not in seen
+        assert "login on core-secret:9100" in c.get("/events", headers={"Authorization": "Bearer r"}).text
         acme = c.get("/hosts", headers={"Authorization": "Bearer acme-r"})
         assert acme.status_code == 200 and "acme-web:9100" in acme.text and "core-secret" not in acme.text
         assert (

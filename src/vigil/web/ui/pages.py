@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from vigil.events.store import EventStore
+from vigil.events.store import EventStore, decode_cursor
 from vigil.model.event import Event
 from vigil.model.matcher import Matcher
 from vigil.promql.errors import PromQLError
@@ -57,7 +57,9 @@ SECURITY_HEADERS = {
 HERE = Path(__file__).parent
 TOP_HOSTS = 5  # hosts drawn one by one in a fleet chart; the rest are one "others" line
 RANKED = 10  # hosts listed under a fleet chart
-MAX_EVENTS = 50
+MAX_EVENTS = 50  # on a host's page
+EVENTS_PER_PAGE = 100
+MAX_KINDS = 20  # kinds one events query may name
 MAX_HOSTS = 10_000  # hosts a page considers at all (the rest are counted, not listed)
 SILENT_MS = 10 * 60_000  # as the HostStoppedSending rule: no report for 10 minutes
 
@@ -68,7 +70,7 @@ NAV: tuple[tuple[str, str | None], ...] = (
     ("Hosts", "/hosts"),
     ("Alerts", None),
     ("Explore", None),
-    ("Events", None),
+    ("Events", "/events"),
     ("Status", None),
 )
 HOST_COLUMNS = ("instance", "up", "cpu", "mem", "disk", "last_seen", "security")
@@ -167,6 +169,7 @@ class PagesAPI:
             Route("/", self.overview, methods=["GET"]),
             Route("/hosts", self.hosts, methods=["GET"]),
             Route("/hosts/{instance:path}", self.host, methods=["GET"]),
+            Route("/events", self.events, methods=["GET"]),
             Route("/static/{path:path}", self.static_file, methods=["GET", "HEAD"]),
         ]
 
@@ -378,6 +381,44 @@ class PagesAPI:
         )
 
     @requires(Scope.READ)
+    async def events(self, request: Request, caller: Caller) -> Response:
+        """Security events in the view's range, newest first, by host and kind, paged by cursor."""
+        state = self._state(request)
+        if isinstance(state, Response):
+            return state
+        if self._events is None:
+            return self._error(request, 404, "this server keeps no events")
+        params = request.query_params
+        host = params.get("host", "")
+        kinds = sorted({k.strip() for v in params.getlist("kind") for k in v.split(",") if k.strip()})
+        if len(kinds) > MAX_KINDS or not all(_KIND.fullmatch(k) for k in kinds):
+            return self._error(request, 400, f'parameter "kind": up to {MAX_KINDS} names of [A-Za-z0-9_.:-]')
+        cursor = params.get("cursor") or None
+        if cursor is not None:
+            try:
+                decode_cursor(cursor)
+            except ValueError:
+                return self._error(request, 400, 'parameter "cursor": not a cursor this page made')
+        matchers = [Matcher.eq("instance", host)] if host else []
+        store = self._events
+        found, next_cursor = await run_in_threadpool(
+            lambda: store.query(
+                matchers, state.start_ms, state.end_ms, kinds, EVENTS_PER_PAGE, cursor, tenant=caller.tenant
+            )
+        )
+        keep = {k: v for k, v in (("host", host), ("kind", ",".join(kinds))) if v}
+        ctx = self._base(request, state, "Events", keep)
+        return self._render(
+            "events.html",
+            events=found,
+            next_cursor=next_cursor,
+            host=host,
+            kinds=",".join(kinds),
+            first_page=cursor is None,
+            **ctx,
+        )
+
+    @requires(Scope.READ)
     async def host(self, request: Request, caller: Caller) -> Response:
         state = self._state(request)
         if isinstance(state, Response):
@@ -433,6 +474,9 @@ class PagesAPI:
             **data,
             **ctx,
         )
+
+
+_KIND = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 
 def _go(pattern: str) -> str:
