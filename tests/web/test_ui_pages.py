@@ -79,7 +79,7 @@ def host_url(inst: str) -> str:
     return "/hosts/" + quote(inst, safe="")
 
 
-PAGES = ["/", "/hosts", host_url(XSS), host_url(instance(3)), "/events"]
+PAGES = ["/", "/hosts", host_url(XSS), host_url(instance(3)), "/events", "/security"]
 
 
 class Markup(HTMLParser):
@@ -126,7 +126,7 @@ def test_pages_answer_with_a_strict_csp_and_no_inline_code(app: Fleet, path: str
     assert srcs and all(re.fullmatch(r"/static/[\w./-]+\?v=[0-9a-f]{12}", s or "") for s in srcs), srcs
 
 
-@pytest.mark.parametrize("path", [*PAGES[:3], "/events"])
+@pytest.mark.parametrize("path", [*PAGES[:3], "/events", "/security"])
 def test_a_hostile_label_value_is_text_on_every_page_that_shows_it(app: Fleet, path: str) -> None:
     body = app.get(path).text
     assert ESCAPED in body  # it is shown (host 1 has security findings: on the overview too)...
@@ -139,6 +139,17 @@ def test_event_evidence_is_escaped_on_the_host_page(app: Fleet) -> None:
     assert "Failed password for &lt;script&gt;alert(2)&lt;/script&gt; from 203.0.113.9" in body
     assert "&lt;b&gt;root&lt;/b&gt;" in body
     assert "<script>alert" not in body and "<b>root" not in body
+
+
+def test_security_page_ranks_hosts_by_findings_and_certificates_by_expiry(app: Fleet) -> None:
+    body = app.get("/security").text
+    assert 'Hosts with findings <span class="muted">(1; ' in body  # only host 1 has any
+    [row] = re.findall(r'<table class="security-hosts">.*?<tbody>(.*?)</tbody>', body, re.S)
+    cells = re.findall(r'<td class="num[^"]*">([^<]*)</td>', row)
+    assert ESCAPED in row and cells[1:4] == ["4", "1", "1"], cells  # updates, certs, ports
+    certs = re.findall(r"<td>/etc/ssl/site.pem</td><td class=\"num\">([0-9.]+)</td>", body)
+    assert certs[0] == "3.0" and all(c == "90.0" for c in certs[1:]) and len(certs) == 20  # soonest first
+    assert body.count("others (avg of 15)") == len(P.SECURITY_PANELS)
 
 
 def event_rows(body: str) -> list[str]:

@@ -60,13 +60,15 @@ RANKED = 10  # hosts listed under a fleet chart
 MAX_EVENTS = 50  # on a host's page
 EVENTS_PER_PAGE = 100
 MAX_KINDS = 20  # kinds one events query may name
+SECURITY_ROWS = 50  # hosts listed on the Security page (worst first)
+CERT_ROWS = 20  # certificates listed, soonest to expire first
 MAX_HOSTS = 10_000  # hosts a page considers at all (the rest are counted, not listed)
 SILENT_MS = 10 * 60_000  # as the HostStoppedSending rule: no report for 10 minutes
 
 # (title, path) of the navigation; pages not built yet are listed without a link.
 NAV: tuple[tuple[str, str | None], ...] = (
     ("Overview", "/"),
-    ("Security", None),
+    ("Security", "/security"),
     ("Hosts", "/hosts"),
     ("Alerts", None),
     ("Explore", None),
@@ -101,6 +103,16 @@ class _Queries:
             if inst and len(s.values) and len(out) < MAX_HOSTS:
                 out[inst] = float(s.values[-1])
         return out
+
+    def vector(self, expr: str, limit: int) -> list[tuple[dict[str, str], float]]:
+        """`expr`'s vector result as (labels, value), sorted by value, at most `limit`."""
+        try:
+            result = self.engine.instant_query(expr, self.at_ms)
+        except (PromQLError, StorageError) as exc:
+            self.problems.append(f"{expr}: {exc}")
+            return []
+        found = [(s.labels.to_dict(), float(s.values[-1])) for s in result.series if len(s.values)]
+        return sorted(found, key=lambda lv: (_rank_key(lv[1]), sorted(lv[0].items())))[:limit]
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,7 @@ class PagesAPI:
             Route("/hosts", self.hosts, methods=["GET"]),
             Route("/hosts/{instance:path}", self.host, methods=["GET"]),
             Route("/events", self.events, methods=["GET"]),
+            Route("/security", self.security, methods=["GET"]),
             Route("/static/{path:path}", self.static_file, methods=["GET", "HEAD"]),
         ]
 
@@ -266,31 +279,7 @@ class PagesAPI:
         def work() -> dict[str, Any]:
             up, seen = self._hosts_status(q)
             hosts = _host_counts(up, seen, state.end_ms)
-            use = []
-            for panel in P.FLEET_PANELS:
-                values = q.by_instance(P.instant(panel.series[0].expr))
-                ranked = sorted(
-                    values.items(), key=lambda kv: _rank_key(kv[1]), reverse=panel.higher_is_worse
-                )
-                top = [inst for inst, _ in ranked[:TOP_HOSTS]]
-                extra = []
-                if len(ranked) > TOP_HOSTS:
-                    expr = P.narrow(panel.series[0].expr, f"instance!~{_go(P.regex_any(top))}")
-                    extra.append(
-                        {
-                            "expr": f"avg({expr})",
-                            "legend": "",
-                            "name": f"others (avg of {len(ranked) - TOP_HOSTS})",
-                        }
-                    )
-                sel = f"instance=~{_go(P.regex_any(top))}" if top else 'instance="-"'
-                use.append(
-                    {
-                        "chart": _chart(panel, sel, extra),
-                        "ranked": [(i, v, _level(v, panel)) for i, v in ranked[:RANKED]],
-                        "hosts": len(ranked),
-                    }
-                )
+            use = [_ranked_chart(q, panel) for panel in P.FLEET_PANELS]
             security = self._security(q, state)
             filling = sorted(
                 q.by_instance(P.narrow(P.DISK_FILLING, "")).items(), key=lambda kv: (-kv[1], kv[0])
@@ -379,6 +368,50 @@ class PagesAPI:
             problems=q.problems,
             **ctx,
         )
+
+    @requires(Scope.READ)
+    async def security(self, request: Request, caller: Caller) -> Response:
+        """The fleet's security signals: over time (ranked charts), by host, and certificates."""
+        state = self._state(request)
+        if isinstance(state, Response):
+            return state
+        q = _Queries(self._engine_for(caller), state.end_ms)
+
+        def work() -> dict[str, Any]:
+            charts = [_ranked_chart(q, panel) for panel in P.SECURITY_PANELS]
+            security = self._security(q, state)
+            updates = q.by_instance(P.narrow(P.UPDATES_PENDING, ""))
+            reboot = q.by_instance(P.narrow(P.REBOOT_REQUIRED, ""))
+            names = {i for v in security.values() for i in v} | set(updates) | set(reboot)
+            rows: list[dict[str, Any]] = []
+            for inst in names:
+                values = {it.key: security[it.key].get(inst) for it in P.SECURITY_ITEMS}
+                findings = sum(1 for v in values.values() if v and v > 0) + (
+                    1 if reboot.get(inst, 0) > 0 else 0
+                )
+                rows.append(
+                    {
+                        "instance": inst,
+                        "values": values,
+                        "updates": updates.get(inst),
+                        "reboot": reboot.get(inst),
+                        "findings": findings,
+                    }
+                )
+            rows.sort(key=lambda r: (-r["findings"], r["instance"]))
+            flagged = [r for r in rows if r["findings"]]
+            return {
+                "charts": charts,
+                "rows": flagged[:SECURITY_ROWS],
+                "flagged": len(flagged),
+                "clean": len(rows) - len(flagged),
+                "certs": q.vector(P.CERT_FILES_DAYS, CERT_ROWS),
+                "probes": q.vector(P.CERT_PROBES_DAYS, CERT_ROWS),
+            }
+
+        data = await run_in_threadpool(work)
+        ctx = self._base(request, state, "Security", {})
+        return self._render("security.html", items=P.SECURITY_ITEMS, problems=q.problems, **data, **ctx)
 
     @requires(Scope.READ)
     async def events(self, request: Request, caller: Caller) -> Response:
@@ -477,6 +510,26 @@ class PagesAPI:
 
 
 _KIND = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+
+def _ranked_chart(q: _Queries, panel: P.Panel) -> dict[str, Any]:
+    """A fleet chart of `panel`: its worst TOP_HOSTS hosts now, one by one, and the others as one
+    average line; with the worst RANKED hosts and their values (one instant query to rank)."""
+    values = q.by_instance(P.instant(panel.series[0].expr))
+    ranked = sorted(values.items(), key=lambda kv: _rank_key(kv[1]), reverse=panel.higher_is_worse)
+    top = [inst for inst, _ in ranked[:TOP_HOSTS]]
+    extra = []
+    if len(ranked) > TOP_HOSTS:
+        expr = P.narrow(panel.series[0].expr, f"instance!~{_go(P.regex_any(top))}")
+        extra.append(
+            {"expr": f"avg({expr})", "legend": "", "name": f"others (avg of {len(ranked) - TOP_HOSTS})"}
+        )
+    sel = f"instance=~{_go(P.regex_any(top))}" if top else 'instance="-"'
+    return {
+        "chart": _chart(panel, sel, extra),
+        "ranked": [(i, v, _level(v, panel)) for i, v in ranked[:RANKED]],
+        "hosts": len(ranked),
+    }
 
 
 def _go(pattern: str) -> str:

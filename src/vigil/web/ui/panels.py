@@ -339,3 +339,34 @@ AGENT_ITEMS: tuple[AgentItem, ...] = (
         "short",
     ),
 )
+
+# The Security page: security signals over time, ranked by host like the fleet charts.
+SECURITY_PANELS: tuple[Panel, ...] = (
+    Panel(
+        "failed_logins",
+        "Failed logins (per second)",
+        "short",
+        (
+            Series(
+                'sum by (instance) (rate(vigil_auth_attempts_total{result="failure",$sel}[$__rate_interval]))'
+            ),
+        ),
+    ),
+    Panel(
+        "unknown_lines",
+        "Unknown log lines (per second)",
+        "short",
+        (Series("sum by (instance) (rate(vigil_log_unknown_lines_total{$sel}[$__rate_interval]))"),),
+    ),
+    Panel(
+        "integrity",
+        "File integrity changes (per second)",
+        "short",
+        (Series("sum by (instance) (rate(vigil_file_integrity_changes_total{$sel}[$__rate_interval]))"),),
+    ),
+)
+UPDATES_PENDING = "sum by (instance) (vigil_updates_pending{$sel})"
+REBOOT_REQUIRED = "max by (instance) (node_reboot_required{$sel})"
+# Certificates by days left: files the agent watches, and endpoints a probe checks.
+CERT_FILES_DAYS = "(vigil_cert_file_earliest_expiry_timestamp_seconds - time()) / 86400"
+CERT_PROBES_DAYS = "(probe_ssl_earliest_cert_expiry - time()) / 86400"
