@@ -1,11 +1,14 @@
-"""The UI's pages: Overview (`/`), Hosts (`/hosts`) and a host (`/hosts/{instance}`), and `/static/`.
+"""The UI's pages: Overview (`/`), Security (`/security`), Hosts (`/hosts`), a host
+(`/hosts/{instance}`), Events (`/events`), and their static files (`/static/`).
 
 Pages are rendered on the server from instant queries (tables, rankings, counts) evaluated with the
 reader's view of the store, as `/api/v1/query` would (a tenant's reader sees its tenant's series
 only); each chart is a `<div>` carrying its PromQL, which the chart script draws from
 `/api/v1/query_range` on the same origin. Every query a page runs is one value per host at one
-instant, the hosts list renders `hosts_per_page` rows, events are capped at `MAX_EVENTS`, and the
-engine's timeout and sample limit bound each query: a page's work does not grow with the range.
+instant, the hosts list renders `hosts_per_page` rows, events are paged (`EVENTS_PER_PAGE`; a
+host's page shows `MAX_EVENTS`), counters over long ranges read two instants
+(`panels.over_range`), and the engine's timeout and sample limit bound each query: a page's work
+does not grow with the range.
 
 Templates are autoescaped (labels and log lines are attacker-controlled), and every response
 carries a strict Content-Security-Policy: no inline script or style anywhere.
@@ -172,6 +175,7 @@ class PagesAPI:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # the package's templates do not change under a running server
         )
         self._env.globals.update(static=self.static.url, fmt=fmt_value, fmt_time=fmt_time, iso_time=iso_time)
         self._env.filters["urlpart"] = lambda s: quote(str(s), safe="")
