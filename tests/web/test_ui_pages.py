@@ -22,10 +22,12 @@ from vigil.config import config_from_yaml
 from vigil.events.store import EventStore
 from vigil.model.event import Event
 from vigil.promql.engine import Engine
+from vigil.promql.errors import PromQLError
 from vigil.promql.parser import parse
+from vigil.rules.view import AlertView
 from vigil.tsdb.db import DB, Options
 from vigil.web.app import create_app
-from vigil.web.auth import TokenAuth
+from vigil.web.auth import Tenant, TokenAuth
 from vigil.web.promapi import parse_duration_param
 from vigil.web.ui import panels as P
 from vigil.web.ui.pages import CSP, PagesAPI
@@ -452,3 +454,64 @@ def test_view_state_parsing_is_pure_and_bounded() -> None:
     )
     with pytest.raises(StateError, match='"range"'):
         parse_state({"range": "1y"}, now)
+
+
+class FailingEngine(CountingEngine):
+    """Refuses the queries that mention `metric`, as an engine at its sample limit or timeout would."""
+
+    def __init__(self, inner: Engine, metric: str) -> None:
+        super().__init__(inner)
+        self.metric = metric
+
+    def instant_query(self, query: str, time_ms: int, *a: Any, **kw: Any) -> Any:
+        if self.metric in query:
+            raise PromQLError("query processing would load too many samples into memory")
+        return super().instant_query(query, time_ms, *a, **kw)
+
+
+def test_a_failing_query_is_named_on_the_page_and_the_rest_still_shows(app: Fleet) -> None:
+    engine = FailingEngine(Engine(app.db), "vigil_updates_pending")
+    c = Client(create_app([PagesAPI(engine, app.db, TokenAuth([], []), app.events)], registry=None))  # type: ignore[arg-type]
+    for path in ("/", "/security", host_url(instance(3))):
+        r = c.get(path)
+        assert r.status_code == 200 and "Some queries failed" in r.text, path
+        assert "too many samples" in r.text and "vigil_updates_pending" in r.text
+        assert "CPU busy" in r.text or "Failed logins" in r.text
+
+
+class FakeRules:
+    def rule_groups(self) -> list[Any]:
+        return []
+
+    def active_alerts(self) -> list[AlertView]:
+        labels = {"alertname": "<script>alert(3)</script>", "instance": XSS}
+        return [
+            AlertView(labels, {"summary": "s"}, "firing", 1_700_000_000_000, 1.0),
+            AlertView({"alertname": "Slow"}, {}, "pending", 1_700_000_000_000, 1.0),
+        ]
+
+
+def test_firing_alerts_show_on_the_overview_as_text(app: Fleet) -> None:
+    c = Client(
+        create_app(
+            [PagesAPI(Engine(app.db), app.db, TokenAuth([], []), app.events, FakeRules())], registry=None
+        )
+    )
+    body = c.get("/").text
+    assert re.search(r'tile-value">1</span><span class="tile-label">alerts firing', body)
+    assert (
+        "1 pending" in body
+        and "&lt;script&gt;alert(3)&lt;/script&gt;" in body
+        and "<script>alert" not in body
+    )
+    # A tenant's reader sees no alerts: the rule manager's are the default tenant's.
+    auth = TokenAuth([], ["r"], [Tenant("acme", (), ("acme-r",))])
+    tenant_app = Client(
+        create_app([PagesAPI(Engine(app.db), app.db, auth, app.events, FakeRules())], registry=None)
+    )
+    seen = tenant_app.get("/", headers={"Authorization": "Bearer acme-r"}).text
+    assert (
+        re.search(r'tile-value">0</span><span class="tile-label">alerts firing', seen)
+        and "alert(3)" not in seen
+    )
+    assert "alert(3)" in tenant_app.get("/", headers={"Authorization": "Bearer r"}).text
