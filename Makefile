@@ -19,11 +19,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/vigil up $(ARGS)
 
-# Debian peers the tests run against; installed only when missing (root on the CI machine).
+# Debian peers the tests run against (chromium: the UI's browser tests); installed only when missing (root on the CI machine).
 PEERS := prometheus:prometheus victoria-metrics:victoria-metrics prometheus-node-exporter:prometheus-node-exporter \
   prometheus-blackbox-exporter:prometheus-blackbox-exporter mtail:mtail logger:bsdutils \
   journalctl:systemd /lib/systemd/systemd-journal-remote:systemd-journal-remote \
-  amtool:prometheus-alertmanager promtool:prometheus
+  amtool:prometheus-alertmanager promtool:prometheus chromium:chromium
 peers:
 	@missing=""; for p in $(PEERS); do bin=$${p%%:*}; pkg=$${p##*:}; \
 	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \

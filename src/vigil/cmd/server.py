@@ -55,6 +55,7 @@ from vigil.web.query_api import QueryAPI
 from vigil.web.rules_api import RulesAPI, RuleSource
 from vigil.web.session import SessionAuth
 from vigil.web.status import StatusAPI
+from vigil.web.ui.pages import PagesAPI
 from vigil.web.write import WriteAPI, WriteOptions
 
 log = logging.getLogger("vigil")
@@ -182,6 +183,7 @@ def build_app(
         apis.append(_alertmanager_api(cfg, auth, alerting))
     if rules is not None:
         apis.append(RulesAPI(rules, auth))
+    apis.append(PagesAPI(engine, db, auth, events, rules))
     if events is not None:
         apis.append(
             EventsAPI(
