@@ -80,6 +80,29 @@ def test_store_is_bounded_and_collects_resolved_before_refusing() -> None:
     s.put([alert("A0", ends=FAR + 1)], T0 + 40)  # updates of known alerts still pass
 
 
+def test_store_bounds_the_bytes_of_alert_text_not_only_the_count() -> None:
+    # A hostile sender posts few alerts with huge annotations: the count bound alone would let
+    # max_alerts x body-size bytes in. Each alert here costs 1,018 characters.
+    s = AlertStore(max_alerts=1000, max_bytes=5_200)
+    big = {"summary": "x" * 1000}
+
+    def put(names: list[str], now: int, annotations: dict[str, str] = big, ends: int = FAR) -> None:
+        s.put([Alert({"alertname": n}, annotations, ends_at_ms=ends) for n in names], now)
+
+    put(["A0", "A1", "A2", "A3"], T0)
+    assert s.bytes == 4 * 1018
+    with pytest.raises(StoreFull, match="maximum of 5200 bytes of alert text and the batch adds 2036 more"):
+        put(["B0", "B1"], T0)
+    assert (len(s), s.bytes) == (4, 4 * 1018)  # nothing of the refused batch is stored
+    put(["A0"], T0 + 10, {}, ends=T0 + 10)  # a smaller copy frees the difference
+    assert s.bytes == 3 * 1018 + 11
+    put(["A0"], T0 + 10, ends=T0 + 10)  # resolved, but big again
+    put(["B0"], T0 + 20)
+    put(["B1"], T0 + 20)  # only fits once the resolved A0 is collected
+    assert sorted(a.name for a in s.list()) == ["A1", "A2", "A3", "B0", "B1"]
+    assert s.bytes == 5 * 1018
+
+
 def test_gc_drops_resolved_alerts() -> None:
     s = AlertStore()
     s.put([alert("A", ends=T0 + 100), alert("B", ends=FAR)], T0)

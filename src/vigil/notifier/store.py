@@ -17,9 +17,11 @@ the receive time passed in:
 - `gc` drops resolved alerts and their marker status (the aggregation groups keep their own copy
   until the resolution is notified).
 
-Bounded: at most `max_alerts` fingerprints. A put that would add more first collects resolved
-alerts, and if that is not enough refuses the whole batch with `StoreFull` (the API answers 429,
-the sender retries: nothing acknowledged is lost, nothing partially stored).
+Bounded: at most `max_alerts` fingerprints and `max_bytes` of label, annotation and URL text (a
+count alone bounds nothing when one alert may carry megabytes of annotations). A put that would
+pass either first collects resolved alerts, and if that is not enough refuses the whole batch with
+`StoreFull` (the API answers 429, the sender retries: nothing acknowledged is lost, nothing
+partially stored).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import replace
 from vigil.notifier.alert import Alert, fingerprint
 from vigil.notifier.marker import Marker
 
-__all__ = ["AlertStore", "InvalidAlert", "StoreFull", "merge", "normalize", "validate_alert"]
+__all__ = ["AlertStore", "InvalidAlert", "StoreFull", "alert_size", "merge", "normalize", "validate_alert"]
 
 _Alerts = list[Alert]
 _Items = list[tuple[int, Alert]]
@@ -42,12 +44,21 @@ class StoreFull(Exception):
     """The store holds `limit` alerts; the batch would add `adding` new ones. An API turns this into
     429 Too Many Requests."""
 
-    def __init__(self, limit: int, adding: int) -> None:
+    def __init__(self, limit: int, adding: int, *, unit: str = "alerts", new: str = "new ones") -> None:
         super().__init__(
-            f"alert store full: it holds the maximum of {limit} alerts and the batch adds {adding} new ones"
+            f"alert store full: it holds the maximum of {limit} {unit} and the batch adds {adding} {new}"
         )
         self.limit = limit
         self.adding = adding
+
+
+def alert_size(alert: Alert) -> int:
+    """What an alert costs the store's byte budget: the characters of its names, values and URL."""
+    return (
+        sum(len(k) + len(v) for k, v in alert.labels.items())
+        + sum(len(k) + len(v) for k, v in alert.annotations.items())
+        + len(alert.generator_url)
+    )
 
 
 class InvalidAlert(ValueError):
@@ -104,12 +115,19 @@ class AlertStore:
     """Thread-safe; every method takes the time it acts at (`now_ms`) rather than reading a clock."""
 
     def __init__(
-        self, *, resolve_timeout_ms: int = 5 * 60_000, max_alerts: int = 100_000, marker: Marker | None = None
+        self,
+        *,
+        resolve_timeout_ms: int = 5 * 60_000,
+        max_alerts: int = 100_000,
+        max_bytes: int = 256 << 20,
+        marker: Marker | None = None,
     ) -> None:
-        if max_alerts < 1:
-            raise ValueError("max_alerts must be at least 1")
+        if max_alerts < 1 or max_bytes < 1:
+            raise ValueError("max_alerts and max_bytes must be at least 1")
         self._lock = threading.Lock()
         self._alerts: dict[int, Alert] = {}
+        self._bytes = 0  # alert_size summed over _alerts
+        self.max_bytes = max_bytes
         self._subs: dict[int, Subscriber] = {}
         self._next_sub = 0
         self._version = 0
@@ -132,22 +150,43 @@ class AlertStore:
                 raise InvalidAlert(f"alert {i}: {why}")
         keyed = [(fingerprint(a.labels), a) for a in batch]
         with self._lock:
-            new = len({fp for fp, _ in keyed if fp not in self._alerts})
-            if len(self._alerts) + new > self.max_alerts:
-                self._gc_locked(now_ms)
+            stored, final, new, grow = self._plan_locked(keyed, now_ms)
+            if len(self._alerts) + new > self.max_alerts or self._bytes + grow > self.max_bytes:
+                if self._gc_locked(now_ms):  # merges may differ once resolved alerts are gone
+                    stored, final, new, grow = self._plan_locked(keyed, now_ms)
                 if len(self._alerts) + new > self.max_alerts:
                     raise StoreFull(self.max_alerts, new)
-            stored: _Items = []
-            for fp, a in keyed:
-                old = self._alerts.get(fp)
-                if old is not None and _overlaps(a, old):
-                    a = merge(old, a, now_ms)
-                self._alerts[fp] = a
-                stored.append((fp, a))
+                if self._bytes + grow > self.max_bytes:
+                    raise StoreFull(self.max_bytes, grow, unit="bytes of alert text", new="more")
+            self._alerts.update(final)
+            self._bytes += grow
             self._version += 1
             for fn in list(self._subs.values()):
                 fn(stored, now_ms)
             return [a for _, a in stored]
+
+    def _plan_locked(self, keyed: _Items, now_ms: int) -> tuple[_Items, dict[int, Alert], int, int]:
+        """What storing `keyed` would do, without doing it: the stored alerts in batch order, the
+        final alert per fingerprint, how many fingerprints are new and how many bytes are added."""
+        stored: _Items = []
+        final: dict[int, Alert] = {}
+        for fp, a in keyed:
+            old = final.get(fp) or self._alerts.get(fp)
+            if old is not None and _overlaps(a, old):
+                a = merge(old, a, now_ms)
+            final[fp] = a
+            stored.append((fp, a))
+        new = sum(1 for fp in final if fp not in self._alerts)
+        grow = 0
+        for fp, a in final.items():
+            old = self._alerts.get(fp)
+            grow += alert_size(a) - (alert_size(old) if old is not None else 0)
+        return stored, final, new, grow
+
+    @property
+    def bytes(self) -> int:
+        """The store's byte budget in use (see `alert_size`)."""
+        return self._bytes
 
     def get(self, fp: int) -> Alert | None:
         with self._lock:
@@ -188,8 +227,9 @@ class AlertStore:
 
     def _gc_locked(self, now_ms: int) -> _Alerts:
         gone = [(fp, a) for fp, a in self._alerts.items() if a.resolved_at(now_ms)]
-        for fp, _ in gone:
+        for fp, a in gone:
             del self._alerts[fp]
+            self._bytes -= alert_size(a)
             self.marker.delete(fp)
         if gone:
             self._version += 1
