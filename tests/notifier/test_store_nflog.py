@@ -103,6 +103,21 @@ def test_store_bounds_the_bytes_of_alert_text_not_only_the_count() -> None:
     assert s.bytes == 5 * 1018
 
 
+def test_posted_alerts_cannot_take_the_room_reserved_for_vigils_own() -> None:
+    # Anyone with a write token may post alerts; had they filled the store, the brute-force alert
+    # of Vigil's own rules would be refused with it.
+    s = AlertStore(max_alerts=10, max_bytes=10_000, reserved=0.2)
+    posted = s.external_sink()
+    posted.put([alert(f"P{i}", ends=FAR) for i in range(8)], T0)
+    with pytest.raises(StoreFull, match="maximum of 8 alerts"):
+        posted.put([alert("P8", ends=FAR)], T0)
+    s.put([alert("Own0", ends=FAR), alert("Own1", ends=FAR)], T0)  # the rule manager's put
+    assert len(s) == 10
+    with pytest.raises(StoreFull, match="maximum of 8000 bytes"):
+        posted.put([Alert({"alertname": "P0"}, {"x": "y" * 7950}, ends_at_ms=FAR)], T0)
+    posted.put([alert("P0", ends=FAR + 1)], T0 + 1)  # an update adding nothing passes above the share
+
+
 def test_gc_drops_resolved_alerts() -> None:
     s = AlertStore()
     s.put([alert("A", ends=T0 + 100), alert("B", ends=FAR)], T0)

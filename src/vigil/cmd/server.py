@@ -217,7 +217,7 @@ def _alertmanager_api(cfg: Config, auth: TokenAuth, alerting: NotifierParts) -> 
         ConfigView(alerting.config if alerting.configured else None),
         clock=_now_ms,
         alerts=n.store,
-        sink=n.store,
+        sink=n.store.external_sink(),  # posted alerts cannot crowd out Vigil's own
         groups=n,
         inhibition=MarkerInhibition(n.marker),
         max_body=cfg.limits.max_request_body_bytes,

@@ -22,6 +22,11 @@ count alone bounds nothing when one alert may carry megabytes of annotations). A
 pass either first collects resolved alerts, and if that is not enough refuses the whole batch with
 `StoreFull` (the API answers 429, the sender retries: nothing acknowledged is lost, nothing
 partially stored).
+
+Vigil's own alerts come first: puts marked `external` (what other Prometheus servers and anyone with
+a write token post to `/api/v2/alerts`, through `ExternalSink`) may fill only `1 - reserved` of
+either bound, so a flood of posted alerts cannot crowd out the alerts of Vigil's rules and event
+rules.
 """
 
 from __future__ import annotations
@@ -33,7 +38,16 @@ from dataclasses import replace
 from vigil.notifier.alert import Alert, fingerprint
 from vigil.notifier.marker import Marker
 
-__all__ = ["AlertStore", "InvalidAlert", "StoreFull", "alert_size", "merge", "normalize", "validate_alert"]
+__all__ = [
+    "AlertStore",
+    "ExternalSink",
+    "InvalidAlert",
+    "StoreFull",
+    "alert_size",
+    "merge",
+    "normalize",
+    "validate_alert",
+]
 
 _Alerts = list[Alert]
 _Items = list[tuple[int, Alert]]
@@ -120,10 +134,14 @@ class AlertStore:
         resolve_timeout_ms: int = 5 * 60_000,
         max_alerts: int = 100_000,
         max_bytes: int = 256 << 20,
+        reserved: float = 0.1,
         marker: Marker | None = None,
     ) -> None:
         if max_alerts < 1 or max_bytes < 1:
             raise ValueError("max_alerts and max_bytes must be at least 1")
+        if not 0 <= reserved < 1:
+            raise ValueError("reserved must be in [0, 1)")
+        self.reserved = reserved
         self._lock = threading.Lock()
         self._alerts: dict[int, Alert] = {}
         self._bytes = 0  # alert_size summed over _alerts
@@ -140,9 +158,10 @@ class AlertStore:
         """Increases on every change (a cache key for whoever derives data from the alerts)."""
         return self._version
 
-    def put(self, alerts: Iterable[Alert], now_ms: int) -> _Alerts:
+    def put(self, alerts: Iterable[Alert], now_ms: int, *, external: bool = False) -> _Alerts:
         """Normalise, merge and store `alerts` received at `now_ms`; returns what was stored.
-        Raises InvalidAlert or StoreFull before storing anything."""
+        Raises InvalidAlert or StoreFull before storing anything. `external` puts may fill only
+        `1 - reserved` of the bounds (see the module docstring)."""
         batch = [normalize(a, now_ms, self.resolve_timeout_ms) for a in alerts]
         for i, a in enumerate(batch):
             why = validate_alert(a)
@@ -150,14 +169,19 @@ class AlertStore:
                 raise InvalidAlert(f"alert {i}: {why}")
         keyed = [(fingerprint(a.labels), a) for a in batch]
         with self._lock:
+            share = 1 - self.reserved if external else 1.0
+            max_alerts, max_bytes = int(self.max_alerts * share), int(self.max_bytes * share)
             stored, final, new, grow = self._plan_locked(keyed, now_ms)
-            if len(self._alerts) + new > self.max_alerts or self._bytes + grow > self.max_bytes:
+            # Only what adds is refused: an update that adds nothing passes even above the share.
+            if (new and len(self._alerts) + new > max_alerts) or (
+                grow > 0 and self._bytes + grow > max_bytes
+            ):
                 if self._gc_locked(now_ms):  # merges may differ once resolved alerts are gone
                     stored, final, new, grow = self._plan_locked(keyed, now_ms)
-                if len(self._alerts) + new > self.max_alerts:
-                    raise StoreFull(self.max_alerts, new)
-                if self._bytes + grow > self.max_bytes:
-                    raise StoreFull(self.max_bytes, grow, unit="bytes of alert text", new="more")
+                if new and len(self._alerts) + new > max_alerts:
+                    raise StoreFull(max_alerts, new)
+                if grow > 0 and self._bytes + grow > max_bytes:
+                    raise StoreFull(max_bytes, grow, unit="bytes of alert text", new="more")
             self._alerts.update(final)
             self._bytes += grow
             self._version += 1
@@ -187,6 +211,9 @@ class AlertStore:
     def bytes(self) -> int:
         """The store's byte budget in use (see `alert_size`)."""
         return self._bytes
+
+    def external_sink(self) -> ExternalSink:
+        return ExternalSink(self)
 
     def get(self, fp: int) -> Alert | None:
         with self._lock:
@@ -242,3 +269,14 @@ class AlertStore:
             if not a.resolved_at(now_ms):
                 out[self.marker.status(fp).state.value] += 1
         return out
+
+
+class ExternalSink:
+    """The store as the sink of alerts posted from outside (`/api/v2/alerts`): every put is
+    `external`, so it cannot take the room reserved for Vigil's own alerts."""
+
+    def __init__(self, store: AlertStore) -> None:
+        self._store = store
+
+    def put(self, alerts: Iterable[Alert], now_ms: int) -> _Alerts:
+        return self._store.put(alerts, now_ms, external=True)
