@@ -80,6 +80,44 @@ def test_store_is_bounded_and_collects_resolved_before_refusing() -> None:
     s.put([alert("A0", ends=FAR + 1)], T0 + 40)  # updates of known alerts still pass
 
 
+def test_store_bounds_the_bytes_of_alert_text_not_only_the_count() -> None:
+    # A hostile sender posts few alerts with huge annotations: the count bound alone would let
+    # max_alerts x body-size bytes in. Each alert here costs 1,018 characters.
+    s = AlertStore(max_alerts=1000, max_bytes=5_200)
+    big = {"summary": "x" * 1000}
+
+    def put(names: list[str], now: int, annotations: dict[str, str] = big, ends: int = FAR) -> None:
+        s.put([Alert({"alertname": n}, annotations, ends_at_ms=ends) for n in names], now)
+
+    put(["A0", "A1", "A2", "A3"], T0)
+    assert s.bytes == 4 * 1018
+    with pytest.raises(StoreFull, match="maximum of 5200 bytes of alert text and the batch adds 2036 more"):
+        put(["B0", "B1"], T0)
+    assert (len(s), s.bytes) == (4, 4 * 1018)  # nothing of the refused batch is stored
+    put(["A0"], T0 + 10, {}, ends=T0 + 10)  # a smaller copy frees the difference
+    assert s.bytes == 3 * 1018 + 11
+    put(["A0"], T0 + 10, ends=T0 + 10)  # resolved, but big again
+    put(["B0"], T0 + 20)
+    put(["B1"], T0 + 20)  # only fits once the resolved A0 is collected
+    assert sorted(a.name for a in s.list()) == ["A1", "A2", "A3", "B0", "B1"]
+    assert s.bytes == 5 * 1018
+
+
+def test_posted_alerts_cannot_take_the_room_reserved_for_vigils_own() -> None:
+    # Anyone with a write token may post alerts; had they filled the store, the brute-force alert
+    # of Vigil's own rules would be refused with it.
+    s = AlertStore(max_alerts=10, max_bytes=10_000, reserved=0.2)
+    posted = s.external_sink()
+    posted.put([alert(f"P{i}", ends=FAR) for i in range(8)], T0)
+    with pytest.raises(StoreFull, match="maximum of 8 alerts"):
+        posted.put([alert("P8", ends=FAR)], T0)
+    s.put([alert("Own0", ends=FAR), alert("Own1", ends=FAR)], T0)  # the rule manager's put
+    assert len(s) == 10
+    with pytest.raises(StoreFull, match="maximum of 8000 bytes"):
+        posted.put([Alert({"alertname": "P0"}, {"x": "y" * 7950}, ends_at_ms=FAR)], T0)
+    posted.put([alert("P0", ends=FAR + 1)], T0 + 1)  # an update adding nothing passes above the share
+
+
 def test_gc_drops_resolved_alerts() -> None:
     s = AlertStore()
     s.put([alert("A", ends=T0 + 100), alert("B", ends=FAR)], T0)

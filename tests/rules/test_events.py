@@ -157,6 +157,18 @@ def test_threshold_within_window_by_source() -> None:
     assert er.active_alerts()[0].value == 3.0
 
 
+def test_an_event_dated_in_the_future_does_not_blind_its_key() -> None:
+    # One forged (or badly clocked) failure dated a day ahead used to stay the key's newest time,
+    # so the real burst after it was never within the window of it.
+    clock, sender = Clock(), ListSender()
+    er = rules(FAILED_LOGINS, clock, sender)
+    er.observe([login("10.0.0.1", T0 + 24 * 60 * M)])
+    clock.now = T0 + 10 * M
+    er.observe([login("10.0.0.1", clock.now + i * 1000) for i in range(3)])
+    (a,) = sender.alerts
+    assert dict(a.labels)["source_address"] == "10.0.0.1"
+
+
 def test_keys_are_bounded() -> None:
     clock, sender = Clock(), ListSender()
     reg = CollectorRegistry()

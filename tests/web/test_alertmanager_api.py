@@ -17,6 +17,7 @@ import pytest
 
 from tests.notifier.corekit import Recorder
 from tests.web.asgi import Client
+from vigil.model.matcher import Matcher, MatchType
 from vigil.notifier.alert import fingerprint
 from vigil.notifier.config import alertmanager_config_from_yaml
 from vigil.notifier.notifier import Notifier, NotifierLimits
@@ -276,6 +277,26 @@ def test_post_silence_bodies(tmp_path: Path, content: bytes, ctype: str, status:
     r = env.client.post("/api/v2/silences", content=content, headers={"content-type": ctype})
     assert r.status_code == status, r.text
     assert set(r.json()) == {"code", "message"}
+
+
+def test_silences_are_listed_off_the_event_loop(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The listing costs per silence (up to max_silences of 64 KiB each): it must not stall the loop.
+    import threading
+
+    from vigil.web import alertmanager_api
+
+    threads: list[str] = []
+    real = alertmanager_api.silence_json
+
+    def spy(s: Any, now: int) -> dict[str, Any]:
+        threads.append(threading.current_thread().name)
+        return real(s, now)
+
+    monkeypatch.setattr(alertmanager_api, "silence_json", spy)
+    env.silences.create([Matcher(MatchType.EQ, "a", "b")], T0, T0 + 3_600_000, "me", "c")
+    r = env.client.get("/api/v2/silences")
+    assert r.status_code == 200 and len(r.json()) == 1
+    assert threads and threading.main_thread().name not in threads
 
 
 def test_post_silence_body_is_bounded(env: Env) -> None:

@@ -270,6 +270,38 @@ def test_login_rate_limited_per_address_then_recovers(rig: Rig, clock: Clock) ->
     assert b.login("bob", "bob-pw").status_code == 303
 
 
+def test_concurrent_guesses_are_limited_as_strictly_as_sequential_ones(rig: Rig) -> None:
+    # 30 wrong passwords sent at once: each request used to pass the limit check before the first
+    # failure was counted, so all 30 were checked against the 5 a window allows.
+    b = Browser(rig.app)
+    form = b.request("GET", "/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+    assert token is not None
+    data = {"username": "bob", "password": "nope", "next": "/", "login_token": token.group(1)}
+    cookie = "; ".join(f"{k}={v}" for k, v in b.cookies.items())
+
+    async def burst() -> list[int]:
+        transport = httpx.ASGITransport(app=rig.app, client=b.client)
+        async with httpx.AsyncClient(transport=transport, base_url=b.base) as c:
+            rs = await asyncio.gather(
+                *(c.post("/login", data=data, headers={"Cookie": cookie}) for _ in range(30))
+            )
+        return [r.status_code for r in rs]
+
+    codes = asyncio.run(burst())
+    assert sorted(codes) == [401] * 5 + [429] * 25
+    assert len(rig.hasher.verified) == 5
+    assert b.login("bob", "bob-pw").status_code == 429  # the window is full
+
+
+def test_a_success_does_not_count_as_a_failure(rig: Rig) -> None:
+    b = Browser(rig.app)
+    for _ in range(4):
+        assert b.login("bob", "nope").status_code == 401
+    assert b.login("carol", "carol-pw").status_code == 303  # the 5th attempt, a success
+    assert b.login("bob", "nope").status_code == 401  # so the address has one failure left
+
+
 def test_login_rate_limited_per_user_name_across_addresses(rig: Rig, clock: Clock) -> None:
     for i in range(5):
         assert Browser(rig.app, client=(f"198.51.100.{i}", 1)).login("alice", "nope").status_code == 401

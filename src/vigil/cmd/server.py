@@ -219,7 +219,7 @@ def _alertmanager_api(cfg: Config, auth: TokenAuth, alerting: NotifierParts) -> 
         ConfigView(alerting.config),  # what runs: the no-receiver default when vigil.yml has none
         clock=_now_ms,
         alerts=n.store,
-        sink=n.store,
+        sink=n.store.external_sink(),  # posted alerts cannot crowd out Vigil's own
         groups=n,
         inhibition=MarkerInhibition(n.marker),
         max_body=cfg.limits.max_request_body_bytes,

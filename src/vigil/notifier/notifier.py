@@ -61,6 +61,8 @@ class NotifierLimits:
 
     max_alerts: int = 100_000
     """Alerts the store holds; a put beyond it fails with StoreFull (HTTP 429)."""
+    max_alert_bytes: int = 256 << 20
+    """Label, annotation and URL text the store holds in all; beyond it, StoreFull (HTTP 429)."""
     max_groups: int = 50_000
     """Aggregation groups (`--dispatcher.max-aggregation-groups`; Alertmanager: unlimited)."""
     workers: int = 4
@@ -142,6 +144,7 @@ class Notifier:
         self.store = AlertStore(
             resolve_timeout_ms=config.global_.resolve_timeout,
             max_alerts=limits.max_alerts,
+            max_bytes=limits.max_alert_bytes,
             marker=self.marker,
         )
         self.nflog = NotificationLog(

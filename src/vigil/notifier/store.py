@@ -17,9 +17,16 @@ the receive time passed in:
 - `gc` drops resolved alerts and their marker status (the aggregation groups keep their own copy
   until the resolution is notified).
 
-Bounded: at most `max_alerts` fingerprints. A put that would add more first collects resolved
-alerts, and if that is not enough refuses the whole batch with `StoreFull` (the API answers 429,
-the sender retries: nothing acknowledged is lost, nothing partially stored).
+Bounded: at most `max_alerts` fingerprints and `max_bytes` of label, annotation and URL text (a
+count alone bounds nothing when one alert may carry megabytes of annotations). A put that would
+pass either first collects resolved alerts, and if that is not enough refuses the whole batch with
+`StoreFull` (the API answers 429, the sender retries: nothing acknowledged is lost, nothing
+partially stored).
+
+Vigil's own alerts come first: puts marked `external` (what other Prometheus servers and anyone with
+a write token post to `/api/v2/alerts`, through `ExternalSink`) may fill only `1 - reserved` of
+either bound, so a flood of posted alerts cannot crowd out the alerts of Vigil's rules and event
+rules.
 """
 
 from __future__ import annotations
@@ -31,7 +38,16 @@ from dataclasses import replace
 from vigil.notifier.alert import Alert, fingerprint
 from vigil.notifier.marker import Marker
 
-__all__ = ["AlertStore", "InvalidAlert", "StoreFull", "merge", "normalize", "validate_alert"]
+__all__ = [
+    "AlertStore",
+    "ExternalSink",
+    "InvalidAlert",
+    "StoreFull",
+    "alert_size",
+    "merge",
+    "normalize",
+    "validate_alert",
+]
 
 _Alerts = list[Alert]
 _Items = list[tuple[int, Alert]]
@@ -42,12 +58,21 @@ class StoreFull(Exception):
     """The store holds `limit` alerts; the batch would add `adding` new ones. An API turns this into
     429 Too Many Requests."""
 
-    def __init__(self, limit: int, adding: int) -> None:
+    def __init__(self, limit: int, adding: int, *, unit: str = "alerts", new: str = "new ones") -> None:
         super().__init__(
-            f"alert store full: it holds the maximum of {limit} alerts and the batch adds {adding} new ones"
+            f"alert store full: it holds the maximum of {limit} {unit} and the batch adds {adding} {new}"
         )
         self.limit = limit
         self.adding = adding
+
+
+def alert_size(alert: Alert) -> int:
+    """What an alert costs the store's byte budget: the characters of its names, values and URL."""
+    return (
+        sum(len(k) + len(v) for k, v in alert.labels.items())
+        + sum(len(k) + len(v) for k, v in alert.annotations.items())
+        + len(alert.generator_url)
+    )
 
 
 class InvalidAlert(ValueError):
@@ -104,12 +129,23 @@ class AlertStore:
     """Thread-safe; every method takes the time it acts at (`now_ms`) rather than reading a clock."""
 
     def __init__(
-        self, *, resolve_timeout_ms: int = 5 * 60_000, max_alerts: int = 100_000, marker: Marker | None = None
+        self,
+        *,
+        resolve_timeout_ms: int = 5 * 60_000,
+        max_alerts: int = 100_000,
+        max_bytes: int = 256 << 20,
+        reserved: float = 0.1,
+        marker: Marker | None = None,
     ) -> None:
-        if max_alerts < 1:
-            raise ValueError("max_alerts must be at least 1")
+        if max_alerts < 1 or max_bytes < 1:
+            raise ValueError("max_alerts and max_bytes must be at least 1")
+        if not 0 <= reserved < 1:
+            raise ValueError("reserved must be in [0, 1)")
+        self.reserved = reserved
         self._lock = threading.Lock()
         self._alerts: dict[int, Alert] = {}
+        self._bytes = 0  # alert_size summed over _alerts
+        self.max_bytes = max_bytes
         self._subs: dict[int, Subscriber] = {}
         self._next_sub = 0
         self._version = 0
@@ -122,9 +158,10 @@ class AlertStore:
         """Increases on every change (a cache key for whoever derives data from the alerts)."""
         return self._version
 
-    def put(self, alerts: Iterable[Alert], now_ms: int) -> _Alerts:
+    def put(self, alerts: Iterable[Alert], now_ms: int, *, external: bool = False) -> _Alerts:
         """Normalise, merge and store `alerts` received at `now_ms`; returns what was stored.
-        Raises InvalidAlert or StoreFull before storing anything."""
+        Raises InvalidAlert or StoreFull before storing anything. `external` puts may fill only
+        `1 - reserved` of the bounds (see the module docstring)."""
         batch = [normalize(a, now_ms, self.resolve_timeout_ms) for a in alerts]
         for i, a in enumerate(batch):
             why = validate_alert(a)
@@ -132,22 +169,51 @@ class AlertStore:
                 raise InvalidAlert(f"alert {i}: {why}")
         keyed = [(fingerprint(a.labels), a) for a in batch]
         with self._lock:
-            new = len({fp for fp, _ in keyed if fp not in self._alerts})
-            if len(self._alerts) + new > self.max_alerts:
-                self._gc_locked(now_ms)
-                if len(self._alerts) + new > self.max_alerts:
-                    raise StoreFull(self.max_alerts, new)
-            stored: _Items = []
-            for fp, a in keyed:
-                old = self._alerts.get(fp)
-                if old is not None and _overlaps(a, old):
-                    a = merge(old, a, now_ms)
-                self._alerts[fp] = a
-                stored.append((fp, a))
+            share = 1 - self.reserved if external else 1.0
+            max_alerts, max_bytes = int(self.max_alerts * share), int(self.max_bytes * share)
+            stored, final, new, grow = self._plan_locked(keyed, now_ms)
+            # Only what adds is refused: an update that adds nothing passes even above the share.
+            if (new and len(self._alerts) + new > max_alerts) or (
+                grow > 0 and self._bytes + grow > max_bytes
+            ):
+                if self._gc_locked(now_ms):  # merges may differ once resolved alerts are gone
+                    stored, final, new, grow = self._plan_locked(keyed, now_ms)
+                if new and len(self._alerts) + new > max_alerts:
+                    raise StoreFull(max_alerts, new)
+                if grow > 0 and self._bytes + grow > max_bytes:
+                    raise StoreFull(max_bytes, grow, unit="bytes of alert text", new="more")
+            self._alerts.update(final)
+            self._bytes += grow
             self._version += 1
             for fn in list(self._subs.values()):
                 fn(stored, now_ms)
             return [a for _, a in stored]
+
+    def _plan_locked(self, keyed: _Items, now_ms: int) -> tuple[_Items, dict[int, Alert], int, int]:
+        """What storing `keyed` would do, without doing it: the stored alerts in batch order, the
+        final alert per fingerprint, how many fingerprints are new and how many bytes are added."""
+        stored: _Items = []
+        final: dict[int, Alert] = {}
+        for fp, a in keyed:
+            old = final.get(fp) or self._alerts.get(fp)
+            if old is not None and _overlaps(a, old):
+                a = merge(old, a, now_ms)
+            final[fp] = a
+            stored.append((fp, a))
+        new = sum(1 for fp in final if fp not in self._alerts)
+        grow = 0
+        for fp, a in final.items():
+            old = self._alerts.get(fp)
+            grow += alert_size(a) - (alert_size(old) if old is not None else 0)
+        return stored, final, new, grow
+
+    @property
+    def bytes(self) -> int:
+        """The store's byte budget in use (see `alert_size`)."""
+        return self._bytes
+
+    def external_sink(self) -> ExternalSink:
+        return ExternalSink(self)
 
     def get(self, fp: int) -> Alert | None:
         with self._lock:
@@ -188,8 +254,9 @@ class AlertStore:
 
     def _gc_locked(self, now_ms: int) -> _Alerts:
         gone = [(fp, a) for fp, a in self._alerts.items() if a.resolved_at(now_ms)]
-        for fp, _ in gone:
+        for fp, a in gone:
             del self._alerts[fp]
+            self._bytes -= alert_size(a)
             self.marker.delete(fp)
         if gone:
             self._version += 1
@@ -202,3 +269,14 @@ class AlertStore:
             if not a.resolved_at(now_ms):
                 out[self.marker.status(fp).state.value] += 1
         return out
+
+
+class ExternalSink:
+    """The store as the sink of alerts posted from outside (`/api/v2/alerts`): every put is
+    `external`, so it cannot take the room reserved for Vigil's own alerts."""
+
+    def __init__(self, store: AlertStore) -> None:
+        self._store = store
+
+    def put(self, alerts: Iterable[Alert], now_ms: int) -> _Alerts:
+        return self._store.put(alerts, now_ms, external=True)

@@ -13,7 +13,8 @@ minutes, as rule alerts are).
 Bounded: a rule tracks at most `max_keys` keys (the least recently seen quiet one is forgotten for
 a new one; when every key is firing the event is counted as dropped), a key holds at most `count`
 event times, and keys quiet for longer than their window are pruned by `tick`. Events older than
-`now - keep_firing_for` (a backlog) would resolve at once and are not counted.
+`now - keep_firing_for` (a backlog) would resolve at once and are not counted; an event dated more
+than `FUTURE_SKEW_MS` ahead counts as dated then (it must not hide the events after it).
 
 Built-in event rules (`vigil.rules.builtin`'s `events/events.yml`: a new unexpected listening port, a
 brute force from one address) come first, unless `rules.builtin.enabled` is false; like the built-in
@@ -57,6 +58,11 @@ from vigil.rules.view import AlertView
 __all__ = ["EventRule", "EventRules", "builtin_event_rules", "compile_event_rules", "with_builtin"]
 
 log = logging.getLogger(__name__)
+
+# How far ahead of the server's clock an event's time is believed (agents' clocks drift). Later
+# times count as now + this: one event dated next year would otherwise stay the newest time of its
+# key, and every real event after it would fall outside the window, blinding the rule for that key.
+FUTURE_SKEW_MS = 60_000
 
 _KIND_NAMES = frozenset({"kind", "__name__"})
 
@@ -236,7 +242,7 @@ class EventRules:
             k = st.keys[key] = _Key()
         st.keys.move_to_end(key)
         k.last_seen_ms = now
-        bisect.insort(k.times, ev.time_ms)
+        bisect.insort(k.times, min(ev.time_ms, now + FUTURE_SKEW_MS))
         del k.times[: -cfg.count]  # only the latest `count` can make a burst
         in_window = [t for t in k.times if t > k.times[-1] - cfg.window]
         if k.firing():

@@ -128,23 +128,50 @@ class LoginLimiter:
 
     def retry_after(self, keys: Iterable[str]) -> float:
         """Seconds until every key may try again (0: now)."""
-        now, wait = self._clock(), 0.0
+        with self._lock:
+            return self._wait_locked(keys, self._clock())
+
+    def failed(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            self._record_locked(keys, self._clock())
+
+    def attempt(self, keys: Sequence[str]) -> tuple[float, float]:
+        """Check and count an attempt at once, so concurrent requests cannot all pass the check
+        before the first failure is counted: (seconds to wait, 0) when limited, else (0, the time
+        recorded against every key, which `succeeded` takes back)."""
+        now = self._clock()
+        with self._lock:
+            wait = self._wait_locked(keys, now)
+            if wait > 0:
+                return wait, 0.0
+            self._record_locked(keys, now)
+        return 0.0, now
+
+    def succeeded(self, keys: Iterable[str], at: float) -> None:
+        """Take back the attempt `attempt` recorded at `at`: it was no failure."""
         with self._lock:
             for key in keys:
                 times = self._failures.get(key)
-                if times is not None and len(times) >= self._max:
-                    wait = max(wait, times[0] + self._window - now)
+                if times is not None and at in times:
+                    times.remove(at)
+                    if not times:
+                        del self._failures[key]
+
+    def _wait_locked(self, keys: Iterable[str], now: float) -> float:
+        wait = 0.0
+        for key in keys:
+            times = self._failures.get(key)
+            if times is not None and len(times) >= self._max:
+                wait = max(wait, times[0] + self._window - now)
         return max(wait, 0.0)
 
-    def failed(self, keys: Iterable[str]) -> None:
-        now = self._clock()
-        with self._lock:
-            for key in keys:
-                times = self._failures.pop(key, None) or deque(maxlen=self._max)
-                times.append(now)
-                self._failures[key] = times  # to the end: the most recently failed
-                while len(self._failures) > self._max_keys:
-                    self._failures.popitem(last=False)
+    def _record_locked(self, keys: Iterable[str], now: float) -> None:
+        for key in keys:
+            times = self._failures.pop(key, None) or deque(maxlen=self._max)
+            times.append(now)
+            self._failures[key] = times  # to the end: the most recently failed
+            while len(self._failures) > self._max_keys:
+                self._failures.popitem(last=False)
 
     def forget(self, key: str) -> None:
         with self._lock:
@@ -214,16 +241,18 @@ class LoginAPI:
         if not name or not password or len(name) > 64 or len(password) > _MAX_PASSWORD:
             return self._form(request, target, 400, "Enter a user name and a password.")
         keys = (source_key(request.client.host if request.client else None), f"user:{name}")
-        wait = self.limiter.retry_after(keys)
+        # Counted as a failure before the hash is checked (and taken back on success): a burst of
+        # concurrent guesses is limited as strictly as the same guesses one after another.
+        wait, attempted_at = self.limiter.attempt(keys)
         if wait > 0:
             limited = self._form(request, target, 429, "Too many failed logins; try again later.")
             limited.headers["Retry-After"] = str(math.ceil(wait))
             return limited
         user = await run_in_threadpool(self.passwords.check, name, password)
         if user is None:
-            self.limiter.failed(keys)
             log.info("failed UI login for %r from %s", name, keys[0][5:])
             return self._form(request, target, 401, "Wrong user name or password.")
+        self.limiter.succeeded(keys, attempted_at)
         self.limiter.forget(keys[1])
         old = self.sessions.session(request)
         if old is not None:  # a new id on every login: no session fixation
