@@ -249,3 +249,40 @@ alerting:
 def _in_notifier(base: str, alertname: str) -> bool:
     r = httpx.get(base + "/api/v2/alerts", params={"filter": f"alertname={alertname}"}, timeout=10)
     return bool(r.json())
+
+
+def test_sighup_reloads_the_alerting_configuration(tmp_path: Path) -> None:
+    """SIGHUP re-reads vigil.yml's `alerting:` as Alertmanager re-reads its file: the new receivers
+    are in force (and shown), alerts are kept; a broken file keeps what runs and says so in the log."""
+    from tests.conftest import VigilProcess
+
+    config = tmp_path / "vigil.yml"
+
+    def write(receiver: str) -> None:
+        config.write_text(
+            f"alerting:\n  route: {{receiver: {receiver}}}\n"
+            f"  receivers: [{{name: {receiver}, webhook_configs: [{{url: 'http://127.0.0.1:9/x'}}]}}]\n"
+        )
+
+    def receivers(base: str) -> list[str]:
+        return [r["name"] for r in httpx.get(base + "/api/v2/receivers", timeout=10).json()]
+
+    write("first")
+    vigil = VigilProcess(tmp_path / "data", extra_args=["--config", str(config)]).start()
+    try:
+        assert receivers(vigil.url) == ["first"]
+        r = httpx.post(vigil.url + "/api/v2/alerts", json=[{"labels": {"alertname": "Kept"}}], timeout=10)
+        assert r.status_code == 200, r.text
+        write("second")
+        assert vigil.proc is not None
+        vigil.proc.send_signal(signal.SIGHUP)
+        wait("the new receivers", lambda: receivers(vigil.url) == ["second"])
+        held = httpx.get(vigil.url + "/api/v2/alerts", timeout=10).json()
+        assert [a["labels"]["alertname"] for a in held] == ["Kept"]
+        assert [r["name"] for r in held[0]["receivers"]] == ["second"]
+        config.write_text("alerting:\n  route: {receiver: nobody}\n  receivers: []\n")  # unknown receiver
+        vigil.proc.send_signal(signal.SIGHUP)
+        wait("the reload error logged", lambda: "nobody" in vigil.log())
+        assert receivers(vigil.url) == ["second"]
+    finally:
+        assert vigil.stop() == 0, vigil.log()

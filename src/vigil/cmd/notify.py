@@ -28,14 +28,17 @@ from vigil.notifier.config import (
 from vigil.notifier.integration import Integration
 from vigil.notifier.notifier import Notifier
 from vigil.notifier.receivers import build_integrations
+from vigil.notifier.routing import Route
 from vigil.notifier.silence import Silences
 from vigil.notifier.templates import load_templater
 from vigil.template import TemplateError
+from vigil.web.alertmanager_api import ConfigView
 
 __all__ = [
     "GROUP_WAIT_MS",
     "NotifierParts",
     "NotifierSender",
+    "RunningConfig",
     "default_alerting",
     "open_notifier",
     "with_vigil_defaults",
@@ -69,14 +72,26 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass(frozen=True)
+@dataclass
 class NotifierParts:
-    """The notifier (a service) with its silences, and the configuration they were built from."""
+    """The notifier (a service) with its silences, and the configuration that runs (`reload` swaps
+    it; readers such as the v2 API's `/status` see the new one through `RunningConfig`)."""
 
     notifier: Notifier
     silences: Silences
     config: AlertmanagerConfig
     configured: bool  # False: vigil.yml has no `alerting:` (the no-receiver default runs)
+    external_url: str = ""
+
+    def reload(self, cfg: Config, config_dir: Path, source: str = "vigil.yml") -> None:
+        """Apply `cfg`'s `alerting:` as Alertmanager reloads: alerts, silences and the notification
+        log kept, routes, receivers and templates rebuilt. Raises ConfigError and keeps the old
+        configuration when the new one is wrong."""
+        loaded = load_alerting(cfg.alerting, source, config_dir)
+        am = with_vigil_defaults(loaded if loaded is not None else default_alerting())
+        integrations = integrations_for(am, external_url=self.external_url, source=source)
+        self.notifier.reload(am, integrations)
+        self.config, self.configured = am, loaded is not None
 
 
 class NotifierSender:
@@ -89,6 +104,35 @@ class NotifierSender:
     def send(self, alerts: Sequence[Alert]) -> None:
         if alerts:
             self.notifier.put(list(alerts))
+
+
+class RunningConfig:
+    """The v2 API's view of the configuration in force: a `ConfigView` of `parts.config`, rebuilt when
+    a reload swapped it (the API reads it per request)."""
+
+    def __init__(self, parts: NotifierParts) -> None:
+        self._parts = parts
+        self._of: AlertmanagerConfig | None = None
+        self._view = ConfigView(parts.config)
+        self._of = parts.config
+
+    def _current(self) -> ConfigView:
+        cfg = self._parts.config
+        if cfg is not self._of:
+            self._view, self._of = ConfigView(cfg), cfg
+        return self._view
+
+    def original(self) -> str:
+        return self._current().original()
+
+    def receivers(self) -> list[str]:
+        return self._current().receivers()
+
+    def route(self) -> Route | None:
+        return self._current().route()
+
+    def resolve_timeout_ms(self) -> int:
+        return self._current().resolve_timeout_ms()
 
 
 def integrations_for(
@@ -141,4 +185,4 @@ def open_notifier(
         muter=silences,
         external_url=external_url,
     )
-    return NotifierParts(notifier, silences, am, loaded is not None)
+    return NotifierParts(notifier, silences, am, loaded is not None, external_url)

@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 
 from vigil import __version__
 from vigil.cmd.listen import address, bind_tcp
-from vigil.cmd.notify import NotifierParts, NotifierSender, open_notifier
+from vigil.cmd.notify import NotifierParts, NotifierSender, RunningConfig, open_notifier
 from vigil.cmd.rules import template_check
 from vigil.cmd.run import Group, Service, run_until_signal, stop_all
 from vigil.config import Config, ConfigError, check_exposure, load_config
@@ -45,7 +45,7 @@ from vigil.storage.metadata import MetadataStore
 from vigil.template.prometheus import expand
 from vigil.tsdb.db import DB, Options
 from vigil.web.admin import AdminAPI
-from vigil.web.alertmanager_api import AlertmanagerAPI, ConfigView, MarkerInhibition
+from vigil.web.alertmanager_api import AlertmanagerAPI, MarkerInhibition
 from vigil.web.app import API, create_app
 from vigil.web.auth import TokenAuth
 from vigil.web.connections import ConnectionLimits, ConnectionMetrics, guarded_protocol
@@ -216,7 +216,7 @@ def _alertmanager_api(cfg: Config, auth: TokenAuth, alerting: NotifierParts) -> 
     return AlertmanagerAPI(
         auth,
         alerting.silences,
-        ConfigView(alerting.config),  # what runs: the no-receiver default when vigil.yml has none
+        RunningConfig(alerting),  # what runs (the no-receiver default when vigil.yml has none)
         clock=_now_ms,
         alerts=n.store,
         sink=n.store.external_sink(),  # posted alerts cannot crowd out Vigil's own
@@ -386,10 +386,14 @@ def run_server(
     def started() -> None:
         log.info("Vigil %s listening on http://%s, data in %s", __version__, listening, cfg.storage.path)
 
-    def reload_rules() -> None:
-        rules.reload_config(load_config(config_path) if config_path else cfg, config_dir)
+    def reload() -> None:
+        # As Prometheus and Alertmanager on SIGHUP: a wrong file keeps what runs (logged by the
+        # rule manager's loop, which runs this); the notifier first, so new rules find their routes.
+        new = load_config(config_path) if config_path else cfg
+        alerting.reload(new, config_dir)
+        rules.reload_config(new, config_dir)
 
-    previous_hup = signal.signal(signal.SIGHUP, lambda *_: rules.request_reload(reload_rules))
+    previous_hup = signal.signal(signal.SIGHUP, lambda *_: rules.request_reload(reload))
     try:
         code = run_until_signal(
             Group([db, events, alerting.notifier, rules, server, *local]), on_started=started, stop=stop
