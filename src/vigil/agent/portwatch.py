@@ -22,6 +22,8 @@ from vigil.security.ports import ListeningPortsCollector
 
 log = logging.getLogger(__name__)
 
+_MIN_PERIOD_S = 0.1  # a collector built without an interval must not make the thread spin
+
 
 class ListenerWatcher:
     """Reads `collector`'s tables on its own thread and emits the changes; a service of vigil.cmd.run."""
@@ -76,7 +78,7 @@ class ListenerWatcher:
 
     def _loop(self) -> None:
         # The period is asked each time: it grows to the /proc floor once netlink is refused.
-        while not self._stop.wait(self._collector.read_period_s):
+        while not self._stop.wait(max(self._collector.read_period_s, _MIN_PERIOD_S)):
             self.step()
 
     def stop(self) -> None:
