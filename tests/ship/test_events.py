@@ -15,6 +15,7 @@ import cramjam
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.waiting import wait_until
 from vigil.model.event import Event
 from vigil.ship.events import EventShipper, events_url
 
@@ -24,6 +25,7 @@ class EventReceiver:
         self.script = list(script or [])
         self.events: list[Event] = []
         self.headers: list[dict[str, str]] = []
+        self.sizes: list[int] = []  # events per accepted request
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -34,6 +36,7 @@ class EventReceiver:
                 if status == 200:
                     text = bytes(cramjam.snappy.decompress_raw(body)).decode()
                     outer.events += [Event.from_json(line) for line in text.splitlines()]
+                    outer.sizes.append(len(text.splitlines()))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -126,3 +129,69 @@ def test_queued_events_survive_a_restart(tmp_path: Path) -> None:
     finally:
         late.close()
     assert [e.id for e in late.events] == [f"id{i}" for i in range(15)]
+
+
+def _one_event_entries(batch: list[Event]) -> list[tuple[bytes, int, int]]:
+    """Queue entries of one event each, as many separate `send`s would queue them (in one fsync)."""
+    return [(bytes(cramjam.snappy.compress_raw(e.to_json().encode())), NOW_MS, 1) for e in batch]
+
+
+def test_linger_sends_a_burst_as_one_request(tmp_path: Path) -> None:
+    receiver = EventReceiver()
+    # A linger no test outlasts: what leaves early does so because a full request was queued.
+    shipper = EventShipper(tmp_path / "q", receiver.url, max_events_per_send=50, linger_s=3600)
+    shipper.start()
+    try:
+        burst = events(50)
+        for e in burst[:49]:
+            shipper.send([e])  # 49 entries, each durable on its own
+        assert receiver.headers == [] and shipper.shipper.depth()[0] == 49  # lingering for more
+        shipper.send(burst[49:])
+        wait_until(lambda: len(receiver.events) == 50, what="the burst delivered")
+        assert receiver.sizes == [50]  # one request for the 50 entries
+        assert shipper.flush(60)  # ...and one ack for all of them
+    finally:
+        shipper.close()
+        receiver.close()
+    assert [e.id for e in receiver.events] == [e.id for e in burst]
+
+
+def test_a_burst_of_ten_thousand_goes_in_bounded_requests(tmp_path: Path) -> None:
+    receiver = EventReceiver()
+    registry = CollectorRegistry()
+    shipper = EventShipper(tmp_path / "q", receiver.url, registry=registry)  # 500 events a request
+    try:
+        burst = events(10_000)
+        shipper.shipper.enqueue_payloads(_one_event_entries(burst))
+        shipper.start()
+        assert shipper.flush(60)
+        assert registry.get_sample_value("vigil_agent_events_ship_events_total") == 10_000
+    finally:
+        shipper.close()
+        receiver.close()
+    assert receiver.sizes == [500] * 20
+    assert [e.id for e in receiver.events] == [e.id for e in burst]
+
+
+def test_a_refused_merged_request_is_sent_again_entry_by_entry(tmp_path: Path) -> None:
+    # The merged request is refused (one bad event in it), then each entry alone: the second is
+    # refused again and dropped, the others are delivered.
+    receiver = EventReceiver(script=[400, 200, 400, 200])
+    registry = CollectorRegistry()
+    shipper = EventShipper(tmp_path / "q", receiver.url, registry=registry)
+    try:
+        three = events(3)
+        shipper.shipper.enqueue_payloads(_one_event_entries(three))
+        shipper.start()
+        assert shipper.flush(60)
+        shipper.shipper.enqueue_payloads(_one_event_entries(events(2, start=3)))  # merged again
+        assert shipper.flush(60)
+        dropped = registry.get_sample_value(
+            "vigil_agent_events_ship_dropped_events_total", {"reason": "http_400"}
+        )
+        assert dropped == 1
+    finally:
+        shipper.close()
+        receiver.close()
+    assert [e.id for e in receiver.events] == ["id0", "id2", "id3", "id4"]
+    assert len(receiver.headers) == 5 and receiver.sizes == [1, 1, 2]

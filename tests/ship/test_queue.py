@@ -219,3 +219,23 @@ def test_kill9_loses_no_acknowledged_append(tmp_path: Path) -> None:
     assert left == list(range(left[0], left[-1] + 1))
     # Every append that returned is there; at most one more that returned unreported.
     assert left[-1] in (appended[-1], appended[-1] + 1)
+
+
+def test_peek_many_is_bounded_and_acked_at_once(tmp_path: Path) -> None:
+    q = DurableQueue(tmp_path / "q", cache_bytes=0)  # every payload read from disk
+    now_ms = int(time.time() * 1000)
+    q.append_many([(b"x" * 10, now_ms + i, 2) for i in range(10)])
+    batch = q.peek_many(max_entries=100, max_samples=7, max_bytes=1 << 20)
+    assert [e.seq for e in batch] == [0, 1, 2]  # 6 samples; a fourth entry would make 8
+    assert [e.seq for e in q.peek_many(4, 100, 1 << 20)] == [0, 1, 2, 3]
+    assert [e.seq for e in q.peek_many(100, 100, 35)] == [0, 1, 2]  # 30 bytes; a fourth makes 40
+    assert [e.seq for e in q.peek_many(100, 1, 1)] == [0]  # the head goes, whatever its size
+    assert q.peek_many(4, 100, 1 << 20) == q.peek_many(4, 100, 1 << 20)  # the same until acked
+    assert q.ack(batch[-1].seq)
+    assert [e.seq for e in q.peek_many(100, 100, 1 << 20)] == list(range(3, 10))
+    q.close()
+    q = DurableQueue(tmp_path / "q")
+    assert [e.seq for e in q.peek_many(100, 100, 1 << 20)] == list(range(3, 10))  # the ack is durable
+    assert all(e.payload == b"x" * 10 for e in q.peek_many(100, 100, 1 << 20))
+    q.close()
+    assert DurableQueue(tmp_path / "empty").peek_many(10, 10, 10) == []

@@ -19,6 +19,18 @@ from vigil.model.event import Event, event_id
 log = logging.getLogger(__name__)
 
 
+def identify(found: Iterable[Event], collector: str, labels: dict[str, str]) -> list[Event]:
+    """`found` with the host's identity labels and ids derived from what changed and when."""
+    instance = labels.get("instance", "")
+    return [
+        e.with_identity(
+            labels,
+            event_id(instance, collector, e.kind, e.time_ms, json.dumps(e.fields, sort_keys=True)),
+        )
+        for e in found
+    ]
+
+
 class ChangeCollector(Protocol):
     name: str
 
@@ -45,14 +57,7 @@ class EventingCollector:
         families = list(self._inner.collect())
         found = self._inner.events()
         if found:
-            instance = self._labels.get("instance", "")
-            events = [
-                e.with_identity(
-                    self._labels,
-                    event_id(instance, self.name, e.kind, e.time_ms, json.dumps(e.fields, sort_keys=True)),
-                )
-                for e in found
-            ]
+            events = identify(found, self.name, self._labels)
             try:
                 self._emit(events)
             except Exception as exc:  # the metrics still count the change; the detail is what is lost

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vigil.agent.eventing import EventingCollector
+from vigil.agent.portwatch import ListenerWatcher
 from vigil.config import Config, ConfigError
 from vigil.logs.access import AccessLogProcessor
 from vigil.logs.pipeline import FileSource, JournalSource, LogPipeline
@@ -52,6 +53,7 @@ class Security:
     collectors: list[Collector] = field(default_factory=list)
     pipeline: LogPipeline | None = None
     syslog: SyslogServer | None = None
+    watcher: ListenerWatcher | None = None  # its own service: reads the socket tables between collections
     starters: list[Callable[[], None]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     name: str = "security"  # a service of vigil.cmd.run
@@ -98,7 +100,10 @@ def build_security(cfg: Config, labels: dict[str, str], emit: Emit | None) -> Se
             interval_s=a.listening_ports.interval / 1000,
             own_pid=os.getpid(),  # Vigil's own listeners (in `vigil up`, the server's too) are expected
         )
+        # Changes are read and shipped by the watcher once it runs; the wrapper ships them when
+        # collections read themselves (`vigil agent --once`, a watcher never started).
         out.collectors.append(EventingCollector(ports, sink, labels))
+        out.watcher = ListenerWatcher(ports, sink, labels)
     if "file_integrity" not in a.disable:
         integrity = FileIntegrityCollector(a.file_integrity.paths, state_file=state / "file_integrity.json")
         out.collectors.append(EventingCollector(integrity, sink, labels))

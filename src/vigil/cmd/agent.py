@@ -290,7 +290,8 @@ def agent_services(
     prefix: str = "agent",
 ) -> list[Service]:
     """Everything the agent runs, built and not started, in start order: shipping (samples, then
-    events), StatsD, the security side, collection, scrapes and, on `metrics_socket`, its /metrics.
+    events), StatsD, the security side, its listening-ports watcher, collection, scrapes and, on
+    `metrics_socket`, its /metrics.
     Stopped in reverse, producers stop before the shippers they feed. `url` is where to ship ("" ships
     nowhere); names are `<prefix>-<part>`."""
     registry = CollectorRegistry()
@@ -308,6 +309,7 @@ def agent_services(
         events,
         _StatsdService(cfg, statsd, agent) if statsd is not None else None,
         security,
+        security.watcher,
         agent,
         build_scrapes(cfg, registry, sink),
         MetricsServer(metrics_socket, registry) if metrics_socket is not None else None,

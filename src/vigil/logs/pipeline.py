@@ -1,10 +1,11 @@
 """The agent's log pipeline: log files and syslog in, metrics and events out, counted exactly once.
 
-One thread polls every configured file source (`FileFollower`) and drains the lines the syslog
-receiver pushed, hands each line to the processors of its source (auth parsing, log rules, access-log
-RED metrics, unknown-line detection), gives the events they return their identity labels and a stable
-id, and passes them to `emit` (the durable event queue). Then it writes one checkpoint: every file's
-offset and every processor's counters, atomically (tmp + fsync + rename).
+One thread polls every configured file source (`FileFollower`) every 250 ms, on its own cadence and
+not the agent's collections, and drains the lines the syslog receiver pushed, hands each line to the
+processors of its source (auth parsing, log rules, access-log RED metrics, unknown-line detection),
+gives the events they return their identity labels and a stable id, and passes them to `emit` (the
+durable event queue, which sends them at once). Then it writes one checkpoint: every file's offset and
+every processor's counters, atomically (tmp + fsync + rename); a round that read nothing writes none.
 
 Why one checkpoint for both: counters restored from it always match the offsets restored with it,
 so after a crash the lines read since the checkpoint are counted again against the counters as they
@@ -120,12 +121,14 @@ class LogPipeline:
         emit: Callable[[list[Event]], None] | None = None,
         labels: dict[str, str] | None = None,
         syslog_processors: Sequence[LineProcessor] = (),
-        poll_interval_s: float = 1.0,
+        poll_interval_s: float = 0.25,
         max_pending_syslog: int = 100_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`labels` are the identity labels events get (instance, cluster, ...); `emit` must return
-        only once the events are durable (the event shipper's `send`), or raise."""
+        only once the events are durable (the event shipper's `send`), or raise. `poll_interval_s`:
+        the pause between rounds when nothing is waiting, so a line's events leave within it; an
+        idle round (a stat and an fstat per file, no checkpoint) costs ~20 µs of CPU, 0.01% at 4/s."""
         self._sources = list(sources)
         self._state_file = state_file
         self._emit = emit

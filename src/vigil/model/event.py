@@ -31,6 +31,7 @@ KINDS = {
     "auth": "an authentication attempt (sshd, sudo, su, login, PAM): fields service, result, method, "
     "user, source_address, line, count",
     "listener_new": "a listening socket not in the baseline: fields protocol, address, port, process",
+    "listener_gone": "a listening socket closed: fields protocol, address, port, process, expected",
     "file_changed": "a watched file changed: fields path, change, old_sha256, new_sha256, owner, mode",
     "log_unknown": "a log line matching no known template: fields source, line",
     "log_unknown_suppressed": "unknown lines of a source past `events_per_source` are counted, not kept: "

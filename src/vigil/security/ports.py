@@ -36,8 +36,15 @@ does not hold is still unexpected.
 
 Families: `vigil_listening_ports{protocol,port,process}` (gauge, 1 per distinct label set, capped at
 `MAX_SERIES` series) and `vigil_listening_ports_unexpected` (gauge, listeners not in the baseline).
-`new_listeners()` returns listeners that appeared since the previous collection, for events; the
-first collection has no previous one, so it reports none.
+`new_listeners()` returns listeners that appeared since the previous reading, for events (`listener_new`;
+those that went away give `listener_gone`); the first reading has no previous one, so it reports none.
+
+Who reads: in the agent a watcher (`vigil.agent.portwatch`) calls `read_changes()` every
+`read_period_s` (1 s by default: a netlink reading costs ~0.1 ms of CPU) and ships the changes at
+once; collections then only report the watcher's latest reading (`watched`). Where only /proc/net is
+readable a reading costs milliseconds (the whole socket hash is walked), so the period is at least
+`PROC_FLOOR_S`. Without a watcher (`vigil agent --once`, tests) `collect()` reads itself, at most every
+`interval_s`.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -64,7 +72,9 @@ from vigil.model.labels import label_safe
 
 log = logging.getLogger(__name__)
 
-_RETRY_UNOWNED = 10
+_RETRY_UNOWNED = 10  # readings between lookups of unowned sockets' processes, at least...
+_RETRY_UNOWNED_S = 60.0  # ...and about this long: the /proc/*/fd walk costs ~5 ms of CPU
+PROC_FLOOR_S = 5.0  # the shortest read period when the tables come from /proc/net (~5 ms a reading)
 MAX_SERIES = 1000  # ports are bounded in practice; this keeps a pathological host from blowing up cardinality
 
 _TCP_LISTEN = "0A"
@@ -333,12 +343,20 @@ class ListeningPortsCollector:
         if learn and state_file is not None:
             self._learned = self._load_state(state_file)
         self._learned_patterns = [parse_baseline_entry(s) for s in sorted(self._learned or ())]
-        self._previous: set[tuple[str, str, int]] | None = None
+        self._previous: dict[tuple[str, str, int], Listener] | None = None
         self._owner_cache: dict[int, set[str]] = {}
+        self._own_cache: dict[int, bool] = {}  # inode -> held by own_pid (fixed while the socket lives)
         self._readings = 0
+        # Retry unowned sockets every ~_RETRY_UNOWNED_S, but never more often than every 10th reading.
+        self._retry_every = max(_RETRY_UNOWNED, round(_RETRY_UNOWNED_S / interval_s) if interval_s else 0)
         self._new: list[Listener] = []
+        self._gone: list[Listener] = []
         self._current: list[Listener] = []
         self._unexpected: list[Listener] = []
+        # The watcher's thread reads while the agent's collects: one reading or report at a time.
+        self._lock = threading.RLock()
+        self.watched = False  # a watcher reads; collections only report its latest reading
+        self._read_error: Exception | None = None  # the watcher's latest reading failed with this
 
     @staticmethod
     def _load_state(path: Path) -> set[str] | None:
@@ -357,6 +375,16 @@ class ListeningPortsCollector:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps({"version": 1, "learned": sorted(learned)}, indent=1) + "\n")
         os.replace(tmp, path)  # atomic, so a crash never leaves half a baseline
+
+    @property
+    def netlink(self) -> bool:
+        """Whether the tables are read over netlink (False once it was refused: /proc/net then)."""
+        return self._use_netlink
+
+    @property
+    def read_period_s(self) -> float:
+        """How often a watcher reads: `interval_s`, at least `PROC_FLOOR_S` when reading /proc/net."""
+        return self._interval_s if self._use_netlink else max(self._interval_s, PROC_FLOOR_S)
 
     def _sockets(self) -> list[SocketRow]:
         if self._use_netlink:
@@ -382,13 +410,14 @@ class ListeningPortsCollector:
             key = (protocol, address, port)
             found.setdefault(key, inode)
             inode_of.append((key, inode))
-        owners = self._owners({inode for _, inode in inode_of if inode})
-        held = _held_sockets(self._proc, self._own_pid) if self._own_pid is not None else set()
+        inodes = {inode for _, inode in inode_of if inode}
+        owners = self._owners(inodes)
+        mine = self._own(inodes)
         names: dict[tuple[str, str, int], set[str]] = {key: set() for key in found}
-        own = dict.fromkeys(found, bool(held))
+        own = dict.fromkeys(found, self._own_pid is not None)
         for key, inode in inode_of:  # SO_REUSEPORT: several sockets, maybe several processes, one key
             names[key] |= owners.get(inode, set())
-            own[key] = own[key] and inode in held  # every socket ours, not just one of them
+            own[key] = own[key] and mine.get(inode, False)  # every socket ours, not just one of them
         return sorted(
             Listener(p, a, port, ",".join(sorted(n for n in names[(p, a, port)] if n)), own[(p, a, port)])
             for (p, a, port) in found
@@ -398,9 +427,10 @@ class ListeningPortsCollector:
         # Walking every process's fds costs ~10 ms on a quiet host, and a socket's owner does not change
         # while the socket lives (its inode is never reused meanwhile): look up only new inodes.
         # Owners not found (a process we cannot read, another namespace's) are looked for again, but
-        # only every `_RETRY_UNOWNED`th reading: on some hosts they are never found.
+        # only every `_RETRY_UNOWNED`th reading (or about every `_RETRY_UNOWNED_S` when reading more
+        # often): on some hosts they are never found.
         self._readings += 1
-        retry = self._readings % _RETRY_UNOWNED == 0
+        retry = self._readings % self._retry_every == 0
         missing = {i for i in inodes if i not in self._owner_cache or (retry and not self._owner_cache[i])}
         if missing:
             found = _socket_owners(self._proc, missing)
@@ -408,6 +438,17 @@ class ListeningPortsCollector:
                 self._owner_cache[inode] = found.get(inode, set())
         self._owner_cache = {i: self._owner_cache[i] for i in inodes}
         return self._owner_cache
+
+    def _own(self, inodes: set[int]) -> dict[int, bool]:
+        # Which sockets `own_pid` holds; like owners, read only when sockets not seen before appear.
+        if self._own_pid is None:
+            return {}
+        if any(i not in self._own_cache for i in inodes):
+            held = _held_sockets(self._proc, self._own_pid)
+            self._own_cache = {i: i in held for i in inodes}
+        else:
+            self._own_cache = {i: self._own_cache[i] for i in inodes}
+        return self._own_cache
 
     def is_expected(self, listener: Listener) -> bool:
         if listener.own:
@@ -421,25 +462,50 @@ class ListeningPortsCollector:
         # host whatever the number of sockets, which is why node_exporter's tcpstat is off by
         # default; netlink is cheaper but a UDP dump still walks the UDP hash): the listeners are
         # re-read at most every `interval_s`, in between the last reading is reported again (and no
-        # listener is "new" twice).
-        now = self._clock()
-        if self._read_at is not None and now - self._read_at < self._interval_s:
-            self._new = []
+        # listener is "new" twice). With a watcher, it reads and reports the changes itself.
+        with self._lock:
+            if self.watched:
+                self._new, self._gone = [], []  # the watcher shipped them already
+                if self._read_error is not None:
+                    raise self._read_error
+                return self._families()
+            now = self._clock()
+            if self._read_at is not None and now - self._read_at < self._interval_s:
+                self._new, self._gone = [], []
+                return self._families()
+            self._read_at = now
+            self._new, self._gone = self._read()
             return self._families()
-        self._read_at = now
+
+    def read_changes(self) -> list[Event]:
+        """Read the tables now (a watcher's step): `listener_new` and `listener_gone` events for the
+        changes since the previous reading. Raises what a reading raises (CollectorUnavailable...), and
+        `collect()` raises it too until a reading succeeds."""
+        with self._lock:
+            try:
+                new, gone = self._read()
+            except Exception as exc:
+                self._read_error = exc
+                raise
+            self._read_error = None
+            return self._change_events(new, gone)
+
+    def _read(self) -> tuple[list[Listener], list[Listener]]:
+        """One reading: the baseline learned on the first, state updated; (new, gone) listeners."""
         current = self.listeners()
         if self._learn and self._learned is None:
             self._learned = {lst.spec for lst in current}
             self._learned_patterns = [parse_baseline_entry(s) for s in sorted(self._learned)]
             if self._state_file is not None:
                 self._save_state(self._state_file, self._learned)
-        keys = {lst.key for lst in current}
         prev = self._previous
-        self._new = [] if prev is None else [lst for lst in current if lst.key not in prev]
-        self._previous = keys
+        keys = {lst.key for lst in current}
+        new = [] if prev is None else [lst for lst in current if lst.key not in prev]
+        gone = [] if prev is None else [lst for key, lst in sorted(prev.items()) if key not in keys]
+        self._previous = {lst.key: lst for lst in current}
         self._current = current
         self._unexpected = [lst for lst in current if not self.is_expected(lst)]
-        return self._families()
+        return new, gone
 
     def _families(self) -> list[Metric]:
         current = self._current
@@ -462,26 +528,40 @@ class ListeningPortsCollector:
         """Listeners that appeared between the previous collection and the latest one."""
         return list(self._new)
 
+    def gone_listeners(self) -> list[Listener]:
+        """Listeners of the previous collection that the latest one no longer saw."""
+        return list(self._gone)
+
     def events(self) -> list[Event]:
-        """`listener_new` events for the listeners that appeared at the latest collection."""
+        """`listener_new` / `listener_gone` events for the changes seen at the latest collection."""
+        with self._lock:
+            return self._change_events(self._new, self._gone)
+
+    def _change_events(self, new: list[Listener], gone: list[Listener]) -> list[Event]:
         now_ms = int(time.time() * 1000)
-        return [
-            Event(
-                now_ms,
-                "listener_new",
-                f"new {lst.protocol} listener on {lst.address}:{lst.port}"
-                + (f" ({lst.process})" if lst.process else "")
-                + ("" if self.is_expected(lst) else ", not in the baseline"),
-                {
-                    "protocol": lst.protocol,
-                    "address": lst.address,
-                    "port": lst.port,
-                    "process": lst.process,
-                    "expected": self.is_expected(lst),
-                },
-            )
-            for lst in self._new
-        ]
+        out = []
+        for kind, listeners in (("listener_new", new), ("listener_gone", gone)):
+            for lst in listeners:
+                expected = self.is_expected(lst)
+                where = f"{lst.protocol} listener on {lst.address}:{lst.port}" + (
+                    f" ({lst.process})" if lst.process else ""
+                )
+                out.append(
+                    Event(
+                        now_ms,
+                        kind,
+                        (f"new {where}" if kind == "listener_new" else f"{where} closed")
+                        + ("" if expected else ", not in the baseline"),
+                        {
+                            "protocol": lst.protocol,
+                            "address": lst.address,
+                            "port": lst.port,
+                            "process": lst.process,
+                            "expected": expected,
+                        },
+                    )
+                )
+        return out
 
     def unexpected_listeners(self) -> list[Listener]:
         """Listeners of the latest collection that match no baseline entry."""

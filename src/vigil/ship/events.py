@@ -4,6 +4,13 @@ Events travel through their own `DurableQueue` and `Shipper` (the same retry, ba
 HMAC signing as remote write), so an event the agent accepted survives a crash or an outage of the
 server. A payload is a batch of events as JSON lines, snappy-compressed like remote write. Events
 carry stable ids, so a batch re-sent after a crash between send and acknowledgement is stored once.
+
+Events are sent as they are queued, not on the agent's collection cadence: the sender lingers
+`LINGER_S` (100 ms) after the first event of a burst so that the burst's queued entries go as one
+request, merged up to `max_events_per_send` events (a burst of 10,000 is 20 requests of 500), then
+acknowledges them with one `ack` of the last: every entry stays on disk until the server answered.
+A merged request the server refuses as a whole is sent again entry by entry, so a bad event costs
+only its own entry.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from vigil.ship.shipper import Shipper, ShipperOptions
 __all__ = ["EventShipper", "events_url"]
 
 _HEADERS = {"Content-Type": "application/x-ndjson", "Content-Encoding": "snappy"}
+# The sender waits this long after an event is queued for others to join it in one request: a burst
+# (ten failed logins, a service opening its ports) is one request, a lone event leaves at once after.
+LINGER_S = 0.1
 
 
 def events_url(write_url: str) -> str:
@@ -35,6 +45,12 @@ def events_url(write_url: str) -> str:
         path[: -len("/write")] + "/events" if path.endswith("/write") else path.rstrip("/") + "/api/v1/events"
     )
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def merge_payloads(payloads: Sequence[bytes]) -> bytes:
+    """One payload with the events of `payloads` (each snappy-compressed JSON lines), in order."""
+    lines = b"\n".join(bytes(cramjam.snappy.decompress_raw(p)) for p in payloads)
+    return bytes(cramjam.snappy.compress_raw(lines))
 
 
 class EventShipper:
@@ -53,6 +69,7 @@ class EventShipper:
         max_bytes: int = 64 * 1024 * 1024,
         max_age_s: float = 24 * 3600.0,
         max_events_per_send: int = 500,
+        linger_s: float = LINGER_S,
         registry: CollectorRegistry | None = None,
         **shipper_options: Unpack[ShipperOptions],
     ) -> None:
@@ -71,7 +88,16 @@ class EventShipper:
         except BaseException:
             queue.close()
             raise
-        self.shipper = Shipper(queue, client, registry, stream="events", **shipper_options)
+        self.shipper = Shipper(
+            queue,
+            client,
+            registry,
+            stream="events",
+            merge=merge_payloads,
+            linger_s=linger_s,
+            max_samples_per_send=max_events_per_send,
+            **shipper_options,
+        )
 
     def send(self, events: Sequence[Event]) -> None:
         """Queue events durably (returns once they are on disk); sent in the background, in order."""

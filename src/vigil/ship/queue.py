@@ -29,6 +29,7 @@ can exceed `max_bytes` by up to one segment, because space is reclaimed a whole 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import struct
@@ -334,6 +335,31 @@ class DurableQueue:
                     payload = self._read_locked(head)
                     self._last_read = (head.seq, payload)
             return QueueEntry(head.seq, payload, head.oldest_ms, head.samples)
+
+    def peek_many(self, max_entries: int, max_samples: int, max_bytes: int) -> list[QueueEntry]:
+        """The oldest unacknowledged entries, in order, for one request: always the head (whatever its
+        size), then the next ones while the totals stay within `max_entries` entries, `max_samples`
+        samples and `max_bytes` payload bytes. Empty when the queue is. `ack()` of the last one's
+        `seq` acknowledges them all; until then the same entries come back."""
+        head = self.peek()
+        if head is None:
+            return []
+        out = [head]
+        samples, nbytes = head.samples, len(head.payload)
+        with self._lock:
+            self._check_open()
+            metas = list(itertools.islice(self._entries, 1, max_entries))
+            for meta in metas:
+                if meta.seq != out[-1].seq + 1:  # the head was acked or dropped meanwhile
+                    break
+                if samples + meta.samples > max_samples or nbytes + meta.size > max_bytes:
+                    break
+                payload = self._cache.get(meta.seq)
+                if payload is None:
+                    payload = self._read_locked(meta)
+                out.append(QueueEntry(meta.seq, payload, meta.oldest_ms, meta.samples))
+                samples, nbytes = samples + meta.samples, nbytes + meta.size
+        return out
 
     def _close_reader(self) -> None:
         if self._reader is not None:

@@ -41,7 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from vigil.model.batch import MetricMetadata
 from vigil.prompb.encode import encode_write_request
 from vigil.ship.client import Outcome, RemoteWriteClient, SendResult
-from vigil.ship.queue import DurableQueue
+from vigil.ship.queue import DurableQueue, QueueEntry
 
 __all__ = ["ShardedShipper", "Shipper", "build_shipper"]
 
@@ -114,9 +114,24 @@ class Shipper:
         barrier: _Barrier | None = None,
         hold_from: int | None = None,
         stream: str = "samples",
+        merge: Callable[[Sequence[bytes]], bytes] | None = None,
+        linger_s: float = 0.0,
+        max_bytes_per_send: int = 4 << 20,
+        max_entries_per_send: int = 1000,
     ) -> None:
+        """`merge` (payloads -> one payload with all their items) lets one request carry several
+        queued entries, up to `max_samples_per_send` items, `max_bytes_per_send` payload bytes and
+        `max_entries_per_send` entries (the head always goes, whatever its size); `linger_s` is how
+        long the sender waits, when something is queued after the queue was empty, for more to join
+        it (unless a full request is queued already). Not with a `barrier`."""
         if max_samples_per_send <= 0:
             raise ValueError(f"max_samples_per_send must be positive, got {max_samples_per_send}")
+        if merge is not None and barrier is not None:
+            raise ValueError("merging entries and a re-sharding barrier do not go together")
+        self._merge = merge
+        self._linger = linger_s
+        self._max_bytes_per_send = max_bytes_per_send
+        self._max_entries_per_send = max_entries_per_send
         self._queue = queue
         self._client = client
         self._registry = registry
@@ -223,6 +238,8 @@ class Shipper:
     def _run(self) -> None:
         attempt = 0
         arrived = False
+        idle = True  # the queue was found empty: what arrives next may linger for company
+        solo_until = -1  # entries up to this seq go one per request (a merged request was refused)
         while not self._stop.is_set():
             self._wake.clear()
             try:
@@ -236,19 +253,34 @@ class Shipper:
                         self._stop.wait(0.05)
                         continue
                 if entry is None:
+                    idle = True
                     self._wake.wait(self._idle_poll)
                     continue
-                result = self._client.send(entry.payload)
+                batch = [entry]
+                if self._merge is not None and entry.seq > solo_until:
+                    if idle and self._linger > 0:
+                        idle = False
+                        self._linger_for_more()
+                        continue  # peek again: the head may have been dropped meanwhile
+                    batch = self._batch() or batch
+                idle = False
+                payload = batch[0].payload if len(batch) == 1 else self._merge_payloads(batch)
+                result = self._client.send(payload)
                 if result.outcome is Outcome.RETRY:
                     with self._stats_lock:
                         self.retries += 1
                     self._stop.wait(self._backoff(attempt, result.retry_after_s))
                     attempt += 1
                     continue
-                self._account(result, entry.samples, len(entry.payload))
+                if result.outcome is not Outcome.OK and len(batch) > 1:
+                    # Refused as a whole (a bad item, too large): send these one by one, so only
+                    # what the server refuses on its own is dropped.
+                    solo_until = batch[-1].seq
+                    continue
+                self._account(result, sum(e.samples for e in batch), len(payload))
                 # After the server's answer and not before: see the queue's module docstring for what
-                # a crash between the two means (a harmless resend).
-                self._queue.ack(entry.seq)
+                # a crash between the two means (a harmless resend). One ack for the whole batch.
+                self._queue.ack(batch[-1].seq)
                 attempt = 0
             except Exception:
                 if self._stop.is_set():
@@ -256,6 +288,30 @@ class Shipper:
                 log.exception("shipper: unexpected error; retrying")
                 self._stop.wait(self._backoff(attempt, None))
                 attempt += 1
+
+    def _batch(self) -> list[QueueEntry]:
+        return self._queue.peek_many(self._max_entries_per_send, self._max_samples, self._max_bytes_per_send)
+
+    def _merge_payloads(self, batch: Sequence[QueueEntry]) -> bytes:
+        assert self._merge is not None
+        return self._merge([e.payload for e in batch])
+
+    def _linger_for_more(self) -> None:
+        """Wait up to `linger_s` for more entries to join the head, or until a full request is queued
+        (enqueue wakes the sender), or until stopped."""
+        deadline = time.monotonic() + self._linger
+        while not self._stop.is_set():
+            self._wake.clear()
+            entries, _ = self._queue.depth()  # before the batch: entries only join meanwhile
+            batch = self._batch()
+            if not batch:
+                return
+            if len(batch) < entries or sum(e.samples for e in batch) >= self._max_samples:
+                return  # more is queued than one request takes: send now
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(left)
 
     def _account(self, result: SendResult, samples: int, nbytes: int) -> None:
         with self._stats_lock:
