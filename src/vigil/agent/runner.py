@@ -174,7 +174,13 @@ class Agent:
         self._sink = sink
         self._metadata_interval = metadata_interval_s
         self._stop = threading.Event()
+        self._now = threading.Event()  # collect_now(): a round before the next aligned one
         self._thread: threading.Thread | None = None
+
+    def collect_now(self) -> None:
+        """Have the loop run a round at once (thread-safe): a collector saw a change worth shipping
+        now. The aligned rounds go on as before."""
+        self._now.set()
 
     def add(self, collector: Collector) -> None:
         """One more collector, from the next round on (a receiver that started after the agent was
@@ -234,9 +240,11 @@ class Agent:
                 except Exception:
                     log.exception("could not queue a collection round for shipping")
             delay = self.interval_s - (time.time() % self.interval_s)
-            self._stop.wait(delay)
+            self._now.wait(delay)
+            self._now.clear()
 
     def stop(self) -> None:
         self._stop.set()
+        self._now.set()
         if self._thread is not None:
             self._thread.join()

@@ -33,6 +33,7 @@ from vigil.model.event import Event
 
 if TYPE_CHECKING:
     from vigil.logs.linerules import LineRule
+    from vigil.probe.collector import ProbesCollector  # imported only when probes are configured
 from vigil.security.authlog import AuthLogProcessor
 from vigil.security.integrity import FileIntegrityCollector
 from vigil.security.ports import ListeningPortsCollector
@@ -54,6 +55,7 @@ class Security:
     pipeline: LogPipeline | None = None
     syslog: SyslogServer | None = None
     watcher: ListenerWatcher | None = None  # its own service: reads the socket tables between collections
+    probes: ProbesCollector | None = None  # its `on_change` asks the agent for a round at once
     starters: list[Callable[[], None]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     name: str = "security"  # a service of vigil.cmd.run
@@ -116,6 +118,7 @@ def build_security(cfg: Config, labels: dict[str, str], emit: Emit | None) -> Se
         from vigil.probe.collector import ProbesCollector
 
         probes = ProbesCollector(a.probes, a.certificates)
+        out.probes = probes
         out.collectors.append(probes)
         out.starters.append(probes.start)
         out.closers.append(probes.stop)

@@ -304,6 +304,8 @@ def agent_services(
     labels = {**identity.labels(), "job": a.job}
     security = build_security(cfg, labels, events.send if events else None)
     agent = build_agent(cfg, registry, sink=sink, security=security, identity=identity, host=host_collectors)
+    if security.probes is not None:  # a probe that goes down or up is shipped now, not next round
+        security.probes.on_change = agent.collect_now
     parts: list[Service | None] = [
         shipper,
         events,

@@ -99,6 +99,9 @@ class ProbesCollector:
         self._max_workers = max(1, max_workers)
         self._results: dict[str, ProbeResult] = {}
         self._errors: dict[str, str] = {}
+        # Called (from a probe thread) when a probe's success flips, so that the agent can collect
+        # and ship at once instead of at its next round: a target going down is news.
+        self.on_change: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -118,9 +121,12 @@ class ProbesCollector:
     def _record(self, job: _Job, outcome: tuple[ProbeResult, str]) -> None:
         result, error = outcome
         with self._lock:
+            previous = self._results.get(job.key)
             self._results[job.key] = result
             before = self._errors.get(job.key, "")
             self._errors[job.key] = error
+        if previous is not None and previous.success != result.success and self.on_change is not None:
+            self.on_change()
         what = "certificate files" if job.key == _CERTS else f"probe {job.key!r}"
         if error and error != before:
             self._log.warning("%s failed: %s", what, error)
