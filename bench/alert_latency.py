@@ -12,7 +12,8 @@ Scenarios, all triggered at the same instant in one fresh stack per run:
   the peer stack has no collector for listening sockets, so it is not measured there).
 
 Latency = the time the webhook receiver got the first notification naming the scenario's alert minus
-the trigger time, wall clock, one figure per scenario per run; the line gives the median over runs:
+the trigger time (which comes at a random moment of the collection/scrape cycle, seeded per run),
+wall clock, one figure per scenario per run; the line gives the median over runs:
 
     alert_latency probe: vigil median 6.1 s (n=10, min 3.2, max 9.8);
         prometheus+alertmanager median 78.4 s (n=3, ...); ratio 0.08x   (one line)
@@ -36,6 +37,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -150,6 +152,16 @@ class Listener:
         self._thread.join(5)
 
 
+PHASE_SPAN_S = 15.0  # a whole cycle of either stack (Vigil's 10 s, the peer's 15 s)
+
+
+def random_phase(run: int) -> None:
+    """Wait a random part of a cycle before the trigger. Steady state is seen just after a probe or
+    scrape succeeded, so triggering at once would always hit the start of a cycle (the worst case);
+    things break at any moment. Seeded per run, so both stacks get the same delays."""
+    time.sleep(random.Random(run).uniform(0, PHASE_SPAN_S))
+
+
 def append_failed_logins(path: Path, run: int) -> None:
     ts = time.strftime("%b %e %H:%M:%S")
     with path.open("a") as f:
@@ -165,8 +177,13 @@ def append_failed_logins(path: Path, run: int) -> None:
 def process(argv: list[str], log: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     try:
         yield proc
@@ -210,13 +227,13 @@ def vigil_run(work: Path, hook_url: str, capture: Capture, run: int) -> dict[str
     (work / "vigil.yml").write_text(
         f"""\
 server: {{listen: "127.0.0.1:{port}", external_url: "http://127.0.0.1:{port}"}}
-storage: {{path: "{work / 'data'}"}}
+storage: {{path: "{work / "data"}"}}
 agent:
   disable: [updates, file_integrity]
   logs: {{auth: {{paths: ["{auth_log}"], journal: never}}}}
   probes:
     - {{name: bench, module: tcp, target: "127.0.0.1:{target.port}"}}
-rule_files: ["{work / 'rules.yml'}"]
+rule_files: ["{work / "rules.yml"}"]
 alerting:
   route: {{receiver: hook, group_by: [alertname]}}
   receivers:
@@ -235,6 +252,7 @@ alerting:
             120,
             log,
         )
+        random_phase(run)
         t0 = time.time()
         target.close()
         append_failed_logins(auth_log, run)
@@ -263,10 +281,13 @@ def _vigil_steady(base: str) -> bool:
 
 # --- Prometheus + Alertmanager + blackbox_exporter + mtail --------------------------------------
 
-PEER_RULES = BENCH_RULES.replace("{probe_selector}", "") + """\
+PEER_RULES = (
+    BENCH_RULES.replace("{probe_selector}", "")
+    + """\
       - alert: SSHBruteForce
         expr: increase(ssh_failed_logins_total[5m]) > 5
 """
+)
 # Debian's packaged /etc/prometheus/prometheus.yml (its `global:` block) and alertmanager.yml's timings.
 PEER_GLOBAL = "global: {scrape_interval: 15s, evaluation_interval: 15s}\n"
 MTAIL_PROG = """\
@@ -293,7 +314,7 @@ def peer_run(work: Path, hook_url: str, capture: Capture, run: int) -> dict[str,
     (work / "prometheus.yml").write_text(
         PEER_GLOBAL
         + f"""\
-rule_files: ["{work / 'rules.yml'}"]
+rule_files: ["{work / "rules.yml"}"]
 alerting:
   alertmanagers: [{{static_configs: [{{targets: ["127.0.0.1:{am_port}"]}}]}}]
 scrape_configs:
@@ -310,26 +331,68 @@ scrape_configs:
 """
     )
     with contextlib.ExitStack() as stack:
-        stack.enter_context(process([
-            "prometheus-alertmanager", f"--config.file={work / 'am.yml'}", f"--storage.path={work / 'am'}",
-            f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-        ], work / "am.log", work))
-        stack.enter_context(process([
-            "prometheus-blackbox-exporter", f"--config.file={work / 'blackbox.yml'}",
-            f"--web.listen-address=127.0.0.1:{bb_port}",
-        ], work / "blackbox.log", work))
-        stack.enter_context(process([
-            "mtail", "-progs", str(work / "progs"), "-logs", str(auth_log),
-            "-address", "127.0.0.1", "-port", str(mtail_port),
-        ], work / "mtail.log", work))
+        stack.enter_context(
+            process(
+                [
+                    "prometheus-alertmanager",
+                    f"--config.file={work / 'am.yml'}",
+                    f"--storage.path={work / 'am'}",
+                    f"--web.listen-address=127.0.0.1:{am_port}",
+                    "--cluster.listen-address=",
+                ],
+                work / "am.log",
+                work,
+            )
+        )
+        stack.enter_context(
+            process(
+                [
+                    "prometheus-blackbox-exporter",
+                    f"--config.file={work / 'blackbox.yml'}",
+                    f"--web.listen-address=127.0.0.1:{bb_port}",
+                ],
+                work / "blackbox.log",
+                work,
+            )
+        )
+        stack.enter_context(
+            process(
+                [
+                    "mtail",
+                    "-progs",
+                    str(work / "progs"),
+                    "-logs",
+                    str(auth_log),
+                    "-address",
+                    "127.0.0.1",
+                    "-port",
+                    str(mtail_port),
+                ],
+                work / "mtail.log",
+                work,
+            )
+        )
         plog = work / "prometheus.log"
-        stack.enter_context(process([
-            "prometheus", f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'prom'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ], plog, work))
+        stack.enter_context(
+            process(
+                [
+                    "prometheus",
+                    f"--config.file={work / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={work / 'prom'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                ],
+                plog,
+                work,
+            )
+        )
         base = f"http://127.0.0.1:{prom_port}"
-        wait_until("prometheus: both targets scraped and the rule group evaluated",
-                   lambda: _peer_steady(base), 240, plog)
+        wait_until(
+            "prometheus: both targets scraped and the rule group evaluated",
+            lambda: _peer_steady(base),
+            240,
+            plog,
+        )
+        random_phase(run)
         t0 = time.time()
         target.close()
         append_failed_logins(auth_log, run)
@@ -354,8 +417,10 @@ def measure(kind: str, runs: int, tmp_dir: Path | None) -> dict[str, list[float]
     out: dict[str, list[float]] = {s: [] for s in (SCENARIOS if kind == "vigil" else PEER_SCENARIOS)}
     run_one = vigil_run if kind == "vigil" else peer_run
     for run in range(runs):
-        with tempfile.TemporaryDirectory(prefix=f"vigil-bench-alert-{kind}-", dir=tmp_dir) as d, \
-                webhook() as (url, capture):
+        with (
+            tempfile.TemporaryDirectory(prefix=f"vigil-bench-alert-{kind}-", dir=tmp_dir) as d,
+            webhook() as (url, capture),
+        ):
             got = run_one(Path(d), url, capture, run)
         for scenario, latency in got.items():
             shown = "timeout" if latency is None else f"{latency:.2f} s"
@@ -369,8 +434,10 @@ def summary(values: list[float], runs: int) -> str:
     if not values:
         return f"no notification (0/{runs})"
     lost = f", {runs - len(values)} timed out" if len(values) < runs else ""
-    return (f"median {statistics.median(values):.1f} s (n={len(values)}, min {min(values):.1f}, "
-            f"max {max(values):.1f}{lost})")
+    return (
+        f"median {statistics.median(values):.1f} s (n={len(values)}, min {min(values):.1f}, "
+        f"max {max(values):.1f}{lost})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
