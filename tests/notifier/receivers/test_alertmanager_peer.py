@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,9 @@ def test_forwarded_alerts_show_in_alertmanager(am_factory: Any) -> None:
     assert shown["annotations"] == dict(firing.annotations)
     assert shown["fingerprint"] == f"{firing.fingerprint:016x}"
     assert shown["generatorURL"] == firing.generator_url
-    assert shown["startsAt"] == go_time_json(firing.starts_at_ms)
+    # the same instant; Alertmanager's API prints milliseconds always (.760Z), Go's JSON trims (.76Z)
+    shown_ms = round(datetime.fromisoformat(shown["startsAt"].replace("Z", "+00:00")).timestamp() * 1000)
+    assert shown_ms == firing.starts_at_ms
     # resolving it through the same integration removes it from the active alerts
     done = Alert(firing.labels, firing.annotations, firing.starts_at_ms, now_ms - 1, firing.generator_url)
     fwd.notify(ctx, [done])
