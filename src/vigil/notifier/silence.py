@@ -185,14 +185,6 @@ def validate_matcher(m: Matcher) -> None:
         )
 
 
-def build_matcher(type_: MatchType, name: str, value: str) -> Matcher:
-    """A Matcher from API fields; a regex that does not compile is Alertmanager's SilenceError."""
-    try:
-        return Matcher(type_, name, value)
-    except MatcherError as e:
-        raise SilenceError(f"invalid regular expression {go_quote(value)}: {e}") from None
-
-
 def _matches_empty(m: Matcher) -> bool:
     # As Alertmanager: only the positive matchers count (a negative one is taken as not matching "").
     if m.type is MatchType.EQ:
